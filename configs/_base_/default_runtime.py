@@ -1,0 +1,7 @@
+# Runtime defaults shared by every pose config: seeding, logging, checkpointing, evaluation keys.
+randomness = dict(seed=None, deterministic=False)
+log_interval = 50                  # iterations between log lines
+checkpoint = dict(save_best='coco/AP', rule='greater', save_last=True)
+env_cfg = dict(cudnn_benchmark=False, dist_backend='nccl')
+load_from = None                   # a checkpoint to initialise the whole model from
+resume = False
