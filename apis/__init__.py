@@ -1,0 +1,1 @@
+"""Python inference API."""

@@ -1,0 +1,1 @@
+"""Keypoint encodings: each module registers its codec in utils.registry.CODECS."""

@@ -1,0 +1,1 @@
+"""Datasets, samplers and collate; transforms live in datasets.transforms."""

@@ -1,0 +1,1 @@
+"""Top-down augmentation and packing transforms, registered in utils.registry.TRANSFORMS."""

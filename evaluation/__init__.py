@@ -1,0 +1,1 @@
+"""Metrics, registered in utils.registry.METRICS."""

@@ -1,0 +1,1 @@
+"""Backbones: each module registers its classes in utils.registry.MODELS."""

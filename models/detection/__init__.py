@@ -1,0 +1,1 @@
+"""Detection: each module registers its classes in utils.registry.MODELS."""

@@ -1,0 +1,1 @@
+"""Heads: each module registers its classes in utils.registry.MODELS."""

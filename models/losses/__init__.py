@@ -1,0 +1,1 @@
+"""Losses: each module registers its classes in utils.registry.MODELS."""

@@ -1,0 +1,1 @@
+"""Necks: each module registers its classes in utils.registry.MODELS."""

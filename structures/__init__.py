@@ -1,0 +1,1 @@
+"""Box and keypoint geometry shared by transforms, models and metrics."""
