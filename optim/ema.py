@@ -1,0 +1,95 @@
+"""Exponential moving averages of model weights (mmengine/mmpose EMAHook models)."""
+from __future__ import annotations
+
+import copy
+import math
+from typing import Any
+
+import torch
+from torch import nn
+
+
+class ExponentialMovingAverage:
+    """A frozen copy of ``model`` whose weights follow ``avg = (1 - m) * avg + m * weights``.
+
+    Args:
+        model: the model being trained (unwrapped from DDP).
+        momentum: weight ``m`` of the newest weights.
+        interval: average every ``interval`` updates (the others only count).
+        update_buffers: also average floating-point buffers (BN running stats); otherwise buffers
+            are copied from the model at every update. Integer buffers keep their first value.
+    """
+
+    def __init__(self, model: nn.Module, momentum: float = 0.0002, interval: int = 1,
+                 update_buffers: bool = False) -> None:
+        if not 0.0 < momentum < 1.0:
+            raise ValueError(f'EMA momentum must lie in (0, 1), got {momentum}')
+        self.module = copy.deepcopy(model).requires_grad_(False)
+        self.momentum, self.interval, self.update_buffers = momentum, interval, update_buffers
+        self.steps = 0
+
+    def _averaged(self, model: nn.Module) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+        if self.update_buffers:
+            return self.module.state_dict(), model.state_dict()
+        return dict(self.module.named_parameters()), dict(model.named_parameters())
+
+    def average_(self, avg: torch.Tensor, source: torch.Tensor, steps: int) -> None:
+        """In place: move ``avg`` towards ``source``; ``steps`` updates have already happened."""
+        avg.lerp_(source, self.momentum)
+
+    @torch.no_grad()
+    def update_parameters(self, model: nn.Module) -> None:
+        """Fold the current weights of ``model`` into the average (call after each optimizer step)."""
+        averaged, source = self._averaged(model)
+        if self.steps == 0:
+            for name, avg in averaged.items():
+                avg.copy_(source[name])
+        elif self.steps % self.interval == 0:
+            for name, avg in averaged.items():
+                if avg.dtype.is_floating_point:
+                    self.average_(avg, source[name].to(avg.device), self.steps)
+        if not self.update_buffers:
+            for avg_buf, buf in zip(self.module.buffers(), model.buffers()):
+                avg_buf.copy_(buf)
+        self.steps += 1
+
+    def state_dict(self) -> dict[str, Any]:
+        return {'module': self.module.state_dict(), 'steps': self.steps}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.module.load_state_dict(state['module'])
+        self.steps = int(state['steps'])
+
+
+class ExpMomentumEMA(ExponentialMovingAverage):
+    """EMA whose momentum decays from ~1 to ``momentum``: ``(1 - momentum) * exp(-(1 + steps) /
+    gamma) + momentum`` (YOLOX / RTMPose's EMAHook ``ema_type='ExpMomentumEMA'``)."""
+
+    def __init__(self, model: nn.Module, momentum: float = 0.0002, gamma: int = 2000, interval: int = 1,
+                 update_buffers: bool = False) -> None:
+        if gamma <= 0:
+            raise ValueError(f'ExpMomentumEMA gamma must be positive, got {gamma}')
+        super().__init__(model, momentum, interval, update_buffers)
+        self.gamma = gamma
+
+    def average_(self, avg: torch.Tensor, source: torch.Tensor, steps: int) -> None:
+        m = (1 - self.momentum) * math.exp(-float(1 + steps) / self.gamma) + self.momentum
+        avg.mul_(1 - m).add_(source, alpha=m)
+
+
+EMA_TYPES = {'ExponentialMovingAverage': ExponentialMovingAverage, 'ExpMomentumEMA': ExpMomentumEMA}
+
+
+def build_ema(model: nn.Module, ema_hook_cfg: dict | None) -> ExponentialMovingAverage | None:
+    """EMA from a config's ``custom_hooks`` entry ``dict(type='EMAHook', ema_type=..., momentum=...,
+    update_buffers=..., priority=...)``; None when ``ema_hook_cfg`` is None."""
+    if ema_hook_cfg is None:
+        return None
+    args = {k: v for k, v in ema_hook_cfg.items() if k not in ('type', 'ema_type', 'priority')}
+    ema_type = ema_hook_cfg.get('ema_type', 'ExponentialMovingAverage')
+    if ema_type not in EMA_TYPES:
+        raise KeyError(f'EMAHook.ema_type {ema_type!r} is not supported; expected one of {sorted(EMA_TYPES)}')
+    if args.pop('begin_iter', 0) or args.pop('begin_epoch', 0):
+        raise ValueError('EMAHook begin_iter/begin_epoch are not supported')
+    args.pop('strict_load', None)
+    return EMA_TYPES[ema_type](model, **args)
