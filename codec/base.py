@@ -1,0 +1,62 @@
+"""Common interface of keypoint codecs (encode targets, decode predictions)."""
+from __future__ import annotations
+
+from abc import ABCMeta, abstractmethod
+from typing import Any
+
+import numpy as np
+
+
+class BaseKeypointCodec(metaclass=ABCMeta):
+    """A codec turns keypoint coordinates into a training target and a prediction back into coordinates.
+
+    Shapes: N instances, K keypoints, D coordinate dims. Coordinates are (x, y) pixels of the
+    model's input image (the crop after ``TopdownAffine``).
+
+    Class attributes mirror MMPose 1.3.2 and tell ``GenerateTarget`` how to file the encoded items:
+    ``auxiliary_encode_keys`` (extra sample keys passed to :meth:`encode`), ``field_mapping_table``
+    (dense fields such as heatmaps), ``instance_mapping_table`` and ``label_mapping_table``
+    (per-instance labels such as ``keypoint_weights``).
+    """
+
+    auxiliary_encode_keys: set[str] = set()
+    field_mapping_table: dict[str, str] = {}
+    instance_mapping_table: dict[str, str] = {}
+    label_mapping_table: dict[str, str] = {}
+
+    @abstractmethod
+    def encode(self, keypoints: np.ndarray, keypoints_visible: np.ndarray | None = None) -> dict:
+        """Encode keypoints (N, K, D) input px with visibility (N, K) into a dict of targets."""
+
+    @abstractmethod
+    def decode(self, *encoded: Any) -> tuple[np.ndarray, Any]:
+        """Decode a prediction into ``(keypoints (N, K, D) input px, scores (N, K))``."""
+
+    def batch_decode(self, *batch_encoded: Any) -> tuple[list[np.ndarray], list[np.ndarray]]:
+        """Decode a whole batch at once; only codecs with ``support_batch_decoding`` implement it."""
+        raise NotImplementedError(f'{type(self).__name__} has no batch_decode')
+
+    @property
+    def support_batch_decoding(self) -> bool:
+        """True when the subclass overrides :meth:`batch_decode`."""
+        return type(self).batch_decode is not BaseKeypointCodec.batch_decode
+
+
+def default_visibility(keypoints: np.ndarray, keypoints_visible: np.ndarray | None) -> np.ndarray:
+    """``keypoints_visible`` checked against ``keypoints`` (N, K, D); all ones (float32) when None."""
+    if keypoints.ndim != 3:
+        raise ValueError(f'keypoints must have shape (N, K, D), got {keypoints.shape}')
+    if keypoints_visible is None:
+        return np.ones(keypoints.shape[:2], dtype=np.float32)
+    keypoints_visible = np.asarray(keypoints_visible)
+    if keypoints_visible.shape != keypoints.shape[:2]:
+        raise ValueError(f'keypoints_visible must have shape {keypoints.shape[:2]} (N, K) to match '
+                         f'keypoints {keypoints.shape}, got {keypoints_visible.shape}')
+    return keypoints_visible
+
+
+def require_single_instance(codec: BaseKeypointCodec, keypoints: np.ndarray) -> None:
+    """Raise unless ``keypoints`` holds exactly one instance (heatmap codecs encode one person)."""
+    if keypoints.ndim != 3 or keypoints.shape[0] != 1:
+        raise ValueError(f'{type(codec).__name__}.encode supports a single instance: keypoints must '
+                         f'have shape (1, K, D), got {keypoints.shape}')
