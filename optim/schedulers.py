@@ -133,6 +133,12 @@ class MultiStepLR(LRScheduler):
         self.gamma = gamma
         super().__init__(optimizer, begin, end, by_epoch)
 
+    def state_dict(self) -> dict[str, Any]:
+        return {**super().state_dict(), 'milestones': dict(self.milestones)}  # plain dict: weights_only load
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        super().load_state_dict({**state, 'milestones': Counter(state['milestones'])})
+
     def _get_value(self) -> list[float]:
         if self.last_step not in self.milestones:
             return self._current()

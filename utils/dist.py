@@ -1,0 +1,89 @@
+"""Distributed helpers: process-group setup from torchrun's environment, rank queries, collectives."""
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import torch
+import torch.distributed as dist
+
+
+def is_distributed() -> bool:
+    """True when a torch.distributed process group is initialised."""
+    return dist.is_available() and dist.is_initialized()
+
+
+def get_rank() -> int:
+    return dist.get_rank() if is_distributed() else 0
+
+
+def get_world_size() -> int:
+    return dist.get_world_size() if is_distributed() else 1
+
+
+def is_main_process() -> bool:
+    return get_rank() == 0
+
+
+def init_distributed(device: str, backend: str | None = None) -> tuple[int, int, torch.device]:
+    """Join the process group described by torchrun's environment (RANK, WORLD_SIZE, LOCAL_RANK,
+    MASTER_ADDR, MASTER_PORT), if any.
+
+    Args:
+        device: 'cuda' or 'cpu'.
+        backend: default 'nccl' on CUDA and 'gloo' on CPU.
+
+    Returns:
+        (rank, world_size, device); device is ``cuda:LOCAL_RANK`` on CUDA. A plain ``python train.py``
+        gets (0, 1, device) and no process group.
+    """
+    world_size = int(os.environ.get('WORLD_SIZE', '1'))
+    local_rank = int(os.environ.get('LOCAL_RANK', '0'))
+    dev = torch.device(device)
+    if dev.type == 'cuda':
+        dev = torch.device('cuda', local_rank)
+        torch.cuda.set_device(dev)
+    if world_size > 1 and not is_distributed():
+        backend = backend or ('nccl' if dev.type == 'cuda' else 'gloo')
+        if dev.type == 'cpu' and backend == 'nccl':
+            backend = 'gloo'
+        dist.init_process_group(backend=backend, device_id=dev if dev.type == 'cuda' else None)
+    return get_rank(), get_world_size(), dev
+
+
+def barrier() -> None:
+    if is_distributed():
+        dist.barrier()
+
+
+def broadcast_object(obj: Any, src: int = 0) -> Any:
+    """``obj`` of rank ``src`` on every rank (any picklable object)."""
+    if not is_distributed():
+        return obj
+    box = [obj]
+    dist.broadcast_object_list(box, src=src)
+    return box[0]
+
+
+def all_reduce_mean(tensor: torch.Tensor) -> torch.Tensor:
+    """Mean of ``tensor`` over ranks (a new tensor; the input is unchanged)."""
+    if not is_distributed():
+        return tensor
+    out = tensor.clone()
+    dist.all_reduce(out, op=dist.ReduceOp.SUM)
+    return out / get_world_size()
+
+
+def all_reduce_max(value: float, device: torch.device) -> float:
+    """Maximum of a Python number over ranks."""
+    if not is_distributed():
+        return value
+    t = torch.tensor([float(value)], device=device)
+    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    return float(t.item())
+
+
+def cleanup() -> None:
+    """Leave the process group, if any."""
+    if is_distributed():
+        dist.destroy_process_group()
