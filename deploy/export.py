@@ -1,0 +1,183 @@
+"""Export a pose network (or any traceable module) to ONNX, record how it was exported, and check it
+against PyTorch with ONNX Runtime."""
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import warnings
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from deploy.deps import require
+from deploy.graph import PoseExportModule, Preprocess
+
+METADATA_KEY = 'mmpose_clean'
+EXPORTERS = ('torchscript', 'dynamo')
+
+
+def export_module(module: nn.Module, example: torch.Tensor, path: str | os.PathLike, *,
+                  input_name: str, output_names: Sequence[str], opset: int = 17,
+                  dynamic_batch: bool = False, exporter: str = 'torchscript',
+                  metadata: Mapping[str, Any] | None = None) -> str:
+    """Export ``module(example)`` to ``path`` and attach ``metadata`` (JSON under key 'mmpose_clean').
+
+    Args:
+        module: a traceable module taking one (B, ...) tensor; put in eval mode by this function.
+        example: example input; its batch size is free when ``dynamic_batch``.
+        exporter: 'torchscript' (``dynamo=False``, fast and stable for these CNNs) or 'dynamo'
+            (``torch.export`` + onnxscript).
+
+    Returns:
+        the written path as a string.
+    """
+    onnx = require('onnx', 'ONNX export')
+    if exporter not in EXPORTERS:
+        raise ValueError(f'exporter must be one of {EXPORTERS}, got {exporter!r}')
+    path = os.fspath(path)
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    module = module.eval()
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter('ignore')  # the TorchScript exporter announces its deprecation on every call
+        if exporter == 'torchscript':
+            axes = {name: {0: 'batch'} for name in (input_name, *output_names)} if dynamic_batch else None
+            torch.onnx.export(module, (example,), path, dynamo=False, opset_version=opset,
+                              input_names=[input_name], output_names=list(output_names),
+                              dynamic_axes=axes, do_constant_folding=True)
+        else:
+            shapes = ({'x': {0: torch.export.Dim('batch', min=1, max=4096)}} if dynamic_batch else None)
+            program = torch.onnx.export(module, (example,), dynamo=True, opset_version=opset,
+                                        input_names=[input_name], output_names=list(output_names),
+                                        dynamic_shapes=shapes, verbose=False)
+            program.save(path)
+    model = onnx.load(path)
+    write_metadata(model, metadata or {})
+    onnx.checker.check_model(model)
+    onnx.save(model, path)
+    return path
+
+
+def write_metadata(model: Any, metadata: Mapping[str, Any]) -> None:
+    """Store ``metadata`` (JSON-serialisable) in an ``onnx.ModelProto``'s metadata_props, in place."""
+    for prop in [p for p in model.metadata_props if p.key == METADATA_KEY]:
+        model.metadata_props.remove(prop)
+    entry = model.metadata_props.add()
+    entry.key = METADATA_KEY
+    entry.value = json.dumps(dict(metadata))
+
+
+def read_metadata(path: str | os.PathLike) -> dict[str, Any]:
+    """The metadata dict written by :func:`export_module` (``{}`` for foreign ONNX files)."""
+    onnx = require('onnx', 'reading ONNX metadata')
+    model = onnx.load(os.fspath(path), load_external_data=False)
+    for prop in model.metadata_props:
+        if prop.key == METADATA_KEY:
+            return json.loads(prop.value)
+    return {}
+
+
+def pose_output_names(codec_cfg: Mapping[str, Any], with_decode: bool) -> list[str]:
+    """Graph output names: decoded ('keypoints', 'scores') or the head's raw outputs."""
+    if with_decode:
+        return ['keypoints', 'scores']
+    if codec_cfg.get('type') == 'SimCCLabel':
+        return ['simcc_x', 'simcc_y']
+    return ['output']
+
+
+def export_pose_model(estimator: nn.Module, cfg: Mapping[str, Any], path: str | os.PathLike, *,
+                      opset: int = 17, dynamic_batch: bool = False, with_decode: bool = False,
+                      with_preprocess: bool = False, flip_indices: Sequence[int] | None = None,
+                      exporter: str = 'torchscript', batch_size: int = 1
+                      ) -> tuple[str, PoseExportModule, torch.Tensor]:
+    """Export a TopdownPoseEstimator (``forward(x normalised) -> head outputs``) with its ``cfg``.
+
+    Args:
+        estimator: the network; its ``forward`` is traced, ``estimator.head.decode``/``flip_merge`` are
+            used for the in-graph decode / flip test.
+        cfg: the full config (uses ``codec``, ``model.data_preprocessor`` and ``model.test_cfg``).
+        with_decode: outputs keypoints (B, K, 2) in input-crop px and scores (B, K) instead of raw
+            head outputs.
+        with_preprocess: graph input is uint8 BGR (B, 3, H, W) instead of float normalised.
+        flip_indices: (K,) left/right partner of each keypoint; puts the flip test in the graph.
+
+    Returns:
+        (path, the exported wrapper module, the example input used for tracing).
+    """
+    codec_cfg = cfg['codec']
+    width, height = codec_cfg['input_size']
+    model_cfg = cfg['model']
+    preprocessor_cfg = dict(model_cfg.get('data_preprocessor') or {})
+    test_cfg = dict(model_cfg.get('test_cfg') or {})
+    preprocess = Preprocess.from_config(preprocessor_cfg) if with_preprocess else None
+    wrapper = PoseExportModule(estimator, preprocess, with_decode, flip_indices, test_cfg).eval()
+    if with_preprocess:
+        example = torch.randint(0, 256, (batch_size, 3, height, width), dtype=torch.uint8)
+    else:
+        example = torch.randn(batch_size, 3, height, width)
+    metadata = dict(kind='pose', input_size=[width, height], with_decode=with_decode,
+                    with_preprocess=with_preprocess, dynamic_batch=dynamic_batch,
+                    flip_test=flip_indices is not None,
+                    mean=list(preprocessor_cfg.get('mean', (0.0, 0.0, 0.0))),
+                    std=list(preprocessor_cfg.get('std', (1.0, 1.0, 1.0))),
+                    bgr_to_rgb=bool(preprocessor_cfg.get('bgr_to_rgb', False)),
+                    test_cfg=_jsonable(test_cfg), codec=_jsonable(codec_cfg))
+    export_module(wrapper, example, path, input_name='input',
+                  output_names=pose_output_names(codec_cfg, with_decode), opset=opset,
+                  dynamic_batch=dynamic_batch, exporter=exporter, metadata=metadata)
+    return os.fspath(path), wrapper, example
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    return value
+
+
+def compare_with_torch(path: str | os.PathLike, module: nn.Module, inputs: torch.Tensor,
+                       threads: int = 2) -> dict[str, float]:
+    """Run ``module`` (PyTorch) and the ONNX file on ``inputs``; max abs difference per graph output."""
+    from deploy.ort_backend import create_session
+
+    session = create_session(path, threads=threads)
+    with torch.no_grad():
+        expected = module.eval()(inputs)
+    if isinstance(expected, torch.Tensor):
+        expected = (expected,)
+    got = session.run(None, {session.get_inputs()[0].name: inputs.numpy()})
+    names = [o.name for o in session.get_outputs()]
+    if len(got) != len(expected):
+        raise RuntimeError(f'{path}: ONNX graph has {len(got)} outputs, PyTorch module {len(expected)}')
+    return {name: float(np.abs(g - e.numpy()).max()) for name, g, e in zip(names, got, expected)}
+
+
+def simplify_onnx(path: str | os.PathLike) -> str:
+    """Simplify the ONNX file in place with onnxslim (or onnxsim); returns which tool ran.
+
+    Raises:
+        ImportError: when neither onnxslim nor onnxsim is installed.
+    """
+    onnx = require('onnx', 'ONNX simplification')
+    path = os.fspath(path)
+    metadata = read_metadata(path)
+    if importlib.util.find_spec('onnxslim') is not None:
+        import onnxslim
+        model, tool = onnxslim.slim(onnx.load(path)), 'onnxslim'
+    elif importlib.util.find_spec('onnxsim') is not None:
+        import onnxsim
+        model, ok = onnxsim.simplify(onnx.load(path))
+        if not ok:
+            raise RuntimeError(f'onnxsim could not validate the simplified {path}')
+        tool = 'onnxsim'
+    else:
+        raise ImportError('--simplify needs onnxslim or onnxsim (python -m pip install onnxslim); '
+                          'neither is installed')
+    write_metadata(model, metadata)
+    onnx.save(model, path)
+    return tool

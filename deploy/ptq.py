@@ -1,0 +1,93 @@
+"""Post-training static int8 quantisation of an exported ONNX graph with ONNX Runtime (QDQ format).
+
+Weights: per-channel symmetric int8. Activations: per-tensor int8, ranges calibrated on real crops (the
+val pipeline's uint8 crops, preprocessed the way the graph expects). Preprocessing and decoding ops stay
+in float; only the network's Conv / Gemm / MatMul / Add (and pooling) are quantised.
+"""
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import numpy as np
+
+from deploy.deps import require
+
+DEFAULT_OP_TYPES = ('Conv', 'Gemm', 'MatMul', 'Add', 'Clip', 'Relu', 'GlobalAveragePool')
+CALIBRATION_METHODS = ('minmax', 'entropy', 'percentile')
+
+
+class ArrayCalibrationReader:
+    """``onnxruntime.quantization.CalibrationDataReader`` over an array of graph inputs.
+
+    Args:
+        input_name: the graph input's name.
+        inputs: (N, 3, H, W) graph inputs (uint8 crops or normalised float32), fed ``batch_size`` at a time.
+    """
+
+    def __init__(self, input_name: str, inputs: np.ndarray, batch_size: int = 1) -> None:
+        if inputs.ndim != 4 or len(inputs) == 0:
+            raise ValueError(f'calibration inputs must be a non-empty (N, 3, H, W) array, got {inputs.shape}')
+        self.input_name = input_name
+        self.inputs = inputs
+        self.batch_size = batch_size
+        self._iter: Iterator[dict[str, np.ndarray]] | None = None
+        self.rewind()
+
+    def get_next(self) -> dict[str, np.ndarray] | None:
+        return next(self._iter, None)
+
+    def rewind(self) -> None:
+        self._iter = ({self.input_name: self.inputs[i:i + self.batch_size]}
+                      for i in range(0, len(self.inputs), self.batch_size))
+
+
+def _calibration_method(name: str) -> Any:
+    quant = require('onnxruntime.quantization', 'int8 quantisation')
+    if name not in CALIBRATION_METHODS:
+        raise ValueError(f'calibration method must be one of {CALIBRATION_METHODS}, got {name!r}')
+    return {'minmax': quant.CalibrationMethod.MinMax, 'entropy': quant.CalibrationMethod.Entropy,
+            'percentile': quant.CalibrationMethod.Percentile}[name]
+
+
+def quantize_static_int8(float_path: str | os.PathLike, output_path: str | os.PathLike,
+                         calib_inputs: np.ndarray, *, per_channel: bool = True, method: str = 'minmax',
+                         op_types: Sequence[str] = DEFAULT_OP_TYPES,
+                         nodes_to_exclude: Sequence[str] = ()) -> str:
+    """Quantise ``float_path`` to an int8 QDQ graph at ``output_path``; export metadata is kept.
+
+    Args:
+        calib_inputs: (N, 3, H, W) inputs in the float graph's input format (dtype included).
+        per_channel: per-output-channel weight scales (symmetric int8).
+        method: activation range calibration ('minmax', 'entropy' or 'percentile').
+        op_types: ONNX op types to quantise.
+        nodes_to_exclude: node names kept in float.
+
+    Returns:
+        ``output_path`` as a string.
+    """
+    onnx = require('onnx', 'int8 quantisation')
+    quant = require('onnxruntime.quantization', 'int8 quantisation')
+    shape_inference = require('onnxruntime.quantization.shape_inference', 'int8 quantisation')
+    from deploy.export import read_metadata, write_metadata
+    from deploy.ort_backend import create_session
+
+    float_path, output_path = os.fspath(float_path), os.fspath(output_path)
+    input_name = create_session(float_path, threads=1).get_inputs()[0].name
+    metadata = read_metadata(float_path)
+    with tempfile.TemporaryDirectory() as tmp:
+        prepared = os.path.join(tmp, 'prepared.onnx')
+        shape_inference.quant_pre_process(float_path, prepared, skip_symbolic_shape=True)
+        quant.quantize_static(
+            prepared, output_path, ArrayCalibrationReader(input_name, calib_inputs),
+            quant_format=quant.QuantFormat.QDQ, activation_type=quant.QuantType.QUInt8,
+            weight_type=quant.QuantType.QInt8, per_channel=per_channel,
+            calibrate_method=_calibration_method(method), op_types_to_quantize=list(op_types),
+            nodes_to_exclude=list(nodes_to_exclude),
+            extra_options={'ActivationSymmetric': False, 'WeightSymmetric': True})
+    model = onnx.load(output_path)
+    write_metadata(model, {**metadata, 'quantization': dict(mode='ptq', method=method, per_channel=per_channel)})
+    onnx.save(model, output_path)
+    return output_path
