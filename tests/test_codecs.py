@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from codec import RegressionLabel, SimCCLabel, build_codec
+from codec import IntegralRegressionLabel, MSRAHeatmap, RegressionLabel, SimCCLabel, UDPHeatmap, build_codec
 from utils.registry import CODECS
 
 REF = dict(np.load(Path(__file__).parent / 'data' / 'codec_reference.npz'))
@@ -33,10 +33,12 @@ def random_keypoints(n: int, k: int = 17, seed: int = 0, size: tuple[int, int] =
 
 # ---------------------------------------------------------------- registry
 
-@pytest.mark.parametrize('name', ['RegressionLabel', 'SimCCLabel'])
+@pytest.mark.parametrize('name', ['RegressionLabel', 'SimCCLabel', 'MSRAHeatmap', 'UDPHeatmap',
+                                  'IntegralRegressionLabel'])
 def test_registered_and_built(name):
     assert name in CODECS
-    codec = build_codec(dict(type=name, input_size=(W, H)))
+    extra = {} if name in ('RegressionLabel', 'SimCCLabel') else dict(heatmap_size=(48, 64), sigma=2.0)
+    codec = build_codec(dict(type=name, input_size=(W, H), **extra))
     assert type(codec).__name__ == name
 
 
@@ -49,6 +51,10 @@ def test_build_codec_errors():
         SimCCLabel((W, H), label_smooth_weight=0.1)
     with pytest.raises(ValueError, match='keypoints_visible'):
         RegressionLabel((W, H)).encode(np.zeros((1, 17, 2)), np.ones((17,)))
+    with pytest.raises(ValueError, match='single instance'):
+        MSRAHeatmap((W, H), (48, 64), 2.0).encode(np.zeros((2, 17, 2)))
+    with pytest.raises(ValueError, match='heatmap_type'):
+        UDPHeatmap((W, H), (48, 64), heatmap_type='bogus')
 
 
 # ---------------------------------------------------------------- RegressionLabel
@@ -166,3 +172,123 @@ def test_simcc_single_instance_input():
     enc = codec.encode(random_keypoints(1, seed=4))
     kp, scores = codec.decode(enc['keypoint_x_labels'][0], enc['keypoint_y_labels'][0])
     assert kp.shape == (1, 17, 2) and scores.shape == (1, 17)
+
+
+# ---------------------------------------------------------------- heatmap codecs
+
+HM = (48, 64)
+HEATMAP_CFGS = dict(
+    msra=(MSRAHeatmap, dict(heatmap_size=HM, sigma=2.0)),
+    msra15=(MSRAHeatmap, dict(heatmap_size=HM, sigma=1.5)),
+    msra_dark=(MSRAHeatmap, dict(heatmap_size=HM, sigma=2.0, unbiased=True)),
+    udp=(UDPHeatmap, dict(heatmap_size=HM, sigma=2.0)),
+    udp3=(UDPHeatmap, dict(heatmap_size=HM, sigma=3.0, blur_kernel_size=17)),
+    udp_comb=(UDPHeatmap, dict(heatmap_size=HM, heatmap_type='combined')),
+)
+
+
+def check_map_summary(prefix: str, maps: np.ndarray) -> None:
+    """Compare (C, H, W) maps with the per-map checksums recorded from MMPose."""
+    c, h, w = maps.shape
+    assert maps.shape == tuple(REF[f'{prefix}/shape']) and maps.dtype == np.float32
+    flat = maps.reshape(c, -1).astype(np.float64)
+    ys, xs = np.mgrid[0:h, 0:w]
+    np.testing.assert_array_equal(flat.argmax(1), REF[f'{prefix}/argmax'])
+    for key, value in (('sum', flat.sum(1)), ('sumsq', (flat ** 2).sum(1)), ('max', flat.max(1)),
+                       ('xmom', (flat * xs.ravel()).sum(1)), ('ymom', (flat * ys.ravel()).sum(1))):
+        np.testing.assert_allclose(value, REF[f'{prefix}/{key}'], rtol=1e-5, atol=1e-5, err_msg=key)
+
+
+@pytest.mark.parametrize('name', list(HEATMAP_CFGS))
+def test_heatmap_encode_matches_mmpose(name):
+    cls, cfg = HEATMAP_CFGS[name]
+    enc = cls((W, H), **cfg).encode(REF['kp1'], REF['vis1'])
+    check_map_summary(f'{name}_enc', enc['heatmaps'])
+    np.testing.assert_allclose(enc['heatmaps'][2], REF[f'{name}_enc/map2'], rtol=1e-6, atol=1e-7)
+    np.testing.assert_array_equal(enc['keypoint_weights'], REF[f'{name}_enc/weights'])
+    assert enc['keypoint_weights'].dtype == REF[f'{name}_enc/weights'].dtype
+
+
+@pytest.mark.parametrize('name', list(HEATMAP_CFGS))
+def test_heatmap_decode_matches_mmpose(name):
+    """Decode clean targets and noisy ones (with an all-zero and an all-negative map)."""
+    cls, cfg = HEATMAP_CFGS[name]
+    codec = cls((W, H), **cfg)
+    clean = codec.encode(REF['kp1'], REF['vis1'])['heatmaps']
+    noisy = clean + (pseudo_noise(clean.shape, 4) * 0.02 - 0.01).astype(np.float32)
+    if name != 'udp_comb':
+        noisy[12] = 0
+        noisy[13] = -0.1 - noisy[13] ** 2
+    for key, maps in ((f'{name}_dec', noisy), (f'{name}_dec_clean', clean)):
+        before = maps.copy()
+        kp, score = codec.decode(maps)
+        np.testing.assert_array_equal(maps, before)  # input untouched
+        ref_kp = REF[f'{key}/kp']
+        assert kp.shape == ref_kp.shape == (1, 17, 2) and kp.dtype == ref_kp.dtype
+        assert np.isfinite(kp).all()
+        finite = np.isfinite(ref_kp)  # MMPose's UDP decoding gives NaN for all-zero maps
+        assert finite.sum() >= ref_kp.size - 10
+        np.testing.assert_allclose(kp[finite], ref_kp[finite], rtol=0, atol=1e-4, err_msg=key)
+        np.testing.assert_allclose(score, REF[f'{key}/score'], rtol=1e-5, atol=1e-6, err_msg=key)
+        assert score.dtype == REF[f'{key}/score'].dtype
+
+
+def test_integral_regression_matches_mmpose():
+    codec = IntegralRegressionLabel((W, H), heatmap_size=HM, sigma=2.0)
+    enc = codec.encode(REF['kp1'], REF['vis1'])
+    check_map_summary('integral_enc', enc['heatmaps'])
+    np.testing.assert_array_equal(enc['keypoint_labels'], REF['integral_enc/keypoint_labels'])
+    np.testing.assert_array_equal(enc['keypoint_weights'], REF['integral_enc/keypoint_weights'])
+    sums = enc['heatmaps'].sum(axis=(1, 2))
+    assert np.allclose(sums[sums > 0], 1, atol=1e-5) and (sums == 0).any()  # invisible -> empty map
+    kp, _ = codec.decode(enc['keypoint_labels'])
+    np.testing.assert_allclose(kp, REF['kp1'], atol=1e-4)
+
+
+def interior_keypoints(seed: int, margin: int = 16) -> np.ndarray:
+    return margin + random_keypoints(1, seed=seed, size=(W - 2 * margin, H - 2 * margin))
+
+
+@pytest.mark.parametrize('sigma', [2.0, 1.5])
+def test_msra_round_trip(sigma):
+    # a non-integer 3-sigma radius shifts Gaussians within it of the left/top border (next test)
+    kp = random_keypoints(1, seed=6) if sigma == 2.0 else interior_keypoints(6, margin=20)
+    codec = MSRAHeatmap((W, H), HM, sigma)
+    dec, scores = codec.decode(codec.encode(kp)['heatmaps'])
+    stride = W / HM[0]
+    assert np.abs(dec - kp).max() <= stride / 2 + 1e-4
+    np.testing.assert_allclose(scores, 1)
+
+
+def test_msra_border_shift_with_fractional_radius():
+    """MMPose truncates the window corner towards zero, so with radius 4.5 a keypoint at heatmap
+    x = 1.5 (rounded 2) peaks at x = 3; recorded from MMPose 1.3.2."""
+    kp = np.array([[[6.0, 50.0], [100.0, 50.0]]], dtype=np.float32)
+    maps = MSRAHeatmap((W, H), HM, 1.5).encode(kp)['heatmaps']
+    assert [np.unravel_index(m.argmax(), m.shape) for m in maps] == [(13, 3), (13, 25)]
+
+
+def test_msra_dark_round_trip():
+    kp = interior_keypoints(7)
+    codec = MSRAHeatmap((W, H), HM, 2.0, unbiased=True)
+    dec, _ = codec.decode(codec.encode(kp)['heatmaps'])
+    assert np.abs(dec - kp).max() < 0.1  # px, against stride / 2 = 2 px without DARK
+
+
+def test_udp_round_trip():
+    """Like MMPose, UDP encodes with (input - 1) / (heatmap - 1) but decodes with input / (heatmap - 1),
+    which moves keypoints outwards by up to ~1 px; the round trip is exact up to that map."""
+    kp = interior_keypoints(8)
+    for cfg, tol in ((dict(sigma=2.0), 0.15), (dict(heatmap_type='combined'), 1e-3)):
+        codec = UDPHeatmap((W, H), HM, **cfg)
+        dec, scores = codec.decode(codec.encode(kp)['heatmaps'])
+        assert dec.shape == (1, 17, 2) and scores.shape == (1, 17)
+        expected = kp / codec.scale_factor / (np.array(HM) - 1) * (W, H)
+        assert np.abs(dec - expected).max() < tol, cfg
+
+
+def test_udp_all_zero_map_is_finite():
+    codec = UDPHeatmap((W, H), HM, sigma=2.0)
+    kp, scores = codec.decode(np.zeros((3, HM[1], HM[0]), dtype=np.float32))
+    np.testing.assert_allclose(kp, np.broadcast_to(-np.array([W, H]) / (np.array(HM) - 1), (1, 3, 2)))
+    assert (scores == 0).all()
