@@ -49,9 +49,9 @@ def make_predictions(ann_path: Path, seed: int = 0) -> dict[str, np.ndarray]:
         x, y, w, h = ann['bbox']
         xy = np.array(ann['keypoints'], dtype=np.float64).reshape(-1, 3)[:, :2]
         kpts = xy + rng.normal(0.0, rng.uniform(0.0, 0.08) * max(w, h), xy.shape)
-        row = dict(img_id=ann['image_id'], id=ann['id'], keypoints=kpts, keypoint_scores=rng.uniform(0, 1, 17),
-                   bbox=[x, y, x + w, y + h], bbox_score=float(rng.choice([1.0, 0.9, 0.75, 0.5])),
-                   bbox_scale=[w * 1.25, h * 1.25])
+        row = dict(img_id=ann['image_id'], id=ann['id'], keypoints=kpts,
+                   keypoint_scores=rng.uniform(0, 1, 17), bbox=[x, y, x + w, y + h],
+                   bbox_score=float(rng.choice([1.0, 0.9, 0.75, 0.5])), bbox_scale=[w * 1.25, h * 1.25])
         rows.append(row)
         if rng.random() < 0.5:
             rows.append(dict(row, id=next_id, keypoints=kpts + rng.normal(0, 1.0, kpts.shape),
@@ -63,7 +63,8 @@ def make_predictions(ann_path: Path, seed: int = 0) -> dict[str, np.ndarray]:
         for _ in range(25 if img['id'] == 196141 else 3):
             w, h = rng.uniform(20, 200, 2)
             x, y = rng.uniform(0, img['width'] - w), rng.uniform(0, img['height'] - h)
-            rows.append(dict(img_id=img['id'], id=next_id, keypoints=rng.uniform([x, y], [x + w, y + h], (17, 2)),
+            rows.append(dict(img_id=img['id'], id=next_id,
+                             keypoints=rng.uniform([x, y], [x + w, y + h], (17, 2)),
                              keypoint_scores=rng.uniform(0, 0.6, 17), bbox=[x, y, x + w, y + h],
                              bbox_score=float(rng.uniform(0.1, 0.9)), bbox_scale=[w * 1.25, h * 1.25]))
             next_id += 1
@@ -112,14 +113,16 @@ def run_metric(preds: dict[str, np.ndarray], **kwargs) -> dict[str, float]:
 
 VARIANTS = {
     f'{nms}/{score}': dict(nms_mode=nms, score_mode=score)
-    for nms in ('oks_nms', 'soft_oks_nms', 'none') for score in ('bbox', 'bbox_keypoint', 'bbox_rle', 'keypoint')
+    for nms in ('oks_nms', 'soft_oks_nms', 'none')
+    for score in ('bbox', 'bbox_keypoint', 'bbox_rle', 'keypoint')
 }
 VARIANTS.update({
     'oks_nms/bbox_keypoint/no_area': dict(nms_mode='oks_nms', score_mode='bbox_keypoint', use_area=False),
     'soft_oks_nms/bbox/no_area': dict(nms_mode='soft_oks_nms', score_mode='bbox', use_area=False),
     'oks_nms/bbox_keypoint/kpt_thr0.5': dict(nms_mode='oks_nms', score_mode='bbox_keypoint',
                                              keypoint_score_thr=0.5),
-    'none/bbox_keypoint/kpt_thr0.9': dict(nms_mode='none', score_mode='bbox_keypoint', keypoint_score_thr=0.9),
+    'none/bbox_keypoint/kpt_thr0.9': dict(nms_mode='none', score_mode='bbox_keypoint',
+                                          keypoint_score_thr=0.9),
     'oks_nms/bbox_rle/nms_thr0.5': dict(nms_mode='oks_nms', score_mode='bbox_rle', nms_thr=0.5),
     'soft_oks_nms/keypoint/nms_thr0.3': dict(nms_mode='soft_oks_nms', score_mode='keypoint', nms_thr=0.3),
 })
@@ -330,7 +333,8 @@ def test_error_unknown_image_id() -> None:
 @needs_coco
 def test_error_keypoint_count_mismatch() -> None:
     preds = make_predictions(ANN)
-    preds = _one(preds, keypoints=preds['keypoints'][:1, :14], keypoint_scores=preds['keypoint_scores'][:1, :14])
+    preds = _one(preds, keypoints=preds['keypoints'][:1, :14],
+                 keypoint_scores=preds['keypoint_scores'][:1, :14])
     meta14 = dict(META, num_keypoints=14, sigmas=COCO_SIGMAS[:14])
     metric = CocoMetric(ann_file=str(ANN))
     metric.dataset_meta = meta14
@@ -371,10 +375,10 @@ def test_error_bad_options(tmp_path: Path) -> None:
     ('{"images": [', 'not a valid JSON file'),
     ('[]', 'top level'),
     ('{"images": [{"id": 1}]}', '"annotations"'),
-    ('{"images": [{"id": 1}], "annotations": [{"id": 1, "image_id": 1, "category_id": 1, "bbox": [0, 0, 1, 1]}]}',
-     r'annotations\[0\]\.keypoints'),
-    ('{"images": [{"id": 1}], "annotations": [{"id": 1, "image_id": 1, "category_id": 1, "bbox": [0, 0, 1, 1],'
-     ' "keypoints": [1, 2]}]}', r'annotations\[0\]\.keypoints: expected a list of K\*3'),
+    ('{"images": [{"id": 1}], "annotations": [{"id": 1, "image_id": 1, "category_id": 1, '
+     '"bbox": [0, 0, 1, 1]}]}', r'annotations\[0\]\.keypoints'),
+    ('{"images": [{"id": 1}], "annotations": [{"id": 1, "image_id": 1, "category_id": 1, '
+     '"bbox": [0, 0, 1, 1], "keypoints": [1, 2]}]}', r'annotations\[0\]\.keypoints: expected a list of K\*3'),
     ('{"images": [{"file_name": "a.jpg"}], "annotations": []}', r'images\[0\]'),
 ])
 def test_error_malformed_annotation_file(tmp_path: Path, content: str | None, message: str) -> None:
@@ -391,7 +395,8 @@ def test_error_missing_area_with_use_area(tmp_path: Path) -> None:
                             'keypoints': [10, 10, 2] * 17}]}
     path = tmp_path / 'ann.json'
     path.write_text(json.dumps(ann))
-    preds = {'keypoints': np.full((1, 17, 2), 10, np.float32), 'keypoint_scores': np.ones((1, 17), np.float32)}
+    preds = {'keypoints': np.full((1, 17, 2), 10, np.float32),
+             'keypoint_scores': np.ones((1, 17), np.float32)}
     meta = {'img_id': torch.tensor([1]), 'id': torch.tensor([1]), 'bbox': torch.tensor([[0., 0., 50., 80.]]),
             'bbox_score': torch.ones(1), 'bbox_scale': torch.tensor([[62.5, 100.]])}
     for use_area, ok in ((True, False), (False, True)):
