@@ -1,0 +1,206 @@
+"""Checkpoint reading, format detection, MMPose <-> original naming, loading and atomic saving."""
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from models.backbones.mobilenet_v2 import MobileNetV2
+from models.necks.global_average_pooling import GlobalAveragePooling
+from tools.convert_checkpoint import main as convert_main
+from utils.checkpoint import (
+    CHECKPOINT_MARKER,
+    CheckpointError,
+    convert_state_dict,
+    detect_format,
+    detect_naming,
+    load_checkpoint,
+    read_checkpoint,
+    save_checkpoint,
+)
+
+WEIGHTS = Path(__file__).resolve().parents[2] / 'shared' / 'weights'
+RLE = WEIGHTS / 'rle_mbv2-0.5x_aic-coco-192x192_202403131203.pth'
+IMAGENET = WEIGHTS / 'mobilenet_v2_0.5x_imagenet_backbone.pth'
+UDP_BACKBONE = WEIGHTS / 'mobilenetv2_0.5x_udp_coco_aic_backbone_192x192.pth'
+needs_weights = pytest.mark.skipif(not RLE.is_file(), reason='shared weights absent')
+
+# Key names of MMPose 1.3.2's RLEHead(in_channels=1280, num_joints=17) outside its flow model.
+MMPOSE_RLE_FC = {'head.fc.weight': (68, 1280), 'head.fc.bias': (68,)}
+
+
+class _Flow(nn.Module):
+    """Stand-in with the RealNVP tensor names and shapes of the RLE loss (s/t nets, loc, cov, mask)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+
+        def net():
+            return nn.Sequential(nn.Linear(2, 64), nn.LeakyReLU(), nn.Linear(64, 64), nn.LeakyReLU(),
+                                 nn.Linear(64, 2), nn.Tanh())
+
+        self.register_buffer('loc', torch.zeros(2))
+        self.register_buffer('cov', torch.eye(2))
+        self.register_buffer('mask', torch.zeros(6, 2))
+        self.s = nn.ModuleList(net() for _ in range(6))
+        self.t = nn.ModuleList(net() for _ in range(6))
+
+
+class _RLEModel(nn.Module):
+    """Stand-in for TopdownPoseEstimator(MobileNetV2-0.5x, GAP, RLEHead) with the project's names."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.backbone = MobileNetV2(widen_factor=0.5)
+        self.neck = GlobalAveragePooling()
+        self.head = nn.Module()
+        self.head.fc_coord = nn.Linear(1280, 34)
+        self.head.fc_sigma = nn.Linear(1280, 34)
+        self.head.loss_module = nn.Module()
+        self.head.loss_module.flow_model = _Flow()
+
+
+def _assert_same(a, b):
+    assert list(a) == list(b)
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+
+
+@pytest.fixture(scope='module')
+def rle_original():
+    if not RLE.is_file():
+        pytest.skip('shared weights absent')
+    return torch.load(RLE, map_location='cpu', weights_only=True)
+
+
+@needs_weights
+def test_real_original_checkpoint_loads_strictly(rle_original):
+    model = _RLEModel()
+    report = load_checkpoint(model, RLE)
+    assert (report.format, report.naming) == ('original', 'original')
+    assert report.missing == report.unexpected == []
+    _assert_same(model.state_dict(), {k: rle_original[k] for k in model.state_dict()})
+    wrapped = {'model': rle_original}
+    assert detect_format(wrapped) == 'original'
+    assert load_checkpoint(_RLEModel(), wrapped).format == 'original'
+
+
+@needs_weights
+def test_mmpose_round_trip_and_rle_head_split(rle_original):
+    mmpose = convert_state_dict(rle_original, 'original', 'mmpose')
+    assert detect_naming(mmpose) == 'mmpose'
+    assert {k: tuple(mmpose[k].shape) for k in MMPOSE_RLE_FC} == MMPOSE_RLE_FC
+    assert not any(k.startswith('head.fc_') or '.block_' in k for k in mmpose)
+    assert 'backbone.layer1.0.conv.1.bn.running_var' in mmpose
+    assert 'backbone.layer7.0.conv.2.conv.weight' in mmpose and 'backbone.conv2.conv.weight' in mmpose
+    _assert_same(convert_state_dict(mmpose, 'mmpose', 'ours'), rle_original)
+    _assert_same(convert_state_dict(convert_state_dict(mmpose, 'mmpose', 'ours'), 'ours', 'mmpose'), mmpose)
+    # MMPose's fc output reshaped (K, 4) = (x, y, sigma_x, sigma_y) equals [fc_coord (K, 2), fc_sigma (K, 2)].
+    feats = torch.randn(3, 1280)
+    upstream = nn.functional.linear(feats, mmpose['head.fc.weight'], mmpose['head.fc.bias']).reshape(3, 17, 4)
+    coord, sigma = (nn.functional.linear(feats, rle_original[f'head.{name}.weight'],
+                                         rle_original[f'head.{name}.bias']).reshape(3, 17, 2)
+                    for name in ('fc_coord', 'fc_sigma'))
+    torch.testing.assert_close(upstream, torch.cat([coord, sigma], dim=-1))
+
+
+@needs_weights
+def test_official_mmpose_checkpoint_with_numpy_meta(tmp_path, rle_original):
+    path = tmp_path / 'mmpose.pth'
+    meta = {'dataset_meta': {'sigmas': np.array([0.026, 0.025], dtype=np.float32), 'num_keypoints': 17,
+                             'flip_indices': np.arange(3), 'scale': np.float64(1.5)}}
+    torch.save({'state_dict': convert_state_dict(rle_original, 'original', 'mmpose'), 'meta': meta}, path)
+    loaded = read_checkpoint(path)
+    np.testing.assert_array_equal(loaded['meta']['dataset_meta']['sigmas'], meta['dataset_meta']['sigmas'])
+    assert detect_format(loaded) == 'mmpose'
+    model = _RLEModel()
+    report = load_checkpoint(model, path)
+    assert (report.format, report.naming, report.missing, report.unexpected) == ('mmpose', 'mmpose', [], [])
+    _assert_same(model.state_dict(), {k: rle_original[k] for k in model.state_dict()})
+
+
+@needs_weights
+@pytest.mark.parametrize('path', [IMAGENET, UDP_BACKBONE], ids=['no-prefix', 'backbone-prefix'])
+def test_backbone_only_files(path):
+    source = torch.load(path, map_location='cpu', weights_only=True)
+    expected = {k.removeprefix('backbone.'): v for k, v in source.items()}
+    assert detect_format(source) == 'backbone'
+    model = _RLEModel()
+    head_before = model.head.fc_coord.weight.clone()
+    report = load_checkpoint(model, path)
+    assert (report.format, report.missing, report.unexpected) == ('backbone', [], [])
+    _assert_same(model.backbone.state_dict(), expected)
+    assert torch.equal(model.head.fc_coord.weight, head_before)
+    backbone = MobileNetV2(widen_factor=0.5)
+    for prefix in (None, 'backbone.'):
+        assert not load_checkpoint(backbone, path, prefix=prefix).missing
+        _assert_same(backbone.state_dict(), expected)
+    mmpose_named = convert_state_dict(source, 'original', 'mmpose')
+    assert detect_format(mmpose_named) == 'backbone'
+    load_checkpoint(backbone, mmpose_named, prefix='backbone.')
+    _assert_same(backbone.state_dict(), expected)
+
+
+def test_own_checkpoint_format_and_atomic_save(tmp_path):
+    model = MobileNetV2(widen_factor=0.5)
+    path = tmp_path / 'sub' / 'epoch_1.pth'
+    payload = {'state_dict': model.state_dict(), 'meta': {'epoch': 1, 'sigmas': np.ones(2)}, 'optimizer': {}}
+    save_checkpoint(path, payload)
+    assert CHECKPOINT_MARKER not in payload['meta']  # caller's payload untouched
+    loaded = read_checkpoint(path)
+    assert detect_format(loaded) == 'ours' and loaded['meta'][CHECKPOINT_MARKER] == 1
+    other = MobileNetV2(widen_factor=0.5)
+    assert load_checkpoint(other, path).format == 'ours'
+    _assert_same(other.state_dict(), model.state_dict())
+    with pytest.raises(KeyError, match='state_dict'):
+        save_checkpoint(path, {'meta': {}})
+    with pytest.raises(Exception):  # noqa: B017  (pickling a lambda fails inside torch.save)
+        save_checkpoint(path, {'state_dict': {}, 'meta': {'bad': lambda: None}})
+    assert read_checkpoint(path)['meta']['epoch'] == 1  # the previous file survived the failed write
+    assert sorted(os.listdir(path.parent)) == ['epoch_1.pth']  # no temporary file left behind
+
+
+class _Opaque:
+    """An arbitrary class: a checkpoint holding one needs unrestricted unpickling."""
+
+
+def test_refuses_arbitrary_pickles(tmp_path):
+    path = tmp_path / 'opaque.pth'
+    torch.save({'state_dict': {}, 'message_hub': _Opaque()}, path)
+    with pytest.raises(CheckpointError, match=r'opaque\.pth.*weights_only=True.*_Opaque'):
+        read_checkpoint(path)
+    with pytest.raises(FileNotFoundError, match='absent.pth'):
+        read_checkpoint(tmp_path / 'absent.pth')
+
+
+def test_strict_errors_name_the_keys():
+    model = MobileNetV2(widen_factor=0.5)
+    state = model.state_dict()
+    state.pop('conv2.bn.bias')
+    state['extra.weight'] = torch.zeros(1)
+    expected = r"missing keys \['conv2.bn.bias'\].*unexpected keys \['extra.weight'\]"
+    with pytest.raises(CheckpointError, match=expected):
+        load_checkpoint(model, state)
+    report = load_checkpoint(model, state, strict=False)
+    assert (report.missing, report.unexpected) == (['conv2.bn.bias'], ['extra.weight'])
+    state = model.state_dict()
+    state['conv1.conv.weight'] = torch.zeros(1, 3, 3, 3)
+    with pytest.raises(CheckpointError, match=r'conv1.conv.weight: checkpoint \(1, 3, 3, 3\) vs model'):
+        load_checkpoint(model, state, strict=False)
+    with pytest.raises(CheckpointError, match="prefix 'head.'"):
+        load_checkpoint(model, {'backbone.conv1.conv.weight': torch.zeros(1), 'neck.x': torch.zeros(1)},
+                        prefix='head.')
+
+
+@needs_weights
+def test_convert_tool_round_trip(tmp_path, rle_original, capsys):
+    convert_main([str(RLE), str(tmp_path / 'mm.pth'), '--to', 'mmpose'])
+    mm = read_checkpoint(tmp_path / 'mm.pth')
+    assert detect_format(mm) == 'mmpose' and 'head.fc.weight' in mm['state_dict']
+    convert_main([str(tmp_path / 'mm.pth'), str(tmp_path / 'ours.pth'), '--to', 'ours'])
+    assert detect_format(read_checkpoint(tmp_path / 'ours.pth')) == 'ours'
+    convert_main([str(tmp_path / 'ours.pth'), str(tmp_path / 'orig.pth'), '--to', 'original'])
+    _assert_same(read_checkpoint(tmp_path / 'orig.pth'), rle_original)
+    assert 'format mmpose' in capsys.readouterr().out

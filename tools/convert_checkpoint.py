@@ -1,0 +1,50 @@
+"""Convert a checkpoint between MMPose's, the original MMPose_Clean project's and this project's layout.
+
+    python tools/convert_checkpoint.py SRC DST --to {mmpose,original,ours}
+
+- ``mmpose``: ``{'state_dict', 'meta'}`` with MMPose 1.3.2 names (loads with MMPose's ``load_checkpoint``);
+- ``original``: a bare state dict with the original project's names;
+- ``ours``: ``{'state_dict', 'meta'}`` with this project's names and format marker.
+The source format is detected from its keys; tensors are only renamed (the RLE head's ``fc`` is split
+into / merged from ``fc_coord`` and ``fc_sigma`` row by row), never changed. The tool reads no config,
+so it has no ``--cfg-options``.
+"""
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository root, for `python tools/x.py`
+
+import argparse
+
+from utils.checkpoint import (
+    convert_checkpoint,
+    detect_format,
+    detect_naming,
+    read_checkpoint,
+    save_checkpoint,
+    state_dict_of,
+)
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    parser.add_argument('src', help='checkpoint to read (.pth)')
+    parser.add_argument('dst', help='file to write (replaced atomically)')
+    parser.add_argument('--to', required=True, choices=('mmpose', 'original', 'ours'),
+                        help='layout of the written checkpoint')
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    checkpoint = read_checkpoint(args.src)
+    fmt, naming = detect_format(checkpoint), detect_naming(state_dict_of(checkpoint, args.src))
+    payload, mark = convert_checkpoint(checkpoint, args.to)
+    save_checkpoint(args.dst, payload, mark=mark)
+    count = len(payload['state_dict'] if isinstance(payload.get('state_dict'), dict) else payload)
+    print(f'{args.src} (format {fmt}, naming {naming or "neutral"}) -> {args.dst} '
+          f'(format {args.to}, {count} tensors)')
+
+
+if __name__ == '__main__':
+    main()
