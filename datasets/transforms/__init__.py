@@ -1,1 +1,18 @@
 """Top-down augmentation and packing transforms, registered in utils.registry.TRANSFORMS."""
+from datasets.transforms.albumentation import Albumentation
+from datasets.transforms.base import BaseTransform, Compose, build_pipeline
+from datasets.transforms.converting import KeypointConverter
+from datasets.transforms.formatting import PackPoseInputs
+from datasets.transforms.geometric import GetBBoxCenterScale, RandomBBoxTransform, RandomFlip, RandomHalfBody
+from datasets.transforms.lazy_image import ImageLoadError, LazyImage
+from datasets.transforms.loading import LoadImage
+from datasets.transforms.photometric import PhotometricDistortion, YOLOXHSVRandomAug
+from datasets.transforms.target import GenerateTarget
+from datasets.transforms.topdown_affine import TopdownAffine
+
+__all__ = [
+    'Albumentation', 'BaseTransform', 'Compose', 'GenerateTarget', 'GetBBoxCenterScale', 'ImageLoadError',
+    'KeypointConverter', 'LazyImage', 'LoadImage', 'PackPoseInputs', 'PhotometricDistortion',
+    'RandomBBoxTransform', 'RandomFlip', 'RandomHalfBody', 'TopdownAffine', 'YOLOXHSVRandomAug',
+    'build_pipeline',
+]

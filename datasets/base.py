@@ -1,0 +1,106 @@
+"""BasePoseDataset: pipelines (with a second training stage), per-sample seeding, refetching."""
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping, Sequence
+from copy import deepcopy
+from typing import Any
+
+from torch.utils.data import Dataset
+
+from datasets.transforms import Compose, ImageLoadError
+from datasets.transforms.rng import get_rng, seeded_rng
+
+logger = logging.getLogger(__name__)
+
+PipelineCfg = Sequence[Mapping[str, Any] | Callable] | None
+
+
+def split_index(idx: Any) -> tuple[int, int | None]:
+    """``idx`` or ``(idx, seed)`` (what :class:`~datasets.sampler.DefaultSampler` yields) -> both."""
+    if isinstance(idx, (tuple, list)):
+        return int(idx[0]), int(idx[1])
+    return int(idx), None
+
+
+class BasePoseDataset(Dataset):
+    """Common behaviour of the pose datasets and wrappers.
+
+    Args:
+        pipeline: transform configs run on each sample.
+        pipeline_stage2: transforms used instead after :meth:`switch_to_stage2` (or from epoch
+            ``stage2_start_epoch`` on, via :meth:`set_epoch`).
+        test_mode: evaluation data; a sample the pipeline drops is an error instead of refetched.
+        max_refetch: how many other samples to try when the pipeline drops one (training).
+        skip_bad_images: replace samples whose image is missing or undecodable by others (with a
+            logged warning) instead of raising :class:`ImageLoadError`.
+
+    ``dataset[i]`` or ``dataset[(i, seed)]``: with a seed, the sample's augmentations draw from
+    ``np.random.default_rng(seed)``, so they do not depend on the worker that runs them.
+    """
+
+    def __init__(self, pipeline: PipelineCfg = (), pipeline_stage2: PipelineCfg = None,
+                 test_mode: bool = False, max_refetch: int = 1000, skip_bad_images: bool = False,
+                 stage2_start_epoch: int | None = None) -> None:
+        self.pipeline = Compose(pipeline)
+        self._pipeline_stage2 = Compose(pipeline_stage2) if pipeline_stage2 else None
+        self.stage2_start_epoch = stage2_start_epoch
+        self.in_stage2 = False
+        self.test_mode = test_mode
+        self.max_refetch = max_refetch
+        self.skip_bad_images = skip_bad_images
+        self.epoch = 0
+
+    @property
+    def metainfo(self) -> dict[str, Any]:
+        """A copy of the parsed meta information (see ``datasets.metainfo.parse_pose_metainfo``)."""
+        return deepcopy(self._metainfo)
+
+    def switch_to_stage2(self) -> bool:
+        """Use ``pipeline_stage2`` from now on; ``True`` if the pipeline changed.
+
+        Loader workers hold their own copy of the dataset: recreate them after a switch
+        (``PoseDataLoader.switch_to_stage2`` does).
+        """
+        if self._pipeline_stage2 is None or self.in_stage2:
+            return False
+        self.pipeline, self.in_stage2 = self._pipeline_stage2, True
+        return True
+
+    def set_epoch(self, epoch: int) -> bool:
+        """Record the epoch (0-based); switch to stage 2 once it reaches ``stage2_start_epoch``.
+        Returns ``True`` if the pipeline changed."""
+        self.epoch = epoch
+        if self.stage2_start_epoch is not None and epoch >= self.stage2_start_epoch:
+            return self.switch_to_stage2()
+        return False
+
+    def get_data_info(self, idx: int) -> dict | None:
+        """The raw sample ``idx`` (before ``pipeline``), or ``None`` if it is to be skipped."""
+        raise NotImplementedError
+
+    def prepare_data(self, idx: int) -> Any:
+        """Sample ``idx`` through ``pipeline`` (``None`` when a transform drops it)."""
+        info = self.get_data_info(idx)
+        return None if info is None else self.pipeline(info)
+
+    def __getitem__(self, idx: Any) -> Any:
+        index, seed = split_index(idx)
+        with seeded_rng(seed):
+            for _ in range(self.max_refetch + 1):
+                try:
+                    data = self.prepare_data(index)
+                except ImageLoadError as e:
+                    if not self.skip_bad_images:
+                        raise
+                    logger.warning('%s; skipping it (skip_bad_images=True) and using another sample', e)
+                    data = None
+                else:
+                    if data is None and self.test_mode:
+                        raise RuntimeError(f'{type(self).__name__}: the pipeline dropped test sample '
+                                           f'{index}; test data cannot be replaced')
+                if data is not None:
+                    return data
+                index = int(get_rng().integers(len(self)))
+        raise RuntimeError(f'{type(self).__name__}: no usable sample found after {self.max_refetch} '
+                           'tries; check the images and the pipeline')

@@ -1,0 +1,109 @@
+"""build_dataloader: a DataLoader with the pose sampler, collate, worker seeding and stage-2 switch."""
+from __future__ import annotations
+
+import os
+import random
+from collections.abc import Mapping
+from typing import Any
+
+import cv2
+import numpy as np
+import torch
+from torch.utils.data import BatchSampler, DataLoader
+
+from datasets.builder import build_dataset
+from datasets.collate import pose_collate
+from datasets.sampler import DefaultSampler, dist_info, shared_random_seed
+from datasets.transforms.rng import seed_default_rng
+
+_SAMPLERS = {'DefaultSampler': DefaultSampler}
+
+
+class _WorkerInit:
+    """Seeds a loader worker: one thread for OpenCV and torch, and distinct generator states per
+    (seed, rank, worker); the per-sample augmentation seeds come from the sampler."""
+
+    def __init__(self, seed: int, rank: int) -> None:
+        self.seed, self.rank = seed, rank
+
+    def __call__(self, worker_id: int) -> None:
+        cv2.setNumThreads(0)
+        torch.set_num_threads(1)
+        state = np.random.SeedSequence([self.seed, self.rank, worker_id]).generate_state(2)
+        np.random.seed(int(state[0]))
+        random.seed(int(state[1]))
+        torch.manual_seed(int(state[0]))
+        seed_default_rng(int(state[1]))
+
+
+class PoseDataLoader(DataLoader):
+    """A :class:`~torch.utils.data.DataLoader` whose sampler and dataset follow the epoch.
+
+    Call :meth:`set_epoch` before each epoch; :meth:`switch_to_stage2` (or ``set_epoch`` reaching
+    the dataset's ``stage2_start_epoch``) changes the pipeline and restarts persistent workers so
+    they pick it up.
+    """
+
+    def set_epoch(self, epoch: int) -> None:
+        """Reshuffle for ``epoch`` (0-based) and let the dataset switch stage if due."""
+        sampler = self.batch_sampler.sampler if self.batch_sampler is not None else self.sampler
+        if hasattr(sampler, 'set_epoch'):
+            sampler.set_epoch(epoch)
+        if hasattr(self.dataset, 'set_epoch') and self.dataset.set_epoch(epoch):
+            self._restart_workers()
+
+    def switch_to_stage2(self) -> bool:
+        """Use the dataset's ``pipeline_stage2`` from the next iteration on; ``True`` if it changed."""
+        changed = bool(self.dataset.switch_to_stage2())
+        if changed:
+            self._restart_workers()
+        return changed
+
+    def _restart_workers(self) -> None:
+        iterator = getattr(self, '_iterator', None)
+        if iterator is not None and hasattr(iterator, '_shutdown_workers'):
+            iterator._shutdown_workers()
+        self._iterator = None
+
+
+def build_dataloader(cfg: Mapping[str, Any], seed: int | None = None, distributed: bool | None = None,
+                     cfg_dir: str | os.PathLike | None = None, dataset: Any = None) -> PoseDataLoader:
+    """Build a loader from an MMPose-style ``*_dataloader`` config.
+
+    Args:
+        cfg: ``dict(batch_size, num_workers=0, persistent_workers=False, pin_memory=False,
+            drop_last=False, prefetch_factor=None, sampler=dict(type='DefaultSampler', shuffle,
+            round_up), dataset=...)``.
+        seed: seed of the shuffling and of every sample's augmentations (``None``: random, shared
+            by all ranks).
+        distributed: shard across torch.distributed ranks (default: when it is initialised).
+        cfg_dir: folder of the config file, for relative ``metainfo.from_file`` paths.
+        dataset: an already built dataset to use instead of ``cfg['dataset']``.
+
+    Batches are ``datasets.collate.pose_collate`` dicts.
+    """
+    cfg = dict(cfg)
+    if dataset is None:
+        if 'dataset' not in cfg:
+            raise KeyError('dataloader config has no "dataset"')
+        dataset = build_dataset(cfg['dataset'], cfg_dir)
+    rank, world = dist_info()
+    if distributed is False:
+        rank, world = 0, 1
+    seed = shared_random_seed() if seed is None else int(seed)
+    sampler_cfg = dict(cfg.get('sampler') or {'type': 'DefaultSampler', 'shuffle': True})
+    sampler_type = sampler_cfg.pop('type', 'DefaultSampler')
+    if sampler_type not in _SAMPLERS:
+        raise ValueError(f'unknown sampler {sampler_type!r}; available: {sorted(_SAMPLERS)}')
+    sampler = _SAMPLERS[sampler_type](dataset, seed=seed, rank=rank, world_size=world, **sampler_cfg)
+    batch_size = int(cfg.get('batch_size', 1))
+    batch_sampler = BatchSampler(sampler, batch_size, drop_last=bool(cfg.get('drop_last', False)))
+    num_workers = int(cfg.get('num_workers', 0))
+    extra = {}
+    if num_workers > 0:
+        extra['persistent_workers'] = bool(cfg.get('persistent_workers', False))
+        if cfg.get('prefetch_factor') is not None:
+            extra['prefetch_factor'] = int(cfg['prefetch_factor'])
+    return PoseDataLoader(dataset, batch_sampler=batch_sampler, num_workers=num_workers,
+                          collate_fn=pose_collate, pin_memory=bool(cfg.get('pin_memory', False)),
+                          worker_init_fn=_WorkerInit(seed, rank), **extra)

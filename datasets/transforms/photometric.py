@@ -1,0 +1,97 @@
+"""Colour augmentations on the (cropped) image: YOLOX HSV jitter and MMPose's PhotometricDistortion."""
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import cv2
+import numpy as np
+
+from datasets.transforms.base import BaseTransform
+from datasets.transforms.rng import get_rng
+from utils.registry import TRANSFORMS
+
+_LEVELS = np.arange(256, dtype=np.int16)
+
+
+@TRANSFORMS.register_module()
+class YOLOXHSVRandomAug(BaseTransform):
+    """Add random offsets to hue, saturation and value of the BGR uint8 ``img``.
+
+    Each channel's offset is uniform in (-delta, delta), kept with probability 1/2, and truncated
+    to an integer; hue wraps modulo 180, saturation/value clip to [0, 255]. The image always goes
+    through the HSV round trip (as in MMPose), which itself quantises colours slightly.
+    """
+
+    def __init__(self, hue_delta: int = 5, saturation_delta: int = 30, value_delta: int = 30) -> None:
+        self.hue_delta = hue_delta
+        self.saturation_delta = saturation_delta
+        self.value_delta = value_delta
+
+    def get_gains(self, rng: np.random.Generator) -> np.ndarray:
+        """(3,) int16 offsets for (hue, saturation, value)."""
+        gains = rng.uniform(-1, 1, 3) * [self.hue_delta, self.saturation_delta, self.value_delta]
+        gains *= rng.integers(0, 2, 3)
+        return gains.astype(np.int16)
+
+    def transform(self, results: dict) -> dict:
+        gains = self.get_gains(get_rng())
+        lut = np.stack([(_LEVELS + gains[0]) % 180, np.clip(_LEVELS + gains[1], 0, 255),
+                        np.clip(_LEVELS + gains[2], 0, 255)], axis=-1).astype(np.uint8)[:, None, :]
+        hsv = cv2.LUT(cv2.cvtColor(results['img'], cv2.COLOR_BGR2HSV), lut)
+        results['img'] = cv2.cvtColor(hsv, cv2.COLOR_HSV2BGR)
+        return results
+
+
+def _convert(img: np.ndarray, alpha: float = 1.0, beta: float = 0.0) -> np.ndarray:
+    return np.clip(img.astype(np.float32) * alpha + beta, 0, 255).astype(np.uint8)
+
+
+@TRANSFORMS.register_module()
+class PhotometricDistortion(BaseTransform):
+    """Random brightness, contrast (before or after the HSV step), saturation, hue and channel swap,
+    each applied with probability 1/2, as MMPose's ``PhotometricDistortion`` (BGR uint8 ``img``).
+
+    Like MMPose 1.3.2, contrast is applied both before and after the HSV step when
+    ``contrast_mode == 1`` and not at all when it is 0 (its code tests the same mode twice).
+
+    Args:
+        brightness_delta: brightness offset range (-delta, delta).
+        contrast_range: contrast factor range.
+        saturation_range: saturation factor range.
+        hue_delta: hue offset range [-delta, delta).
+    """
+
+    def __init__(self, brightness_delta: int = 32, contrast_range: Sequence[float] = (0.5, 1.5),
+                 saturation_range: Sequence[float] = (0.5, 1.5), hue_delta: int = 18) -> None:
+        self.brightness_delta = brightness_delta
+        self.contrast_lower, self.contrast_upper = contrast_range
+        self.saturation_lower, self.saturation_upper = saturation_range
+        self.hue_delta = hue_delta
+
+    def transform(self, results: dict) -> dict:
+        rng = get_rng()
+        contrast_mode, brightness_flag, contrast_flag, swap_flag = rng.integers(0, 2, 4)
+        hsv_mode = rng.integers(0, 4)
+        beta = rng.uniform(-self.brightness_delta, self.brightness_delta)
+        alpha = rng.uniform(self.contrast_lower, self.contrast_upper)
+        saturation = rng.uniform(self.saturation_lower, self.saturation_upper)
+        hue = int(rng.integers(-self.hue_delta, self.hue_delta))
+        order = rng.permutation(3)
+        img = results['img']
+        if brightness_flag:
+            img = _convert(img, beta=beta)
+        if contrast_mode == 1 and contrast_flag:
+            img = _convert(img, alpha=alpha)
+        if hsv_mode:
+            img = cv2.cvtColor(img, cv2.COLOR_BGR2HSV)
+            if hsv_mode in (1, 3):
+                img[:, :, 1] = _convert(img[:, :, 1], alpha=saturation)
+            if hsv_mode in (2, 3):  # wraps modulo 256 like MMPose's uint8 assignment
+                img[:, :, 0] = (img[:, :, 0].astype(np.int64) + hue).astype(np.uint8)
+            img = cv2.cvtColor(img, cv2.COLOR_HSV2BGR)
+        if contrast_mode == 1 and contrast_flag:  # MMPose 1.3.2 checks mode 1 here too
+            img = _convert(img, alpha=alpha)
+        if swap_flag:
+            img = img[..., order]
+        results['img'] = img
+        return results
