@@ -32,23 +32,28 @@ def _windowed_gaussians(keypoints: np.ndarray, keypoints_visible: np.ndarray, he
     weights = keypoints_visible.copy()
     weights[_labelled(keypoints_visible) & lost] = 0
 
-    centre = (2 * radius + 1) // 2  # index of the window centre
+    size = 2 * radius + 1  # window length (MMPose: np.arange(0, size))
+    centre = size // 2  # window index of the Gaussian centre
     if sub_pixel:
         centre = centre + (keypoints[..., :2].astype(np.float64) - mu)
     centre = np.broadcast_to(centre, mu.shape).astype(np.float32)
-    d2 = []
-    inside = []
-    for axis, size in ((0, w), (1, h)):
-        grid = np.arange(size)
-        offset = (grid - low[..., axis, None]).astype(np.float32)  # position inside the window
-        d2.append((offset - centre[..., axis, None]) ** 2)
-        inside.append((grid >= low[..., axis, None]) & (grid < high[..., axis, None]))
-    dist2 = d2[0][..., None, :] + d2[1][..., :, None]  # (N, K, H, W)
+    t = np.arange(int(np.ceil(size.max())) if size.size else 0)  # position inside the window
+    d2, pos, inside = [], [], []
+    for axis, limit in ((0, w), (1, h)):
+        d2.append((t.astype(np.float32) - centre[..., axis, None]) ** 2)  # (N, K, S)
+        pos.append(low[..., axis, None] + t)
+        end = np.minimum(limit, high[..., axis, None])
+        inside.append((t < size) & (pos[-1] >= 0) & (pos[-1] < end))
     two_var = (2 * sigma ** 2).astype(np.float32)[:, None, None, None]
-    values = np.exp(-dist2 / two_var)
+    values = np.exp(-(d2[0][..., None, :] + d2[1][..., :, None]) / two_var)  # (N, K, S, S)
     mask = inside[0][..., None, :] & inside[1][..., :, None] & on[..., None, None]
-    heatmaps = np.where(mask, values, np.float32(0)).max(axis=0, initial=np.float32(0))
-    return heatmaps.astype(np.float32, copy=False), weights
+    n, k = mu.shape[:2]
+    flat_index = (np.arange(k)[:, None, None] * h + pos[1][..., :, None]) * w + pos[0][..., None, :]
+    heatmaps = np.zeros(k * h * w, dtype=np.float32)
+    for i in range(n):  # pixels are distinct within an instance; instances merge by maximum
+        idx = flat_index[i][mask[i]]
+        heatmaps[idx] = np.maximum(heatmaps[idx], values[i][mask[i]])
+    return heatmaps.reshape(k, h, w), weights
 
 
 def _as_instance_sigmas(sigma: float | tuple[float, ...] | np.ndarray, n: int) -> np.ndarray:

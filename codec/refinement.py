@@ -9,8 +9,6 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-_CV_MAX_CHANNELS = 512
-
 
 def _rescale_to_max(blurred: np.ndarray, original: np.ndarray, axes: tuple[int, ...]) -> np.ndarray:
     """Scale each map of ``blurred`` so its maximum equals that of ``original``.
@@ -38,13 +36,13 @@ def gaussian_blur(heatmaps: np.ndarray, kernel: int = 11) -> np.ndarray:
         raise ValueError(f'blur kernel size must be odd, got {kernel}')
     b = (kernel - 1) // 2
     k, h, w = heatmaps.shape
-    padded = np.zeros((h + 2 * b, w + 2 * b, k), dtype=np.float32)
-    padded[b:b + h, b:b + w] = heatmaps.transpose(1, 2, 0)
-    chunks = [cv2.GaussianBlur(np.ascontiguousarray(padded[..., i:i + _CV_MAX_CHANNELS]), (kernel, kernel), 0)
-              for i in range(0, k, _CV_MAX_CHANNELS)]
-    blurred = np.concatenate([c.reshape(h + 2 * b, w + 2 * b, -1) for c in chunks], axis=-1) if chunks \
-        else padded
-    blurred = blurred[b:b + h, b:b + w].transpose(2, 0, 1).astype(heatmaps.dtype)
+    # Zero-padded maps stacked into one tall image: the 2b zero rows between two maps keep the
+    # kernel of one map from reaching the next, so this equals blurring each padded map alone.
+    padded = np.zeros((k, h + 2 * b, w + 2 * b), dtype=np.float32)
+    padded[:, b:b + h, b:b + w] = heatmaps
+    if k:
+        padded = cv2.GaussianBlur(padded.reshape(k * (h + 2 * b), w + 2 * b), (kernel, kernel), 0)
+    blurred = padded.reshape(k, h + 2 * b, w + 2 * b)[:, b:b + h, b:b + w].astype(heatmaps.dtype)
     return _rescale_to_max(blurred, heatmaps, (1, 2))
 
 
