@@ -11,6 +11,9 @@ were exported to JSON (float32 values, exact) and fed, one top-down sample per i
 from __future__ import annotations
 
 import json
+import re
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -408,3 +411,82 @@ def test_error_missing_area_with_use_area(tmp_path: Path) -> None:
         else:
             with pytest.raises(AnnotationFileError, match=r"annotations\[0\]\.area.*use_area=False"):
                 metric.evaluate()
+
+
+# ---------------------------------------------------------------- tools/eval_predictions.py
+
+
+def write_raw(preds: dict[str, np.ndarray], path: Path) -> Path:
+    """RAW.json for tools/eval_predictions.py: the same instances as the batches above."""
+    xywh = np.concatenate([preds['bbox'][:, :2], preds['bbox'][:, 2:] - preds['bbox'][:, :2]], axis=1)
+    area = np.prod(preds['bbox_scale'], axis=1)
+    items = [{'img_id': int(preds['img_id'][i]), 'id': int(preds['id'][i]), 'category_id': 1,
+              'keypoints': preds['keypoints'][i].tolist(),
+              'keypoint_scores': preds['keypoint_scores'][i].tolist(),
+              'bbox': xywh[i].tolist(), 'bbox_score': float(preds['bbox_score'][i]), 'area': float(area[i])}
+             for i in range(len(preds['id']))]
+    path.write_text(json.dumps(items))
+    return path
+
+
+def _eval_tool(capsys, *argv: str) -> tuple[int, str, str]:
+    from tools.eval_predictions import main
+
+    code = main(list(argv))
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+@needs_coco
+@pytest.mark.parametrize('name, flags', [
+    ('soft_oks_nms/bbox_rle', ['--nms-mode', 'soft_oks_nms', '--score-mode', 'bbox_rle']),
+    ('oks_nms/bbox_keypoint/no_area', ['--no-use-area']),
+    ('none/bbox_keypoint/kpt_thr0.9', ['--nms-mode', 'none', '--keypoint-score-thr', '0.9']),
+    ('oks_nms/bbox_rle/nms_thr0.5', ['--score-mode', 'bbox_rle', '--nms-thr', '0.5']),
+])
+def test_eval_predictions_tool_equals_mmpose(tmp_path: Path, capsys, name: str, flags: list[str]) -> None:
+    raw = write_raw(make_predictions(ANN), tmp_path / 'raw.json')
+    code, out, _ = _eval_tool(capsys, '--ann-file', str(ANN), '--predictions', str(raw), *flags)
+    assert code == 0 and len(out.strip().splitlines()) == 1
+    metrics = json.loads(out)
+    assert metrics['coco/AP'] == pytest.approx(EXPECTED[name][0], abs=1e-12)
+    assert metrics['coco/AR (L)'] == pytest.approx(EXPECTED[name][9], abs=1e-12)
+
+
+@needs_coco
+def test_eval_predictions_tool_errors(tmp_path: Path, capsys) -> None:
+    preds = make_predictions(ANN)
+    raw = write_raw(preds, tmp_path / 'raw.json')
+    items = json.loads(raw.read_text())
+    cases = [
+        ([dict(items[0], img_id=42)], r'image ids not in .*test_coco\.json: \[42\]'),
+        ([dict(items[0], keypoints=items[0]['keypoints'][:14],
+               keypoint_scores=items[0]['keypoint_scores'][:14])],
+         '14 keypoints but dataset_meta has 17 sigmas'),
+        ([], r'bad\.json: no predictions to evaluate'),
+        ([dict(items[0], keypoint_scores=[1.0])],
+         r'bad\.json: predictions\[0\]\.keypoint_scores: expected shape 17'),
+        ([{k: v for k, v in items[0].items() if k != 'id'}], r'bad\.json: predictions\[0\]\.id'),
+        ({'a': 1}, r'bad\.json: expected a JSON list'),
+    ]
+    for content, message in cases:
+        (tmp_path / 'bad.json').write_text(json.dumps(content))
+        code, out, err = _eval_tool(capsys, '--ann-file', str(ANN), '--predictions',
+                                    str(tmp_path / 'bad.json'))
+        assert code == 2 and out == '' and 'Traceback' not in err
+        assert re.search(message, err), err
+    code, _, err = _eval_tool(capsys, '--ann-file', str(tmp_path / 'nope.json'), '--predictions', str(raw))
+    assert code == 2 and 'nope.json: annotation file not found' in err
+
+
+@needs_coco
+def test_eval_predictions_cli(tmp_path: Path) -> None:
+    raw = write_raw(make_predictions(ANN), tmp_path / 'raw.json')
+    repo = Path(__file__).resolve().parents[1]
+    proc = subprocess.run([sys.executable, 'tools/eval_predictions.py', '--ann-file', str(ANN),
+                           '--predictions', str(raw), '--outfile-prefix', str(tmp_path / 'out')],
+                          cwd=repo, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    expected_ap = EXPECTED['oks_nms/bbox_keypoint'][0]
+    assert json.loads(proc.stdout)['coco/AP'] == pytest.approx(expected_ap, abs=1e-12)
+    assert (tmp_path / 'out.keypoints.json').is_file()
