@@ -1,4 +1,5 @@
 """Checkpoint reading, format detection, MMPose <-> original naming, loading and atomic saving."""
+import hashlib
 import os
 from pathlib import Path
 
@@ -29,6 +30,9 @@ needs_weights = pytest.mark.skipif(not RLE.is_file(), reason='shared weights abs
 
 # Key names of MMPose 1.3.2's RLEHead(in_channels=1280, num_joints=17) outside its flow model.
 MMPOSE_RLE_FC = {'head.fc.weight': (68, 1280), 'head.fc.bias': (68,)}
+# sha256 of '\n'.join(f'{key}:{tuple(shape)}' for key in sorted(keys)) over the state dict of MMPose 1.3.2's
+# TopdownPoseEstimator(MobileNetV2(widen_factor=0.5), GlobalAveragePooling, RLEHead(1280, 17)): 389 tensors.
+MMPOSE_RLE_MODEL_KEYS_SHA = '04a8ca8da58d52ba3c08a6e0567ed506a33bd890f17b88ee309f537b2ccbdbd7'
 
 
 class _Flow(nn.Module):
@@ -92,18 +96,21 @@ def test_mmpose_round_trip_and_rle_head_split(rle_original):
     mmpose = convert_state_dict(rle_original, 'original', 'mmpose')
     assert detect_naming(mmpose) == 'mmpose'
     assert {k: tuple(mmpose[k].shape) for k in MMPOSE_RLE_FC} == MMPOSE_RLE_FC
+    listing = '\n'.join(f'{k}:{tuple(mmpose[k].shape)}' for k in sorted(mmpose))
+    assert hashlib.sha256(listing.encode()).hexdigest() == MMPOSE_RLE_MODEL_KEYS_SHA
     assert not any(k.startswith('head.fc_') or '.block_' in k for k in mmpose)
     assert 'backbone.layer1.0.conv.1.bn.running_var' in mmpose
     assert 'backbone.layer7.0.conv.2.conv.weight' in mmpose and 'backbone.conv2.conv.weight' in mmpose
     _assert_same(convert_state_dict(mmpose, 'mmpose', 'ours'), rle_original)
     _assert_same(convert_state_dict(convert_state_dict(mmpose, 'mmpose', 'ours'), 'ours', 'mmpose'), mmpose)
     # MMPose's fc output reshaped (K, 4) = (x, y, sigma_x, sigma_y) equals [fc_coord (K, 2), fc_sigma (K, 2)].
-    feats = torch.randn(3, 1280)
+    feats = torch.randn(3, 1280, generator=torch.Generator().manual_seed(0))
     upstream = nn.functional.linear(feats, mmpose['head.fc.weight'], mmpose['head.fc.bias']).reshape(3, 17, 4)
     coord, sigma = (nn.functional.linear(feats, rle_original[f'head.{name}.weight'],
                                          rle_original[f'head.{name}.bias']).reshape(3, 17, 2)
                     for name in ('fc_coord', 'fc_sigma'))
-    torch.testing.assert_close(upstream, torch.cat([coord, sigma], dim=-1))
+    # rows are identical; only the float summation order of the two matmuls may differ
+    torch.testing.assert_close(upstream, torch.cat([coord, sigma], dim=-1), rtol=1e-5, atol=1e-5)
 
 
 @needs_weights
@@ -141,6 +148,21 @@ def test_backbone_only_files(path):
     assert detect_format(mmpose_named) == 'backbone'
     load_checkpoint(backbone, mmpose_named, prefix='backbone.')
     _assert_same(backbone.state_dict(), expected)
+
+
+def test_other_heads_keep_their_names():
+    backbone = convert_state_dict(MobileNetV2(widen_factor=0.5).state_dict(), 'ours', 'mmpose')
+    heads = {'head.final_layer.weight': torch.zeros(17, 1280, 1, 1),
+             'head.mlp_head_x.weight': torch.zeros(384, 36), 'head.mlp_head_y.bias': torch.zeros(384)}
+    state = {**{f'backbone.{k}': v for k, v in backbone.items()}, **heads}
+    converted = convert_state_dict(state, 'mmpose', 'ours')
+    assert detect_naming(state) == 'mmpose' and detect_naming(converted) == 'original'
+    assert all(converted[k] is v for k, v in heads.items())
+    assert 'backbone.block_5.3.pw_bn.running_mean' in converted
+    regression = {'head.fc.weight': torch.zeros(34, 1280), 'head.fc.bias': torch.zeros(34)}
+    assert list(convert_state_dict(regression, 'mmpose', 'ours')) == list(regression)  # no flow: not RLE
+    with pytest.raises(ValueError, match='layout'):
+        convert_state_dict(regression, 'mmpose', 'mmcv')
 
 
 def test_own_checkpoint_format_and_atomic_save(tmp_path):
