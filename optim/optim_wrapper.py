@@ -8,6 +8,8 @@ from typing import Any
 import torch
 from torch import nn
 
+_KERNEL_KEYS = ('fused', 'foreach', 'capturable', 'differentiable')
+
 
 class OptimWrapper:
     """Wraps a torch optimizer with gradient accumulation and clipping (mmengine 0.10.7 semantics).
@@ -119,7 +121,11 @@ class OptimWrapper:
         return {'optimizer': self.optimizer.state_dict()}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore optimizer state; kernel choices (fused/foreach) stay those of this device."""
+        kernels = [{k: g[k] for k in _KERNEL_KEYS if k in g} for g in self.optimizer.param_groups]
         self.optimizer.load_state_dict(state['optimizer'])
+        for group, kept in zip(self.optimizer.param_groups, kernels):
+            group.update(kept)
 
 
 class AmpOptimWrapper(OptimWrapper):
