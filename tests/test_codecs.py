@@ -14,6 +14,12 @@ import numpy as np
 import pytest
 
 from codec import IntegralRegressionLabel, MSRAHeatmap, RegressionLabel, SimCCLabel, UDPHeatmap, build_codec
+from codec.heatmap_targets import (
+    generate_gaussian_heatmaps,
+    generate_offset_heatmap,
+    generate_udp_gaussian_heatmaps,
+    generate_unbiased_gaussian_heatmaps,
+)
 from utils.registry import CODECS
 
 REF = dict(np.load(Path(__file__).parent / 'data' / 'codec_reference.npz'))
@@ -188,7 +194,8 @@ HEATMAP_CFGS = dict(
 
 
 def check_map_summary(prefix: str, maps: np.ndarray) -> None:
-    """Compare (C, H, W) maps with the per-map checksums recorded from MMPose."""
+    """Compare (C, H, W) maps with the per-map checksums recorded from MMPose: sum, sum of squares,
+    maximum, arg-max and first moments along x and y."""
     c, h, w = maps.shape
     assert maps.shape == tuple(REF[f'{prefix}/shape']) and maps.dtype == np.float32
     flat = maps.reshape(c, -1).astype(np.float64)
@@ -292,3 +299,31 @@ def test_udp_all_zero_map_is_finite():
     kp, scores = codec.decode(np.zeros((3, HM[1], HM[0]), dtype=np.float32))
     np.testing.assert_allclose(kp, np.broadcast_to(-np.array([W, H]) / (np.array(HM) - 1), (1, 3, 2)))
     assert (scores == 0).all()
+
+
+@pytest.mark.parametrize('name, generate, arg', [
+    ('gen_msra', generate_gaussian_heatmaps, (2.0, 1.5)),
+    ('gen_udp', generate_udp_gaussian_heatmaps, 2.0),
+    ('gen_unbiased', generate_unbiased_gaussian_heatmaps, 2.0),
+    ('gen_offset', generate_offset_heatmap, 0.1)])
+def test_target_generators_two_instances_match_mmpose(name, generate, arg):
+    """Several instances merge by maximum (offset maps: last labelled instance wins)."""
+    maps, weights = generate(HM, (REF['kp2'] / 4).astype(np.float32), REF['vis2'], arg)
+    check_map_summary(name, maps)
+    np.testing.assert_array_equal(weights, REF[f'{name}/weights'])
+
+
+def test_float64_keypoints_match_mmpose():
+    """float64 keypoints: MMPose (under NumPy 1.x) still computes Gaussians in float32."""
+    kp64, vis = REF['kp64'], REF['vis1']
+    assert kp64.dtype == np.float64
+    for name, codec in (('f64_simcc', SimCCLabel((W, H), sigma=(4.9, 5.66))),
+                        ('f64_msra_dark', MSRAHeatmap((W, H), HM, 2.0, unbiased=True)),
+                        ('f64_udp', UDPHeatmap((W, H), HM, sigma=2.0))):
+        enc = codec.encode(kp64, vis)
+        np.testing.assert_array_equal(enc['keypoint_weights'], REF[f'{name}/weights'])
+        for key, val in enc.items():
+            if key != 'keypoint_weights':
+                check_map_summary(f'{name}/{key}', val if key == 'heatmaps' else val[0][:, None, :])
+    labels = RegressionLabel((W, H)).encode(kp64, vis)['keypoint_labels']
+    np.testing.assert_array_equal(labels, REF['f64_reg/keypoint_labels'])
