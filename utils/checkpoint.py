@@ -4,7 +4,7 @@ Checkpoint formats recognised by :func:`detect_format`:
 
 - ``'ours'``: ``{'state_dict': ..., 'meta': {'mmpose_clean': VERSION, ...}, ...}`` written by
   :func:`save_checkpoint` (the trainer adds optimizer/scheduler state beside them);
-- ``'mmpose'``: official MMPose 1.x files, ``{'state_dict': ..., 'meta': ...}``, MMPose naming;
+- ``'mmpose'``: official MMPose 1.x (OpenMMLab) files, ``{'state_dict': ..., 'meta': ...}``, MMPose naming;
 - ``'original'``: the original MMPose_Clean project's, a bare state dict or ``{'model': ...}``;
 - ``'backbone'``: a backbone-only state dict, with or without the ``backbone.`` prefix.
 
@@ -118,11 +118,9 @@ def state_dict_of(checkpoint: Any, source: str = 'checkpoint') -> StateDict:
 
 
 def _is_backbone_only(state_dict: Mapping[str, Any]) -> bool:
-    keys = list(state_dict)
-    if any(k.startswith(('head.', 'neck.')) for k in keys):
-        return False
-    with_prefix = sum(k.startswith('backbone.') for k in keys)
-    return with_prefix in (0, len(keys))
+    """Every key under ``backbone.``, or none (a whole model always has ``backbone.*`` and more)."""
+    with_prefix = sum(k.startswith('backbone.') for k in state_dict)
+    return with_prefix in (0, len(state_dict))
 
 
 def detect_format(checkpoint: Any) -> str:
