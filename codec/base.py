@@ -60,3 +60,23 @@ def require_single_instance(codec: BaseKeypointCodec, keypoints: np.ndarray) -> 
     if keypoints.ndim != 3 or keypoints.shape[0] != 1:
         raise ValueError(f'{type(codec).__name__}.encode supports a single instance: keypoints must '
                          f'have shape (1, K, D), got {keypoints.shape}')
+
+
+def decode_batch(codec: BaseKeypointCodec, heatmaps: np.ndarray,
+                 maps_are_independent: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """Decode a batch of heatmaps (B, C, H, W) with a codec whose ``decode`` takes one sample (C, H, W).
+
+    With ``maps_are_independent`` (every decoding step works map by map) all samples are decoded in
+    one call as a single sample of B * C maps; otherwise sample by sample.
+
+    Returns:
+        keypoints (B, K, 2) and scores (B, K).
+    """
+    b, c, h, w = heatmaps.shape
+    if maps_are_independent:
+        keypoints, scores = codec.decode(heatmaps.reshape(b * c, h, w))
+    else:
+        decoded = [codec.decode(sample) for sample in heatmaps]
+        keypoints = np.concatenate([kp for kp, _ in decoded]) if b else np.zeros((0, c, 2))
+        scores = np.concatenate([s for _, s in decoded]) if b else np.zeros((0, c))
+    return keypoints.reshape(b, -1, keypoints.shape[-1]), scores.reshape(b, -1)

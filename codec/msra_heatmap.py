@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from codec.base import BaseKeypointCodec, default_visibility, require_single_instance
+from codec.base import BaseKeypointCodec, decode_batch, default_visibility, require_single_instance
 from codec.heatmap_targets import generate_gaussian_heatmaps, generate_unbiased_gaussian_heatmaps
 from codec.keypoint_maximum import get_heatmap_maximum
 from codec.refinement import refine_keypoints, refine_keypoints_dark
@@ -18,6 +18,10 @@ class MSRAHeatmap(BaseKeypointCodec):
     :mod:`codec.heatmap_targets`). Decoded: arg-max per map, refined by a quarter-pixel shift towards
     the higher neighbour, or with ``unbiased`` by DARK (Taylor step on the log of the map blurred
     with ``blur_kernel_size``).
+
+    As in MMPose, with a fractional 3-sigma radius (e.g. sigma 1.5) the Gaussian of a keypoint
+    closer than the radius to the left/top border is drawn one pixel too far right/down (its
+    window corner is truncated towards zero).
 
     Args:
         input_size: input image size (w, h) in px.
@@ -51,7 +55,12 @@ class MSRAHeatmap(BaseKeypointCodec):
 
     def decode(self, encoded: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Decode heatmaps (K, H, W) (not modified) into keypoints (1, K, 2) float32 input px and
-        scores (1, K) (the maxima; keypoints of maps with maximum <= 0 decode to -1 * scale)."""
+        scores (1, K) (the maxima; keypoints of maps with maximum <= 0 decode to -1 * scale).
+
+        Also accepts a batch (B, K, H, W) and then returns (B, K, 2) and (B, K) (MMPose: one sample).
+        """
+        if encoded.ndim == 4:
+            return decode_batch(self, encoded)
         keypoints, scores = get_heatmap_maximum(encoded)
         keypoints, scores = keypoints[None], scores[None]
         if self.unbiased:

@@ -4,7 +4,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from codec.base import BaseKeypointCodec, default_visibility, require_single_instance
+from codec.base import BaseKeypointCodec, decode_batch, default_visibility, require_single_instance
 from codec.heatmap_targets import generate_offset_heatmap, generate_udp_gaussian_heatmaps
 from codec.keypoint_maximum import get_heatmap_maximum
 from codec.refinement import refine_keypoints_dark_udp
@@ -60,11 +60,18 @@ class UDPHeatmap(BaseKeypointCodec):
 
     def decode(self, encoded: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Decode heatmaps (C, H, W) (not modified) into keypoints (1, K, 2) float64 input px and scores
-        (1, K) (the maxima of the Gaussian / blurred label maps).
+        (1, K) (the maxima of the Gaussian / blurred label maps). Also accepts a batch (B, C, H, W) and
+        then returns (B, K, 2) and (B, K) (MMPose: one sample).
 
         ``'gaussian'``: arg-max refined by UDP-DARK; an all-zero map decodes to -1 heatmap px, which
         maps to ``-input_size / (heatmap_size - 1)`` (MMPose returns NaN there).
+
+        Heatmap px map back to input px by ``input_size / (heatmap_size - 1)``, not by the inverse of
+        the encoding scale ``(input_size - 1) / (heatmap_size - 1)``; this is MMPose 1.3.2's behaviour
+        (an outward shift of up to about 1 px at the far edge) and is kept for identical results.
         """
+        if encoded.ndim == 4:  # per sample: for empty maps MMPose reads neighbouring maps' values
+            return decode_batch(self, encoded, maps_are_independent=False)
         if self.heatmap_type == 'gaussian':
             keypoints, scores = get_heatmap_maximum(encoded)
             keypoints = refine_keypoints_dark_udp(keypoints[None], encoded, self.blur_kernel_size)

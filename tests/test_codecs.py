@@ -327,3 +327,19 @@ def test_float64_keypoints_match_mmpose():
                 check_map_summary(f'{name}/{key}', val if key == 'heatmaps' else val[0][:, None, :])
     labels = RegressionLabel((W, H)).encode(kp64, vis)['keypoint_labels']
     np.testing.assert_array_equal(labels, REF['f64_reg/keypoint_labels'])
+
+
+@pytest.mark.parametrize('name', list(HEATMAP_CFGS))
+def test_heatmap_batch_decode_equals_per_sample(name):
+    """(B, C, H, W) input (an extension over MMPose) gives the per-sample results, stacked."""
+    cls, cfg = HEATMAP_CFGS[name]
+    codec = cls((W, H), **cfg)
+    clean = codec.encode(REF['kp1'], REF['vis1'])['heatmaps']
+    batch = np.stack([clean, clean + (pseudo_noise(clean.shape, 5) * 0.02 - 0.01).astype(np.float32),
+                      -np.abs(clean) - 0.01])  # an all-negative sample
+    kp, scores = codec.decode(batch)
+    assert kp.shape == (3, 17, 2) and scores.shape == (3, 17)
+    for i, sample in enumerate(batch):
+        one_kp, one_scores = codec.decode(sample)
+        np.testing.assert_array_equal(kp[i], one_kp[0])
+        np.testing.assert_array_equal(scores[i], one_scores[0])
