@@ -11,7 +11,7 @@ import pytest
 
 from datasets import build_dataset, parse_pose_metainfo
 from datasets.metainfo import REPO_ROOT
-from tests.data_helpers import aic_cfg, coco_cfg, combined_cfg, need_data, write_tiny_coco
+from tests.test_data_helpers import aic_cfg, coco_cfg, combined_cfg, need_data, write_tiny_coco
 
 # MMPose 1.3.2: CocoDataset / AicDataset (top-down, GT boxes) on the shared test files.
 COCO_IDS = [442619, 198196, 230195, 460541, 488308, 1717641, 1724673, 437295, 467657, 531914, 533949,

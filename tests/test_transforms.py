@@ -28,7 +28,7 @@ from datasets.transforms import (
 )
 from datasets.transforms.lazy_image import LazyImage, jpeg_size
 from datasets.transforms.rng import seeded_rng
-from tests.data_helpers import coco_cfg, rle_pipelines, write_tiny_coco
+from tests.test_data_helpers import coco_cfg, rle_pipelines, write_tiny_coco
 
 # MMPose 1.3.2, CocoDataset sample 3 (ann 460541): GetBBoxCenterScale, optional RandomFlip(prob=1),
 # bbox_rotation=30, TopdownAffine(input_size=(192, 256), use_udp): first 3 transformed keypoints and
