@@ -33,6 +33,12 @@ MMPOSE_RLE_FC = {'head.fc.weight': (68, 1280), 'head.fc.bias': (68,)}
 # sha256 of '\n'.join(f'{key}:{tuple(shape)}' for key in sorted(keys)) over the state dict of MMPose 1.3.2's
 # TopdownPoseEstimator(MobileNetV2(widen_factor=0.5), GlobalAveragePooling, RLEHead(1280, 17)): 389 tensors.
 MMPOSE_RLE_MODEL_KEYS_SHA = '04a8ca8da58d52ba3c08a6e0567ed506a33bd890f17b88ee309f537b2ccbdbd7'
+# That MMPose model, loaded (strict) with the real RLE checkpoint converted by tools/convert_checkpoint.py
+# --to mmpose, eval, model(x, mode='tensor') for x = torch.manual_seed(0); torch.randn(2, 3, 192, 192):
+# output (2, 17, 4): its sum, out[1, 5], out[0, 16].
+MMPOSE_RLE_OUTPUT = (639.1879032850266, [0.6599339246749878, 0.1460220068693161, 7.557406425476074,
+                                         3.1233720779418945],
+                     [0.477051705121994, 0.8455173373222351, 5.89663028717041, 4.154870986938477])
 
 
 class _Flow(nn.Module):
@@ -89,6 +95,21 @@ def test_real_original_checkpoint_loads_strictly(rle_original):
     wrapped = {'model': rle_original}
     assert detect_format(wrapped) == 'original'
     assert load_checkpoint(_RLEModel(), wrapped).format == 'original'
+
+
+@needs_weights
+def test_original_checkpoint_reproduces_mmpose_output():
+    model = _RLEModel().eval()
+    load_checkpoint(model, RLE)
+    torch.manual_seed(0)
+    with torch.no_grad():
+        feats = model.neck(model.backbone(torch.randn(2, 3, 192, 192)))[0]
+        out = torch.cat([model.head.fc_coord(feats).reshape(2, 17, 2),
+                         model.head.fc_sigma(feats).reshape(2, 17, 2)], dim=-1)
+    total, row_1_5, row_0_16 = MMPOSE_RLE_OUTPUT
+    assert out.double().sum().item() == pytest.approx(total, rel=1e-6)
+    torch.testing.assert_close(out[1, 5], torch.tensor(row_1_5), rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(out[0, 16], torch.tensor(row_0_16), rtol=1e-5, atol=1e-5)
 
 
 @needs_weights
