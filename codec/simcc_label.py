@@ -117,8 +117,9 @@ class SimCCLabel(BaseKeypointCodec):
             keypoints: (N, K, 2) float32 input px (-1 / ratio where the score is <= 0).
             scores: (N, K), min of the two axis maxima; with ``decode_visibility`` a tuple
                 ``(scores, visibility)``, visibility (N, K) from a softmax of scores * beta * sigma.
-            Unlike MMPose, ``use_dark`` does not overwrite the caller's arrays, so the visibility
-            is computed from the raw scores also when ``use_dark`` is set.
+            With ``use_dark`` an all-zero score vector leaves its bin at -1 (MMPose: NaN). Unlike
+            MMPose, ``use_dark`` does not overwrite the caller's arrays, so with ``decode_visibility``
+            too the visibility comes from the raw scores (MMPose uses the log of the blurred ones).
         """
         keypoints, scores = get_simcc_maximum(simcc_x, simcc_y)
         if keypoints.ndim == 2:
