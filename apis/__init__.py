@@ -1,1 +1,2 @@
-"""Python inference API."""
+"""Python inference API: pose models on person boxes, and RTMDet detectors."""
+from apis.detector import inference_detector, init_detector  # noqa: F401

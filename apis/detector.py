@@ -1,0 +1,85 @@
+"""Detector inference: build an RTMDet from its config and checkpoint, detect objects in an image."""
+from __future__ import annotations
+
+import os
+import warnings
+from collections.abc import Mapping
+
+import numpy as np
+import torch
+from torch import nn
+
+from apis.image_io import ImageLike, read_image
+from models.detection.det_transforms import DetTestTransform
+from utils.checkpoint import load_checkpoint
+from utils.config import Config
+from utils.model_zoo import resolve_checkpoint
+from utils.registry import MODELS
+
+DEFAULT_TEST_PIPELINE = [dict(type='Resize', scale=(640, 640), keep_ratio=True),
+                         dict(type='Pad', size=(640, 640), pad_val=dict(img=(114, 114, 114)))]
+
+
+def _as_config(config: str | os.PathLike | Mapping) -> Config:
+    if isinstance(config, Config):
+        return config
+    if isinstance(config, Mapping):
+        return Config(config)
+    if not os.path.isfile(config):
+        raise FileNotFoundError(f'config file not found: {str(config)!r}')
+    return Config.fromfile(config)
+
+
+def _test_pipeline(cfg: Config) -> list:
+    """The detector's test-time pipeline: ``test_dataloader.dataset.pipeline``, else ``test_pipeline``."""
+    dataset = cfg.get('test_dataloader', {}).get('dataset', {})
+    pipeline = dataset.get('pipeline', cfg.get('test_pipeline'))
+    return list(pipeline) if pipeline is not None else DEFAULT_TEST_PIPELINE
+
+
+def init_detector(config: str | os.PathLike | Mapping, checkpoint: str | os.PathLike | None = None,
+                  device: str | torch.device = 'cpu') -> nn.Module:
+    """Build a detector from a config file (ours, or a flat MMDetection RTMDet config) in eval mode.
+
+    Args:
+        config: config path, or a loaded config / dict with a ``model`` entry.
+        checkpoint: MMDetection checkpoint (``{'meta', 'state_dict'}``) as a path, a model-zoo name or
+            an http(s) URL (downloaded into pretrained_weight/); None leaves random weights.
+        device: where the model runs.
+
+    The model gets ``cfg`` (the config) and ``test_transform`` (resize + pad of the test pipeline).
+    Raises ``utils.checkpoint.CheckpointError`` naming missing/unexpected keys when the checkpoint
+    does not fit the config.
+    """
+    cfg = _as_config(config)
+    if 'model' not in cfg:
+        raise KeyError(f'detector config {config!r} has no "model" entry')
+    model = MODELS.build(cfg.model, cfg_path='model')
+    if checkpoint is not None:
+        load_checkpoint(model, resolve_checkpoint(checkpoint), map_location='cpu', strict=True)
+    else:
+        warnings.warn('init_detector: no checkpoint given, the detector has random weights', stacklevel=2)
+    model.cfg = cfg
+    model.test_transform = DetTestTransform.from_pipeline(_test_pipeline(cfg))
+    return model.to(device).eval()
+
+
+@torch.no_grad()
+def inference_detector(model: nn.Module, img: ImageLike) -> dict[str, np.ndarray]:
+    """Detect objects in one image.
+
+    Args:
+        model: from :func:`init_detector`.
+        img: image path or (H, W, 3) BGR uint8 array.
+
+    Returns:
+        ``{'bboxes': (N, 4) float32 xyxy original-image px, 'scores': (N,) float32,
+        'labels': (N,) int64}``, sorted by score.
+    """
+    image = read_image(img)
+    padded, meta = model.test_transform(image)
+    inputs = torch.from_numpy(np.ascontiguousarray(padded.transpose(2, 0, 1)))[None]
+    result = model.predict(inputs, [meta])[0]
+    return {'bboxes': result['bboxes'].float().cpu().numpy(),
+            'scores': result['scores'].float().cpu().numpy(),
+            'labels': result['labels'].cpu().numpy().astype(np.int64)}
