@@ -1,10 +1,11 @@
 """Codec tests: round trips, edge cases, and agreement with MMPose 1.3.2.
 
-``tests/data/codec_reference.npz`` holds MMPose 1.3.2 outputs (NumPy 1.26) for the keypoints stored in
-it (``kp1``/``vis1``: one instance, ``kp2``/``vis2``: two instances; K=17 in a 192x256 input with
-corner, border, just-outside, far-outside and invisible keypoints on instance 0). Larger inputs (decoder
-test arrays) are rebuilt here with :func:`pseudo_noise`, which the generator used too. Large encoded
-arrays are stored as per-row sums / maxima / arg-maxima plus one full row.
+``tests/data/codec_reference.npz`` holds outputs of MMPose 1.3.2's codecs (run in a separate
+environment with NumPy 1.26) for the keypoints stored in it (``kp1``/``vis1``: one instance,
+``kp2``/``vis2``: two instances; K=17 in a 192x256 input with corner, border, just-outside,
+far-outside, invisible and visibility-0.3/0.5 keypoints on instance 0). Larger inputs (decoder test
+arrays) are rebuilt here with :func:`pseudo_noise`, which the generator used too. Large encoded arrays
+are stored as per-map checksums (sum, sum of squares, maximum, arg-max, first moments) plus one full map.
 """
 from __future__ import annotations
 
