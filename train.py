@@ -26,7 +26,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 
-from datasets import build_dataloader, set_pipeline_stage
+from datasets import build_dataloader
 from evaluation import evaluate_model
 from models import build_pose_estimator
 from optim import build_ema, build_optimizer, build_schedulers, scale_lr
@@ -96,11 +96,12 @@ def check_data_paths(cfg: Config) -> None:
         raise FileNotFoundError(f'val_evaluator.ann_file {ann!r} does not exist')
 
 
-def resolve_work_dir(args: argparse.Namespace, cfg_file: str) -> tuple[Path, str | None]:
+def resolve_work_dir(args: argparse.Namespace, cfg_file: str,
+                     cfg_resume: bool = False) -> tuple[Path, str | None]:
     """(work dir, checkpoint to resume from or None). ``--resume auto`` without ``--work-dir`` picks
     the newest ``work_dirs/*_<config name>`` holding a last.pth."""
     name = Path(cfg_file).stem
-    resume = args.resume
+    resume = args.resume or ('auto' if cfg_resume else None)
     if args.resume_ckpt:
         given = Path(args.resume_ckpt)
         work_dir, resume = (given, 'auto') if given.is_dir() else (given.parent, str(given))
@@ -132,9 +133,6 @@ def configure(cfg: Config, args: argparse.Namespace, device: torch.device) -> No
         randomness['seed'] = 0
     if args.deterministic:
         randomness['deterministic'] = True
-        # persistent workers would carry their RNG state across epochs: an epoch redone after a resume
-        # could then differ. New workers each epoch take their seeds from the reseeded main process.
-        cfg.train_dataloader['persistent_workers'] = False
 
 
 class StepStats:
@@ -347,7 +345,8 @@ def main(argv: list[str] | None = None) -> int:
     rank, world_size, device = init_distributed(device_name, cfg.get('env_cfg', {}).get('dist_backend'))
     configure(cfg, args, device)
     check_data_paths(cfg)
-    work_dir, resume_from = broadcast_object(resolve_work_dir(args, args.cfg_file) if rank == 0 else None)
+    chosen = resolve_work_dir(args, args.cfg_file, bool(cfg.get('resume'))) if rank == 0 else None
+    work_dir, resume_from = broadcast_object(chosen)
     if rank == 0:
         work_dir.mkdir(parents=True, exist_ok=True)
         cfg.dump(work_dir / Path(args.cfg_file).name)
@@ -362,8 +361,9 @@ def main(argv: list[str] | None = None) -> int:
 
     model, train_model = build_model(cfg, device, world_size, logger)
     distributed = world_size > 1
-    train_loader = build_dataloader(cfg.train_dataloader, seed=seed, distributed=distributed)
-    val_loader = build_dataloader(cfg.val_dataloader, seed=seed, distributed=distributed)
+    cfg_dir = Path(args.cfg_file).parent
+    train_loader = build_dataloader(cfg.train_dataloader, seed=seed, distributed=distributed, cfg_dir=cfg_dir)
+    val_loader = build_dataloader(cfg.val_dataloader, seed=seed, distributed=distributed, cfg_dir=cfg_dir)
     metric = METRICS.build(cfg.val_evaluator, cfg_path='val_evaluator')
     metric.dataset_meta = val_loader.dataset.metainfo
     iters_per_epoch = len(train_loader)
@@ -394,14 +394,10 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         for epoch in range(start_epoch, max_epochs):
-            stage = 2 if switch_epoch is not None and epoch >= switch_epoch else 1
-            if set_pipeline_stage(train_loader.dataset, stage):
-                logger.info('Epoch %d: using the stage-%d pipeline', epoch + 1, stage)
-                train_loader = build_dataloader(cfg.train_dataloader, seed=seed, distributed=distributed,
-                                                dataset=train_loader.dataset)
-            seed_epoch(seed, epoch, rank)
-            if hasattr(train_loader.sampler, 'set_epoch'):
-                train_loader.sampler.set_epoch(epoch)
+            if switch_epoch is not None and epoch >= switch_epoch and train_loader.switch_to_stage2():
+                logger.info('Epoch %d: switched to the stage-2 pipeline (workers restarted)', epoch + 1)
+            train_loader.set_epoch(epoch)  # shuffle order and per-sample augmentation seeds of this epoch
+            seed_epoch(seed, epoch, rank)  # everything else random in the epoch (e.g. dropout)
             train_one_epoch(run, train_model, model, train_loader, optim, schedulers, ema, epoch)
             for scheduler in schedulers:
                 if scheduler.by_epoch:

@@ -1,0 +1,119 @@
+"""Training throughput of a config: images/s, share of time waiting for data, peak GPU memory.
+
+    python benchmarks/bench_train.py CONFIG [--synthetic] [--iters N] [--warmup N] [--device cpu|cuda]
+                                     [--amp] [--batch-size B] [--cfg-options ...]
+
+``--synthetic`` feeds random uint8 images and codec targets (no files, no augmentation) to measure
+the model step alone; without it the config's real train loader is used. The step is the one
+train.py runs: optimizer wrapper (fused AdamW on CUDA), channels_last, uint8 transfer with
+normalisation on the device; ``--amp`` adds bfloat16 autocast.
+"""
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository root, for `python tools/x.py`
+
+import argparse
+import itertools
+import time
+from collections.abc import Iterator
+
+import numpy as np
+import torch
+
+from codec import build_codec
+from models import build_pose_estimator
+from optim import build_optimizer
+from train import LossModel
+from utils.config import add_cfg_options_argument, load_config
+
+
+def synthetic_batches(cfg, batch_size: int, seed: int = 0) -> Iterator[dict]:
+    """Endless random batches shaped like the train pipeline's output (targets from the codec)."""
+    codec = build_codec(cfg.codec)
+    width, height = cfg.codec['input_size']
+    num_kpts = cfg.model['head'].get('num_joints') or cfg.model['head'].get('out_channels', 17)
+    rng = np.random.default_rng(seed)
+    pool = []
+    for _ in range(4):
+        kpts = rng.uniform(0, [width, height], (batch_size, 1, num_kpts, 2)).astype(np.float32)
+        encoded = [codec.encode(k, np.ones((1, num_kpts), np.float32)) for k in kpts]
+        targets = {}
+        for name in encoded[0]:
+            arrays = [np.asarray(e[name]) for e in encoded]
+            arrays = [a[0] if a.ndim >= 2 and a.shape[0] == 1 else a for a in arrays]
+            targets[name] = torch.from_numpy(np.stack(arrays).astype(np.float32))
+        inputs = torch.from_numpy(rng.integers(0, 256, (batch_size, 3, height, width), dtype=np.uint8))
+        if torch.cuda.is_available():
+            inputs = inputs.pin_memory()
+        pool.append({'inputs': inputs, 'targets': targets})
+    return itertools.cycle(pool)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument('config')
+    parser.add_argument('--synthetic', action='store_true', help='random batches instead of the train loader')
+    parser.add_argument('--iters', type=int, default=50, help='timed iterations')
+    parser.add_argument('--warmup', type=int, default=5, help='untimed iterations first')
+    parser.add_argument('--batch-size', type=int, help='override train_dataloader.batch_size')
+    parser.add_argument('--amp', action='store_true', help='bfloat16 autocast')
+    parser.add_argument('--device', choices=['cpu', 'cuda'], default='cuda' if torch.cuda.is_available() else 'cpu')
+    add_cfg_options_argument(parser)
+    args = parser.parse_args()
+    cfg = load_config(args.config, args.cfg_options)
+    if args.batch_size:
+        cfg.train_dataloader['batch_size'] = args.batch_size
+    if args.amp:
+        cfg.optim_wrapper.update(type='AmpOptimWrapper', dtype='bfloat16')
+    batch_size = cfg.train_dataloader['batch_size']
+    device = torch.device(args.device)
+    torch.backends.cudnn.benchmark = device.type == 'cuda'
+
+    model = build_pose_estimator(cfg.model).to(device)
+    channels_last = device.type == 'cuda'
+    if channels_last:
+        model.to(memory_format=torch.channels_last)
+    train_model = LossModel(model).train()
+    optim = build_optimizer(model, cfg.optim_wrapper)
+    if args.synthetic:
+        batches = synthetic_batches(cfg, batch_size)
+    else:
+        from datasets import build_dataloader
+        loader = build_dataloader(cfg.train_dataloader, seed=0, distributed=False)
+        batches = itertools.chain.from_iterable(itertools.repeat(loader))
+
+    def step(batch: dict) -> None:
+        inputs = batch['inputs'].to(device, non_blocking=True)
+        if channels_last:
+            inputs = inputs.contiguous(memory_format=torch.channels_last)
+        targets = {k: v.to(device, non_blocking=True) for k, v in batch['targets'].items()}
+        with optim.optim_context(train_model):
+            losses = train_model(inputs, targets)
+        optim.update_params(sum(v for k, v in losses.items() if k.startswith('loss')))
+
+    for _ in range(args.warmup):
+        step(next(batches))
+    if device.type == 'cuda':
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+    wait = 0.0
+    start = time.perf_counter()
+    for _ in range(args.iters):
+        t0 = time.perf_counter()
+        batch = next(batches)
+        wait += time.perf_counter() - t0
+        step(batch)
+    if device.type == 'cuda':
+        torch.cuda.synchronize()
+    total = time.perf_counter() - start
+    mem = f'{torch.cuda.max_memory_allocated() / 2 ** 20:.0f} MB' if device.type == 'cuda' else 'n/a (cpu)'
+    print(f'config: {args.config}  device: {device}  batch: {batch_size}  amp: {args.amp}  '
+          f'data: {"synthetic" if args.synthetic else "train loader"}')
+    print(f'throughput: {args.iters * batch_size / total:.1f} img/s  ({total / args.iters * 1000:.1f} ms/iter)')
+    print(f'waiting for data: {100 * wait / total:.1f} % of the time')
+    print(f'peak GPU memory: {mem}')
+
+
+if __name__ == '__main__':
+    main()
