@@ -216,6 +216,9 @@ def test_refuses_arbitrary_pickles(tmp_path):
         read_checkpoint(path)
     with pytest.raises(FileNotFoundError, match='absent.pth'):
         read_checkpoint(tmp_path / 'absent.pth')
+    (tmp_path / 'text.pth').write_text('not a checkpoint')
+    with pytest.raises(CheckpointError, match='text.pth.* not a readable torch checkpoint'):
+        read_checkpoint(tmp_path / 'text.pth')
 
 
 def test_strict_errors_name_the_keys():

@@ -72,8 +72,8 @@ def _numpy_safe_globals() -> list[Any]:
 def read_checkpoint(path: str | os.PathLike, map_location: Any = 'cpu') -> Any:
     """``torch.load(path, weights_only=True)``, allowing numpy arrays/scalars in the metadata.
 
-    Raises FileNotFoundError for a missing file and :class:`CheckpointError` when the file needs other
-    pickled objects (there is deliberately no ``weights_only=False`` fallback).
+    Raises FileNotFoundError for a missing file, and :class:`CheckpointError` for a damaged/non-torch file
+    or one that needs other pickled objects (there is deliberately no ``weights_only=False`` fallback).
     """
     path = Path(path)
     if not path.is_file():
@@ -83,13 +83,19 @@ def read_checkpoint(path: str | os.PathLike, map_location: Any = 'cpu') -> Any:
             return torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as err:
         found = re.search(r'GLOBAL (\S+)', str(err)) or re.search(r'but got (<[^>]*>)', str(err))
-        what = f' (it contains {found.group(1)})' if found else ''
+        if found is None:  # not an allow-list refusal: a damaged or non-torch file
+            detail = re.search(r'WeightsUnpickler error:\s*(.*?)\s*(?:Check the documentation|$)', str(err),
+                               re.S)
+            raise CheckpointError(f'{str(path)!r} is not a readable torch checkpoint: '
+                                  f'{detail.group(1) if detail else err}') from err
         raise CheckpointError(
             f'{str(path)!r} cannot be loaded with torch.load(weights_only=True): it needs arbitrary '
-            f'pickled Python objects{what}, and loading those could run code, so this project refuses '
-            'to. Re-save only its tensors, e.g. in the trusted environment that wrote it: '
-            "torch.save({'state_dict': torch.load(src, weights_only=False)['state_dict']}, dst)."
+            f'pickled Python objects (it contains {found.group(1)}), and loading those could run code, so '
+            'this project refuses to. Re-save only its tensors, e.g. in the trusted environment that wrote '
+            "it: torch.save({'state_dict': torch.load(src, weights_only=False)['state_dict']}, dst)."
         ) from err
+    except (RuntimeError, EOFError) as err:
+        raise CheckpointError(f'{str(path)!r} is not a readable torch checkpoint: {err}') from err
 
 
 def _strip_prefix(state_dict: Mapping[str, Any], prefix: str) -> dict[str, Any]:
@@ -237,8 +243,9 @@ def load_checkpoint(model: nn.Module, path_or_state: str | os.PathLike | Mapping
     prefix on every key is dropped when ``model`` has no ``backbone``. Reported keys are relative to
     ``model``. Tensor shape mismatches always raise.
     """
-    source = str(path_or_state) if isinstance(path_or_state, (str, os.PathLike)) else 'state dict'
-    checkpoint = read_checkpoint(path_or_state, map_location) if source != 'state dict' else path_or_state
+    is_path = isinstance(path_or_state, (str, os.PathLike))
+    source = str(path_or_state) if is_path else 'state dict'
+    checkpoint = read_checkpoint(path_or_state, map_location) if is_path else path_or_state
     fmt = detect_format(checkpoint)
     state_dict = state_dict_of(checkpoint, source)
     naming = detect_naming(state_dict)
