@@ -139,7 +139,9 @@ def test_official_mmpose_checkpoint_with_numpy_meta(tmp_path, rle_original):
     path = tmp_path / 'mmpose.pth'
     meta = {'dataset_meta': {'sigmas': np.array([0.026, 0.025], dtype=np.float32), 'num_keypoints': 17,
                              'flip_indices': np.arange(3), 'scale': np.float64(1.5)}}
-    torch.save({'state_dict': convert_state_dict(rle_original, 'original', 'mmpose'), 'meta': meta}, path)
+    state = convert_state_dict(rle_original, 'original', 'mmpose')
+    state['data_preprocessor.mean'] = torch.ones(3)  # ignored: the model takes mean/std from its config
+    torch.save({'state_dict': state, 'meta': meta}, path)
     loaded = read_checkpoint(path)
     np.testing.assert_array_equal(loaded['meta']['dataset_meta']['sigmas'], meta['dataset_meta']['sigmas'])
     assert detect_format(loaded) == 'mmpose'

@@ -241,7 +241,8 @@ def load_checkpoint(model: nn.Module, path_or_state: str | os.PathLike | Mapping
 
     A backbone-only file loads into ``model.backbone`` when ``model`` has one, and a ``backbone.``
     prefix on every key is dropped when ``model`` has no ``backbone``. Reported keys are relative to
-    ``model``. Tensor shape mismatches always raise.
+    ``model``. ``data_preprocessor.*`` tensors the model does not hold (mean/std in some MMPose files) are
+    ignored. Tensor shape mismatches always raise.
     """
     is_path = isinstance(path_or_state, (str, os.PathLike))
     source = str(path_or_state) if is_path else 'state dict'
@@ -264,6 +265,8 @@ def load_checkpoint(model: nn.Module, path_or_state: str | os.PathLike | Mapping
     elif fmt == 'backbone' and all(k.startswith('backbone.') for k in state_dict):
         state_dict = _strip_prefix(state_dict, 'backbone.')
     model_sd = target.state_dict()
+    state_dict = {k: v for k, v in state_dict.items()  # normalisation constants come from the config
+                  if k in model_sd or not k.startswith('data_preprocessor.')}
     missing = [report_prefix + k for k in model_sd if k not in state_dict]
     unexpected = [report_prefix + k for k in state_dict if k not in model_sd]
     mismatched = _shape_mismatches(model_sd, state_dict)
