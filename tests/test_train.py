@@ -1,0 +1,152 @@
+"""train.py end to end on the 4-image COCO sample: each README config family, stage-2 switch, outputs,
+non-finite loss and missing-data failures. CPU, batch 4, a few iterations per run."""
+import re
+import textwrap
+from pathlib import Path
+
+import pytest
+import torch
+
+import train
+from models import build_pose_estimator
+from utils.checkpoint import load_checkpoint, read_checkpoint
+from utils.config import Config
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = Path(__file__).resolve().parents[2] / 'shared'
+DATA = SHARED / 'data'
+BACKBONE = SHARED / 'weights' / 'mobilenetv2_0.5x_udp_coco_aic_backbone_192x192.pth'
+
+FAMILIES = {
+    'rle': 'configs/rle/rle_mbv2-0.5x_aic-coco-192x192.py',
+    'simcc': 'configs/simcc/simcc_mbv2-0.75x-wo-deconv_aic-coco-192x192.py',
+    'heatmap': 'configs/heatmap/td-hm_mbv2-0.5x_coco-192x192.py',
+}
+
+needs_data = pytest.mark.skipif(not (DATA / 'coco' / 'test_coco.json').is_file(),
+                                reason='../shared/data (COCO sample) not available')
+
+
+def tiny_config(tmp_path: Path, family: str = 'rle', max_epochs: int = 2, batch_size: int = 4,
+                extra: str = '') -> Path:
+    """A config inheriting the family's README config, trained and validated on the COCO sample."""
+    base = REPO / FAMILIES[family]
+    combined = family != 'heatmap'  # the COCO+AIC recipes train on a CombinedDataset
+    sample = (f"dict(type='CocoDataset', data_root='{DATA}/', data_mode='topdown', "
+              "ann_file='coco/test_coco.json', data_prefix=dict(img='coco/'), pipeline=[])")
+    train_dataset = (f'dict(datasets=[{sample}])' if combined else
+                     f"dict(data_root='{DATA}/', ann_file='coco/test_coco.json', data_prefix=dict(img='coco/'))")
+    text = f"""
+        _base_ = ['{base}']
+        max_epochs = {max_epochs}
+        train_cfg = dict(max_epochs={max_epochs}, val_interval=1)
+        stage2_num_epochs = 1
+        log_interval = 1
+        randomness = dict(seed=7)
+        model = dict(backbone=dict(init_cfg=None))
+        param_scheduler = [dict(type='LinearLR', start_factor=0.1, by_epoch=False, begin=0, end=3)]
+        train_dataloader = dict(batch_size={batch_size}, num_workers=0, persistent_workers=False,
+                                dataset={train_dataset})
+        val_dataloader = dict(batch_size=8, num_workers=0, persistent_workers=False,
+                              dataset=dict(data_root='{DATA}/', ann_file='coco/test_coco.json', bbox_file=None,
+                                           data_prefix=dict(img='coco/')))
+        val_evaluator = dict(ann_file='{DATA}/coco/test_coco.json')
+    """
+    path = tmp_path / f'tiny_{family}.py'
+    path.write_text(textwrap.dedent(text) + textwrap.dedent(extra))
+    return path
+
+
+@needs_data
+@pytest.mark.parametrize('family', sorted(FAMILIES))
+def test_family_trains_validates_and_writes_outputs(tmp_path, family):
+    cfg_file = tiny_config(tmp_path, family)
+    work_dir = tmp_path / 'work'
+    assert train.main(['--cfg_file', str(cfg_file), '--work-dir', str(work_dir), '--device', 'cpu']) == 0
+
+    log = (work_dir / 'train.log').read_text()
+    assert 'PyTorch: ' in log and 'World size: 1' in log
+    for line in ('Epoch(train) [1][1/3]', 'Epoch(train) [2][3/3]', 'Epoch(val) [1]', 'Epoch(val) [2]'):
+        assert line in log
+    train_line = re.search(r'Epoch\(train\) \[1\]\[1/3\].*', log).group(0)
+    for field in ('lr: ', 'eta: ', 'time: ', 'data_time: ', 'grad_norm: ', 'loss_kpt: '):
+        assert field in train_line
+    assert re.search(r'Epoch\(val\) \[2\]  coco/AP: [0-9.]+', log)
+    if family != 'heatmap':  # stage 2 = the last stage2_num_epochs epochs: epoch 2 of 2, not earlier
+        assert 'Epoch 2: switched to the stage-2 pipeline' in log
+    assert 'Epoch 1: switched' not in log
+    assert list((work_dir / 'tensorboard').glob('events.out.tfevents.*'))
+    assert Config.fromfile(work_dir / cfg_file.name).train_cfg['max_epochs'] == 2
+
+    last = read_checkpoint(work_dir / 'last.pth')
+    best = read_checkpoint(work_dir / 'best.pth')
+    assert (last['epoch'], last['iter']) == (2, 6)
+    assert best['best']['key'] == 'coco/AP' and best['epoch'] == best['best']['epoch']
+    assert {'optimizer', 'schedulers', 'rng', 'meta'} <= set(last)
+    assert 'max_epochs = 2' in last['meta']['config']
+    model = build_pose_estimator(Config.fromfile(cfg_file).model)
+    load_checkpoint(model, work_dir / 'last.pth')  # strict: every key matches a fresh model
+    assert not list(work_dir.glob('*.tmp'))
+
+
+@needs_data
+def test_ema_weights_are_validated_and_saved(tmp_path):
+    cfg_file = tiny_config(tmp_path, 'rle', max_epochs=1, extra="""
+        custom_hooks = [dict(type='EMAHook', ema_type='ExpMomentumEMA', momentum=0.0002, gamma=2000,
+                             update_buffers=True, priority=49)]
+        """)
+    work_dir = tmp_path / 'work'
+    assert train.main(['--cfg_file', str(cfg_file), '--work-dir', str(work_dir), '--device', 'cpu']) == 0
+    last = read_checkpoint(work_dir / 'last.pth')
+    assert last['ema_steps'] == 3
+    deployed, raw = last['state_dict'], last['train_state_dict']
+    assert deployed.keys() == raw.keys()
+    assert any(not torch.equal(deployed[k], raw[k]) for k in raw if raw[k].is_floating_point())
+
+
+@needs_data
+def test_non_finite_loss_stops_and_keeps_the_last_checkpoint(tmp_path, monkeypatch):
+    cfg_file = tiny_config(tmp_path, 'rle', max_epochs=1)
+    work_dir = tmp_path / 'work'
+    args = ['--cfg_file', str(cfg_file), '--work-dir', str(work_dir), '--device', 'cpu']
+    assert train.main(args) == 0
+    before = (work_dir / 'last.pth').read_bytes()
+
+    real_loss = train.LossModel.forward
+    calls = []
+
+    def poisoned(self, inputs, targets):
+        losses = real_loss(self, inputs, targets)
+        calls.append(1)
+        if len(calls) == 2:
+            losses['loss_kpt'] = losses['loss_kpt'] * float('nan')
+        return losses
+
+    monkeypatch.setattr(train.LossModel, 'forward', poisoned)
+    assert train.main(args + ['--resume', '--cfg-options', 'train_cfg.max_epochs=2']) == 1
+    log = (work_dir / 'train.log').read_text()
+    assert 'non-finite loss at iteration 5: loss_kpt = nan' in log  # 3 iterations per epoch, 2nd of epoch 2
+    assert (work_dir / 'last.pth').read_bytes() == before
+
+
+def test_missing_dataset_path_fails_before_training(tmp_path):
+    cfg_file = tiny_config(tmp_path, 'rle')
+    with pytest.raises(FileNotFoundError, match=re.escape(str(tmp_path / 'nowhere' / 'coco/test_coco.json'))):
+        train.main(['--cfg_file', str(cfg_file), '--work-dir', str(tmp_path / 'work'), '--device', 'cpu',
+                    '--cfg-options', f'train_dataloader.dataset.datasets.0.data_root={tmp_path / "nowhere"}'])
+    assert not (tmp_path / 'work').exists()
+
+
+def test_resume_auto_finds_the_newest_work_dir(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    for stamp in ('202401010000', '202402010000'):
+        (tmp_path / 'work_dirs' / f'{stamp}_cfg').mkdir(parents=True)
+        (tmp_path / 'work_dirs' / f'{stamp}_cfg' / 'last.pth').write_bytes(b'x')
+    args = train.parse_args(['--cfg_file', 'configs/cfg.py', '--resume'])
+    work_dir, resume = train.resolve_work_dir(args, args.cfg_file)
+    assert work_dir == Path('work_dirs/202402010000_cfg') and resume == str(work_dir / 'last.pth')
+    args = train.parse_args(['--cfg_file', 'configs/cfg.py', '--resume_ckpt', 'work_dirs/202401010000_cfg'])
+    assert train.resolve_work_dir(args, args.cfg_file)[1] == 'work_dirs/202401010000_cfg/last.pth'
+    args = train.parse_args(['--cfg_file', 'configs/other.py'])
+    work_dir, resume = train.resolve_work_dir(args, args.cfg_file)
+    assert re.fullmatch(r'work_dirs/\d{12}_other', str(work_dir)) and resume is None
