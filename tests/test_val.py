@@ -1,0 +1,143 @@
+"""val.py end to end with the published RLE-0.5x weights on the 4-image COCO sample, and evaluate_model.
+
+Reference APs: upstream MMPose 1.3.2 (mmengine Runner.test) with the same weights (converted to MMPose
+naming with utils.checkpoint.convert_checkpoint), an equivalent config (MobileNetV2-0.5x, GAP neck,
+RLEHead, RegressionLabel 192x192, flip test with shift_coords, LoadImage -> GetBBoxCenterScale ->
+TopdownAffine -> PackPoseInputs) on ../shared/data/coco/test_coco.json gave
+AP 0.6721232123212321 (ground-truth boxes, flip), 0.6224422442244225 (ground-truth boxes, no flip)
+and 0.6296029602960296 (boxes of test_coco_det_AP_H_56.json, flip). These are 4 images, not COCO val2017.
+The tolerance allows small numeric differences (image decoding, float order) in other environments.
+"""
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+import val
+from evaluation import CocoMetric, evaluate_model
+from utils.config import load_config
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = Path(__file__).resolve().parents[2] / 'shared'
+WEIGHTS = SHARED / 'weights' / 'rle_mbv2-0.5x_aic-coco-192x192_202403131203.pth'
+ANN = SHARED / 'data' / 'coco' / 'test_coco.json'
+DETS = SHARED / 'data' / 'coco' / 'test_coco_det_AP_H_56.json'
+CONFIG = 'configs/rle/rle_mbv2-0.5x_coco-sample-192x192.py'
+needs_shared = pytest.mark.skipif(not (WEIGHTS.is_file() and ANN.is_file() and DETS.is_file()),
+                                  reason='../shared weights/data not available')
+UPSTREAM_AP = {'gt': 0.6721232123212321, 'gt_noflip': 0.6224422442244225, 'det': 0.6296029602960296}
+TOL = 0.01
+
+
+@pytest.fixture(autouse=True)
+def _repo_cwd(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(REPO)  # the config's data paths are relative to the repository root
+
+
+@needs_shared
+def test_val_ground_truth_boxes(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    out, dump = tmp_path / 'metrics.json', tmp_path / 'results.json'
+    metrics = val.main(['--cfg_file', CONFIG, '--checkpoint', str(WEIGHTS), '--device', 'cpu',
+                        '--out-metrics', str(out), '--dump', str(dump)])
+    printed = capsys.readouterr().out
+    assert 'flip test on' in printed and 'coco/AP ' in printed
+    assert metrics['coco/AP'] == pytest.approx(UPSTREAM_AP['gt'], abs=TOL)
+    assert json.loads(out.read_text()) == metrics
+    results = json.loads(dump.read_text())
+    assert len(results) == 12  # the 12 annotations with visible keypoints, none suppressed
+    assert set(results[0]) == {'bbox', 'category_id', 'image_id', 'keypoints', 'score'}
+
+
+@needs_shared
+def test_val_detection_boxes() -> None:
+    metrics = val.main(['--cfg_file', CONFIG, '--checkpoint', str(WEIGHTS), '--device', 'cpu',
+                        '--batch-size', '32', '--cfg-options', f'val_dataloader.dataset.bbox_file={DETS}'])
+    assert metrics['coco/AP'] == pytest.approx(UPSTREAM_AP['det'], abs=TOL)
+
+
+@needs_shared
+def test_val_work_dir_form_without_flip(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """The original project's ``--checkpoint WORK_DIR`` (config + best.pth inside), flip test off."""
+    load_config(CONFIG).dump(tmp_path / 'rle.py')
+    shutil.copy(WEIGHTS, tmp_path / 'best.pth')
+    metrics = val.main(['--checkpoint', str(tmp_path), '--device', 'cpu', '--no-flip'])
+    assert 'flip test off' in capsys.readouterr().out
+    assert metrics['coco/AP'] == pytest.approx(UPSTREAM_AP['gt_noflip'], abs=TOL)
+
+
+def test_val_input_errors(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError, match='nope.pth not found'):
+        val.main(['--cfg_file', CONFIG, '--checkpoint', str(tmp_path / 'nope.pth')])
+    with pytest.raises(FileNotFoundError, match='neither best.pth nor last.pth'):
+        val.main(['--checkpoint', str(tmp_path)])
+    (tmp_path / 'last.pth').write_bytes(b'')
+    with pytest.raises(FileNotFoundError, match='0 config files'):
+        val.main(['--checkpoint', str(tmp_path)])
+    with pytest.raises(ValueError, match='--cfg_file is required'):
+        val.main(['--checkpoint', str(tmp_path / 'last.pth')])
+
+
+def test_format_table() -> None:
+    table = val.format_table({'coco/AP': 0.5, 'coco/AR (L)': 1.0})
+    assert table.splitlines()[2:] == ['coco/AP      0.5000', 'coco/AR (L)  1.0000']
+
+
+# ---------------------------------------------------------------- evaluate_model
+
+
+class _OracleModel(nn.Module):
+    """Predicts the ground truth carried in the meta (to test the loop, not a network)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.zeros(1))
+        self.seen_training: list[bool] = []
+
+    def predict(self, inputs: torch.Tensor, meta: dict) -> dict[str, np.ndarray]:
+        self.seen_training.append(self.training)
+        kpts = meta['keypoints'].numpy()
+        return {'keypoints': kpts, 'keypoint_scores': np.ones(kpts.shape[:2], dtype=np.float32)}
+
+
+class _Loader(list):
+    """A list of batches with the ``dataset`` attribute a DataLoader has."""
+
+    def __init__(self, batches: list, dataset) -> None:
+        super().__init__(batches)
+        self.dataset = dataset
+
+
+class _Dataset:
+    def __init__(self, n: int, metainfo: dict) -> None:
+        self.n, self.metainfo = n, metainfo
+
+    def __len__(self) -> int:
+        return self.n
+
+
+@pytest.mark.skipif(not ANN.is_file(), reason='../shared/data/coco not available')
+def test_evaluate_model_feeds_the_metric_and_restores_mode() -> None:
+    anns = [a for a in json.loads(ANN.read_text())['annotations'] if max(a['keypoints'][2::3]) > 0]
+    boxes = torch.tensor([a['bbox'] for a in anns], dtype=torch.float32)
+    keypoints = np.array([np.reshape(a['keypoints'], (-1, 3))[:, :2] for a in anns], dtype=np.float32)
+    meta = {'img_id': torch.tensor([a['image_id'] for a in anns]),
+            'id': torch.tensor([a['id'] for a in anns]), 'keypoints': torch.from_numpy(keypoints),
+            'bbox': torch.cat([boxes[:, :2], boxes[:, :2] + boxes[:, 2:]], dim=1),
+            'bbox_score': torch.ones(len(anns)), 'bbox_scale': boxes[:, 2:] * 1.25}
+    batches = [{'inputs': torch.zeros(len(anns[s:s + 5]), 3, 8, 8, dtype=torch.uint8),
+                'meta': {k: v[s:s + 5] for k, v in meta.items()}} for s in range(0, len(anns), 5)]
+    sigmas = np.array([.026, .025, .025, .035, .035, .079, .079, .072, .072, .062, .062, .107, .107, .087,
+                       .087, .089, .089], dtype=np.float32)
+    loader = _Loader(batches, _Dataset(len(anns), {'num_keypoints': 17, 'sigmas': sigmas}))
+    model = _OracleModel().train()
+    metric = CocoMetric(ann_file=str(ANN))
+    metrics = evaluate_model(model, loader, metric, progress=False)
+    assert metrics['coco/AP'] == pytest.approx(1.0)
+    assert model.seen_training == [False] * len(batches) and model.training
+    assert metric.results == [] and metric.dataset_meta['num_keypoints'] == 17
