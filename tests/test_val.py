@@ -11,7 +11,6 @@ The tolerance allows small numeric differences (image decoding, float order) in 
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +20,7 @@ from torch import nn
 
 import val
 from evaluation import CocoMetric, evaluate_model
+from utils.checkpoint import convert_checkpoint, read_checkpoint
 from utils.config import load_config
 
 REPO = Path(__file__).resolve().parents[1]
@@ -63,11 +63,15 @@ def test_val_detection_boxes() -> None:
 
 @needs_shared
 def test_val_work_dir_form_without_flip(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
-    """The original project's ``--checkpoint WORK_DIR`` (config + best.pth inside), flip test off."""
+    """The original project's ``--checkpoint WORK_DIR`` (config + best.pth inside), flip test off, with
+    best.pth in the official MMPose layout."""
     load_config(CONFIG).dump(tmp_path / 'rle.py')
-    shutil.copy(WEIGHTS, tmp_path / 'best.pth')
+    payload, _ = convert_checkpoint(read_checkpoint(WEIGHTS), 'mmpose')
+    torch.save(payload, tmp_path / 'best.pth')
     metrics = val.main(['--checkpoint', str(tmp_path), '--device', 'cpu', '--no-flip'])
-    assert 'flip test off' in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert '(format mmpose)' in printed, printed
+    assert 'flip test off' in printed
     assert metrics['coco/AP'] == pytest.approx(UPSTREAM_AP['gt_noflip'], abs=TOL)
 
 
