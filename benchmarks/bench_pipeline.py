@@ -1,0 +1,97 @@
+"""Training-pipeline throughput (samples/s) on real images, in one process and with loader workers.
+
+    python benchmarks/bench_pipeline.py CONFIG [--data-dir ../shared/data/coco] [--ann-file test_coco.json]
+        [--n 600] [--workers 2] [--batch-size 32] [--repeats 3] [--default-threads] [--phase train|val]
+
+The config's ``train_pipeline`` (or ``val_pipeline``) runs on the instances of a COCO-format file
+(default: the 4-image sample beside the repository), repeated to ``--n`` samples; the figures are
+the median and best of ``--repeats`` timed runs after a warm-up.
+"""
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository root, for `python tools/x.py`
+
+import argparse
+import statistics
+import time
+
+import cv2
+import torch
+
+from datasets import CocoStyleDataset, RepeatDataset, build_dataloader
+from utils.config import add_cfg_options_argument, load_config
+
+DEFAULT_DATA = Path(__file__).resolve().parents[2] / 'shared' / 'data' / 'coco'
+
+
+def _single_process(dataset, n: int, repeats: int) -> tuple[list[float], list[float]]:
+    """Samples per wall-clock second and per CPU second of this process, one of each per repeat."""
+    for i in range(min(20, len(dataset))):  # warm-up: imports, codec tables, page cache
+        dataset[(i, i)]
+    wall, cpu = [], []
+    for r in range(repeats):
+        start, start_cpu = time.perf_counter(), time.process_time()
+        for i in range(n):
+            dataset[(i % len(dataset), r * n + i)]
+        wall.append(n / (time.perf_counter() - start))
+        cpu.append(n / (time.process_time() - start_cpu))
+    return wall, cpu
+
+
+def _with_workers(dataset, n: int, workers: int, batch_size: int) -> float:
+    cfg = dict(batch_size=batch_size, num_workers=workers, persistent_workers=True,
+               sampler=dict(type='DefaultSampler', shuffle=True))
+    loader = build_dataloader(cfg, seed=0, dataset=dataset)
+    it = iter(loader)
+    next(it)  # workers started and warm
+    count, start = 0, time.perf_counter()
+    while count < n:
+        try:
+            count += len(next(it)['inputs'])
+        except StopIteration:
+            loader.set_epoch(loader.batch_sampler.sampler.epoch + 1)
+            it = iter(loader)
+    return count / (time.perf_counter() - start)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument('config')
+    parser.add_argument('--data-dir', default=str(DEFAULT_DATA), help='folder with the images and ann file')
+    parser.add_argument('--ann-file', default='test_coco.json', help='COCO keypoint file in --data-dir')
+    parser.add_argument('--phase', choices=('train', 'val'), default='train')
+    parser.add_argument('--n', type=int, default=600, help='samples per timed run')
+    parser.add_argument('--repeats', type=int, default=3)
+    parser.add_argument('--workers', type=int, nargs='*', default=[2], help='loader worker counts to time')
+    parser.add_argument('--batch-size', type=int, default=32)
+    parser.add_argument('--default-threads', action='store_true',
+                        help='keep the OpenCV/torch thread defaults in the single-process run (default: '
+                             'one thread each, as in a loader worker)')
+    add_cfg_options_argument(parser)
+    args = parser.parse_args(argv)
+    cfg = load_config(args.config, args.cfg_options)
+    data_dir = Path(args.data_dir)
+    base = CocoStyleDataset(ann_file=str(data_dir / args.ann_file), data_prefix=dict(img=str(data_dir)),
+                            metainfo=dict(from_file='configs/_base_/datasets/coco.py'),
+                            pipeline=cfg[f'{args.phase}_pipeline'])
+    dataset = RepeatDataset(base, times=max(1, -(-args.n // len(base))))
+    if not args.default_threads:
+        cv2.setNumThreads(0)
+        torch.set_num_threads(1)
+    rates, cpu_rates = _single_process(dataset, args.n, args.repeats)
+    print(f'{args.phase} pipeline, {len(base)} instances of {data_dir / args.ann_file}, OpenCV threads '
+          f'{cv2.getNumThreads()}, torch threads {torch.get_num_threads()}')
+    print(f'single process: {statistics.median(rates):.1f} samples/s median, {max(rates):.1f} best '
+          f'({1000 / statistics.median(rates):.2f} ms/sample); {statistics.median(cpu_rates):.1f} per CPU '
+          f'second ({1000 / statistics.median(cpu_rates):.2f} CPU ms/sample, robust to a busy machine)')
+    for w in args.workers:
+        if w > 0:
+            rate = _with_workers(dataset, args.n, w, args.batch_size)
+            print(f'{w} workers, batch {args.batch_size}: {rate:.1f} samples/s')
+    return 0
+
+
+if __name__ == '__main__':
+    raise SystemExit(main())
