@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from deploy.deps import require
-from deploy.graph import PoseExportModule, Preprocess
+from deploy.graph import DetectorExportModule, PoseExportModule, Preprocess
 
 METADATA_KEY = 'mmpose_clean'
 EXPORTERS = ('torchscript', 'dynamo')
@@ -110,24 +110,57 @@ def export_pose_model(estimator: nn.Module, cfg: Mapping[str, Any], path: str | 
     """
     codec_cfg = cfg['codec']
     width, height = codec_cfg['input_size']
-    model_cfg = cfg['model']
-    preprocessor_cfg = dict(model_cfg.get('data_preprocessor') or {})
-    test_cfg = dict(model_cfg.get('test_cfg') or {})
-    preprocess = Preprocess.from_config(preprocessor_cfg) if with_preprocess else None
-    wrapper = PoseExportModule(estimator, preprocess, with_decode, flip_indices, test_cfg).eval()
+    test_cfg = dict(cfg['model'].get('test_cfg') or {})
+    preprocess = Preprocess.from_module(estimator.data_preprocessor)
+    wrapper = PoseExportModule(estimator, preprocess if with_preprocess else None, with_decode, flip_indices,
+                               test_cfg).eval()
     if with_preprocess:
         example = torch.randint(0, 256, (batch_size, 3, height, width), dtype=torch.uint8)
     else:
         example = torch.randn(batch_size, 3, height, width)
     metadata = dict(kind='pose', input_size=[width, height], with_decode=with_decode,
                     with_preprocess=with_preprocess, dynamic_batch=dynamic_batch,
-                    flip_test=flip_indices is not None,
-                    mean=list(preprocessor_cfg.get('mean', (0.0, 0.0, 0.0))),
-                    std=list(preprocessor_cfg.get('std', (1.0, 1.0, 1.0))),
-                    bgr_to_rgb=bool(preprocessor_cfg.get('bgr_to_rgb', False)),
+                    flip_test=flip_indices is not None, **preprocess.describe(),
                     test_cfg=_jsonable(test_cfg), codec=_jsonable(codec_cfg))
     export_module(wrapper, example, path, input_name='input',
                   output_names=pose_output_names(codec_cfg, with_decode), opset=opset,
+                  dynamic_batch=dynamic_batch, exporter=exporter, metadata=metadata)
+    return os.fspath(path), wrapper, example
+
+
+def detector_input_size(cfg: Mapping[str, Any]) -> tuple[int, int]:
+    """(w, h) of the detector's network input: the Pad size of its test pipeline (else the Resize scale)."""
+    pipeline = cfg.get('test_pipeline') or cfg.get('test_dataloader', {}).get('dataset', {}).get('pipeline')
+    for kind in ('Pad', 'Resize'):
+        for step in pipeline or []:
+            if step.get('type') in (kind, 'mmdet.' + kind) and (step.get('size') or step.get('scale')):
+                return tuple(step.get('size') or step.get('scale'))
+    raise ValueError('detector config has no test_pipeline with a Pad size or Resize scale; cannot tell '
+                     'the network input size for export')
+
+
+def export_detector(detector: nn.Module, cfg: Mapping[str, Any], path: str | os.PathLike, *,
+                    opset: int = 17, dynamic_batch: bool = False, with_preprocess: bool = False,
+                    exporter: str = 'torchscript', batch_size: int = 1
+                    ) -> tuple[str, DetectorExportModule, torch.Tensor]:
+    """Export an RTMDet-like detector (``forward(x normalised) -> (cls_scores, bbox_preds)`` per level).
+
+    The graph input is the padded test image (B, 3, H, W) (uint8 BGR with ``with_preprocess``); the
+    outputs are the raw per-level head outputs. Returns (path, wrapper module, example input).
+    """
+    width, height = detector_input_size(cfg)
+    preprocess = Preprocess.from_module(detector.data_preprocessor)
+    wrapper = DetectorExportModule(detector, preprocess if with_preprocess else None).eval()
+    if with_preprocess:
+        example = torch.randint(0, 256, (batch_size, 3, height, width), dtype=torch.uint8)
+    else:
+        example = torch.randn(batch_size, 3, height, width)
+    with torch.no_grad():
+        num_levels = len(wrapper(example)) // 2
+    names = [f'cls_score_{i}' for i in range(num_levels)] + [f'bbox_pred_{i}' for i in range(num_levels)]
+    metadata = dict(kind='detector', input_size=[width, height], with_preprocess=with_preprocess,
+                    dynamic_batch=dynamic_batch, num_levels=num_levels, **preprocess.describe())
+    export_module(wrapper, example, path, input_name='input', output_names=names, opset=opset,
                   dynamic_batch=dynamic_batch, exporter=exporter, metadata=metadata)
     return os.fspath(path), wrapper, example
 

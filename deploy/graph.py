@@ -28,11 +28,16 @@ class Preprocess(nn.Module):
         self.register_buffer('std', torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1))
 
     @classmethod
-    def from_config(cls, preprocessor_cfg: Mapping[str, Any]) -> Preprocess:
-        """Build from a ``model.data_preprocessor`` config dict (``mean``, ``std``, ``bgr_to_rgb``)."""
-        return cls(preprocessor_cfg.get('mean', (0.0, 0.0, 0.0)),
-                   preprocessor_cfg.get('std', (1.0, 1.0, 1.0)),
-                   preprocessor_cfg.get('bgr_to_rgb', False))
+    def from_module(cls, preprocessor: nn.Module) -> Preprocess:
+        """Copy a model's data preprocessor (``PoseDataPreprocessor`` / ``DetDataPreprocessor``: ``mean``
+        and ``std`` buffers, ``swap_channels`` or ``bgr_to_rgb``)."""
+        swap = getattr(preprocessor, 'swap_channels', getattr(preprocessor, 'bgr_to_rgb', False))
+        return cls(preprocessor.mean.flatten().tolist(), preprocessor.std.flatten().tolist(), swap)
+
+    def describe(self) -> dict[str, Any]:
+        """``{'mean', 'std', 'bgr_to_rgb'}`` as plain lists/bools (stored in the ONNX metadata)."""
+        return dict(mean=self.mean.flatten().tolist(), std=self.std.flatten().tolist(),
+                    bgr_to_rgb=self.bgr_to_rgb)
 
     def forward(self, x: Tensor) -> Tensor:
         x = x.float()
@@ -75,3 +80,23 @@ class PoseExportModule(nn.Module):
         if not self.with_decode:
             return outputs
         return self.network.head.decode(outputs)
+
+
+class DetectorExportModule(nn.Module):
+    """The exported detector graph: ``[preprocess] -> network`` with outputs flattened to
+    ``(cls_score_0, ..., cls_score_{L-1}, bbox_pred_0, ..., bbox_pred_{L-1})``.
+
+    ``network(x)`` returns ``(cls_scores, bbox_preds)`` per level (RTMDet: (B, C, h, w) logits and
+    (B, 4, h, w) distances in input px); box decoding and NMS stay outside the graph.
+    """
+
+    def __init__(self, network: nn.Module, preprocess: Preprocess | None = None) -> None:
+        super().__init__()
+        self.network = network
+        self.preprocess = preprocess
+
+    def forward(self, x: Tensor) -> tuple[Tensor, ...]:
+        if self.preprocess is not None:
+            x = self.preprocess(x)
+        cls_scores, bbox_preds = self.network(x)
+        return (*cls_scores, *bbox_preds)

@@ -18,8 +18,7 @@ import torch
 
 from deploy.deps import require
 from deploy.export import METADATA_KEY
-
-_ORT_TYPES = {'tensor(uint8)': np.uint8, 'tensor(float)': np.float32}
+from models.pose_estimator import crop_to_image
 
 
 def create_session(path: str | os.PathLike, threads: int = 2, providers: Sequence[str] | None = None) -> Any:
@@ -43,20 +42,43 @@ def session_metadata(session: Any) -> dict[str, Any]:
     return json.loads(raw) if raw else {}
 
 
-def crop_to_image(keypoints: np.ndarray, input_size: np.ndarray, bbox_center: np.ndarray,
-                  bbox_scale: np.ndarray) -> np.ndarray:
-    """Keypoints (B, K, 2) in input-crop px -> original image px (MMPose's top-down mapping).
-
-    ``input_size`` (B, 2) or (2,) is (w, h); ``bbox_center``/``bbox_scale`` (B, 2) image px.
-    """
-    input_size = np.asarray(input_size, dtype=np.float32).reshape(-1, 1, 2)
-    center = np.asarray(bbox_center, dtype=np.float32).reshape(-1, 1, 2)
-    scale = np.asarray(bbox_scale, dtype=np.float32).reshape(-1, 1, 2)
-    return (keypoints / input_size * scale + center - 0.5 * scale).astype(np.float32)
-
-
 def _numpy(value: Any) -> np.ndarray:
     return value.detach().cpu().numpy() if isinstance(value, torch.Tensor) else np.asarray(value)
+
+
+def graph_input(inputs: Any, meta: Mapping[str, Any]) -> np.ndarray:
+    """uint8 BGR images (B, 3, H, W) -> the input of a graph exported with ``meta``: the same uint8
+    array when preprocessing is in the graph, else float32 channel-swapped and normalised."""
+    images = _numpy(inputs)
+    if meta.get('with_preprocess'):
+        return np.ascontiguousarray(images, dtype=np.uint8)
+    x = images.astype(np.float32)
+    if meta.get('bgr_to_rgb'):
+        x = x[:, ::-1]
+    mean = np.asarray(meta['mean'], dtype=np.float32).reshape(1, 3, 1, 1)
+    std = np.asarray(meta['std'], dtype=np.float32).reshape(1, 3, 1, 1)
+    return np.ascontiguousarray((x - mean) / std, dtype=np.float32)
+
+
+def _open(path: str | os.PathLike, kind: str, threads: int) -> tuple[Any, dict[str, Any]]:
+    session = create_session(path, threads=threads)
+    meta = session_metadata(session)
+    if meta.get('kind') != kind:
+        raise ValueError(f'{path}: not a {kind} model exported by deploy.export (metadata {METADATA_KEY!r} '
+                         f'kind={meta.get("kind")!r}); re-export it with tools/export_onnx.py')
+    return session, meta
+
+
+def run_batched(session: Any, x: np.ndarray) -> list[np.ndarray]:
+    """Run a session on a batch; a graph with a fixed batch of 1 is run sample by sample."""
+    graph_input_ = session.get_inputs()[0]
+    fixed = graph_input_.shape[0] if isinstance(graph_input_.shape[0], int) else None
+    if fixed is None or fixed == x.shape[0]:
+        return session.run(None, {graph_input_.name: x})
+    if fixed != 1:
+        raise ValueError(f'graph has a fixed batch of {fixed}, got {x.shape[0]} inputs')
+    parts = [session.run(None, {graph_input_.name: x[i:i + 1]}) for i in range(x.shape[0])]
+    return [np.concatenate(outs) for outs in zip(*parts)]
 
 
 class OrtPoseModel:
@@ -74,17 +96,8 @@ class OrtPoseModel:
     def __init__(self, path: str | os.PathLike, cfg: Mapping[str, Any] | None = None, threads: int = 2,
                  flip_test: bool | None = None) -> None:
         self.path = os.fspath(path)
-        self.session = create_session(self.path, threads=threads)
-        self.meta = session_metadata(self.session)
-        if self.meta.get('kind') != 'pose':
-            raise ValueError(f'{self.path}: not a pose model exported by deploy.export (metadata '
-                             f'{METADATA_KEY!r} kind={self.meta.get("kind")!r}); re-export it with '
-                             'tools/export_onnx.py')
+        self.session, self.meta = _open(self.path, 'pose', threads)
         self.cfg = cfg
-        graph_input = self.session.get_inputs()[0]
-        self.input_name = graph_input.name
-        self.input_dtype = _ORT_TYPES[graph_input.type]
-        self.fixed_batch = graph_input.shape[0] if isinstance(graph_input.shape[0], int) else None
         self.input_size = tuple(self.meta['input_size'])
         test_cfg = dict(self.meta.get('test_cfg') or {})
         if cfg is not None:
@@ -106,24 +119,11 @@ class OrtPoseModel:
 
     def preprocess(self, inputs: Any) -> np.ndarray:
         """uint8 BGR (B, 3, H, W) tensor/array -> what the graph takes (the same uint8, or normalised)."""
-        crops = _numpy(inputs)
-        if self.meta.get('with_preprocess'):
-            return np.ascontiguousarray(crops, dtype=np.uint8)
-        x = crops.astype(np.float32)
-        if self.meta.get('bgr_to_rgb'):
-            x = x[:, ::-1]
-        mean = np.asarray(self.meta['mean'], dtype=np.float32).reshape(1, 3, 1, 1)
-        std = np.asarray(self.meta['std'], dtype=np.float32).reshape(1, 3, 1, 1)
-        return np.ascontiguousarray((x - mean) / std, dtype=np.float32)
+        return graph_input(inputs, self.meta)
 
     def run(self, x: np.ndarray) -> list[np.ndarray]:
-        """Run the graph on an already-preprocessed batch; a fixed-batch graph is run sample by sample."""
-        if self.fixed_batch is None or self.fixed_batch == x.shape[0]:
-            return self.session.run(None, {self.input_name: x})
-        if self.fixed_batch != 1:
-            raise ValueError(f'{self.path}: graph has fixed batch {self.fixed_batch}, got {x.shape[0]} crops')
-        parts = [self.session.run(None, {self.input_name: x[i:i + 1]}) for i in range(x.shape[0])]
-        return [np.concatenate(outs) for outs in zip(*parts)]
+        """Run the graph on an already-preprocessed batch (see :func:`run_batched`)."""
+        return run_batched(self.session, x)
 
     def predict_crops(self, inputs: Any, flip_indices: Sequence[int] | None = None
                       ) -> tuple[np.ndarray, np.ndarray]:
@@ -165,7 +165,7 @@ class OrtPoseModel:
             flip_indices = indices.reshape(-1, indices.shape[-1])[0].tolist()
         keypoints, scores = self.predict_crops(inputs, flip_indices)
         input_size = _numpy(meta['input_size']) if 'input_size' in meta else np.asarray(self.input_size)
-        keypoints = crop_to_image(keypoints, input_size, _numpy(meta['bbox_center']),
+        keypoints = crop_to_image(torch.from_numpy(keypoints), input_size, _numpy(meta['bbox_center']),
                                   _numpy(meta['bbox_scale']))
         return {'keypoints': keypoints, 'keypoint_scores': scores}
 
@@ -174,3 +174,46 @@ def load_onnx_pose_model(path: str | os.PathLike, cfg: Mapping[str, Any] | None 
                          threads: int = 2) -> OrtPoseModel:
     """An :class:`OrtPoseModel` for ``path`` (the hook for ``apis.init_model`` on ``*.onnx`` files)."""
     return OrtPoseModel(path, cfg, threads=threads)
+
+
+class OrtDetector:
+    """A dense detector (RTMDet) served by ONNX Runtime, with ``RTMDet.predict``'s interface.
+
+    The graph gives the raw per-level head outputs; box decoding, score filtering and NMS run in PyTorch
+    through the ``bbox_head.predict_by_feat`` of a head built from ``cfg`` (its weights are unused), so
+    results follow the same code path as the PyTorch detector.
+
+    Args:
+        path: ONNX file written by ``tools/export_onnx.py`` for a detector config.
+        cfg: the detector's config (``model.bbox_head``, ``model.test_cfg``).
+    """
+
+    def __init__(self, path: str | os.PathLike, cfg: Mapping[str, Any], threads: int = 2) -> None:
+        from utils.registry import MODELS
+
+        self.path = os.fspath(path)
+        self.session, self.meta = _open(self.path, 'detector', threads)
+        self.cfg = cfg
+        model_cfg = cfg['model']
+        head_args = {'test_cfg': dict(model_cfg['test_cfg'])} if model_cfg.get('test_cfg') else {}
+        self.bbox_head = MODELS.build(model_cfg['bbox_head'], **head_args).eval()
+
+    def predict(self, inputs: Any, img_metas: Sequence[Mapping[str, Any]]) -> list[dict[str, torch.Tensor]]:
+        """Detect objects in a batch of prepared images.
+
+        Args:
+            inputs: (B, 3, H, W) uint8 BGR, resized and padded by the detector's test transform.
+            img_metas: per image ``img_shape`` and ``scale_factor`` from the test transform.
+
+        Returns:
+            per image ``{'bboxes': (K, 4) xyxy original-image px, 'scores': (K,), 'labels': (K,)}``.
+        """
+        outputs = [torch.from_numpy(o) for o in run_batched(self.session, graph_input(inputs, self.meta))]
+        levels = len(outputs) // 2
+        with torch.no_grad():
+            return self.bbox_head.predict_by_feat(outputs[:levels], outputs[levels:], img_metas)
+
+
+def load_onnx_detector(path: str | os.PathLike, cfg: Mapping[str, Any], threads: int = 2) -> OrtDetector:
+    """An :class:`OrtDetector` for ``path`` (the hook for ``apis.init_detector`` on ``*.onnx`` files)."""
+    return OrtDetector(path, cfg, threads=threads)

@@ -88,6 +88,7 @@ def quantize_static_int8(float_path: str | os.PathLike, output_path: str | os.Pa
             nodes_to_exclude=list(nodes_to_exclude),
             extra_options={'ActivationSymmetric': False, 'WeightSymmetric': True})
     model = onnx.load(output_path)
-    write_metadata(model, {**metadata, 'quantization': dict(mode='ptq', method=method, per_channel=per_channel)})
+    quantization = dict(mode='ptq', method=method, per_channel=per_channel)
+    write_metadata(model, {**metadata, 'quantization': quantization})
     onnx.save(model, output_path)
     return output_path
