@@ -141,6 +141,7 @@ class CocoStyleDataset(BasePoseDataset):
         if indices is not None:
             order = order[:indices] if isinstance(indices, int) else order[np.asarray(indices, np.int64)]
         self._inst = {k: np.ascontiguousarray(v[order]) for k, v in inst.items()}
+        del self._img_row  # a per-image dict would be copied into every loader worker on write
 
     def _read_images(self, images: list) -> None:
         ids, names, hw = [], [], []

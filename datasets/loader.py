@@ -90,11 +90,13 @@ def build_dataloader(cfg: Mapping[str, Any], seed: int | None = None, distribute
     rank, world = dist_info()
     if distributed is False:
         rank, world = 0, 1
-    seed = shared_random_seed() if seed is None else int(seed)
     sampler_cfg = dict(cfg.get('sampler') or {'type': 'DefaultSampler', 'shuffle': True})
     sampler_type = sampler_cfg.pop('type', 'DefaultSampler')
+    sampler_seed = sampler_cfg.pop('seed', None)  # a seed in the sampler config wins
+    seed = seed if sampler_seed is None else int(sampler_seed)
     if sampler_type not in _SAMPLERS:
         raise ValueError(f'unknown sampler {sampler_type!r}; available: {sorted(_SAMPLERS)}')
+    seed = shared_random_seed() if seed is None else int(seed)
     sampler = _SAMPLERS[sampler_type](dataset, seed=seed, rank=rank, world_size=world, **sampler_cfg)
     batch_size = int(cfg.get('batch_size', 1))
     batch_sampler = BatchSampler(sampler, batch_size, drop_last=bool(cfg.get('drop_last', False)))
