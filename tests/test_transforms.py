@@ -272,3 +272,18 @@ def test_skip_bad_images_replaces_sample_with_warning(tmp_path, caplog):
         sample = ds[0]
     assert sample['meta']['img_id'] == 2 and sample['inputs'].shape == (3, 192, 192)
     assert 'img1.jpg' in caplog.text and 'skip_bad_images' in caplog.text
+
+
+def _with_exif_orientation(jpeg: bytes, orientation: int) -> bytes:
+    tiff = b'MM\x00\x2a\x00\x00\x00\x08' + b'\x00\x01' + b'\x01\x12\x00\x03\x00\x00\x00\x01'
+    tiff += orientation.to_bytes(2, 'big') + b'\x00\x00' + b'\x00\x00\x00\x00'
+    body = b'Exif\x00\x00' + tiff
+    return jpeg[:2] + b'\xff\xe1' + (len(body) + 2).to_bytes(2, 'big') + body + jpeg[2:]
+
+
+def test_jpeg_header_size_and_exif_rotation_fallback():
+    jpeg = cv2.imencode('.jpg', np.zeros((30, 50, 3), np.uint8))[1].tobytes()
+    assert jpeg_size(jpeg) == (30, 50)
+    assert jpeg_size(_with_exif_orientation(jpeg, 1)) == (30, 50)
+    assert jpeg_size(_with_exif_orientation(jpeg, 6)) is None  # rotated files are decoded eagerly
+    assert jpeg_size(cv2.imencode('.png', np.zeros((4, 4, 3), np.uint8))[1].tobytes()) is None
