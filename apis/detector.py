@@ -8,6 +8,7 @@ from collections.abc import Mapping
 import numpy as np
 import torch
 from torch import nn
+from torchvision.ops import nms
 
 from apis.image_io import ImageLike, read_image
 from models.detection.det_transforms import DetTestTransform
@@ -83,3 +84,22 @@ def inference_detector(model: nn.Module, img: ImageLike) -> dict[str, np.ndarray
     return {'bboxes': result['bboxes'].float().cpu().numpy(),
             'scores': result['scores'].float().cpu().numpy(),
             'labels': result['labels'].cpu().numpy().astype(np.int64)}
+
+
+def select_boxes(detections: Mapping[str, np.ndarray], cat_id: int = 0, score_thr: float = 0.3,
+                 nms_thr: float = 0.3) -> tuple[np.ndarray, np.ndarray]:
+    """Boxes of one class scoring above ``score_thr``, de-duplicated by NMS at IoU ``nms_thr``
+    (what MMPose's top-down demo does with the detector's output).
+
+    Args:
+        detections: output of :func:`inference_detector`.
+        cat_id: class index to keep (0 = person for COCO detectors).
+
+    Returns:
+        boxes (M, 4) float32 xyxy px and scores (M,) float32, by decreasing score.
+    """
+    keep = (detections['labels'] == cat_id) & (detections['scores'] > score_thr)
+    boxes = torch.from_numpy(detections['bboxes'][keep])
+    scores = torch.from_numpy(detections['scores'][keep])
+    order = nms(boxes, scores, nms_thr).numpy()
+    return boxes.numpy()[order], scores.numpy()[order]
