@@ -23,10 +23,10 @@ from datasets import build_dataloader
 from evaluation import CocoMetric, evaluate_model
 from evaluation.coco_metric import write_coco_results
 from models import build_pose_estimator
-from utils.checkpoint import load_checkpoint
-from utils.config import Config, add_cfg_options_argument, load_config
+from utils.checkpoint import CheckpointError, load_checkpoint
+from utils.config import Config, ConfigError, add_cfg_options_argument, load_config
 from utils.dist import cleanup, init_distributed, is_main_process
-from utils.registry import METRICS
+from utils.registry import METRICS, RegistryError
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -108,6 +108,8 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
             raise ValueError('--dump needs a CocoMetric in val_evaluator')
         model = build_pose_estimator(cfg.model)
         report = load_checkpoint(model, ckpt, map_location='cpu', strict=True)
+        if report.format == 'backbone':
+            raise CheckpointError(f'{ckpt} holds only backbone weights; evaluation needs a full model')
         model.to(device).eval()
         if is_main_process():
             print(f'loaded {ckpt} (format {report.format}); {len(loader.dataset)} instances, '
@@ -128,4 +130,8 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
 
 
 if __name__ == '__main__':
-    main(sys.argv[1:])
+    try:
+        main(sys.argv[1:])
+    except (FileNotFoundError, CheckpointError, ConfigError, RegistryError, KeyError, ValueError) as e:
+        print(f'error: {e}', file=sys.stderr)
+        sys.exit(2)

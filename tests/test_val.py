@@ -20,7 +20,7 @@ from torch import nn
 
 import val
 from evaluation import CocoMetric, evaluate_model
-from utils.checkpoint import convert_checkpoint, read_checkpoint
+from utils.checkpoint import CheckpointError, convert_checkpoint, read_checkpoint
 from utils.config import load_config
 
 REPO = Path(__file__).resolve().parents[1]
@@ -85,6 +85,13 @@ def test_val_input_errors(tmp_path: Path) -> None:
         val.main(['--checkpoint', str(tmp_path)])
     with pytest.raises(ValueError, match='--cfg_file is required'):
         val.main(['--checkpoint', str(tmp_path / 'last.pth')])
+
+
+@needs_shared
+def test_val_refuses_backbone_only_checkpoint() -> None:
+    backbone = SHARED / 'weights' / 'mobilenet_v2_0.5x_imagenet_backbone.pth'
+    with pytest.raises(CheckpointError, match='only backbone weights'):
+        val.main(['--cfg_file', CONFIG, '--checkpoint', str(backbone), '--device', 'cpu'])
 
 
 def test_format_table() -> None:
