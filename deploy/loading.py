@@ -1,0 +1,42 @@
+"""Build the float, QAT or detector model of a config and load its checkpoint, ready for export."""
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from typing import Any
+
+from torch import nn
+
+
+def is_detector_config(cfg: Mapping[str, Any]) -> bool:
+    """True for a detector config (``model.bbox_head``, e.g. RTMDet), False for a pose config."""
+    return 'bbox_head' in cfg['model']
+
+
+def is_qat_config(cfg: Mapping[str, Any]) -> bool:
+    """True when the config trains with ``quantization = dict(mode='qat', ...)``."""
+    return (cfg.get('quantization') or {}).get('mode') == 'qat'
+
+
+def load_model(cfg: Mapping[str, Any], checkpoint: str | os.PathLike | None) -> nn.Module:
+    """The config's model in eval mode on the CPU with ``checkpoint`` loaded (None: random weights).
+
+    Pose configs give a TopdownPoseEstimator, or its QAT version (``deploy.qat.prepare_qat``) for a QAT
+    config, whose checkpoint must then come from that QAT run; detector configs give the detector.
+    """
+    from utils.checkpoint import load_checkpoint, read_checkpoint, state_dict_of
+    from utils.registry import MODELS
+
+    if checkpoint is not None and not os.path.isfile(checkpoint):
+        raise FileNotFoundError(f'checkpoint not found: {os.fspath(checkpoint)!r}')
+    model = MODELS.build(cfg['model'], cfg_path='model')
+    if is_qat_config(cfg):
+        from deploy.qat import prepare_qat
+
+        qcfg = {k: v for k, v in cfg['quantization'].items() if k != 'float_checkpoint'}
+        model = prepare_qat(model, qcfg)
+        if checkpoint is not None:
+            model.load_state_dict(state_dict_of(read_checkpoint(checkpoint, 'cpu')))
+    elif checkpoint is not None:
+        load_checkpoint(model, checkpoint, map_location='cpu', strict=True)
+    return model.cpu().eval()
