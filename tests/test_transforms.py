@@ -193,9 +193,10 @@ def test_flip_and_half_body_frequencies():
     assert np.mean(upper) == pytest.approx(0.7, abs=0.05)
 
 
-def test_yolox_hsv_equals_mmpose_formula(monkeypatch):
+@pytest.mark.parametrize('gains', [(4, -17, 25), (-5, 30, -30)])
+def test_yolox_hsv_equals_mmpose_formula(monkeypatch, gains):
     img = np.random.default_rng(0).integers(0, 256, (32, 32, 3), dtype=np.uint8)
-    gains = np.array([4, -17, 25], np.int16)
+    gains = np.array(gains, np.int16)
     t = YOLOXHSVRandomAug()
     monkeypatch.setattr(t, 'get_gains', lambda rng: gains)
     hsv = cv2.cvtColor(img, cv2.COLOR_BGR2HSV).astype(np.int16)  # MMPose's arithmetic

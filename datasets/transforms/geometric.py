@@ -74,11 +74,10 @@ class RandomFlip(BaseTransform):
         self.prob = prob
         self.direction = direction
         self._choices = [*directions, None]
-        self._p = np.array([*probs, max(0.0, 1.0 - sum(probs))])
-        self._p /= self._p.sum()
+        self._cum = np.cumsum(probs)  # u ~ U[0, 1) picks direction i where cum[i-1] <= u < cum[i]
 
     def transform(self, results: dict) -> dict:
-        flip_dir = self._choices[get_rng().choice(len(self._choices), p=self._p)]
+        flip_dir = self._choices[int(np.searchsorted(self._cum, get_rng().random(), side='right'))]
         results['flip'] = flip_dir is not None
         results['flip_direction'] = flip_dir
         if flip_dir is None:

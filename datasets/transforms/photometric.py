@@ -10,7 +10,7 @@ from datasets.transforms.base import BaseTransform
 from datasets.transforms.rng import get_rng
 from utils.registry import TRANSFORMS
 
-_LEVELS = np.arange(256, dtype=np.int16)
+_LEVELS3 = np.repeat(np.arange(256, dtype=np.int16)[:, None], 3, axis=1)  # (256, 3): a LUT per channel
 
 
 @TRANSFORMS.register_module()
@@ -34,10 +34,10 @@ class YOLOXHSVRandomAug(BaseTransform):
         return gains.astype(np.int16)
 
     def transform(self, results: dict) -> dict:
-        gains = self.get_gains(get_rng())
-        lut = np.stack([(_LEVELS + gains[0]) % 180, np.clip(_LEVELS + gains[1], 0, 255),
-                        np.clip(_LEVELS + gains[2], 0, 255)], axis=-1).astype(np.uint8)[:, None, :]
-        hsv = cv2.LUT(cv2.cvtColor(results['img'], cv2.COLOR_BGR2HSV), lut)
+        lut = _LEVELS3 + self.get_gains(get_rng())
+        lut[:, 0] %= 180  # hue wraps; saturation and value clip
+        np.clip(lut, 0, 255, out=lut)
+        hsv = cv2.LUT(cv2.cvtColor(results['img'], cv2.COLOR_BGR2HSV), lut.astype(np.uint8)[:, None, :])
         results['img'] = cv2.cvtColor(hsv, cv2.COLOR_HSV2BGR)
         return results
 
