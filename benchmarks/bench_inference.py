@@ -1,0 +1,107 @@
+"""CPU latency of a pose config's network forward (no pre/post-processing): median milliseconds per batch.
+
+    python benchmarks/bench_inference.py CONFIG [CHECKPOINT] [--batch 1 32] [--threads 2]
+        [--modes eager fused jit] [--iters N] [--warmup N] [--cfg-options ...]
+
+Modes (each in eval mode under ``torch.inference_mode``):
+
+- ``eager``: the model as built;
+- ``fused``: Conv+BatchNorm folded (``torch.fx`` conv/bn fusion), channels_last memory format;
+- ``jit``: ``fused`` traced with TorchScript, frozen and optimised for inference (oneDNN).
+
+Prints one JSON line per (mode, batch): ``{"mode", "batch", "median_ms", "p90_ms", "per_image_ms"}``.
+All modes give the same outputs up to float rounding (checked before timing).
+"""
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository root, for `python tools/x.py`
+
+import argparse
+import json
+import statistics
+import time
+import warnings
+from collections.abc import Callable
+
+import torch
+from torch import nn
+from torch.fx.experimental.optimization import fuse
+
+from models import build_pose_estimator
+from utils.checkpoint import load_checkpoint
+from utils.config import add_cfg_options_argument, load_config
+
+
+def prepare(model: nn.Module, mode: str, example: torch.Tensor) -> Callable[[torch.Tensor], object]:
+    """The callable timed for ``mode`` (see the module docstring); ``model`` must be in eval mode."""
+    if mode == 'eager':
+        return model
+    fused = fuse(model).to(memory_format=torch.channels_last)
+    if mode == 'fused':
+        return fused
+    if mode == 'jit':
+        warnings.filterwarnings('ignore', category=FutureWarning, module=r'torch\.jit')  # deprecation notes
+        with torch.inference_mode():
+            traced = torch.jit.trace(fused, example.to(memory_format=torch.channels_last))
+        return torch.jit.optimize_for_inference(torch.jit.freeze(traced.eval()))
+    raise ValueError(f'unknown mode {mode!r}; expected eager, fused or jit')
+
+
+def outputs_close(a: object, b: object) -> bool:
+    a = a if isinstance(a, (tuple, list)) else (a,)
+    b = b if isinstance(b, (tuple, list)) else (b,)
+    return all(torch.allclose(x, y, rtol=1e-3, atol=1e-3) for x, y in zip(a, b))
+
+
+def time_forward(fn: Callable[[torch.Tensor], object], x: torch.Tensor, iters: int,
+                 warmup: int) -> list[float]:
+    """Per-call wall times (s) of ``fn(x)`` after ``warmup`` untimed calls."""
+    times = []
+    with torch.inference_mode():
+        for i in range(warmup + iters):
+            start = time.perf_counter()
+            fn(x)
+            if i >= warmup:
+                times.append(time.perf_counter() - start)
+    return times
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument('config')
+    parser.add_argument('checkpoint', nargs='?', help='optional weights (any format utils.checkpoint reads)')
+    parser.add_argument('--batch', type=int, nargs='+', default=[1, 32])
+    parser.add_argument('--threads', type=int, default=2, help='torch intra-op threads')
+    parser.add_argument('--modes', nargs='+', default=['eager', 'fused', 'jit'])
+    parser.add_argument('--iters', type=int, default=50)
+    parser.add_argument('--warmup', type=int, default=10)
+    add_cfg_options_argument(parser)
+    args = parser.parse_args()
+
+    torch.set_num_threads(args.threads)
+    cfg = load_config(args.config, args.cfg_options)
+    model = build_pose_estimator(cfg.model).eval()
+    if args.checkpoint:
+        load_checkpoint(model, args.checkpoint)
+    width, height = cfg.codec['input_size']
+    for batch in args.batch:
+        x = torch.randn(batch, 3, height, width)
+        with torch.inference_mode():
+            reference = model(x)
+        for mode in args.modes:
+            fn = prepare(model, mode, x)
+            xin = x if mode == 'eager' else x.contiguous(memory_format=torch.channels_last)
+            with torch.inference_mode():
+                if not outputs_close(fn(xin), reference):
+                    raise RuntimeError(f'mode {mode!r} changes the outputs of {args.config}')
+            times = sorted(time_forward(fn, xin, args.iters, args.warmup))
+            median = statistics.median(times) * 1000
+            print(json.dumps(dict(mode=mode, batch=batch, median_ms=round(median, 2),
+                                  p90_ms=round(times[int(0.9 * (len(times) - 1))] * 1000, 2),
+                                  per_image_ms=round(median / batch, 3))), flush=True)
+
+
+if __name__ == '__main__':
+    main()
