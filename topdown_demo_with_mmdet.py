@@ -26,7 +26,7 @@ import torch
 from tqdm import tqdm
 
 from apis import inference_detector, inference_topdown, init_detector, init_model, select_boxes
-from apis.image_io import ImageReadError, read_image
+from apis.inputs import ImageReadError, read_image
 from utils.checkpoint import CheckpointError
 from utils.config import add_cfg_options_argument, load_config
 from utils.model_zoo import ModelZooError

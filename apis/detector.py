@@ -10,7 +10,7 @@ import torch
 from torch import nn
 from torchvision.ops import nms
 
-from apis.image_io import ImageLike, read_image
+from apis.inputs import ImageLike, as_config, read_image
 from models.detection.det_transforms import DetTestTransform
 from utils.checkpoint import load_checkpoint
 from utils.config import Config
@@ -19,16 +19,6 @@ from utils.registry import MODELS
 
 DEFAULT_TEST_PIPELINE = [dict(type='Resize', scale=(640, 640), keep_ratio=True),
                          dict(type='Pad', size=(640, 640), pad_val=dict(img=(114, 114, 114)))]
-
-
-def _as_config(config: str | os.PathLike | Mapping) -> Config:
-    if isinstance(config, Config):
-        return config
-    if isinstance(config, Mapping):
-        return Config(config)
-    if not os.path.isfile(config):
-        raise FileNotFoundError(f'config file not found: {str(config)!r}')
-    return Config.fromfile(config)
 
 
 def _test_pipeline(cfg: Config) -> list:
@@ -52,7 +42,7 @@ def init_detector(config: str | os.PathLike | Mapping, checkpoint: str | os.Path
     Raises ``utils.checkpoint.CheckpointError`` naming missing/unexpected keys when the checkpoint
     does not fit the config.
     """
-    cfg = _as_config(config)
+    cfg = as_config(config, 'detector config')
     if 'model' not in cfg:
         raise KeyError(f'detector config {config!r} has no "model" entry')
     model = MODELS.build(cfg.model, cfg_path='model')

@@ -16,7 +16,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from apis.image_io import ImageLike, read_image
+from apis.inputs import ImageLike, as_config, read_image
+from datasets.coco_style import _META_KEYS as SAMPLE_META_KEYS  # what datasets add to samples
 from datasets.collate import pose_collate
 from datasets.metainfo import parse_pose_metainfo
 from datasets.transforms.base import Compose
@@ -25,20 +26,6 @@ from utils.checkpoint import load_checkpoint
 from utils.config import Config
 from utils.model_zoo import resolve_checkpoint
 from utils.registry import DATASETS
-
-# metainfo entries the dataset puts into every sample (see datasets.coco_style)
-_SAMPLE_META_KEYS = ('dataset_name', 'upper_body_ids', 'lower_body_ids', 'flip_pairs',
-                     'dataset_keypoint_weights', 'flip_indices', 'skeleton_links')
-
-
-def _load_config(config: str | os.PathLike | Mapping) -> Config:
-    if isinstance(config, Config):
-        return config
-    if isinstance(config, Mapping):
-        return Config(config)
-    if not os.path.isfile(config):
-        raise FileNotFoundError(f'pose config file not found: {str(config)!r}')
-    return Config.fromfile(config)
 
 
 def _val_dataset_cfg(cfg: Config) -> Mapping:
@@ -81,7 +68,7 @@ def init_model(config: str | os.PathLike | Mapping, checkpoint: str | os.PathLik
     validation pipeline). A checkpoint that does not fit the config raises
     ``utils.checkpoint.CheckpointError`` naming the missing / unexpected keys.
     """
-    cfg = _load_config(config)
+    cfg = as_config(config, 'pose config')
     model = build_pose_estimator(cfg.model)
     if checkpoint is not None:
         load_checkpoint(model, resolve_checkpoint(checkpoint), map_location='cpu', strict=True)
@@ -137,7 +124,7 @@ def inference_topdown(model: nn.Module, img: ImageLike, bboxes: Any = None, bbox
                       keypoints=np.zeros((1, k, 2), np.float32),
                       keypoints_visible=np.zeros((1, k), np.float32),
                       num_keypoints=0, area=np.float32(0), iscrowd=0)
-        sample.update({key: meta[key] for key in _SAMPLE_META_KEYS})
+        sample.update({key: meta[key] for key in SAMPLE_META_KEYS})
         samples.append(model.pipeline(sample))
     batch = pose_collate(samples)
     pred = model.predict(batch['inputs'], batch['meta'])

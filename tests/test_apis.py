@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from apis import inference_topdown, init_model
-from apis.image_io import ImageReadError
+from apis.inputs import ImageReadError
 from datasets import build_dataloader
 from utils.checkpoint import CheckpointError
 from utils.config import Config

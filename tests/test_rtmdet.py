@@ -140,3 +140,16 @@ def test_checkpoint_of_another_model_names_keys(tmp_path, seeded_tiny):
     torch.save({'state_dict': sd}, tmp_path / 'partial.pth')
     with pytest.raises(CheckpointError, match=r'bbox_head\.rtm_cls\.2\.bias'):
         init_detector(TINY, tmp_path / 'partial.pth')
+
+
+def test_mmdetection_config_with_training_keys_builds():
+    """A flat config dumped by MMDetection carries training-only entries; they are accepted and ignored."""
+    cfg = Config.fromfile(TINY).model.to_dict()
+    cfg['backbone']['init_cfg'] = dict(type='Pretrained', prefix='backbone.', checkpoint='cspnext-tiny.pth')
+    cfg['bbox_head'].update(bbox_coder=dict(type='DistancePointBBoxCoder'),
+                            loss_cls=dict(type='QualityFocalLoss', use_sigmoid=True, beta=2.0),
+                            loss_bbox=dict(type='GIoULoss', loss_weight=2.0))
+    cfg['train_cfg'] = dict(assigner=dict(type='DynamicSoftLabelAssigner', topk=13), allowed_border=-1)
+    cfg['data_preprocessor']['batch_augments'] = None
+    model = MODELS.build(cfg)
+    assert sum(p.numel() for p in model.parameters()) == SIZES['tiny'][0]

@@ -1,11 +1,14 @@
-"""Reading the images given to the inference API: a file path or a BGR uint8 array."""
+"""Inputs of the inference API: images (a file path or a BGR uint8 array) and configs (a path or a dict)."""
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from pathlib import Path
 
 import cv2
 import numpy as np
+
+from utils.config import Config
 
 ImageLike = str | os.PathLike | np.ndarray
 
@@ -37,3 +40,18 @@ def read_image(img: ImageLike) -> np.ndarray:
     if image is None:
         raise ImageReadError(f'cannot decode image file {str(path)!r} (empty, truncated or not an image)')
     return image
+
+
+def as_config(config: str | os.PathLike | Mapping, what: str = 'config') -> Config:
+    """A loaded :class:`Config` from a config file path, a Config, or a plain dict.
+
+    Raises:
+        FileNotFoundError: naming the missing file (``what`` says which config it is).
+    """
+    if isinstance(config, Config):
+        return config
+    if isinstance(config, Mapping):
+        return Config(config)
+    if not os.path.isfile(config):
+        raise FileNotFoundError(f'{what} file not found: {str(config)!r}')
+    return Config.fromfile(config)
