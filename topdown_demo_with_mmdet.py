@@ -28,7 +28,7 @@ from tqdm import tqdm
 from apis import inference_detector, inference_topdown, init_detector, init_model, select_boxes
 from apis.inputs import ImageReadError, read_image
 from utils.checkpoint import CheckpointError
-from utils.config import add_cfg_options_argument, load_config
+from utils.config import ConfigError, add_cfg_options_argument, load_config
 from utils.model_zoo import ModelZooError
 from utils.visualization import draw_pose
 
@@ -278,5 +278,5 @@ def main(argv: list[str] | None = None) -> int:
 if __name__ == '__main__':
     try:
         sys.exit(main())
-    except (DemoError, CheckpointError, ModelZooError, FileNotFoundError, KeyError) as error:
+    except (DemoError, CheckpointError, ConfigError, ModelZooError, FileNotFoundError, KeyError) as error:
         sys.exit(f'error: {error}')
