@@ -66,6 +66,7 @@ class _Field:
 
 
 @DATASETS.register_module()
+@DATASETS.register_module(name='BaseCocoStyleDataset')  # MMPose's name, for custom-keypoint configs
 class CocoStyleDataset(BasePoseDataset):
     """Person instances of a COCO-format keypoint file, one sample per instance (top-down).
 
