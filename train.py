@@ -133,6 +133,9 @@ def configure(cfg: Config, args: argparse.Namespace, device: torch.device) -> No
         randomness['seed'] = 0
     if args.deterministic:
         randomness['deterministic'] = True
+    if device.type == 'cuda':  # pinned host memory lets the uint8 batch copy overlap the step
+        cfg.train_dataloader.setdefault('pin_memory', True)
+        cfg.val_dataloader.setdefault('pin_memory', True)
 
 
 class StepStats:
@@ -385,6 +388,10 @@ def main(argv: list[str] | None = None) -> int:
         ckpt = read_checkpoint(resume_from, map_location=device)
         restore(ckpt, model, ema, optim, schedulers)
         start_epoch, best = int(ckpt['epoch']), {**best, **ckpt['best']}
+        if int(ckpt['iter']) != start_epoch * iters_per_epoch:
+            logger.warning('%s was written with %d iterations per epoch, now %d (other batch size or GPU '
+                           'count): iteration-based lr schedules shift', resume_from,
+                           int(ckpt['iter']) // max(start_epoch, 1), iters_per_epoch)
         logger.info('Resumed from %s: continuing at epoch %d', resume_from, start_epoch + 1)
     max_iters = max_epochs * iters_per_epoch
     optim.initialize_count_status(start_epoch * iters_per_epoch, max_iters)
@@ -404,7 +411,8 @@ def main(argv: list[str] | None = None) -> int:
                     scheduler.step()
             improved = False
             if (epoch + 1) % val_interval == 0 or epoch + 1 == max_epochs:
-                metrics = evaluate_model(ema.module if ema is not None else model, val_loader, metric, device)
+                metrics = evaluate_model(ema.module if ema is not None else model, val_loader, metric, device,
+                                         progress=run.show_bar)
                 run.log_metrics(metrics, epoch)
                 improved = update_best(best, metrics, ckpt_cfg['rule'], epoch, logger)
             if rank == 0:
