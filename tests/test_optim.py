@@ -15,6 +15,7 @@ from optim import (
     build_ema,
     build_optimizer,
     build_schedulers,
+    fast_kernel_args,
     scale_lr,
 )
 
@@ -261,3 +262,11 @@ def test_plain_ema_copies_buffers():
     ema.update_parameters(model)
     assert torch.equal(ema.module[1].running_mean, torch.full((2,), 3.0))
     torch.testing.assert_close(ema.module[0].bias, (b0 + 2.0) / 2)
+
+
+def test_fused_kernels_are_chosen_on_cuda_only_and_never_override_the_config():
+    assert fast_kernel_args(torch.optim.AdamW, True, {}) == {'fused': True}
+    assert fast_kernel_args(torch.optim.SGD, True, {}) == {'fused': True}
+    assert fast_kernel_args(torch.optim.AdamW, False, {}) == {}
+    assert fast_kernel_args(torch.optim.AdamW, True, {'foreach': False}) == {}
+    assert fast_kernel_args(torch.optim.RMSprop, True, {}) == {}  # no fused kernel: torch's default
