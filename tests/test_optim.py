@@ -30,7 +30,6 @@ def lr_trace(cfgs, iters_per_epoch, max_epochs, lr, points):
         for _ in range(iters_per_epoch):
             if it in points:
                 out[it] = opt.param_groups[0]['lr']
-            opt.step()
             for s in scheds:
                 if not s.by_epoch:
                     s.step()
