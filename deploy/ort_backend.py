@@ -81,7 +81,23 @@ def run_batched(session: Any, x: np.ndarray) -> list[np.ndarray]:
     return [np.concatenate(outs) for outs in zip(*parts)]
 
 
-class OrtPoseModel:
+class _HostSide:
+    """The bits of ``nn.Module`` that inference code calls on a model: ``eval``/``train``/``to`` (no-ops,
+    ONNX Runtime runs on the CPU) and ``training`` (always False)."""
+
+    training = False
+
+    def eval(self) -> _HostSide:
+        return self
+
+    def train(self, mode: bool = True) -> _HostSide:
+        return self
+
+    def to(self, *args: Any, **kwargs: Any) -> _HostSide:
+        return self
+
+
+class OrtPoseModel(_HostSide):
     """A top-down pose model served by ONNX Runtime.
 
     Args:
@@ -176,7 +192,7 @@ def load_onnx_pose_model(path: str | os.PathLike, cfg: Mapping[str, Any] | None 
     return OrtPoseModel(path, cfg, threads=threads)
 
 
-class OrtDetector:
+class OrtDetector(_HostSide):
     """A dense detector (RTMDet) served by ONNX Runtime, with ``RTMDet.predict``'s interface.
 
     The graph gives the raw per-level head outputs; box decoding, score filtering and NMS run in PyTorch

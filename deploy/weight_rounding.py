@@ -1,0 +1,108 @@
+"""Float-side preparation of a network for post-training int8 quantisation (PyTorch, in place):
+BN folding, per-channel int8 weight grids chosen for least squared error, and empirical bias correction.
+
+Per-channel max-abs int8 weights alone move the RLE-0.5x keypoints by ~3 px on real crops; picking each
+channel's clipping range by least squared error and then correcting every layer's output mean
+(Nagel et al., 2019, "Data-Free Quantization", empirical variant) removes most of it. The weights are
+left exactly on their int8 grid, whose top level is the largest magnitude, so ONNX Runtime's max-abs
+quantiser reproduces the same integers.
+"""
+from __future__ import annotations
+
+import torch
+from torch import fx, nn
+
+CLIP_RATIOS = tuple(1.0 - 0.02 * i for i in range(20))
+
+
+def fold_batch_norms(network: nn.Module) -> int:
+    """Fold every BatchNorm2d that directly follows a Conv2d (its only user) into the conv and replace the
+    BN by ``nn.Identity``, in place (eval-mode statistics); returns the number folded."""
+    from torch.nn.utils.fusion import fuse_conv_bn_eval
+
+    graph = fx.symbolic_trace(network).graph
+    modules = dict(network.named_modules())
+    folded = 0
+    for node in graph.nodes:
+        if node.op != 'call_module' or not isinstance(modules.get(node.target), nn.BatchNorm2d):
+            continue
+        src = node.args[0]
+        if not (isinstance(src, fx.Node) and src.op == 'call_module' and len(src.users) == 1
+                and isinstance(modules.get(src.target), nn.Conv2d)):
+            continue
+        fused = fuse_conv_bn_eval(modules[src.target].eval(), modules[node.target].eval())
+        for name, module in ((src.target, fused), (node.target, nn.Identity())):
+            parent, _, child = name.rpartition('.')
+            setattr(network.get_submodule(parent) if parent else network, child, module)
+        folded += 1
+    return folded
+
+
+def _round_per_channel(weight: torch.Tensor, clip: torch.Tensor) -> torch.Tensor:
+    scale = (clip / 127.0).clamp_min(1e-12).view(-1, *[1] * (weight.dim() - 1))
+    return torch.round(weight / scale).clamp(-127, 127) * scale
+
+
+def round_weights_mse(layer: nn.Module) -> None:
+    """Snap a Conv2d/Linear weight to a symmetric per-output-channel int8 grid whose clipping range (a
+    fraction of the channel's max-abs, :data:`CLIP_RATIOS`) minimises the squared rounding error."""
+    weight = layer.weight.data
+    flat = weight.reshape(weight.shape[0], -1)
+    max_abs = flat.abs().amax(dim=1)
+    best_err = torch.full_like(max_abs, float('inf'))
+    best_clip = max_abs.clone()
+    for ratio in CLIP_RATIOS:
+        clip = max_abs * ratio
+        err = ((_round_per_channel(weight, clip) - weight) ** 2).reshape(weight.shape[0], -1).sum(dim=1)
+        better = err < best_err
+        best_err = torch.where(better, err, best_err)
+        best_clip = torch.where(better, clip, best_clip)
+    layer.weight.data = _round_per_channel(weight, best_clip)
+
+
+@torch.no_grad()
+def prepare_weights_for_int8(network: nn.Module, calib_inputs: torch.Tensor, batch_size: int = 32) -> None:
+    """BN folding, least-squares int8 weight grids and empirical bias correction, in place.
+
+    The bias correction of each layer is the mean (over the calibration crops and positions) of
+    ``layer(x; W_float - W_int8)`` with ``x`` the layer's float input, measured in one float pass.
+
+    Args:
+        network: a traceable float network (e.g. a TopdownPoseEstimator), in eval mode.
+        calib_inputs: normalised network inputs (N, 3, H, W).
+    """
+    network.eval()
+    fold_batch_norms(network)
+    layers = [m for m in network.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+    rounded = {}
+    for layer in layers:
+        original = layer.weight.data.clone()
+        round_weights_mse(layer)
+        rounded[layer], layer.weight.data = layer.weight.data, original  # measured on the float network
+    sums = {layer: torch.zeros(layer.weight.shape[0]) for layer in layers}
+    counts = dict.fromkeys(layers, 0)
+
+    def measure(layer: nn.Module, args: tuple, _output: torch.Tensor) -> None:
+        delta = layer.weight.data - rounded[layer]
+        if isinstance(layer, nn.Conv2d):
+            out = nn.functional.conv2d(args[0], delta, None, layer.stride, layer.padding, layer.dilation,
+                                       layer.groups).transpose(0, 1).flatten(1)
+        else:
+            out = nn.functional.linear(args[0], delta).reshape(-1, delta.shape[0]).t()
+        sums[layer] += out.sum(dim=1).cpu()
+        counts[layer] += out.shape[1]
+
+    handles = [layer.register_forward_hook(measure) for layer in layers]
+    try:
+        for start in range(0, len(calib_inputs), batch_size):
+            network(calib_inputs[start:start + batch_size])
+    finally:
+        for handle in handles:
+            handle.remove()
+    for layer in layers:
+        layer.weight.data = rounded[layer]
+        correction = (sums[layer] / max(counts[layer], 1)).to(layer.weight.device)
+        if layer.bias is None:
+            layer.bias = nn.Parameter(correction)
+        else:
+            layer.bias.data += correction

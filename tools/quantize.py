@@ -1,0 +1,112 @@
+"""Post-training int8 quantisation of a pose model with ONNX Runtime (static, QDQ, calibrated on real crops).
+
+Usage:
+    python tools/quantize.py CONFIG CHECKPOINT --calib-data ANN_OR_DIR --output FILE.onnx
+        [--img-dir DIR] [--eval-data ANN_OR_DIR] [--method minmax|entropy|percentile] [--per-tensor]
+        [--no-decode] [--no-preprocess] [--flip-test] [--float-output FILE.onnx] [--cfg-options ...]
+
+The float model is exported (uint8 BGR input and decoding in the graph unless --no-preprocess /
+--no-decode), calibrated on the ground-truth-box crops of a COCO-format annotation file (the config's val
+pipeline; each crop also mirrored), and quantised: per-channel symmetric int8 weights (BN folded, each
+channel's clipping range chosen for least squared error, biases corrected for the mean output shift on
+the calibration crops; ``--plain-weights`` skips this), per-tensor uint8 activations. Then the int8 model
+is compared with the float ONNX model on ``--eval-data`` (default: the calibration data): keypoint
+deviation in input-crop px and COCO AP (the config's val_evaluator, GT boxes).
+"""
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository root, for `python tools/x.py`
+
+import argparse
+import copy
+import json
+import os
+import tempfile
+import time
+
+import torch
+
+from deploy.deps import require
+from deploy.export import export_pose_model
+from deploy.loading import is_detector_config, load_model
+from deploy.ptq import CALIBRATION_METHODS, quantize_static_int8
+from deploy.weight_rounding import prepare_weights_for_int8
+from utils.config import add_cfg_options_argument, load_config
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    parser.add_argument('config', help='pose config file')
+    parser.add_argument('checkpoint', help='float checkpoint')
+    parser.add_argument('--calib-data', required=True,
+                        help='COCO-format keypoint annotation file (or a folder holding exactly one)')
+    parser.add_argument('--img-dir', help='image folder of the annotation files (default: their folder)')
+    parser.add_argument('--output', required=True, help='int8 ONNX file to write')
+    parser.add_argument('--eval-data', help='annotation file for the accuracy report (default --calib-data)')
+    parser.add_argument('--method', choices=CALIBRATION_METHODS, default='minmax',
+                        help='activation range calibration (default minmax)')
+    parser.add_argument('--per-tensor', action='store_true', help='per-tensor instead of per-channel weights')
+    parser.add_argument('--plain-weights', action='store_true',
+                        help='skip the least-squares weight grids and bias correction (plain max-abs)')
+    parser.add_argument('--no-decode', action='store_true', help='graph outputs raw head outputs')
+    parser.add_argument('--no-preprocess', action='store_true', help='graph input is float normalised')
+    parser.add_argument('--flip-test', action='store_true', help='flip test in the graph')
+    parser.add_argument('--float-output', help='also keep the float ONNX model here')
+    parser.add_argument('--batch-size', type=int, default=32, help='crops per batch when evaluating')
+    add_cfg_options_argument(parser)
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> dict:
+    args = parse_args(argv)
+    require('onnxruntime.quantization', 'int8 quantisation')
+    from deploy.accuracy import coco_ap, keypoint_deviation
+    from deploy.data import annotation_loader, resolve_annotation, stack_inputs
+    from deploy.ort_backend import OrtPoseModel, graph_input
+
+    cfg = load_config(args.config, args.cfg_options)
+    if is_detector_config(cfg):
+        raise SystemExit(f'{args.config}: tools/quantize.py handles pose models; this is a detector config')
+    model = load_model(cfg, args.checkpoint)
+    flip_indices = None
+    if args.flip_test:
+        from apis.pose import dataset_meta_of
+        flip_indices = dataset_meta_of(cfg)['flip_indices']
+    calib_ann, calib_dir = resolve_annotation(args.calib_data, args.img_dir)
+    eval_ann, eval_dir = resolve_annotation(args.eval_data or args.calib_data, args.img_dir)
+    with tempfile.TemporaryDirectory() as tmp:
+        float_path = args.float_output or os.path.join(tmp, 'float.onnx')
+        graph = dict(dynamic_batch=True, with_decode=not args.no_decode,
+                     with_preprocess=not args.no_preprocess, flip_indices=flip_indices)
+        export_pose_model(model, cfg, float_path, **graph)
+        float_model = OrtPoseModel(float_path, cfg, flip_test=args.flip_test)
+        crops = stack_inputs(annotation_loader(cfg, calib_ann, calib_dir, args.batch_size), with_flipped=True)
+        start = time.perf_counter()
+        to_quantise = float_path
+        if not args.plain_weights:
+            prepared = copy.deepcopy(model)
+            prepare_weights_for_int8(prepared, model.preprocess(torch.from_numpy(crops)))
+            to_quantise = os.path.join(tmp, 'prepared.onnx')
+            export_pose_model(prepared, cfg, to_quantise, **graph)
+        quantize_static_int8(to_quantise, args.output, graph_input(crops, float_model.meta),
+                             per_channel=not args.per_tensor, method=args.method)
+        print(f'quantised {args.output} on {len(crops)} crops from {calib_ann} '
+              f'({time.perf_counter() - start:.1f} s, {args.method}, '
+              f'{"per-tensor" if args.per_tensor else "per-channel"} weights)')
+        int8_model = OrtPoseModel(args.output, cfg, flip_test=args.flip_test)
+        loader = annotation_loader(cfg, eval_ann, eval_dir, args.batch_size)
+        report = dict(deviation_px=keypoint_deviation(float_model, int8_model, loader),
+                      float_ap=coco_ap(float_model, cfg, loader, eval_ann),
+                      int8_ap=coco_ap(int8_model, cfg, loader, eval_ann))
+    width, height = cfg.codec['input_size']
+    print(f'int8 vs float keypoints on {eval_ann} ({width}x{height} crops): '
+          + ', '.join(f'{k} {v:.3f}' for k, v in report['deviation_px'].items()))
+    print(f"COCO AP (GT boxes): float {report['float_ap'].get('coco/AP', float('nan')):.4f}, "
+          f"int8 {report['int8_ap'].get('coco/AP', float('nan')):.4f}")
+    print(json.dumps(report))
+    return report
+
+
+if __name__ == '__main__':
+    main()
