@@ -4,7 +4,8 @@
         --input IMAGE|FOLDER|VIDEO|webcam [--output-root DIR] [--save-predictions] [--draw-bbox] ...
 
 Same command line as MMPose 1.3.2's demo. ``DET_CONFIG none`` skips detection (the whole image is
-one person box). Checkpoints may be files, model-zoo names or http(s) URLs (see utils/model_zoo.py).
+one person box). Checkpoints may be files, model-zoo names or http(s) URLs, and configs model-zoo names
+(see utils/model_zoo.py).
 Outputs: the drawn image (same name) or an .mp4 named after the video, and with --save-predictions
 ``results_<name>.json`` (``meta_info`` with keypoint names, skeleton and colours; ``instance_info``
 with keypoints, keypoint_scores, bbox, bbox_score per person, per frame for videos).
@@ -26,9 +27,9 @@ import torch
 from tqdm import tqdm
 
 from apis import inference_detector, inference_topdown, init_detector, init_model, select_boxes
-from apis.inputs import ImageReadError, read_image
+from apis.inputs import ImageReadError, as_config, read_image
 from utils.checkpoint import CheckpointError
-from utils.config import ConfigError, add_cfg_options_argument, load_config
+from utils.config import ConfigError, add_cfg_options_argument, parse_cfg_options
 from utils.model_zoo import ModelZooError
 from utils.visualization import draw_pose
 
@@ -42,9 +43,10 @@ class DemoError(RuntimeError):
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description='Top-down pose estimation behind a person detector')
-    p.add_argument('det_config', help="detector config, or 'none' to use the whole image as the box")
+    p.add_argument('det_config',
+                   help="detector config (or model-zoo name), or 'none': the whole image is the box")
     p.add_argument('det_checkpoint', help='detector checkpoint (file, model-zoo name or URL)')
-    p.add_argument('pose_config', help='pose config file')
+    p.add_argument('pose_config', help='pose config file (or model-zoo name)')
     p.add_argument('pose_checkpoint', help='pose checkpoint (file, model-zoo name or URL)')
     p.add_argument('--input', required=True, help="image, folder of images, video file, or 'webcam'")
     p.add_argument('--output-root', default='', help='folder for drawn images / videos and predictions')
@@ -119,7 +121,8 @@ class TopdownDemo:
         self.detector = None
         if args.det_config.lower() != 'none':
             self.detector = init_detector(args.det_config, args.det_checkpoint, device=args.device)
-        pose_cfg = load_config(args.pose_config, args.cfg_options)
+        pose_cfg = as_config(args.pose_config, 'pose config')
+        pose_cfg.merge_from_options(parse_cfg_options(args.cfg_options))
         self.pose = init_model(pose_cfg, args.pose_checkpoint, device=args.device)
         self.timings = Timings()
 

@@ -9,6 +9,7 @@ import cv2
 import numpy as np
 
 from utils.config import Config
+from utils.model_zoo import zoo_config
 
 ImageLike = str | os.PathLike | np.ndarray
 
@@ -43,7 +44,8 @@ def read_image(img: ImageLike) -> np.ndarray:
 
 
 def as_config(config: str | os.PathLike | Mapping, what: str = 'config') -> Config:
-    """A loaded :class:`Config` from a config file path, a Config, or a plain dict.
+    """A loaded :class:`Config` from a config file path, a model-zoo name (its config), a Config, or a
+    plain dict.
 
     Raises:
         FileNotFoundError: naming the missing file (``what`` says which config it is).
@@ -52,6 +54,8 @@ def as_config(config: str | os.PathLike | Mapping, what: str = 'config') -> Conf
         return config
     if isinstance(config, Mapping):
         return Config(config)
+    if not os.path.isfile(config) and zoo_config(os.fspath(config)) is not None:
+        config = zoo_config(os.fspath(config))
     if not os.path.isfile(config):
         raise FileNotFoundError(f'{what} file not found: {str(config)!r}')
     return Config.fromfile(config)

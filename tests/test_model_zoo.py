@@ -8,12 +8,14 @@ from pathlib import Path
 
 import pytest
 
+from apis.inputs import as_config
 from utils.model_zoo import (
     MODEL_ZOO,
     ModelZooError,
     download,
     hash_prefix_from_name,
     resolve_checkpoint,
+    zoo_config,
 )
 
 PAYLOAD = bytes(range(256)) * 400  # 102,400 bytes
@@ -104,6 +106,13 @@ def test_names_without_url_and_unknown_names(tmp_path):
     assert resolve_checkpoint('rle-mbv2-0.5x-192x192', root=tmp_path).parent == tmp_path
     with pytest.raises(ModelZooError, match='rtmdet-tiny'):
         resolve_checkpoint('no/such/file.pth', root=tmp_path)
+
+
+def test_every_entry_names_an_existing_config_and_names_work_as_configs():
+    for name in MODEL_ZOO:
+        assert zoo_config(name).is_file(), name
+    assert as_config('rtmdet-tiny').model.backbone.widen_factor == 0.375
+    assert zoo_config('configs/rle/rle_mbv2-0.5x_aic-coco-192x192.py') is None
 
 
 def test_existing_file_is_returned_as_is(tmp_path):

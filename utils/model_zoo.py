@@ -30,7 +30,8 @@ class ModelZooError(RuntimeError):
 
 @dataclass(frozen=True)
 class ZooEntry:
-    """One known checkpoint: where it comes from and how to check it."""
+    """One known checkpoint: its file name, download URL (None: not public), SHA-256 (or its published
+    prefix), the config (relative to the repository root) that builds its model, and a description."""
 
     filename: str
     url: str | None
@@ -61,25 +62,37 @@ MODEL_ZOO: dict[str, ZooEntry] = {
         'td-reg_mobilenetv2_rle-pretrained-8xb64-210e_coco-256x192-39b73bd5_20220922.pth',
         _MMPOSE + 'topdown_regression/coco/'
         'td-reg_mobilenetv2_rle-pretrained-8xb64-210e_coco-256x192-39b73bd5_20220922.pth',
-        '39b73bd5', None, 'MMPose RLE MobileNetV2-1.0x 256x192, COCO 59.3 AP'),
+        '39b73bd5', 'configs/rle/td-reg_mobilenetv2_rle-pretrained-8xb64-210e_coco-256x192.py',
+        'MMPose RLE MobileNetV2-1.0x 256x192, COCO 59.3 AP'),
     'mmpose-simcc-mbv2-256x192': ZooEntry(
         'simcc_mobilenetv2_wo-deconv-8xb64-210e_coco-256x192-4b0703bb_20221010.pth',
         _MMPOSE + 'simcc/coco/simcc_mobilenetv2_wo-deconv-8xb64-210e_coco-256x192-4b0703bb_20221010.pth',
-        '4b0703bb', None, 'MMPose SimCC MobileNetV2-1.0x 256x192, COCO 62.0 AP'),
+        '4b0703bb', 'configs/simcc/simcc_mobilenetv2_wo-deconv-8xb64-210e_coco-256x192.py',
+        'MMPose SimCC MobileNetV2-1.0x 256x192, COCO 62.0 AP'),
     'rle-mbv2-0.5x-192x192': ZooEntry(
         'rle_mbv2-0.5x_aic-coco-192x192_202403131203.pth', None,
-        'f3707015e1365b7a946ec592b772fbc13dff1430ca8f92ac5ed66a8aa747f878', None,
+        'f3707015e1365b7a946ec592b772fbc13dff1430ca8f92ac5ed66a8aa747f878',
+        'configs/rle/rle_mbv2-0.5x_aic-coco-192x192.py',
         'RLE MobileNetV2-0.5x 192x192, COCO 48.81 AP, log 202403131203; ' + _ORIGINAL),
     'rle-mbv2-0.75x-192x192': ZooEntry(
-        'rle_mobilenet_0.75x_192x192_mmpose_202404121425.pth', None, None, None,
+        'rle_mobilenet_0.75x_192x192_mmpose_202404121425.pth', None, None,
+        'configs/rle/rle_mbv2-0.75x_aic-coco-192x192.py',
         'RLE MobileNetV2-0.75x 192x192, COCO 57.20 AP, log 202404121425; ' + _ORIGINAL),
     'simcc-mbv2-0.75x-192x192': ZooEntry(
-        'simcc_mbv2-0.75x_aic-coco-192x192_202412301530.pth', None, None, None,
+        'simcc_mbv2-0.75x_aic-coco-192x192_202412301530.pth', None, None,
+        'configs/simcc/simcc_mbv2-0.75x-wo-deconv_aic-coco-192x192.py',
         'SimCC MobileNetV2-0.75x 192x192, COCO 58.60 AP, log 202412301530; ' + _ORIGINAL),
     'simcc-mbv2-0.75x-256x192': ZooEntry(
-        'simcc_mbv2-0.75x_aic-coco-256x192_202405131104.pth', None, None, None,
+        'simcc_mbv2-0.75x_aic-coco-256x192_202405131104.pth', None, None,
+        'configs/simcc/simcc_mbv2-0.75x-wo-deconv_aic-coco-256x192.py',
         'SimCC MobileNetV2-0.75x 256x192, COCO 60.44 AP, log 202405131104; ' + _ORIGINAL),
 }
+
+
+def zoo_config(name: str) -> Path | None:
+    """The config file of a known model name (None for other strings or entries without a config)."""
+    entry = MODEL_ZOO.get(name)
+    return REPO_ROOT / entry.config if entry is not None and entry.config else None
 
 
 def sha256_of(path: str | os.PathLike) -> str:
