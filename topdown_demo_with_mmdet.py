@@ -250,6 +250,9 @@ def main(argv: list[str] | None = None) -> int:
         raise DemoError(f'input not found: {args.input}')
     out_root = Path(args.output_root) if args.output_root else None
     if out_root is not None:
+        if out_root.resolve() == (src.resolve() if src.is_dir() else src.resolve().parent):
+            raise DemoError(f'--output-root {out_root} is the input\'s folder: drawn results would overwrite '
+                            'the inputs; choose another folder')
         out_root.mkdir(parents=True, exist_ok=True)
     name = 'webcam' if args.input == 'webcam' else src.stem if src.is_file() else src.name
     demo = TopdownDemo(args)

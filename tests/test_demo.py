@@ -130,13 +130,15 @@ def test_select_boxes_filters_class_score_and_overlaps():
 @needs_data
 def test_bad_inputs_give_messages(tmp_path):
     with pytest.raises(demo.DemoError, match='input not found: .*missing.jpg'):
-        _run(None, tmp_path / 'missing.jpg', tmp_path)
+        _run(None, tmp_path / 'missing.jpg', tmp_path / 'out')
     (tmp_path / 'broken.mp4').write_bytes(b'not a video')
     unreadable = r"(cannot open video|no frame could be read from) '.*broken\.mp4'"
     with pytest.raises(demo.DemoError, match=unreadable):
-        _run(None, tmp_path / 'broken.mp4', tmp_path)
+        _run(None, tmp_path / 'broken.mp4', tmp_path / 'out')
     (tmp_path / 'broken.png').write_bytes(b'')
     with pytest.raises(demo.DemoError, match=r'broken\.png'):
+        _run(None, tmp_path / 'broken.png', tmp_path / 'out')
+    with pytest.raises(demo.DemoError, match='would overwrite the inputs'):
         _run(None, tmp_path / 'broken.png', tmp_path)
 
 
