@@ -1,0 +1,154 @@
+"""ONNX export (deploy.export, tools/export_onnx.py): RLE, SimCC and RTMDet-tiny round-trip through ONNX
+Runtime within tolerance, with and without in-graph decode / preprocessing / flip test; dynamic batch."""
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+pytest.importorskip('onnx')
+pytest.importorskip('onnxruntime')
+
+from deploy.export import compare_with_torch, export_detector, export_pose_model, read_metadata  # noqa: E402
+from models import build_pose_estimator  # noqa: E402
+from utils.config import load_config  # noqa: E402
+from utils.registry import MODELS  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = Path(__file__).resolve().parents[2] / 'shared'
+RLE_CKPT = SHARED / 'weights' / 'rle_mbv2-0.5x_aic-coco-192x192_202403131203.pth'
+COCO_ANN = SHARED / 'data' / 'coco' / 'test_coco.json'
+FLIP = [0, 2, 1, 4, 3, 6, 5, 8, 7, 10, 9, 12, 11, 14, 13, 16, 15]
+PREPROCESSOR = dict(type='PoseDataPreprocessor', mean=[123.675, 116.28, 103.53], std=[58.395, 57.12, 57.375],
+                    bgr_to_rgb=True)
+
+
+def rle_cfg(size: tuple[int, int] = (64, 64)) -> dict:
+    """A small RLE MobileNetV2-0.5x pose config (64x64 crops keep the tests fast)."""
+    codec = dict(type='RegressionLabel', input_size=size)
+    return dict(codec=codec, model=dict(
+        type='TopdownPoseEstimator', data_preprocessor=PREPROCESSOR,
+        backbone=dict(type='MobileNetV2', widen_factor=0.5, out_indices=(7,)),
+        neck=dict(type='GlobalAveragePooling'),
+        head=dict(type='RLEHead', in_channels=1280, num_joints=17, decoder=codec,
+                  loss=dict(type='RLELoss', use_target_weight=True)),
+        test_cfg=dict(flip_test=True, shift_coords=True)))
+
+
+def simcc_cfg() -> dict:
+    """A small SimCC MobileNetV2-0.5x config without deconvolutions (64x64 crops, 2x2 feature map)."""
+    codec = dict(type='SimCCLabel', input_size=(64, 64), sigma=(4.9, 5.66), simcc_split_ratio=2.0,
+                 normalize=False)
+    return dict(codec=codec, model=dict(
+        type='TopdownPoseEstimator', data_preprocessor=PREPROCESSOR,
+        backbone=dict(type='MobileNetV2', widen_factor=0.5, out_indices=(7,)),
+        head=dict(type='SimCCHead', in_channels=1280, out_channels=17, input_size=codec['input_size'],
+                  in_featuremap_size=(2, 2), simcc_split_ratio=2.0, deconv_out_channels=None, decoder=codec),
+        test_cfg=dict(flip_test=True)))
+
+
+def build(cfg: dict) -> torch.nn.Module:
+    torch.manual_seed(0)
+    model = build_pose_estimator(cfg['model']).eval()
+    if hasattr(model.head, 'mlp_head_x'):  # well separated SimCC maxima: argmax must not hinge on 1e-7
+        with torch.no_grad():
+            model.head.mlp_head_x.bias.copy_(torch.randn_like(model.head.mlp_head_x.bias) * 5)
+            model.head.mlp_head_y.bias.copy_(torch.randn_like(model.head.mlp_head_y.bias) * 5)
+    return model
+
+
+def crops(batch: int, size: tuple[int, int] = (64, 64)) -> torch.Tensor:
+    torch.manual_seed(1)
+    return torch.randint(0, 256, (batch, 3, size[1], size[0]), dtype=torch.uint8)
+
+
+@pytest.mark.parametrize('with_decode,with_preprocess', [(False, False), (True, True)])
+def test_rle_round_trip(tmp_path: Path, with_decode: bool, with_preprocess: bool) -> None:
+    cfg = rle_cfg()
+    model = build(cfg)
+    path, wrapper, _ = export_pose_model(model, cfg, tmp_path / 'rle.onnx', with_decode=with_decode,
+                                         with_preprocess=with_preprocess)
+    x = crops(1) if with_preprocess else model.preprocess(crops(1))
+    diffs = compare_with_torch(path, wrapper, x)
+    assert set(diffs) == ({'keypoints', 'scores'} if with_decode else {'output'})
+    assert max(diffs.values()) < 1e-4, diffs
+    meta = read_metadata(path)
+    assert meta['kind'] == 'pose' and meta['with_decode'] == with_decode and meta['input_size'] == [64, 64]
+    if with_decode:  # decoded graph == the head's own decode of the PyTorch outputs
+        keypoints, _ = model.head.decode(model(model.preprocess(crops(1))))
+        got = wrapper(x)[0]
+        assert torch.allclose(got, keypoints, atol=1e-5)
+
+
+def test_dynamic_batch_and_flip_in_graph(tmp_path: Path) -> None:
+    cfg = rle_cfg()
+    model = build(cfg)
+    path, wrapper, _ = export_pose_model(model, cfg, tmp_path / 'rle.onnx', with_decode=True,
+                                         with_preprocess=True, dynamic_batch=True, flip_indices=FLIP,
+                                         batch_size=2)
+    for batch in (1, 5):
+        assert max(compare_with_torch(path, wrapper, crops(batch)).values()) < 1e-4
+    # in-graph flip test equals TopdownPoseEstimator.predict's flip test (before the crop->image mapping)
+    x = crops(3)
+    meta = dict(input_size=torch.tensor([[64, 64]] * 3), bbox_center=torch.full((3, 2), 32.0),
+                bbox_scale=torch.full((3, 2), 64.0), flip_indices=torch.tensor([FLIP] * 3))
+    expected = model.predict(x, meta)['keypoints']
+    with torch.no_grad():
+        got = wrapper(x)[0].numpy()
+    np.testing.assert_allclose(got, expected, atol=1e-4)
+
+
+def test_simcc_round_trip(tmp_path: Path) -> None:
+    cfg = simcc_cfg()
+    model = build(cfg)
+    path, wrapper, _ = export_pose_model(model, cfg, tmp_path / 'raw.onnx', dynamic_batch=True)
+    assert max(compare_with_torch(path, wrapper, model.preprocess(crops(2))).values()) < 1e-4
+    path, wrapper, _ = export_pose_model(model, cfg, tmp_path / 'dec.onnx', with_decode=True,
+                                         with_preprocess=True, flip_indices=FLIP)
+    diffs = compare_with_torch(path, wrapper, crops(1))
+    assert diffs['keypoints'] < 1e-4 and diffs['scores'] < 1e-4, diffs
+
+
+def test_rtmdet_tiny_round_trip(tmp_path: Path) -> None:
+    cfg = load_config(REPO / 'configs' / 'detection' / 'rtmdet_tiny_8xb32-300e_coco.py')
+    cfg.test_pipeline = [dict(type='Resize', scale=(160, 160), keep_ratio=True),
+                         dict(type='Pad', size=(160, 160), pad_val=dict(img=(114, 114, 114)))]
+    cfg.test_dataloader.dataset.pipeline = cfg.test_pipeline
+    torch.manual_seed(0)
+    detector = MODELS.build(cfg.model).eval()
+    path, wrapper, example = export_detector(detector, cfg, tmp_path / 'det.onnx', with_preprocess=True,
+                                             dynamic_batch=True)
+    diffs = compare_with_torch(path, wrapper, torch.randint(0, 256, (2, 3, 160, 160), dtype=torch.uint8))
+    assert len(diffs) == 6 and max(diffs.values()) < 1e-4, diffs
+    assert read_metadata(path)['input_size'] == [160, 160]
+
+
+def test_missing_onnx_gives_install_hint(monkeypatch: pytest.MonkeyPatch) -> None:
+    import importlib
+
+    from deploy import deps
+
+    real = importlib.import_module
+
+    def fake(name: str, *args):
+        if name.startswith('onnxruntime'):
+            raise ImportError(f'No module named {name!r}')
+        return real(name, *args)
+
+    monkeypatch.setattr(deps.importlib, 'import_module', fake)
+    with pytest.raises(ImportError, match='requirements-deploy.txt'):
+        deps.require('onnxruntime', 'ONNX Runtime inference')
+
+
+@pytest.mark.skipif(not (RLE_CKPT.is_file() and COCO_ANN.is_file()),
+                    reason='needs ../shared weights and data')
+def test_export_tool_real_rle_weights(tmp_path: Path) -> None:
+    from tools.export_onnx import main
+
+    out = tmp_path / 'rle.onnx'
+    diffs = main([str(REPO / 'configs' / 'rle' / 'rle_mbv2-0.5x_coco-sample-192x192.py'), str(RLE_CKPT),
+                  '--output', str(out), '--with-decode', '--with-preprocess', '--dynamic-batch',
+                  '--check-data', str(COCO_ANN)])
+    assert diffs['keypoints'] < 0.0192 and diffs['scores'] < 1e-4, diffs
+    meta = read_metadata(out)
+    assert meta['with_preprocess'] and meta['mean'] == [128.0, 128.0, 128.0] and meta['bgr_to_rgb']
