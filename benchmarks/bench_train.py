@@ -58,7 +58,8 @@ def main() -> None:
     parser.add_argument('--warmup', type=int, default=5, help='untimed iterations first')
     parser.add_argument('--batch-size', type=int, help='override train_dataloader.batch_size')
     parser.add_argument('--amp', action='store_true', help='bfloat16 autocast')
-    parser.add_argument('--device', choices=['cpu', 'cuda'], default='cuda' if torch.cuda.is_available() else 'cpu')
+    parser.add_argument('--device', choices=['cpu', 'cuda'],
+                        default='cuda' if torch.cuda.is_available() else 'cpu')
     add_cfg_options_argument(parser)
     args = parser.parse_args()
     cfg = load_config(args.config, args.cfg_options)
@@ -110,7 +111,8 @@ def main() -> None:
     mem = f'{torch.cuda.max_memory_allocated() / 2 ** 20:.0f} MB' if device.type == 'cuda' else 'n/a (cpu)'
     print(f'config: {args.config}  device: {device}  batch: {batch_size}  amp: {args.amp}  '
           f'data: {"synthetic" if args.synthetic else "train loader"}')
-    print(f'throughput: {args.iters * batch_size / total:.1f} img/s  ({total / args.iters * 1000:.1f} ms/iter)')
+    print(f'throughput: {args.iters * batch_size / total:.1f} img/s  '
+          f'({total / args.iters * 1000:.1f} ms/iter)')
     print(f'waiting for data: {100 * wait / total:.1f} % of the time')
     print(f'peak GPU memory: {mem}')
 
