@@ -347,6 +347,8 @@ def main(argv: list[str] | None = None) -> int:
     best: dict[str, Any] = {'key': ckpt_cfg['save_best'], 'score': None, 'epoch': None}
 
     start_epoch = 0
+    if resume_from is None and (args.resume or args.resume_ckpt):
+        logger.warning('--resume: no last.pth in %s; starting from scratch', work_dir)
     if resume_from:
         ckpt = read_checkpoint(resume_from, map_location=device)
         restore(ckpt, model, ema, optim, schedulers)

@@ -191,6 +191,19 @@ def test_accumulation_equals_one_big_batch():
         torch.testing.assert_close(p1, p2)
 
 
+def test_accumulation_divides_the_short_last_group_by_its_own_length():
+    m = quadratic_model()
+    w = build_optimizer(m, dict(optimizer=dict(type='SGD', lr=0.1), accumulative_counts=2))
+    w.initialize_count_status(0, 5)  # groups of 2, 2 and a last one of 1
+    factors, steps = [], []
+    for x, _ in batches(5):
+        loss = m(x).sum()
+        factors.append(float(w.scale_loss(loss) / loss))
+        steps.append(w.update_params(loss) is not None)
+    assert factors == [0.5, 0.5, 0.5, 0.5, 1.0]
+    assert steps == [False, True, False, True, True]
+
+
 def test_clip_grad_norm_limits_the_step_and_returns_the_unclipped_norm():
     m = quadratic_model()
     w = build_optimizer(m, dict(optimizer=dict(type='SGD', lr=1.0),
