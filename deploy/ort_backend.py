@@ -36,6 +36,24 @@ def create_session(path: str | os.PathLike, threads: int = 2, providers: Sequenc
                                 providers=list(providers or ['CPUExecutionProvider']))
 
 
+def optimized_op_counts(path: str | os.PathLike) -> dict[str, int]:
+    """Node counts by op type of the graph ONNX Runtime actually runs (after its CPU optimisations),
+    e.g. to confirm an int8 model runs as QLinearConv rather than float Conv."""
+    import collections
+    import tempfile
+
+    ort = require('onnxruntime', 'ONNX Runtime inference')
+    onnx = require('onnx', 'reading the optimised graph')
+    with tempfile.TemporaryDirectory() as tmp:
+        options = ort.SessionOptions()
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        options.optimized_model_filepath = os.path.join(tmp, 'optimized.onnx')
+        options.log_severity_level = 3
+        ort.InferenceSession(os.fspath(path), sess_options=options, providers=['CPUExecutionProvider'])
+        graph = onnx.load(options.optimized_model_filepath).graph
+    return dict(collections.Counter(node.op_type for node in graph.node))
+
+
 def session_metadata(session: Any) -> dict[str, Any]:
     """The export metadata of a session's model (``{}`` when the file was not exported by ``deploy``)."""
     raw = session.get_modelmeta().custom_metadata_map.get(METADATA_KEY)

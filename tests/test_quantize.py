@@ -1,0 +1,114 @@
+"""int8 quantisation: ORT static PTQ (deploy.ptq, tools/quantize.py) and FX quantisation-aware training
+(deploy.qat): int8 graphs run on int8 kernels and stay close to float; QAT trains, resumes and exports."""
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+pytest.importorskip('onnx')
+pytest.importorskip('onnxruntime')
+
+from deploy.export import export_pose_model, read_metadata  # noqa: E402
+from deploy.ort_backend import create_session, optimized_op_counts  # noqa: E402
+from deploy.ptq import quantize_static_int8  # noqa: E402
+from deploy.qat import export_qat_onnx, prepare_qat  # noqa: E402
+from deploy.weight_rounding import prepare_weights_for_int8  # noqa: E402
+from models import build_pose_estimator  # noqa: E402
+from tests.test_export_onnx import build, crops, rle_cfg  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = Path(__file__).resolve().parents[2] / 'shared'
+RLE_CKPT = SHARED / 'weights' / 'rle_mbv2-0.5x_aic-coco-192x192_202403131203.pth'
+COCO_ANN = SHARED / 'data' / 'coco' / 'test_coco.json'
+
+
+def assert_int8_kernels(path: str | Path) -> None:
+    """Every convolution runs as QLinearConv (no float Conv / FusedConv left)."""
+    ops = optimized_op_counts(path)
+    assert ops.get('QLinearConv', 0) == 52 and not ops.get('Conv') and not ops.get('FusedConv'), ops
+
+
+def test_ptq_static_int8_runs_on_int8_kernels(tmp_path: Path) -> None:
+    cfg = rle_cfg()
+    model = build(cfg)
+    float_path, _, _ = export_pose_model(model, cfg, tmp_path / 'float.onnx', with_decode=True,
+                                         with_preprocess=True, dynamic_batch=True)
+    int8_path = quantize_static_int8(float_path, tmp_path / 'int8.onnx', crops(8).numpy())
+    assert read_metadata(int8_path)['quantization'] == dict(mode='ptq', method='minmax', per_channel=True)
+    assert_int8_kernels(int8_path)
+    session = create_session(int8_path)
+    keypoints, scores = session.run(None, {'input': crops(3).numpy()})
+    assert keypoints.shape == (3, 17, 2) and scores.shape == (3, 17) and np.isfinite(keypoints).all()
+
+
+def test_weight_preparation_keeps_float_outputs_and_snaps_to_int8_grid() -> None:
+    cfg = rle_cfg()
+    model = build(cfg)
+    x = model.preprocess(crops(8))
+    with torch.no_grad():
+        before = model(x)
+    prepare_weights_for_int8(model, x)
+    conv = model.backbone.conv1.conv
+    assert isinstance(model.backbone.conv1.bn, torch.nn.Identity)  # BN folded into the conv
+    weight = conv.weight.detach().flatten(1)
+    steps = weight / (weight.abs().amax(dim=1, keepdim=True) / 127)
+    assert torch.allclose(steps, steps.round(), atol=1e-3)  # every weight on its channel's int8 grid
+    with torch.no_grad():
+        assert (model(x) - before).abs().max() < 0.05
+
+
+@pytest.mark.skipif(not (RLE_CKPT.is_file() and COCO_ANN.is_file()),
+                    reason='needs ../shared weights and data')
+def test_quantize_tool_real_rle_within_deviation(tmp_path: Path) -> None:
+    from tools.quantize import main
+
+    report = main([str(REPO / 'configs' / 'rle' / 'rle_mbv2-0.5x_coco-sample-192x192.py'), str(RLE_CKPT),
+                   '--calib-data', str(COCO_ANN), '--output', str(tmp_path / 'int8.onnx')])
+    assert report['deviation_px']['mean_px'] < 2.0, report['deviation_px']
+    assert report['int8_ap']['coco/AP'] > report['float_ap']['coco/AP'] - 0.03, report
+    assert_int8_kernels(tmp_path / 'int8.onnx')
+
+
+def test_qat_trains_resumes_and_exports_int8(tmp_path: Path) -> None:
+    cfg = rle_cfg()
+    model = build(cfg)
+    qat = prepare_qat(model, dict(mode='qat'))
+    optimizer = torch.optim.AdamW(qat.parameters(), lr=1e-3)
+    x = crops(4)
+    targets = dict(keypoint_labels=torch.rand(4, 17, 2), keypoint_weights=torch.ones(4, 17))
+    losses = []
+    for _ in range(3):
+        loss = sum(v for k, v in qat.loss(x, targets).items() if k.startswith('loss'))
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    assert losses[-1] < losses[0]
+    torch.save({'state_dict': qat.state_dict()}, tmp_path / 'qat.pth')
+
+    resumed = prepare_qat(build_pose_estimator(cfg['model']), dict(mode='qat'))
+    resumed.load_state_dict(torch.load(tmp_path / 'qat.pth', weights_only=True)['state_dict'])
+    qat.eval()
+    resumed.eval()
+    with torch.no_grad():
+        assert torch.equal(resumed(qat.preprocess(x)), qat(qat.preprocess(x)))
+    meta = dict(input_size=torch.tensor([[64, 64]] * 4), bbox_center=torch.full((4, 2), 32.0),
+                bbox_scale=torch.full((4, 2), 64.0), flip_indices=torch.tensor([list(range(17))] * 4))
+    assert resumed.predict(x, meta)['keypoints'].shape == (4, 17, 2)
+
+    path, wrapper, _ = export_qat_onnx(resumed, cfg, str(tmp_path / 'qat.onnx'), with_decode=True,
+                                       with_preprocess=True, dynamic_batch=True)
+    assert read_metadata(path)['quantization'] == dict(mode='qat')
+    assert_int8_kernels(path)
+    keypoints, _ = create_session(path).run(None, {'input': x.numpy()})
+    with torch.no_grad():
+        expected = wrapper(x)[0].numpy()
+    assert np.abs(keypoints - expected).max() < 2.0  # int8 kernels vs fake-quant: a few quantisation steps
+
+
+def test_prepare_qat_rejects_unknown_options() -> None:
+    with pytest.raises(KeyError, match='unknown keys'):
+        prepare_qat(build(rle_cfg()), dict(mode='qat', bits=4))
+    with pytest.raises(ValueError, match="mode='qat'"):
+        prepare_qat(build(rle_cfg()), dict(mode='ptq'))
