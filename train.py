@@ -341,7 +341,12 @@ def main(argv: list[str] | None = None) -> int:
     optim = build_optimizer(model, cfg.optim_wrapper)
     scale_lr(optim, cfg.get('auto_scale_lr'), cfg.train_dataloader['batch_size'] * world_size)
     schedulers = build_schedulers(optim, cfg.get('param_scheduler'), iters_per_epoch, max_epochs)
-    ema_cfg = next((h for h in cfg.get('custom_hooks') or [] if h.get('type') == 'EMAHook'), None)
+    hooks = list(cfg.get('custom_hooks') or [])
+    ema_cfg = next((h for h in hooks if h.get('type') == 'EMAHook'), None)
+    for hook in hooks:
+        if hook.get('type') != 'EMAHook':
+            logger.warning('custom_hooks: %s is not supported and is ignored (stage 2 comes from '
+                           'stage2_num_epochs + the dataset pipeline_stage2)', hook.get('type'))
     ema = build_ema(model, ema_cfg)
     ckpt_cfg = {'save_best': 'coco/AP', 'rule': 'greater', **(cfg.get('checkpoint') or {})}
     best: dict[str, Any] = {'key': ckpt_cfg['save_best'], 'score': None, 'epoch': None}
