@@ -32,7 +32,7 @@ from models import build_pose_estimator
 from optim import build_ema, build_optimizer, build_schedulers, scale_lr
 from utils.checkpoint import load_checkpoint, read_checkpoint, save_checkpoint
 from utils.config import Config, add_cfg_options_argument, load_config
-from utils.dist import barrier, broadcast_object, cleanup, init_distributed
+from utils.dist import barrier, broadcast_buffers, broadcast_object, cleanup, init_distributed
 from utils.logger import RunLog, collect_env, get_logger
 from utils.registry import METRICS
 from utils.seed import get_rng_state, seed_epoch, set_random_seed, set_rng_state
@@ -379,6 +379,9 @@ def main(argv: list[str] | None = None) -> int:
             for scheduler in schedulers:
                 if scheduler.by_epoch:
                     scheduler.step()
+            for module in (model, ema.module if ema is not None else None):
+                if module is not None:  # validate, everywhere, the BN statistics rank 0 will save
+                    broadcast_buffers(module)
             improved = False
             if (epoch + 1) % val_interval == 0 or epoch + 1 == max_epochs:
                 metrics = evaluate_model(ema.module if ema is not None else model, val_loader, metric, device,

@@ -65,6 +65,14 @@ def broadcast_object(obj: Any, src: int = 0) -> Any:
     return box[0]
 
 
+def broadcast_buffers(module: torch.nn.Module, src: int = 0) -> None:
+    """Copy ``module``'s buffers (e.g. BatchNorm running statistics, which every rank updates from
+    its own batches) from rank ``src`` to all ranks, in place."""
+    if is_distributed():
+        for buffer in module.buffers():
+            dist.broadcast(buffer.data, src=src)
+
+
 def all_reduce_mean(tensor: torch.Tensor) -> torch.Tensor:
     """Mean of ``tensor`` over ranks (a new tensor; the input is unchanged)."""
     if not is_distributed():
