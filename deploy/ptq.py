@@ -92,3 +92,39 @@ def quantize_static_int8(float_path: str | os.PathLike, output_path: str | os.Pa
     write_metadata(model, {**metadata, 'quantization': quantization})
     onnx.save(model, output_path)
     return output_path
+
+
+def quantize_pose_model(model: Any, cfg: Any, output_path: str | os.PathLike, crops: np.ndarray, *,
+                        prepare_weights: bool = True, per_channel: bool = True, method: str = 'minmax',
+                        **graph: Any) -> str:
+    """Export a float pose model and quantise it to int8 in one go.
+
+    Args:
+        model: float TopdownPoseEstimator (not modified).
+        cfg: its config.
+        crops: uint8 BGR calibration crops (N, 3, H, W), e.g. from :func:`deploy.data.stack_inputs`.
+        prepare_weights: fold BN, snap weights to least-squares int8 grids and correct biases first
+            (:func:`deploy.weight_rounding.prepare_weights_for_int8`).
+        graph: graph options of :func:`deploy.export.export_pose_model` (``with_decode``, ...).
+
+    Returns:
+        ``output_path`` as a string.
+    """
+    import copy
+
+    import torch
+
+    from deploy.export import export_pose_model
+    from deploy.ort_backend import create_session, graph_input, session_metadata
+    from deploy.weight_rounding import prepare_weights_for_int8
+
+    with tempfile.TemporaryDirectory() as tmp:
+        float_path = os.path.join(tmp, 'float.onnx')
+        source = model
+        if prepare_weights:
+            source = copy.deepcopy(model)
+            prepare_weights_for_int8(source, model.preprocess(torch.from_numpy(crops)))
+        export_pose_model(source, cfg, float_path, **graph)
+        meta = session_metadata(create_session(float_path, threads=1))
+        return quantize_static_int8(float_path, output_path, graph_input(crops, meta),
+                                    per_channel=per_channel, method=method)

@@ -19,19 +19,15 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository root, for `python tools/x.py`
 
 import argparse
-import copy
 import json
 import os
 import tempfile
 import time
 
-import torch
-
 from deploy.deps import require
 from deploy.export import export_pose_model
 from deploy.loading import is_detector_config, load_model
-from deploy.ptq import CALIBRATION_METHODS, quantize_static_int8
-from deploy.weight_rounding import prepare_weights_for_int8
+from deploy.ptq import CALIBRATION_METHODS, quantize_pose_model
 from utils.config import add_cfg_options_argument, load_config
 
 
@@ -63,7 +59,7 @@ def main(argv: list[str] | None = None) -> dict:
     require('onnxruntime.quantization', 'int8 quantisation')
     from deploy.accuracy import coco_ap, keypoint_deviation
     from deploy.data import annotation_loader, resolve_annotation, stack_inputs
-    from deploy.ort_backend import OrtPoseModel, graph_input
+    from deploy.ort_backend import OrtPoseModel
 
     cfg = load_config(args.config, args.cfg_options)
     if is_detector_config(cfg):
@@ -83,14 +79,8 @@ def main(argv: list[str] | None = None) -> dict:
         float_model = OrtPoseModel(float_path, cfg, flip_test=args.flip_test)
         crops = stack_inputs(annotation_loader(cfg, calib_ann, calib_dir, args.batch_size), with_flipped=True)
         start = time.perf_counter()
-        to_quantise = float_path
-        if not args.plain_weights:
-            prepared = copy.deepcopy(model)
-            prepare_weights_for_int8(prepared, model.preprocess(torch.from_numpy(crops)))
-            to_quantise = os.path.join(tmp, 'prepared.onnx')
-            export_pose_model(prepared, cfg, to_quantise, **graph)
-        quantize_static_int8(to_quantise, args.output, graph_input(crops, float_model.meta),
-                             per_channel=not args.per_tensor, method=args.method)
+        quantize_pose_model(model, cfg, args.output, crops, prepare_weights=not args.plain_weights,
+                            per_channel=not args.per_tensor, method=args.method, **graph)
         print(f'quantised {args.output} on {len(crops)} crops from {calib_ann} '
               f'({time.perf_counter() - start:.1f} s, {args.method}, '
               f'{"per-tensor" if args.per_tensor else "per-channel"} weights)')
