@@ -10,6 +10,7 @@ codec = dict(type='UDPHeatmap', input_size=(192, 192), heatmap_size=(48, 48), si
 
 model = dict(
     type='TopdownPoseEstimator',
+    # (x - 128) / 128: the original project's normalisation (simple for fixed-point chips)
     data_preprocessor=dict(type='PoseDataPreprocessor', mean=[128, 128, 128], std=[128, 128, 128],
                            bgr_to_rgb=True),
     backbone=dict(

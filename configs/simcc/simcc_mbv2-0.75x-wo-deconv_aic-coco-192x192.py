@@ -9,6 +9,7 @@ codec = dict(type='SimCCLabel', input_size=(192, 192), sigma=6.0, simcc_split_ra
 
 model = dict(
     type='TopdownPoseEstimator',
+    # (x - 128) / 128: the original project's normalisation (simple for fixed-point chips)
     data_preprocessor=dict(type='PoseDataPreprocessor', mean=[128, 128, 128], std=[128, 128, 128],
                            bgr_to_rgb=True),
     backbone=dict(
