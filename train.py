@@ -339,7 +339,11 @@ def main(argv: list[str] | None = None) -> int:
     switch_epoch = max_epochs - stage2_epochs if stage2_epochs else None  # 0-based: the last stage2_epochs
 
     optim = build_optimizer(model, cfg.optim_wrapper)
-    scale_lr(optim, cfg.get('auto_scale_lr'), cfg.train_dataloader['batch_size'] * world_size)
+    total_batch = cfg.train_dataloader['batch_size'] * world_size
+    ratio = scale_lr(optim, cfg.get('auto_scale_lr'), total_batch)
+    if ratio != 1.0:
+        logger.info('auto_scale_lr: lr x %g (total batch %d, base %d)', ratio, total_batch,
+                    cfg.auto_scale_lr['base_batch_size'])
     schedulers = build_schedulers(optim, cfg.get('param_scheduler'), iters_per_epoch, max_epochs)
     hooks = list(cfg.get('custom_hooks') or [])
     ema_cfg = next((h for h in hooks if h.get('type') == 'EMAHook'), None)
