@@ -24,8 +24,10 @@ QAT_KEYS = {'mode', 'float_checkpoint', 'observer_momentum'}
 
 
 def qat_qconfig(averaging_constant: float = 0.01) -> Any:
-    """QConfig: per-tensor affine uint8 activations, per-channel symmetric int8 weights (moving-average
-    min/max observers with ``averaging_constant``)."""
+    """QConfig: per-tensor affine uint8 activations, per-channel symmetric int8 weights in [-127, 127]
+    (moving-average min/max observers with ``averaging_constant``). The symmetric [-127, 127] grid puts a
+    channel's largest weight exactly on a level (with [-128, 127] it sits on a rounding tie that PyTorch
+    and ONNX Runtime break differently), and matches ONNX Runtime's own symmetric int8 weights."""
     from torch.ao import quantization as tq
 
     activation = tq.FakeQuantize.with_args(
@@ -33,7 +35,7 @@ def qat_qconfig(averaging_constant: float = 0.01) -> Any:
         quant_max=255, dtype=torch.quint8, qscheme=torch.per_tensor_affine)
     weight = tq.FakeQuantize.with_args(
         observer=tq.MovingAveragePerChannelMinMaxObserver, averaging_constant=averaging_constant,
-        quant_min=-128, quant_max=127, dtype=torch.qint8, qscheme=torch.per_channel_symmetric, ch_axis=0)
+        quant_min=-127, quant_max=127, dtype=torch.qint8, qscheme=torch.per_channel_symmetric, ch_axis=0)
     return tq.QConfig(activation=activation, weight=weight)
 
 
@@ -129,7 +131,10 @@ def prepare_qat(model: TopdownPoseEstimator, qcfg: Mapping[str, Any] | None = No
     device = next(model.parameters()).device
     size = model.head.decoder.input_size if getattr(model.head, 'decoder', None) is not None else (192, 192)
     example = torch.zeros(1, 3, size[1], size[0], device=device)
+    # The head stays float: its outputs (normalised coordinates next to sigma logits, or SimCC logits)
+    # would lose ~1 px to a per-tensor uint8 grid, and its Linear layers cost next to nothing.
     mapping = QConfigMapping().set_global(qat_qconfig(qcfg.get('observer_momentum', 0.01)))
+    mapping.set_module_name('head', None)
     model.train()
     with warnings.catch_warnings():
         warnings.simplefilter('ignore')  # torch.ao.quantization announces its future move to torchao
@@ -169,7 +174,7 @@ def export_qat_onnx(model: QATTopdownPoseEstimator, cfg: Mapping[str, Any], path
     :func:`deploy.export.export_pose_model` (``export_args``: ``with_decode``, ``with_preprocess``,
     ``dynamic_batch``, ``flip_indices``, ``opset`` >= 13). Returns what that function returns.
     """
-    from torch.ao.quantization import disable_observer
+    from torch.ao.quantization import FakeQuantize, disable_observer
 
     from deploy.deps import require
     from deploy.export import export_pose_model, read_metadata, write_metadata
@@ -178,6 +183,9 @@ def export_qat_onnx(model: QATTopdownPoseEstimator, cfg: Mapping[str, Any], path
     onnx = require('onnx', 'QAT export')
     frozen = copy.deepcopy(model).cpu().eval()
     frozen.apply(disable_observer)
+    for module in frozen.modules():  # [-127, 127] weights are [-128, 127] ones that never use -128, the
+        if isinstance(module, FakeQuantize) and module.activation_post_process.quant_min == -127:  # only
+            module.quant_min = module.activation_post_process.quant_min = -128  # int8 range ONNX accepts
     _fold_bn(frozen.network)
     export_args.setdefault('opset', 17)
     if export_args['opset'] < 13:
