@@ -260,7 +260,8 @@ class Config(ConfigDict):
         try:
             ast.parse(text)
         except SyntaxError as e:
-            raise ConfigError(f'config holds values that cannot be written as Python literals: {e}')
+            raise ConfigError(
+                f'config holds values that cannot be written as Python literals: {e}') from None
         Path(path).parent.mkdir(parents=True, exist_ok=True)
         Path(path).write_text(text)
 
