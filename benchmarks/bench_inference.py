@@ -1,11 +1,12 @@
 """CPU latency of a pose config's network forward (no pre/post-processing): median milliseconds per batch.
 
     python benchmarks/bench_inference.py CONFIG [CHECKPOINT] [--batch 1 32] [--threads 2]
-        [--modes eager fused jit] [--iters N] [--warmup N] [--cfg-options ...]
+        [--modes eager channels_last fused jit] [--iters N] [--warmup N] [--cfg-options ...]
 
 Modes (each in eval mode under ``torch.inference_mode``):
 
 - ``eager``: the model as built;
+- ``channels_last``: weights and input in channels_last memory format;
 - ``fused``: Conv+BatchNorm folded (``torch.fx`` conv/bn fusion), channels_last memory format;
 - ``jit``: ``fused`` traced with TorchScript, frozen and optimised for inference (oneDNN).
 
@@ -18,6 +19,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository root, for `python tools/x.py`
 
 import argparse
+import copy
 import json
 import statistics
 import time
@@ -37,6 +39,8 @@ def prepare(model: nn.Module, mode: str, example: torch.Tensor) -> Callable[[tor
     """The callable timed for ``mode`` (see the module docstring); ``model`` must be in eval mode."""
     if mode == 'eager':
         return model
+    if mode == 'channels_last':
+        return copy.deepcopy(model).to(memory_format=torch.channels_last)
     fused = fuse(model).to(memory_format=torch.channels_last)
     if mode == 'fused':
         return fused
@@ -45,7 +49,7 @@ def prepare(model: nn.Module, mode: str, example: torch.Tensor) -> Callable[[tor
         with torch.inference_mode():
             traced = torch.jit.trace(fused, example.to(memory_format=torch.channels_last))
         return torch.jit.optimize_for_inference(torch.jit.freeze(traced.eval()))
-    raise ValueError(f'unknown mode {mode!r}; expected eager, fused or jit')
+    raise ValueError(f'unknown mode {mode!r}; expected eager, channels_last, fused or jit')
 
 
 def outputs_close(a: object, b: object) -> bool:
@@ -74,7 +78,7 @@ def main() -> None:
     parser.add_argument('checkpoint', nargs='?', help='optional weights (any format utils.checkpoint reads)')
     parser.add_argument('--batch', type=int, nargs='+', default=[1, 32])
     parser.add_argument('--threads', type=int, default=2, help='torch intra-op threads')
-    parser.add_argument('--modes', nargs='+', default=['eager', 'fused', 'jit'])
+    parser.add_argument('--modes', nargs='+', default=['eager', 'channels_last', 'fused', 'jit'])
     parser.add_argument('--iters', type=int, default=50)
     parser.add_argument('--warmup', type=int, default=10)
     add_cfg_options_argument(parser)
