@@ -47,8 +47,6 @@ class RegressionHead(nn.Module):
         init_cfg: unused; accepted for MMPose config compatibility (heads use their default init).
     """
 
-    out_dims = 2
-
     def __init__(self, in_channels: int, num_joints: int,
                  loss: dict | None = None, decoder: dict | None = None, init_cfg: Any = None) -> None:
         super().__init__()
@@ -79,7 +77,8 @@ class RegressionHead(nn.Module):
     def loss(self, outputs: Tensor, targets: dict[str, Tensor],
              train_cfg: dict | None = None) -> dict[str, Tensor]:
         """Losses and accuracy (fp32) from ``outputs`` (B, K, D) and targets ``keypoint_labels`` (B, K, 2),
-        ``keypoint_weights`` (B, K). Returns ``{'loss_kpt', 'acc_pose'}`` (acc_pose detached)."""
+        ``keypoint_weights`` (B, K). Returns ``{'loss_kpt', 'acc_pose'}`` (acc_pose detached, PCK@0.05 of
+        the normalised coordinates). ``train_cfg`` is accepted for the common head interface."""
         labels = targets['keypoint_labels'].float()
         weights = targets['keypoint_weights'].float()
         with torch.autocast(device_type=outputs.device.type, enabled=False):
