@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from apis.inputs import ImageLike, as_config, read_image
-from datasets.coco_style import _META_KEYS as SAMPLE_META_KEYS  # what datasets add to samples
+from datasets.coco_style import SAMPLE_META_KEYS  # what datasets add to samples
 from datasets.collate import pose_collate
 from datasets.metainfo import parse_pose_metainfo
 from datasets.transforms.base import Compose

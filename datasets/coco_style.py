@@ -14,7 +14,7 @@ from datasets.metainfo import parse_pose_metainfo
 from structures.bbox import bbox_xywh2xyxy
 from utils.registry import DATASETS
 
-_META_KEYS = ('dataset_name', 'upper_body_ids', 'lower_body_ids', 'flip_pairs',
+SAMPLE_META_KEYS = ('dataset_name', 'upper_body_ids', 'lower_body_ids', 'flip_pairs',
               'dataset_keypoint_weights', 'flip_indices', 'skeleton_links')
 
 
@@ -273,7 +273,7 @@ class CocoStyleDataset(BasePoseDataset):
         }
         if self.bbox_file:
             info['img_shape'] = tuple(int(v) for v in self._img_hw[row])
-        for key in _META_KEYS:  # shared, read-only: transforms never modify them in place
+        for key in SAMPLE_META_KEYS:  # shared, read-only: transforms never modify them in place
             info[key] = self._metainfo[key]
         return info
 
