@@ -15,7 +15,7 @@ from structures.bbox import bbox_xywh2xyxy
 from utils.registry import DATASETS
 
 SAMPLE_META_KEYS = ('dataset_name', 'upper_body_ids', 'lower_body_ids', 'flip_pairs',
-              'dataset_keypoint_weights', 'flip_indices', 'skeleton_links')
+                    'dataset_keypoint_weights', 'flip_indices', 'skeleton_links')
 
 
 def load_json_file(path: str, what: str) -> Any:
