@@ -31,9 +31,9 @@ class LoadImage(BaseTransform):
         to_float32: convert the image to float32.
         color_type: 'color' (cv2.IMREAD_COLOR, like MMPose), 'grayscale' or 'unchanged'.
         reduce_min_ratio: for lazily decoded JPEGs, decode at 1/r size (r = 2, 4, 8) when the crop
-            samples at least ``reduce_min_ratio * r`` source pixels per output pixel (``None``: never).
-            At the default 2.0, the 1/r decode (an r x r average) blurs less than a tenth of the
-            contrast at the crop's Nyquist frequency, and removes aliasing the full-size path has.
+            samples at least ``reduce_min_ratio * r`` source pixels per output pixel. ``None`` (the
+            default) never does, so crops equal MMPose's exactly; at 2.0 the 1/r decode (an r x r
+            average) blurs less than a tenth of the contrast at the crop's Nyquist frequency.
 
     ``lazy`` is set by :class:`~datasets.transforms.base.Compose` when the pipeline allows it: the
     JPEG is then read but decoded only by ``TopdownAffine`` (:class:`LazyImage`).
@@ -41,7 +41,7 @@ class LoadImage(BaseTransform):
     """
 
     def __init__(self, to_float32: bool = False, color_type: str = 'color',
-                 imdecode_backend: str = 'cv2', reduce_min_ratio: float | None = 2.0,
+                 imdecode_backend: str = 'cv2', reduce_min_ratio: float | None = None,
                  ignore_empty: bool = False) -> None:
         if color_type not in _COLOR_FLAGS:
             raise ValueError(f'color_type must be one of {sorted(_COLOR_FLAGS)}, got {color_type!r}')
