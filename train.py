@@ -27,6 +27,8 @@ from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 
 from datasets import build_dataloader
+from deploy.loading import is_qat_config
+from deploy.qat import prepare_qat
 from evaluation import evaluate_model
 from models import build_pose_estimator
 from optim import build_ema, build_optimizer, build_schedulers, scale_lr
@@ -288,6 +290,9 @@ def build_model(cfg: Config, device: torch.device, world_size: int,
         report = load_checkpoint(model, cfg.load_from, strict=False)
         logger.info('load_from %s: missing %s, unexpected %s', cfg.load_from, report.missing,
                     report.unexpected)
+    if is_qat_config(cfg):  # fine-tune with fake-quant; export with tools/export_onnx.py
+        model = prepare_qat(model, cfg.quantization)
+        logger.info('quantisation-aware training: %s', dict(cfg.quantization))
     if cfg.get('sync_bn') and world_size > 1:
         if device.type == 'cuda':
             model = nn.SyncBatchNorm.convert_sync_batchnorm(model)

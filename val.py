@@ -20,6 +20,7 @@ from pathlib import Path
 import torch
 
 from datasets import build_dataloader
+from deploy.loading import is_qat_config, load_model
 from evaluation import CocoMetric, evaluate_model
 from evaluation.coco_metric import write_coco_results
 from models import build_pose_estimator
@@ -106,13 +107,17 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         metrics = build_metrics(cfg)
         if args.dump and not any(isinstance(m, CocoMetric) for m in metrics):
             raise ValueError('--dump needs a CocoMetric in val_evaluator')
-        model = build_pose_estimator(cfg.model)
-        report = load_checkpoint(model, ckpt, map_location='cpu', strict=True)
-        if report.format == 'backbone':
-            raise CheckpointError(f'{ckpt} holds only backbone weights; evaluation needs a full model')
+        if is_qat_config(cfg):  # a quantisation-aware training run's checkpoint (fake-quant model)
+            model, ckpt_format = load_model(cfg, ckpt), 'qat'
+        else:
+            model = build_pose_estimator(cfg.model)
+            report = load_checkpoint(model, ckpt, map_location='cpu', strict=True)
+            if report.format == 'backbone':
+                raise CheckpointError(f'{ckpt} holds only backbone weights; evaluation needs a full model')
+            ckpt_format = report.format
         model.to(device).eval()
         if is_main_process():
-            print(f'loaded {ckpt} (format {report.format}); {len(loader.dataset)} instances, '
+            print(f'loaded {ckpt} (format {ckpt_format}); {len(loader.dataset)} instances, '
                   f'flip test {"on" if cfg.model.get("test_cfg", {}).get("flip_test") else "off"}, '
                   f'device {device}', flush=True)
         results = evaluate_model(model, loader, metrics, device)

@@ -35,7 +35,8 @@ def init_detector(config: str | os.PathLike | Mapping, checkpoint: str | os.Path
     Args:
         config: config path, or a loaded config / dict with a ``model`` entry.
         checkpoint: MMDetection checkpoint (``{'meta', 'state_dict'}``) as a path, a model-zoo name or
-            an http(s) URL (downloaded into pretrained_weight/); None leaves random weights.
+            an http(s) URL (downloaded into pretrained_weight/); an ``.onnx`` file exported by
+            ``tools/export_onnx.py`` (served by ONNX Runtime); None leaves random weights.
         device: where the model runs.
 
     The model gets ``cfg`` (the config) and ``test_transform`` (resize + pad of the test pipeline).
@@ -45,11 +46,17 @@ def init_detector(config: str | os.PathLike | Mapping, checkpoint: str | os.Path
     cfg = as_config(config, 'detector config')
     if 'model' not in cfg:
         raise KeyError(f'detector config {config!r} has no "model" entry')
-    model = MODELS.build(cfg.model, cfg_path='model')
-    if checkpoint is not None:
-        load_checkpoint(model, resolve_checkpoint(checkpoint), map_location='cpu', strict=True)
+    if checkpoint is not None and str(checkpoint).endswith('.onnx'):
+        from deploy.ort_backend import load_onnx_detector
+
+        model = load_onnx_detector(checkpoint, cfg)
     else:
-        warnings.warn('init_detector: no checkpoint given, the detector has random weights', stacklevel=2)
+        model = MODELS.build(cfg.model, cfg_path='model')
+        if checkpoint is not None:
+            load_checkpoint(model, resolve_checkpoint(checkpoint), map_location='cpu', strict=True)
+        else:
+            warnings.warn('init_detector: no checkpoint given, the detector has random weights',
+                          stacklevel=2)
     model.cfg = cfg
     model.test_transform = DetTestTransform.from_pipeline(_test_pipeline(cfg))
     return model.to(device).eval()

@@ -21,6 +21,7 @@ from datasets.coco_style import SAMPLE_META_KEYS  # what datasets add to samples
 from datasets.collate import pose_collate
 from datasets.metainfo import parse_pose_metainfo
 from datasets.transforms.base import Compose
+from deploy.loading import is_qat_config, load_model
 from models import build_pose_estimator
 from utils.checkpoint import load_checkpoint
 from utils.config import Config
@@ -61,18 +62,27 @@ def init_model(config: str | os.PathLike | Mapping, checkpoint: str | os.PathLik
     Args:
         config: config path or loaded config.
         checkpoint: this project's, the original project's or an official MMPose checkpoint, as a
-            path, a model-zoo name or an http(s) URL; None keeps random weights (with a warning).
-        device: where the model runs.
+            path, a model-zoo name or an http(s) URL; an ``.onnx`` file exported by
+            ``tools/export_onnx.py`` (served by ONNX Runtime); None keeps random weights (with a warning).
+            With ``quantization=dict(mode='qat')`` in the config, a checkpoint of that QAT run.
+        device: where the model runs (ONNX Runtime models run on the CPU).
 
     The model gets ``cfg``, ``dataset_meta`` (see :func:`dataset_meta_of`) and ``pipeline`` (the
     validation pipeline). A checkpoint that does not fit the config raises
     ``utils.checkpoint.CheckpointError`` naming the missing / unexpected keys.
     """
     cfg = as_config(config, 'pose config')
-    model = build_pose_estimator(cfg.model)
-    if checkpoint is not None:
-        load_checkpoint(model, resolve_checkpoint(checkpoint), map_location='cpu', strict=True)
+    if checkpoint is not None and str(checkpoint).endswith('.onnx'):
+        from deploy.ort_backend import load_onnx_pose_model
+
+        model = load_onnx_pose_model(checkpoint, cfg)
+    elif is_qat_config(cfg):
+        model = load_model(cfg, None if checkpoint is None else resolve_checkpoint(checkpoint))
     else:
+        model = build_pose_estimator(cfg.model)
+        if checkpoint is not None:
+            load_checkpoint(model, resolve_checkpoint(checkpoint), map_location='cpu', strict=True)
+    if checkpoint is None:
         warnings.warn('init_model: no checkpoint given, the pose model has random weights', stacklevel=2)
     model.cfg = cfg
     model.dataset_meta = dataset_meta_of(cfg)

@@ -14,7 +14,8 @@ per-level head outputs (decoding and NMS run in ``deploy.ort_backend.OrtDetector
 After export, ONNX Runtime runs the graph on real crops (the config's val data, or ``--check-data``) or
 on ``--check-image`` (detectors), and the max abs difference to PyTorch is printed; a float export fails
 (exit 1) when it exceeds ``--atol`` (decoded keypoints: ``--atol`` x crop size px; fp32 PyTorch itself is
-~1e-3 px away from a float64 run of the real RLE-0.5x on real crops, so 1e-4 px is below fp32 noise).
+~1e-3 px away from a float64 run of the real RLE-0.5x on real crops, so 1e-4 px is below fp32 noise;
+single crops typically agree to ~3e-5 on raw outputs and ~2e-3 px on decoded keypoints).
 """
 import sys
 from pathlib import Path
@@ -53,9 +54,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         'GT-box crops check the export (default: the config\'s val data)')
     parser.add_argument('--check-image', help='detector: image that checks the export')
     parser.add_argument('--check-batch', type=int, default=4, help='number of crops for the check')
-    parser.add_argument('--atol', type=float, default=1e-4,
+    parser.add_argument('--atol', type=float, default=5e-4,
                         help='tolerance of the float check: raw outputs; decoded keypoints get atol times '
-                        'the larger crop side in px (default 1e-4, i.e. 0.0192 px at 192x192)')
+                        'the larger crop side in px (default 5e-4, i.e. 0.096 px at 192x192; a batch of '
+                        'crops through oneDNN vs ONNX Runtime differs by up to ~2e-4 on raw outputs)')
     add_cfg_options_argument(parser)
     return parser.parse_args(argv)
 

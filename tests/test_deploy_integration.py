@@ -1,0 +1,80 @@
+"""Deployment wired into the entry points: QAT through train.py (train, resume, val.py, int8 export) and
+ONNX models through apis / the demo, which must give the PyTorch path's predictions json."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip('onnxruntime')
+pytest.importorskip('onnx')
+
+import topdown_demo_with_mmdet as demo  # noqa: E402
+import train  # noqa: E402
+import val  # noqa: E402
+from deploy.export import read_metadata  # noqa: E402
+from tools import export_onnx  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / 'shared'
+WEIGHTS = SHARED / 'weights' / 'rle_mbv2-0.5x_aic-coco-192x192_202403131203.pth'
+COCO = SHARED / 'data' / 'coco'
+SAMPLE_CFG = 'configs/rle/rle_mbv2-0.5x_coco-sample-192x192.py'
+POSE_CFG = 'configs/rle/rle_mbv2-0.5x_aic-coco-192x192.py'
+needs_shared = pytest.mark.skipif(not (WEIGHTS.is_file() and COCO.is_dir()),
+                                  reason='needs ../shared/weights and ../shared/data')
+
+
+@pytest.fixture(autouse=True)
+def _repo_cwd(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(REPO)  # the sample config's data paths are relative to the repository root
+
+
+@needs_shared
+def test_qat_run_trains_resumes_validates_and_exports_int8(tmp_path: Path) -> None:
+    work = tmp_path / 'qat'
+    common = ['--cfg_file', SAMPLE_CFG, '--device', 'cpu', '--work-dir', str(work), '--cfg-options',
+              "quantization={'mode': 'qat'}", 'train_dataloader.batch_size=6']
+    assert train.main([*common, 'train_cfg.max_epochs=1']) == 0
+    log = (work / 'train.log').read_text()
+    assert 'quantisation-aware training' in log
+    assert train.main([*common, 'train_cfg.max_epochs=2', '--resume', 'auto']) == 0
+    assert 'continuing at epoch 2' in (work / 'train.log').read_text()
+
+    dumped = work / Path(SAMPLE_CFG).name
+    metrics = val.main(['--cfg_file', str(dumped), '--checkpoint', str(work / 'last.pth'),
+                        '--device', 'cpu', '--no-flip'])
+    assert 0.0 <= metrics['coco/AP'] <= 1.0
+
+    onnx_path = tmp_path / 'qat_int8.onnx'
+    export_onnx.main([str(dumped), str(work / 'last.pth'), '--output', str(onnx_path), '--with-decode',
+                      '--with-preprocess'])
+    assert read_metadata(onnx_path)['quantization'] == {'mode': 'qat'}
+    import onnx
+    ops = {node.op_type for node in onnx.load(str(onnx_path)).graph.node}
+    assert 'QuantizeLinear' in ops and 'DequantizeLinear' in ops
+
+
+def _instances(path: Path) -> tuple[list, np.ndarray]:
+    data = json.loads(path.read_text())
+    kpts = [inst['keypoints'] for frame in data['instance_info'] for inst in frame['instances']]
+    return data['meta_info'], np.asarray(kpts, dtype=np.float64)
+
+
+@needs_shared
+def test_demo_with_onnx_pose_model_writes_the_same_predictions(tmp_path: Path) -> None:
+    onnx_path = tmp_path / 'rle.onnx'
+    export_onnx.main([POSE_CFG, str(WEIGHTS), '--output', str(onnx_path), '--dynamic-batch',
+                      '--check-data', str(COCO / 'test_coco.json')])
+    outputs = {}
+    for name, ckpt in (('torch', WEIGHTS), ('onnx', onnx_path)):
+        out = tmp_path / name
+        assert demo.main(['none', 'none', POSE_CFG, str(ckpt), '--input', str(COCO), '--output-root',
+                          str(out), '--save-predictions', '--device', 'cpu']) == 0
+        outputs[name] = _instances(out / 'results_coco.json')
+    (meta_t, kpts_t), (meta_o, kpts_o) = outputs['torch'], outputs['onnx']
+    assert meta_t == meta_o
+    assert kpts_t.shape == kpts_o.shape == (4, 17, 2)
+    np.testing.assert_allclose(kpts_o, kpts_t, atol=0.02)
