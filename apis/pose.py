@@ -21,9 +21,7 @@ from datasets.coco_style import SAMPLE_META_KEYS  # what datasets add to samples
 from datasets.collate import pose_collate
 from datasets.metainfo import parse_pose_metainfo
 from datasets.transforms.base import Compose
-from deploy.loading import is_qat_config, load_model
-from models import build_pose_estimator
-from utils.checkpoint import load_checkpoint
+from deploy.loading import load_model
 from utils.config import Config
 from utils.model_zoo import resolve_checkpoint
 from utils.registry import DATASETS
@@ -76,12 +74,8 @@ def init_model(config: str | os.PathLike | Mapping, checkpoint: str | os.PathLik
         from deploy.ort_backend import load_onnx_pose_model
 
         model = load_onnx_pose_model(checkpoint, cfg)
-    elif is_qat_config(cfg):
+    else:  # float or QAT estimator, strict load
         model = load_model(cfg, None if checkpoint is None else resolve_checkpoint(checkpoint))
-    else:
-        model = build_pose_estimator(cfg.model)
-        if checkpoint is not None:
-            load_checkpoint(model, resolve_checkpoint(checkpoint), map_location='cpu', strict=True)
     if checkpoint is None:
         warnings.warn('init_model: no checkpoint given, the pose model has random weights', stacklevel=2)
     model.cfg = cfg
