@@ -9,6 +9,14 @@ import math
 
 import numpy as np
 
+FLIP_DIRECTIONS = ('horizontal', 'vertical', 'diagonal')
+
+
+def check_flip_direction(direction: str) -> None:
+    """Raise a ValueError unless ``direction`` is one of :data:`FLIP_DIRECTIONS`."""
+    if direction not in FLIP_DIRECTIONS:
+        raise ValueError(f'direction must be one of {FLIP_DIRECTIONS}, got {direction!r}')
+
 
 def bbox_xyxy2xywh(bbox_xyxy: np.ndarray) -> np.ndarray:
     """(N, 4[+]) xyxy -> (N, 4[+]) xywh; extra columns (e.g. a score) are kept."""
@@ -55,8 +63,7 @@ def flip_bbox(bbox: np.ndarray, image_size: tuple[int, int], bbox_format: str = 
     """
     if bbox_format not in ('xyxy', 'xywh', 'center'):
         raise ValueError(f"bbox_format must be 'xyxy', 'xywh' or 'center', got {bbox_format!r}")
-    if direction not in ('horizontal', 'vertical', 'diagonal'):
-        raise ValueError(f"direction must be 'horizontal', 'vertical' or 'diagonal', got {direction!r}")
+    check_flip_direction(direction)
     w, h = image_size
     out = np.array(bbox, copy=True)
     axes = {'horizontal': ((0, w),), 'vertical': ((1, h),), 'diagonal': ((0, w), (1, h))}[direction]

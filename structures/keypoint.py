@@ -5,6 +5,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from structures.bbox import check_flip_direction
+
 
 def flip_keypoints(keypoints: np.ndarray, keypoints_visible: np.ndarray | None,
                    image_size: tuple[int, int], flip_indices: Sequence[int],
@@ -20,8 +22,7 @@ def flip_keypoints(keypoints: np.ndarray, keypoints_visible: np.ndarray | None,
     Returns:
         (flipped keypoints (..., K, D), flipped visibility or None); inputs are not modified.
     """
-    if direction not in ('horizontal', 'vertical', 'diagonal'):
-        raise ValueError(f"direction must be 'horizontal', 'vertical' or 'diagonal', got {direction!r}")
+    check_flip_direction(direction)
     kpt_axis = keypoints.ndim - 2
     if keypoints_visible is not None and keypoints_visible.shape[:kpt_axis + 1] != keypoints.shape[:-1]:
         raise ValueError(f'keypoints {keypoints.shape} and keypoints_visible {keypoints_visible.shape} '

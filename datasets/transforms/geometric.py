@@ -14,11 +14,10 @@ import numpy as np
 from datasets.transforms.base import BaseTransform
 from datasets.transforms.lazy_image import LazyImage
 from datasets.transforms.rng import get_rng, truncated_normal
-from structures.bbox import bbox_xyxy2cs, flip_bbox
+from structures.bbox import FLIP_DIRECTIONS, bbox_xyxy2cs, flip_bbox
 from structures.keypoint import flip_keypoints
 from utils.registry import TRANSFORMS
 
-_DIRECTIONS = ('horizontal', 'vertical', 'diagonal')
 _CV2_FLIP_CODE = {'horizontal': 1, 'vertical': 0, 'diagonal': -1}
 
 
@@ -61,8 +60,9 @@ class RandomFlip(BaseTransform):
     def __init__(self, prob: float | Sequence[float] = 0.5,
                  direction: str | Sequence[str] = 'horizontal') -> None:
         directions = [direction] if isinstance(direction, str) else list(direction)
-        if not directions or any(d not in _DIRECTIONS for d in directions):
-            raise ValueError(f'direction must be one of {_DIRECTIONS} or a list of them, got {direction!r}')
+        if not directions or any(d not in FLIP_DIRECTIONS for d in directions):
+            raise ValueError(f'direction must be one of {FLIP_DIRECTIONS} or a list of them, '
+                             f'got {direction!r}')
         if isinstance(prob, (int, float)):
             probs = [float(prob) / len(directions)] * len(directions)
         else:
