@@ -11,11 +11,10 @@ from torch import nn
 from torchvision.ops import nms
 
 from apis.inputs import ImageLike, as_config, read_image
+from deploy.loading import load_model
 from models.detection.det_transforms import DetTestTransform
-from utils.checkpoint import load_checkpoint
 from utils.config import Config
 from utils.model_zoo import resolve_checkpoint
-from utils.registry import MODELS
 
 DEFAULT_TEST_PIPELINE = [dict(type='Resize', scale=(640, 640), keep_ratio=True),
                          dict(type='Pad', size=(640, 640), pad_val=dict(img=(114, 114, 114)))]
@@ -51,10 +50,8 @@ def init_detector(config: str | os.PathLike | Mapping, checkpoint: str | os.Path
 
         model = load_onnx_detector(checkpoint, cfg)
     else:
-        model = MODELS.build(cfg.model, cfg_path='model')
-        if checkpoint is not None:
-            load_checkpoint(model, resolve_checkpoint(checkpoint), map_location='cpu', strict=True)
-        else:
+        model = load_model(cfg, None if checkpoint is None else resolve_checkpoint(checkpoint))
+        if checkpoint is None:
             warnings.warn('init_detector: no checkpoint given, the detector has random weights',
                           stacklevel=2)
     model.cfg = cfg
