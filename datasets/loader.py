@@ -13,8 +13,9 @@ from torch.utils.data import BatchSampler, DataLoader
 
 from datasets.builder import build_dataset
 from datasets.collate import pose_collate
-from datasets.sampler import DefaultSampler, dist_info, shared_random_seed
+from datasets.sampler import DefaultSampler, shared_random_seed
 from datasets.transforms.rng import seed_default_rng
+from utils.dist import get_rank, get_world_size
 
 _SAMPLERS = {'DefaultSampler': DefaultSampler}
 
@@ -87,9 +88,7 @@ def build_dataloader(cfg: Mapping[str, Any], seed: int | None = None, distribute
         if 'dataset' not in cfg:
             raise KeyError('dataloader config has no "dataset"')
         dataset = build_dataset(cfg['dataset'], cfg_dir)
-    rank, world = dist_info()
-    if distributed is False:
-        rank, world = 0, 1
+    rank, world = (0, 1) if distributed is False else (get_rank(), get_world_size())
     sampler_cfg = dict(cfg.get('sampler') or {'type': 'DefaultSampler', 'shuffle': True})
     sampler_type = sampler_cfg.pop('type', 'DefaultSampler')
     sampler_seed = sampler_cfg.pop('seed', None)  # a seed in the sampler config wins

@@ -9,18 +9,13 @@ import torch
 import torch.distributed as dist
 from torch.utils.data import Sampler
 
-
-def dist_info() -> tuple[int, int]:
-    """(rank, world_size) of the initialised torch.distributed group, else (0, 1)."""
-    if dist.is_available() and dist.is_initialized():
-        return dist.get_rank(), dist.get_world_size()
-    return 0, 1
+from utils.dist import get_rank, get_world_size
 
 
 def shared_random_seed() -> int:
     """A random seed, identical on all ranks (broadcast from rank 0 when distributed)."""
     seed = int(np.random.SeedSequence().generate_state(1)[0] & 0x7FFFFFFF)
-    if dist_info()[1] > 1:
+    if get_world_size() > 1:
         t = torch.tensor(seed, dtype=torch.int64,
                          device='cuda' if dist.get_backend() == 'nccl' else 'cpu')
         dist.broadcast(t, src=0)
@@ -45,9 +40,8 @@ class DefaultSampler(Sampler):
 
     def __init__(self, dataset: Sized, shuffle: bool = True, seed: int | None = None, round_up: bool = True,
                  rank: int | None = None, world_size: int | None = None) -> None:
-        d_rank, d_world = dist_info()
-        self.rank = d_rank if rank is None else rank
-        self.world_size = d_world if world_size is None else world_size
+        self.rank = get_rank() if rank is None else rank
+        self.world_size = get_world_size() if world_size is None else world_size
         self.dataset = dataset
         self.shuffle = shuffle
         self.seed = shared_random_seed() if seed is None else int(seed)

@@ -8,6 +8,8 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
+from utils.dist import get_world_size, is_main_process
+
 
 def to_numpy(value: Any) -> Any:
     """A tensor (any device) as a numpy array; numpy arrays, lists and scalars pass through."""
@@ -23,7 +25,7 @@ def gather_results(results: list, size: int | None = None) -> list:
     deals them out; they are re-interleaved and cut to ``size`` to drop the sampler's padding.
     Without an initialised process group this returns ``results[:size]``.
     """
-    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+    if get_world_size() == 1:
         return list(results) if size is None else list(results)[:size]
     parts: list = [None] * dist.get_world_size()
     dist.all_gather_object(parts, list(results))
@@ -38,7 +40,7 @@ def gather_results(results: list, size: int | None = None) -> list:
 
 def broadcast_metrics(metrics: dict[str, float] | None) -> dict[str, float]:
     """Rank 0's metrics on every rank (identity without a process group)."""
-    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+    if get_world_size() == 1:
         return metrics or {}
     box = [metrics]
     dist.broadcast_object_list(box, src=0)
@@ -90,7 +92,7 @@ class BaseMetric:
         results = gather_results(self.results, size)
         self.results = []
         metrics = None
-        if not (dist.is_available() and dist.is_initialized()) or dist.get_rank() == 0:
+        if is_main_process():
             raw = self.compute_metrics(results)
             metrics = {(f'{self.prefix}/{k}' if self.prefix else k): _to_float(v) for k, v in raw.items()}
         return broadcast_metrics(metrics)

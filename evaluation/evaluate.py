@@ -5,11 +5,11 @@ from collections.abc import Sequence
 from typing import Any
 
 import torch
-import torch.distributed as dist
 from torch import nn
 from tqdm import tqdm
 
 from evaluation.base_metric import BaseMetric
+from utils.dist import is_main_process
 
 
 def evaluate_model(model: nn.Module, dataloader: Any, metric: BaseMetric | Sequence[BaseMetric],
@@ -41,12 +41,11 @@ def evaluate_model(model: nn.Module, dataloader: Any, metric: BaseMetric | Seque
     for m in metrics:
         if m.dataset_meta is None and dataset is not None and hasattr(dataset, 'metainfo'):
             m.dataset_meta = dataset.metainfo
-    is_main = not (dist.is_available() and dist.is_initialized()) or dist.get_rank() == 0
     was_training = net.training
     net.eval()
     try:
         with torch.no_grad():
-            for batch in tqdm(dataloader, desc=desc, disable=not (progress and is_main),
+            for batch in tqdm(dataloader, desc=desc, disable=not (progress and is_main_process()),
                               dynamic_ncols=True):
                 inputs = batch['inputs'].to(device, non_blocking=True)
                 preds = net.predict(inputs, batch['meta'])
