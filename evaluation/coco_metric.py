@@ -13,6 +13,7 @@ from evaluation.base_metric import BaseMetric, to_numpy
 from evaluation.coco_eval import evaluate_keypoints, load_coco_annotations, num_annotated_keypoints
 from evaluation.keypoint_mapping import map_annotation_keypoints, map_keypoints, map_sigmas
 from evaluation.nms import oks_nms, soft_oks_nms
+from structures.bbox import bbox_xyxy2xywh
 from utils.registry import METRICS
 
 SCORE_MODES = ('bbox', 'bbox_keypoint', 'bbox_rle', 'keypoint')
@@ -45,8 +46,7 @@ def batch_to_instances(preds: Mapping[str, Any], meta: Mapping[str, Any]) -> lis
                    else np.ones(batch, dtype=np.float32))
     bboxes = areas = None
     if 'bbox' in meta:
-        xyxy = np.asarray(to_numpy(meta['bbox'])).reshape(batch, 4)
-        bboxes = np.concatenate([xyxy[:, :2], xyxy[:, 2:] - xyxy[:, :2]], axis=1)
+        bboxes = bbox_xyxy2xywh(np.asarray(to_numpy(meta['bbox'])).reshape(batch, 4))
     if 'bbox_scale' in meta:
         areas = np.prod(np.asarray(to_numpy(meta['bbox_scale'])).reshape(batch, 2), axis=1)
     instances = []
