@@ -37,7 +37,8 @@ from utils.config import Config, add_cfg_options_argument, load_config
 from utils.dist import barrier, broadcast_buffers, broadcast_object, cleanup, init_distributed
 from utils.logger import RunLog, collect_env, get_logger
 from utils.registry import METRICS
-from utils.seed import get_rng_state, seed_epoch, set_random_seed, set_rng_state
+from utils.seed import seed_epoch, set_random_seed
+from utils.train_state import checkpoint_payload, restore
 
 
 class NonFiniteLossError(RuntimeError):
@@ -187,34 +188,6 @@ class LossModel(nn.Module):
 
     def forward(self, inputs: torch.Tensor, targets: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         return self.estimator.loss(inputs, targets)
-
-
-def checkpoint_payload(model: nn.Module, ema: Any, optim: Any, schedulers: list, cfg: Config, epoch: int,
-                       it: int, best: dict) -> dict[str, Any]:
-    """Everything needed to continue after ``epoch`` epochs (``it`` iterations). ``state_dict`` holds the
-    weights to deploy (the EMA ones when EMA is on); ``train_state_dict`` the raw ones then."""
-    payload = {
-        'state_dict': (ema.module if ema is not None else model).state_dict(),
-        'meta': {'epoch': epoch, 'iter': it, 'config': cfg.pretty_text()},
-        'epoch': epoch, 'iter': it, 'best': dict(best),
-        'optimizer': optim.state_dict(), 'schedulers': [s.state_dict() for s in schedulers],
-        'rng': get_rng_state(),
-    }
-    if ema is not None:
-        payload['train_state_dict'] = model.state_dict()
-        payload['ema_steps'] = ema.steps
-    return payload
-
-
-def restore(ckpt: dict, model: nn.Module, ema: Any, optim: Any, schedulers: list) -> None:
-    model.load_state_dict(ckpt.get('train_state_dict', ckpt['state_dict']))
-    if ema is not None:
-        ema.module.load_state_dict(ckpt['state_dict'])
-        ema.steps = int(ckpt.get('ema_steps', 0))
-    optim.load_state_dict(ckpt['optimizer'])
-    for scheduler, state in zip(schedulers, ckpt['schedulers']):
-        scheduler.load_state_dict(state)
-    set_rng_state(ckpt['rng'])
 
 
 def train_one_epoch(run: RunLog, train_model: nn.Module, model: nn.Module, loader: Any, optim: Any,
