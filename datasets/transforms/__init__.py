@@ -1,6 +1,6 @@
 """Top-down augmentation and packing transforms, registered in utils.registry.TRANSFORMS."""
 from datasets.transforms.albumentation import Albumentation
-from datasets.transforms.base import BaseTransform, Compose, build_pipeline
+from datasets.transforms.base import BaseTransform, Compose
 from datasets.transforms.converting import KeypointConverter
 from datasets.transforms.formatting import PackPoseInputs
 from datasets.transforms.geometric import GetBBoxCenterScale, RandomBBoxTransform, RandomFlip, RandomHalfBody
@@ -14,5 +14,4 @@ __all__ = [
     'Albumentation', 'BaseTransform', 'Compose', 'GenerateTarget', 'GetBBoxCenterScale', 'ImageLoadError',
     'KeypointConverter', 'LazyImage', 'LoadImage', 'PackPoseInputs', 'PhotometricDistortion',
     'RandomBBoxTransform', 'RandomFlip', 'RandomHalfBody', 'TopdownAffine', 'YOLOXHSVRandomAug',
-    'build_pipeline',
 ]

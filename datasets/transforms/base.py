@@ -67,8 +67,3 @@ class Compose:
     def __repr__(self) -> str:
         inner = ''.join(f'\n    {t!r},' for t in self.transforms)
         return f'Compose([{inner}\n])'
-
-
-def build_pipeline(cfgs: Sequence[Mapping[str, Any] | Callable] | None) -> Compose:
-    """A :class:`Compose` of the transforms described by ``cfgs`` (config dicts or callables)."""
-    return Compose(cfgs)
