@@ -55,6 +55,23 @@ def default_visibility(keypoints: np.ndarray, keypoints_visible: np.ndarray | No
     return keypoints_visible
 
 
+def drawn_and_weights(keypoints_visible: np.ndarray, lost: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Which keypoints get a target, and their weights.
+
+    Args:
+        keypoints_visible: (N, K) visibility; >= 0.5 counts as labelled.
+        lost: (N, K) bool, True where the keypoint's target would fall entirely outside the target.
+
+    Returns:
+        drawn: (N, K) bool, labelled and not lost; weights: (N, K) copy of the visibility (its dtype)
+        with 0 for labelled but lost keypoints.
+    """
+    labelled = ~(keypoints_visible < 0.5)
+    weights = keypoints_visible.copy()
+    weights[labelled & lost] = 0
+    return labelled & ~lost, weights
+
+
 def require_single_instance(codec: BaseKeypointCodec, keypoints: np.ndarray) -> None:
     """Raise unless ``keypoints`` holds exactly one instance (heatmap codecs encode one person)."""
     if keypoints.ndim != 3 or keypoints.shape[0] != 1:

@@ -10,18 +10,11 @@ from __future__ import annotations
 
 import numpy as np
 
+from codec.base import drawn_and_weights
+
 
 def _labelled(keypoints_visible: np.ndarray) -> np.ndarray:
     return ~(keypoints_visible < 0.5)
-
-
-def _drawn_and_weights(keypoints_visible: np.ndarray, lost: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(N, K) bool of keypoints to draw, and the (N, K) weights: the visibility, 0 for labelled but lost
-    (off-map) keypoints."""
-    labelled = _labelled(keypoints_visible)
-    weights = keypoints_visible.copy()
-    weights[labelled & lost] = 0
-    return labelled & ~lost, weights
 
 
 def _windowed_gaussians(keypoints: np.ndarray, keypoints_visible: np.ndarray, heatmap_size: tuple[int, int],
@@ -37,7 +30,7 @@ def _windowed_gaussians(keypoints: np.ndarray, keypoints_visible: np.ndarray, he
     low = (mu - radius).astype(np.int64)  # left, top (truncated like MMPose)
     high = (mu + radius + 1).astype(np.int64)  # right, bottom (exclusive)
     lost = ((low >= [w, h]) | (high < 0)).any(axis=-1)
-    on, weights = _drawn_and_weights(keypoints_visible, lost)
+    on, weights = drawn_and_weights(keypoints_visible, lost)
 
     size = 2 * radius + 1  # window length (MMPose: np.arange(0, size))
     centre = size // 2  # window index of the Gaussian centre
@@ -111,7 +104,7 @@ def generate_unbiased_gaussian_heatmaps(heatmap_size: tuple[int, int], keypoints
     radius = sigma * 3
     mu = keypoints[..., :2]
     lost = ((mu - radius >= [w, h]) | (mu + radius + 1 < 0)).any(axis=-1)
-    on, weights = _drawn_and_weights(keypoints_visible, lost)
+    on, weights = drawn_and_weights(keypoints_visible, lost)
     centre = mu.astype(np.float32)
     dx2 = (np.arange(w, dtype=np.float32) - centre[..., 0, None]) ** 2
     dy2 = (np.arange(h, dtype=np.float32) - centre[..., 1, None]) ** 2

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from codec.base import BaseKeypointCodec, default_visibility
+from codec.base import BaseKeypointCodec, default_visibility, drawn_and_weights
 from codec.keypoint_maximum import get_simcc_maximum
 from codec.refinement import refine_simcc_dark
 from utils.registry import CODECS
@@ -69,16 +69,14 @@ class SimCCLabel(BaseKeypointCodec):
         keypoints_visible = default_visibility(keypoints, keypoints_visible)
         bins_w, bins_h = self._bins()
         mu = np.around(keypoints[..., :2] * self.simcc_split_ratio).astype(np.int64)
-        labelled = ~(keypoints_visible < 0.5)
         size = np.array([bins_w, bins_h])
         if self.smoothing_type == 'gaussian':
             radius = self.sigma * 3
             lost = ((mu - radius >= size) | (mu + radius + 1 < 0)).any(axis=-1)
         else:
             lost = ((mu >= size) | (mu < 0)).any(axis=-1)
-        weights = keypoints_visible.copy()
-        weights[labelled & lost] = 0
-        on = (labelled & ~lost)[..., None]
+        on, weights = drawn_and_weights(keypoints_visible, lost)
+        on = on[..., None]
         if self.smoothing_type == 'gaussian':
             x_labels = self._gaussian(mu[..., 0], bins_w, self.sigma[0], on)
             y_labels = self._gaussian(mu[..., 1], bins_h, self.sigma[1], on)
