@@ -31,9 +31,13 @@ class Blur:
         self.limits = _kernel_limits(blur_limit)
         self.p = 1.0 if always_apply else p
 
-    def __call__(self, img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    def kernel_size(self, rng: np.random.Generator) -> int:
+        """An odd kernel size (px) drawn uniformly from the limits."""
         sizes = range(self.limits[0], self.limits[1] + 1, 2)
-        k = int(sizes[rng.integers(len(sizes))])
+        return int(sizes[rng.integers(len(sizes))])
+
+    def __call__(self, img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        k = self.kernel_size(rng)
         return cv2.blur(img, (k, k))
 
 
@@ -46,8 +50,7 @@ class MedianBlur(Blur):
             raise ValueError(f'MedianBlur needs odd blur limits, got {blur_limit!r}')
 
     def __call__(self, img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-        sizes = range(self.limits[0], self.limits[1] + 1, 2)
-        return cv2.medianBlur(img, int(sizes[rng.integers(len(sizes))]))
+        return cv2.medianBlur(img, self.kernel_size(rng))
 
 
 class CoarseDropout:
