@@ -5,6 +5,7 @@ from collections.abc import Mapping, Sequence
 
 from torch import Tensor, nn
 
+from models.backbones.base import run_stages
 from models.detection.conv_module import DEFAULT_ACT, conv_3x3_module, conv_module
 from models.detection.csp_layer import CSPLayer, SPPBottleneck
 from utils.registry import MODELS
@@ -60,9 +61,5 @@ class CSPNeXt(nn.Module):
             self.layers.append(f'stage{i + 1}')
 
     def forward(self, x: Tensor) -> tuple[Tensor, ...]:
-        outs = []
-        for i, name in enumerate(self.layers):
-            x = getattr(self, name)(x)
-            if i in self.out_indices:
-                outs.append(x)
-        return tuple(outs)
+        """(B, 3, H, W) -> tuple of the feature maps of ``out_indices`` (0: stem, i: stage i), in order."""
+        return run_stages(x, [getattr(self, name) for name in self.layers], self.out_indices)

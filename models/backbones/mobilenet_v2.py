@@ -14,8 +14,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from models.layers import Add, ConvBNAct, build_activation, freeze, make_divisible, set_norm_eval
-from utils.checkpoint import load_pretrained, pretrained_cfg
+from models.backbones.base import StagedBackbone, run_stages
+from models.layers import Add, ConvBNAct, build_activation, make_divisible
+from utils.checkpoint import pretrained_cfg
 from utils.registry import MODELS
 
 # One row per stage: expand ratio, output channels at widen_factor 1, number of blocks, first stride.
@@ -69,7 +70,7 @@ class InvertedResidual(nn.Module):
 
 
 @MODELS.register_module()
-class MobileNetV2(nn.Module):
+class MobileNetV2(StagedBackbone):
     """MobileNetV2 feature extractor.
 
     Stages, indexed as in ``out_indices``: 0-6 are ``block_0`` ... ``block_6`` (strides 2, 4, 8, 16,
@@ -135,32 +136,12 @@ class MobileNetV2(nn.Module):
                 nn.init.ones_(m.weight)
                 nn.init.zeros_(m.bias)
 
-    def init_weights(self) -> None:
-        """Default init, then the ``Pretrained`` checkpoint of ``init_cfg`` if any (strict load)."""
-        self.reset_parameters()
-        if self.init_cfg is not None:
-            load_pretrained(self, self.init_cfg)
-
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
         """(B, 3, H, W) -> tuple of the feature maps of ``out_indices``, in stage order."""
-        x = self.conv1(x)
-        outs = []
-        for index, name in enumerate(self.stage_names):
-            x = getattr(self, name)(x)
-            if index in self.out_indices:
-                outs.append(x)
-        return tuple(outs)
+        return run_stages(self.conv1(x), [getattr(self, name) for name in self.stage_names], self.out_indices)
 
-    def _freeze_stages(self) -> None:
-        if self.frozen_stages >= 0:
-            freeze(self.conv1)
-        for b in range(self.frozen_stages):
-            freeze(getattr(self, f'block_{b}'))
-
-    def train(self, mode: bool = True) -> MobileNetV2:
-        """Set train/eval mode, keeping frozen stages (and BN layers if ``norm_eval``) in eval mode."""
-        super().train(mode)
-        self._freeze_stages()
-        if mode and self.norm_eval:
-            set_norm_eval(self)
-        return self
+    def frozen_modules(self) -> list[nn.Module]:
+        """``conv1`` and ``block_0`` .. ``block_{frozen_stages-1}`` (nothing when ``frozen_stages`` is -1)."""
+        if self.frozen_stages < 0:
+            return []
+        return [self.conv1] + [getattr(self, f'block_{b}') for b in range(self.frozen_stages)]

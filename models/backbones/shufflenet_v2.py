@@ -7,8 +7,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from models.layers import ConvBNAct, freeze, set_norm_eval
-from utils.checkpoint import load_pretrained, pretrained_cfg
+from models.backbones.base import StagedBackbone, run_stages
+from models.layers import ConvBNAct
+from utils.checkpoint import pretrained_cfg
 from utils.registry import MODELS
 
 # Output channels of the three shuffle stages and the final 1x1 conv, per widen factor.
@@ -65,7 +66,7 @@ class ShuffleUnit(nn.Module):
 
 
 @MODELS.register_module()
-class ShuffleNetV2(nn.Module):
+class ShuffleNetV2(StagedBackbone):
     """ShuffleNetV2 feature extractor.
 
     ``conv1`` (3x3, stride 2, 24 channels) and a 3x3/2 max-pool, then ``layers.0``-``layers.2`` (shuffle
@@ -127,32 +128,12 @@ class ShuffleNetV2(nn.Module):
                 nn.init.ones_(m.weight)
                 nn.init.constant_(m.bias, 1e-4)
 
-    def init_weights(self) -> None:
-        """Default init, then the ``Pretrained`` checkpoint of ``init_cfg`` if any (strict load)."""
-        self.reset_parameters()
-        if self.init_cfg is not None:
-            load_pretrained(self, self.init_cfg)
-
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
         """(B, 3, H, W) -> tuple of the feature maps of ``out_indices``."""
-        x = self.maxpool(self.conv1(x))
-        outs = []
-        for index, layer in enumerate(self.layers):
-            x = layer(x)
-            if index in self.out_indices:
-                outs.append(x)
-        return tuple(outs)
+        return run_stages(self.maxpool(self.conv1(x)), self.layers, self.out_indices)
 
-    def _freeze_stages(self) -> None:
-        if self.frozen_stages >= 0:
-            freeze(self.conv1)
-        for index in range(self.frozen_stages):
-            freeze(self.layers[index])
-
-    def train(self, mode: bool = True) -> ShuffleNetV2:
-        """Set train/eval mode, keeping frozen stages (and BN layers if ``norm_eval``) in eval mode."""
-        super().train(mode)
-        self._freeze_stages()
-        if mode and self.norm_eval:
-            set_norm_eval(self)
-        return self
+    def frozen_modules(self) -> list[nn.Module]:
+        """``conv1`` and ``layers[0]`` .. ``layers[frozen_stages-1]``; none when ``frozen_stages`` is -1."""
+        if self.frozen_stages < 0:
+            return []
+        return [self.conv1] + list(self.layers[:self.frozen_stages])
