@@ -73,24 +73,6 @@ def broadcast_buffers(module: torch.nn.Module, src: int = 0) -> None:
             dist.broadcast(buffer.data, src=src)
 
 
-def all_reduce_mean(tensor: torch.Tensor) -> torch.Tensor:
-    """Mean of ``tensor`` over ranks (a new tensor; the input is unchanged)."""
-    if not is_distributed():
-        return tensor
-    out = tensor.clone()
-    dist.all_reduce(out, op=dist.ReduceOp.SUM)
-    return out / get_world_size()
-
-
-def all_reduce_max(value: float, device: torch.device) -> float:
-    """Maximum of a Python number over ranks."""
-    if not is_distributed():
-        return value
-    t = torch.tensor([float(value)], device=device)
-    dist.all_reduce(t, op=dist.ReduceOp.MAX)
-    return float(t.item())
-
-
 def cleanup() -> None:
     """Leave the process group, if any."""
     if is_distributed():
