@@ -73,6 +73,7 @@ class OptimWrapper:
             yield
 
     def scale_loss(self, loss: torch.Tensor) -> torch.Tensor:
+        """0-d ``loss`` divided by the size of its accumulation group (the last group may be shorter)."""
         if self.accumulative_counts == 1:
             return loss
         if self._max_counts == -1 or self._inner_count < self._max_counts - self._remainder_counts:
@@ -80,6 +81,7 @@ class OptimWrapper:
         return loss / self._remainder_counts
 
     def backward(self, loss: torch.Tensor) -> None:
+        """Back-propagate the 0-d ``loss`` and count the call."""
         loss.backward()
         self._inner_count += 1
 
@@ -118,6 +120,7 @@ class OptimWrapper:
         return norm
 
     def state_dict(self) -> dict[str, Any]:
+        """``{'optimizer': optimizer.state_dict()}`` (AMP adds ``'loss_scaler'``)."""
         return {'optimizer': self.optimizer.state_dict()}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
