@@ -8,7 +8,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from utils.dist import get_world_size, is_main_process
+from utils.dist import broadcast_object, get_world_size, is_main_process
 
 
 def to_numpy(value: Any) -> Any:
@@ -36,15 +36,6 @@ def gather_results(results: list, size: int | None = None) -> list:
     for i in range(longest):
         ordered.extend(p[i] for p in parts if i < len(p))
     return ordered if size is None else ordered[:size]
-
-
-def broadcast_metrics(metrics: dict[str, float] | None) -> dict[str, float]:
-    """Rank 0's metrics on every rank (identity without a process group)."""
-    if get_world_size() == 1:
-        return metrics or {}
-    box = [metrics]
-    dist.broadcast_object_list(box, src=0)
-    return box[0] or {}
 
 
 class BaseMetric:
@@ -95,7 +86,7 @@ class BaseMetric:
         if is_main_process():
             raw = self.compute_metrics(results)
             metrics = {(f'{self.prefix}/{k}' if self.prefix else k): _to_float(v) for k, v in raw.items()}
-        return broadcast_metrics(metrics)
+        return broadcast_object(metrics) or {}
 
 
 def _to_float(value: Any) -> float:
