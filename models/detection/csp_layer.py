@@ -29,6 +29,7 @@ class CSPNeXtBlock(nn.Module):
         self.add_identity = add_identity and in_channels == out_channels
 
     def forward(self, x: Tensor) -> Tensor:
+        """(B, C_in, H, W) -> (B, C_out, H, W), plus ``x`` when ``add_identity``."""
         out = self.conv2(self.conv1(x))
         return out + x if self.add_identity else out
 
@@ -43,6 +44,7 @@ class ChannelAttention(nn.Module):
         self.act = nn.Hardsigmoid()
 
     def forward(self, x: Tensor) -> Tensor:
+        """(B, C, H, W) scaled per channel by a gate in [0, 1] from its global average."""
         return x * self.act(self.fc(self.global_avgpool(x)))
 
 
@@ -67,6 +69,7 @@ class CSPLayer(nn.Module):
             self.attention = ChannelAttention(2 * mid)
 
     def forward(self, x: Tensor) -> Tensor:
+        """(B, C_in, H, W) -> (B, C_out, H, W)."""
         out = torch.cat((self.blocks(self.main_conv(x)), self.short_conv(x)), dim=1)
         if self.channel_attention:
             out = self.attention(out)
@@ -86,5 +89,6 @@ class SPPBottleneck(nn.Module):
                                 act_cfg=act_cfg)
 
     def forward(self, x: Tensor) -> Tensor:
+        """(B, C_in, H, W) -> (B, C_out, H, W): the map and its max-pools at each kernel size, fused."""
         x = self.conv1(x)
         return self.conv2(torch.cat([x] + [pool(x) for pool in self.poolings], dim=1))

@@ -43,6 +43,7 @@ class CSPNeXtPAFPN(nn.Module):
         self.out_convs = nn.ModuleList(conv(ch[i], out_channels, 3, 1, 1, **kw) for i in range(n))
 
     def forward(self, inputs: Sequence[Tensor]) -> tuple[Tensor, ...]:
+        """Backbone maps (B, in_channels[i], H_i, W_i), finest first -> (B, out_channels, H_i, W_i) each."""
         n = len(self.in_channels)
         if len(inputs) != n:
             raise ValueError(f'CSPNeXtPAFPN expects {n} feature maps, got {len(inputs)}')

@@ -55,6 +55,7 @@ class RTMDet(nn.Module):
         self.bbox_head = MODELS.build(bbox_head, cfg_path='bbox_head', **head_args)
 
     def forward(self, x: Tensor) -> tuple[tuple[Tensor, ...], tuple[Tensor, ...]]:
+        """Normalised (B, 3, H, W) images -> the head's per-level (class logits, box distances)."""
         return self.bbox_head(self.neck(self.backbone(x)))
 
     @torch.no_grad()

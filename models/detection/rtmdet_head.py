@@ -71,6 +71,8 @@ class RTMDetSepBNHead(nn.Module):
                     self.reg_convs[n][i].conv = self.reg_convs[0][i].conv
 
     def forward(self, feats: Sequence[Tensor]) -> tuple[tuple[Tensor, ...], tuple[Tensor, ...]]:
+        """Per-level (B, C, H, W) maps -> per level (B, num_classes, H, W) class logits and
+        (B, 4, H, W) (left, top, right, bottom) box distances in input px."""
         cls_scores, bbox_preds = [], []
         for idx, x in enumerate(feats):
             cls_feat, reg_feat = x, x
