@@ -151,6 +151,7 @@ class StepStats:
 
     def push(self, it: int, losses: dict[str, Any], grad_norm: torch.Tensor | None,
              device: torch.device) -> None:
+        """Keep iteration ``it``'s 0-d loss terms and grad norm on ``device``; read back the previous one."""
         names = list(losses) + (['grad_norm'] if grad_norm is not None else [])
         values = [torch.as_tensor(v, device=device).detach().float().reshape(()) for v in losses.values()]
         if grad_norm is not None:
@@ -172,6 +173,7 @@ class StepStats:
             self.window[name].append(value)
 
     def means(self) -> dict[str, float]:
+        """Mean of each term over the iterations since the last call (window then cleared)."""
         self.resolve()
         out = {k: sum(v) / len(v) for k, v in self.window.items() if v}
         self.window.clear()
@@ -187,6 +189,7 @@ class LossModel(nn.Module):
         self.estimator = estimator
 
     def forward(self, inputs: torch.Tensor, targets: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """uint8 (B, 3, H, W) BGR images and (B, ...) targets -> the estimator's loss dict."""
         return self.estimator.loss(inputs, targets)
 
 
