@@ -288,8 +288,7 @@ def build_model(cfg: Config, device: torch.device, world_size: int,
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     cfg = load_config(args.cfg_file, args.cfg_options)
-    device_name = args.device or ('cuda' if torch.cuda.is_available() else 'cpu')
-    rank, world_size, device = init_distributed(device_name, cfg.get('env_cfg', {}).get('dist_backend'))
+    rank, world_size, device = init_distributed(args.device, cfg.get('env_cfg', {}).get('dist_backend'))
     configure(cfg, args, device)
     check_data_paths(cfg)
     chosen = resolve_work_dir(args, args.cfg_file, bool(cfg.get('resume'))) if rank == 0 else None

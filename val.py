@@ -17,8 +17,6 @@ import json
 import sys
 from pathlib import Path
 
-import torch
-
 from datasets import build_dataloader
 from deploy.loading import is_qat_config, load_model
 from evaluation import CocoMetric, evaluate_model
@@ -100,8 +98,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     cfg_file, ckpt = resolve_inputs(args.cfg_file, args.checkpoint)
     cfg = load_config(cfg_file, args.cfg_options)
     configure(cfg, args)
-    device = args.device or ('cuda' if torch.cuda.is_available() else 'cpu')
-    _, _, device = init_distributed(device)
+    _, _, device = init_distributed(args.device)
     try:
         loader = build_dataloader(cfg.val_dataloader, seed=0, cfg_dir=cfg_file.resolve().parent)
         metrics = build_metrics(cfg)

@@ -25,12 +25,12 @@ def is_main_process() -> bool:
     return get_rank() == 0
 
 
-def init_distributed(device: str, backend: str | None = None) -> tuple[int, int, torch.device]:
+def init_distributed(device: str | None = None, backend: str | None = None) -> tuple[int, int, torch.device]:
     """Join the process group described by torchrun's environment (RANK, WORLD_SIZE, LOCAL_RANK,
     MASTER_ADDR, MASTER_PORT), if any.
 
     Args:
-        device: 'cuda' or 'cpu'.
+        device: 'cuda' or 'cpu'; None picks 'cuda' when available, else 'cpu'.
         backend: default 'nccl' on CUDA and 'gloo' on CPU.
 
     Returns:
@@ -39,7 +39,7 @@ def init_distributed(device: str, backend: str | None = None) -> tuple[int, int,
     """
     world_size = int(os.environ.get('WORLD_SIZE', '1'))
     local_rank = int(os.environ.get('LOCAL_RANK', '0'))
-    dev = torch.device(device)
+    dev = torch.device(device or ('cuda' if torch.cuda.is_available() else 'cpu'))
     if dev.type == 'cuda':
         dev = torch.device('cuda', local_rank)
         torch.cuda.set_device(dev)
