@@ -12,6 +12,10 @@ Modes (each in eval mode under ``torch.inference_mode``):
 
 Prints one JSON line per (mode, batch): ``{"mode", "batch", "median_ms", "p90_ms", "per_image_ms"}``.
 All modes give the same outputs up to float rounding (checked before timing).
+
+``--onnx`` then times the deployment backends with ``benchmarks/bench_onnx.py`` (needs a CHECKPOINT):
+PyTorch eager, ONNX Runtime fp32 and int8 (post-training quantised on ``--calib-data``), uint8 crops in and
+keypoints out, and with ``--e2e-data`` the end-to-end top-down images/s of each backend.
 """
 import sys
 from pathlib import Path
@@ -81,8 +85,13 @@ def main() -> None:
     parser.add_argument('--modes', nargs='+', default=['eager', 'channels_last', 'fused', 'jit'])
     parser.add_argument('--iters', type=int, default=50)
     parser.add_argument('--warmup', type=int, default=10)
+    parser.add_argument('--onnx', action='store_true', help='also time ONNX Runtime fp32 / int8 (bench_onnx)')
+    parser.add_argument('--calib-data', help='with --onnx: COCO file whose crops calibrate the int8 model')
+    parser.add_argument('--e2e-data', help='with --onnx: COCO file for the end-to-end top-down timing')
     add_cfg_options_argument(parser)
     args = parser.parse_args()
+    if args.onnx and not args.checkpoint:
+        parser.error('--onnx needs a CHECKPOINT (the float weights to export and quantise)')
 
     torch.set_num_threads(args.threads)
     cfg = load_config(args.config, args.cfg_options)
@@ -105,6 +114,14 @@ def main() -> None:
             print(json.dumps(dict(mode=mode, batch=batch, median_ms=round(median, 2),
                                   p90_ms=round(times[int(0.9 * (len(times) - 1))] * 1000, 2),
                                   per_image_ms=round(median / batch, 3))), flush=True)
+    if args.onnx:
+        from benchmarks import bench_onnx
+
+        extra = [f'--{name}={value}' for name, value in (('calib-data', args.calib_data),
+                                                          ('e2e-data', args.e2e_data)) if value]
+        bench_onnx.main([args.config, args.checkpoint, '--threads', str(args.threads),
+                         '--batch', *map(str, args.batch), *extra,
+                         *(['--cfg-options', *args.cfg_options] if args.cfg_options else [])])
 
 
 if __name__ == '__main__':
