@@ -127,3 +127,36 @@ def test_base_cycle_detected(tmp_path: Path) -> None:
 def test_bad_cfg_option_syntax() -> None:
     with pytest.raises(ConfigError, match='KEY=VALUE'):
         parse_cfg_options(['no_equals_sign'])
+
+
+def test_child_reads_base_values_and_calls_base_functions(tmp_path: Path) -> None:
+    write(tmp_path / '_base_/helpers.py', """
+        def pipeline(codec):
+            return [dict(type='TopdownAffine', input_size=codec['input_size'])]
+        """)
+    write(tmp_path / '_base_/model.py', """
+        _base_ = './helpers.py'
+        codec = dict(type='RegressionLabel', input_size=(192, 192))
+        _private = 3
+        model = dict(head=dict(decoder=codec))
+        """)
+    child = write(tmp_path / 'child.py', """
+        _base_ = ['./_base_/model.py']
+        codec = dict(codec, input_size=(192, 256))
+        model = dict(head=dict(decoder=codec))
+        train_pipeline = pipeline(codec)
+        has_private = '_private' in dir()
+        """)
+    cfg = Config.fromfile(child)
+    assert cfg.codec == dict(type='RegressionLabel', input_size=(192, 256))
+    assert cfg.model.head.decoder.input_size == (192, 256)
+    assert cfg.train_pipeline == [dict(type='TopdownAffine', input_size=(192, 256))]
+    assert cfg.has_private is False  # private names stay in their file
+    assert 'pipeline' not in cfg  # helper functions are not config keys
+    assert Config.fromfile(tmp_path / '_base_/model.py').codec.input_size == (192, 192)
+
+
+def test_base_must_be_a_literal(tmp_path: Path) -> None:
+    bad = write(tmp_path / 'bad_base.py', "name = './x.py'\n_base_ = [name]\n")
+    with pytest.raises(ConfigError, match=r"_base_ in .*bad_base\.py, line 2 must be a literal"):
+        Config.fromfile(bad)

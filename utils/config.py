@@ -1,9 +1,11 @@
 """Python-file configs with ``_base_`` inheritance, command-line overrides and dumping.
 
-A config file is Python: every public top-level variable becomes a key. ``_base_`` (a path or a list
-of paths relative to the file's own folder) names files merged first, in order; the child's keys win.
-Dicts merge recursively unless the child's dict sets ``_delete_=True``; lists and other values replace.
-Config files run as code: load only trusted ones.
+A config file is Python: every public top-level variable becomes a key. ``_base_`` (a literal path or
+list of paths relative to the file's own folder) names files merged first, in order; the child's keys
+win. Dicts merge recursively unless the child's dict sets ``_delete_=True``; lists and other values
+replace. ``_base_`` is the one way configs share anything: a file runs with its bases' resolved values
+and public functions already defined (so ``codec`` or a pipeline builder from a base is simply used,
+never imported). Config files run as code: load only trusted ones.
 """
 from __future__ import annotations
 
@@ -115,23 +117,45 @@ def _strip_delete(value: Any) -> Any:
 
 
 def _is_config_value(name: str, value: Any) -> bool:
-    if name.startswith('__') or (name.startswith('_') and name != BASE_KEY):
+    if name.startswith('_'):
         return False
     return not isinstance(value, (types.ModuleType, types.FunctionType, type))
 
 
-def _exec_file(path: Path) -> dict:
-    """Run one config file and return its variables (``_base_`` included, unresolved)."""
+def _read_source(path: Path) -> tuple[str, Any]:
+    """The file's text and its compiled code."""
     try:
         source = path.read_text()
     except OSError as e:
         raise ConfigError(f'cannot read config file {path}: {e.strerror}') from None
     try:
-        code = compile(source, str(path), 'exec')
+        return source, compile(source, str(path), 'exec')
     except SyntaxError as e:
         raise ConfigError(f'syntax error in config file {path}, line {e.lineno}: {e.msg}\n'
                           f'    {(e.text or "").rstrip()}') from None
-    namespace: dict[str, Any] = {'__file__': str(path), '__name__': '__config__'}
+
+
+def _base_paths(path: Path, source: str) -> list[str]:
+    """The ``_base_`` entry of a config file, read without running it (it must be a literal)."""
+    bases: Any = []
+    for node in ast.parse(source, str(path)).body:
+        if isinstance(node, ast.Assign) and any(
+                isinstance(t, ast.Name) and t.id == BASE_KEY for t in node.targets):
+            try:
+                bases = ast.literal_eval(node.value)
+            except ValueError:
+                raise ConfigError(f'_base_ in {path}, line {node.lineno} must be a literal path or '
+                                  'list of paths') from None
+    if isinstance(bases, str):
+        bases = [bases]
+    if not isinstance(bases, (list, tuple)) or not all(isinstance(b, str) for b in bases):
+        raise ConfigError(f'_base_ in {path} must be a path or a list of paths, got {bases!r}')
+    return list(bases)
+
+
+def _exec_file(path: Path, code: Any, inherited: dict[str, Any]) -> dict[str, Any]:
+    """Run one config file with the names its bases define and return its whole namespace."""
+    namespace: dict[str, Any] = {**inherited, '__file__': str(path), '__name__': '__config__'}
     try:
         exec(code, namespace)  # noqa: S102 - config files are trusted Python by design
     except Exception as e:
@@ -144,10 +168,15 @@ def _exec_file(path: Path) -> dict:
         at = f', line {line}' if line else ''
         raise ConfigError(f'error while running config file {path}{at}: '
                           f'{type(e).__name__}: {e}') from e
-    return {k: v for k, v in namespace.items() if _is_config_value(k, v)}
+    return namespace
 
 
-def _load(path: Path, chain: tuple[Path, ...]) -> dict:
+def _load(path: Path, chain: tuple[Path, ...]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Resolve one file: ``(config values, helper functions)`` of it and its ``_base_`` chain.
+
+    The file runs with its bases' merged values and helper functions already defined, so it can
+    read them (``codec``) and call them (pipeline builders) without importing anything.
+    """
     path = path.resolve()
     if path in chain:
         cycle = ' -> '.join(str(p) for p in (*chain, path))
@@ -157,16 +186,20 @@ def _load(path: Path, chain: tuple[Path, ...]) -> dict:
         raise ConfigError(f'config file not found: {path}{parent}')
     if path.suffix != '.py':
         raise ConfigError(f'config files must be Python (.py): {path}')
-    own = _exec_file(path)
-    bases = own.pop(BASE_KEY, [])
-    if isinstance(bases, str):
-        bases = [bases]
-    if not isinstance(bases, (list, tuple)) or not all(isinstance(b, str) for b in bases):
-        raise ConfigError(f'_base_ in {path} must be a path or a list of paths, got {bases!r}')
-    merged: dict = {}
-    for base in bases:
-        merged = merge_dicts(merged, _load(path.parent / base, (*chain, path)))
-    return merge_dicts(merged, own)
+    source, code = _read_source(path)
+    merged: dict[str, Any] = {}
+    helpers: dict[str, Any] = {}
+    for base in _base_paths(path, source):
+        values, functions = _load(path.parent / base, (*chain, path))
+        merged = merge_dicts(merged, values)
+        helpers.update(functions)
+    namespace = _exec_file(path, code, {**helpers, **merged})
+    # a name still bound to the inherited object was not assigned here: the merged value stands
+    own = {k: v for k, v in namespace.items()
+           if _is_config_value(k, v) and not (k in merged and v is merged[k])}
+    helpers.update({k: v for k, v in namespace.items()
+                    if isinstance(v, types.FunctionType) and not k.startswith('_')})
+    return merge_dicts(merged, own), helpers
 
 
 def parse_value(text: str) -> Any:
@@ -195,7 +228,7 @@ class Config(ConfigDict):
             ConfigError: a missing file (a base included), a syntax error, an error while running
                 the file, or a ``_base_`` cycle; the message names the file (and line).
         """
-        cfg = cls(_load(Path(path), ()))
+        cfg = cls(_load(Path(path), ())[0])
         dict.__setattr__(cfg, 'filename', str(Path(path).resolve()))
         return cfg
 

@@ -1,17 +1,11 @@
-"""Top-down data pipelines shared by the pose configs (a Python helper, not a config file).
-
-Pose configs import these builders so that configs differing only in the codec / input size do not
-copy their pipelines: ``train_pipeline, train_pipeline_stage2, val_pipeline = aic_coco_pipelines(codec)``.
-Each returns lists of transform config dicts (MMPose 1.3.2 names and arguments).
-"""
-from __future__ import annotations
-
-from typing import Any
-
-Pipeline = list[dict[str, Any]]
+# Top-down data pipelines for a codec (MMPose 1.3.2 transform names and arguments). A config fragment
+# of functions only: the data bases inherit it, so a recipe calls them after it has chosen its codec:
+#   train_dataloader, val_dataloader = aic_coco_pipelines(codec)
+#   test_dataloader = val_dataloader
+# Each returns the (train_dataloader, val_dataloader) entries that set the datasets' pipelines.
 
 
-def val_pipeline(codec: dict[str, Any], use_udp: bool = False) -> Pipeline:
+def val_pipeline(codec: dict, use_udp: bool = False) -> list[dict]:
     """Load, crop the (ground-truth or detected) box to the codec's input size, pack."""
     return [
         dict(type='LoadImage'),
@@ -21,8 +15,7 @@ def val_pipeline(codec: dict[str, Any], use_udp: bool = False) -> Pipeline:
     ]
 
 
-def _aic_coco_train(codec: dict[str, Any], use_udp: bool, bbox_transform: dict[str, Any],
-                    dropout_p: float) -> Pipeline:
+def _aic_coco_train(codec: dict, use_udp: bool, bbox_transform: dict, dropout_p: float) -> list[dict]:
     return [
         dict(type='LoadImage'),
         dict(type='GetBBoxCenterScale'),
@@ -42,22 +35,17 @@ def _aic_coco_train(codec: dict[str, Any], use_udp: bool, bbox_transform: dict[s
     ]
 
 
-def aic_coco_pipelines(codec: dict[str, Any], use_udp: bool = False) -> tuple[Pipeline, Pipeline, Pipeline]:
-    """The original MMPose_Clean recipe (strong augmentation, lighter in the last ``stage2_num_epochs``).
-
-    Returns ``(train_pipeline, train_pipeline_stage2, val_pipeline)``.
-    """
+def aic_coco_pipelines(codec: dict, use_udp: bool = False) -> tuple[dict, dict]:
+    """The original MMPose_Clean recipe: strong augmentation, lighter in the last ``stage2_num_epochs``."""
     stage1 = _aic_coco_train(codec, use_udp, dict(scale_factor=[0.6, 1.4], rotate_factor=80), 1.0)
     stage2 = _aic_coco_train(codec, use_udp,
                              dict(shift_factor=0., scale_factor=[0.75, 1.25], rotate_factor=60), 0.5)
-    return stage1, stage2, val_pipeline(codec, use_udp)
+    return (dict(dataset=dict(pipeline=stage1, pipeline_stage2=stage2)),
+            dict(dataset=dict(pipeline=val_pipeline(codec, use_udp))))
 
 
-def coco_pipelines(codec: dict[str, Any], use_udp: bool = False) -> tuple[Pipeline, Pipeline]:
-    """MMPose's official top-down COCO recipe (flip, half body, default box jitter).
-
-    Returns ``(train_pipeline, val_pipeline)``.
-    """
+def coco_pipelines(codec: dict, use_udp: bool = False) -> tuple[dict, dict]:
+    """MMPose's official top-down COCO recipe (flip, half body, default box jitter)."""
     train = [
         dict(type='LoadImage'),
         dict(type='GetBBoxCenterScale'),
@@ -68,4 +56,4 @@ def coco_pipelines(codec: dict[str, Any], use_udp: bool = False) -> tuple[Pipeli
         dict(type='GenerateTarget', encoder=codec),
         dict(type='PackPoseInputs'),
     ]
-    return train, val_pipeline(codec, use_udp)
+    return dict(dataset=dict(pipeline=train)), dict(dataset=dict(pipeline=val_pipeline(codec, use_udp)))

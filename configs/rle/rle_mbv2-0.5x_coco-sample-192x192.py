@@ -23,16 +23,9 @@ load_from = '../shared/weights/rle_mbv2-0.5x_aic-coco-192x192_202403131203.pth'
 model = dict(backbone=dict(init_cfg=dict(
     checkpoint='../shared/weights/mobilenetv2_0.5x_udp_coco_aic_backbone_192x192.pth')))
 
-sample_coco = dict(
-    type='CocoDataset',
-    data_root=data_root,
-    data_mode='topdown',
-    ann_file='coco/test_coco.json',
-    data_prefix=dict(img='coco/'),
-    pipeline=[],
-)
-train_dataloader = dict(batch_size=8, num_workers=0, persistent_workers=False,
-                        dataset=dict(datasets=[sample_coco]))
+train_dataloader = dict(batch_size=8, num_workers=0, persistent_workers=False, dataset=dict(datasets=[
+    dict(type='CocoDataset', data_root=data_root, data_mode=data_mode, ann_file='coco/test_coco.json',
+         data_prefix=dict(img='coco/'), pipeline=[])]))
 val_dataloader = dict(
     batch_size=8,
     num_workers=0,

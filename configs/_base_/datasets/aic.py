@@ -1,5 +1,6 @@
 # Dataset meta information for AI Challenger person keypoints (14): keypoint names, colours, left/right
 # swaps, body halves, skeleton links, per-joint loss weights and OKS sigmas (as in MMPose 1.3.2).
+# Laid out like coco.py on purpose: both are data in MMPose's dataset-info format.
 dataset_info = dict(
     dataset_name='aic',
     paper_info=dict(
