@@ -22,6 +22,23 @@ def _rescale_to_max(blurred: np.ndarray, original: np.ndarray, axes: tuple[int, 
     return blurred * ratio
 
 
+def _blur_keeping_max(maps: np.ndarray, kernel: int, kernel_height: int) -> np.ndarray:
+    """Blur each (H, W) map of ``maps`` (M, H, W) with a ``kernel`` wide, ``kernel_height`` high Gaussian
+    (zero outside the map), then rescale it to its original maximum; same dtype (blurred in float32)."""
+    if kernel % 2 != 1:
+        raise ValueError(f'blur kernel size must be odd, got {kernel}')
+    bx, by = (kernel - 1) // 2, (kernel_height - 1) // 2
+    m, h, w = maps.shape
+    # Zero-padded maps stacked into one tall image: the zero rows between two maps keep the kernel
+    # of one map from reaching the next, so this equals blurring each padded map alone.
+    padded = np.zeros((m, h + 2 * by, w + 2 * bx), dtype=np.float32)
+    padded[:, by:by + h, bx:bx + w] = maps
+    if m:
+        padded = cv2.GaussianBlur(padded.reshape(m * (h + 2 * by), w + 2 * bx), (kernel, kernel_height), 0)
+    blurred = padded.reshape(m, h + 2 * by, w + 2 * bx)[:, by:by + h, bx:bx + w].astype(maps.dtype)
+    return _rescale_to_max(blurred, maps, (1, 2))
+
+
 def gaussian_blur(heatmaps: np.ndarray, kernel: int = 11) -> np.ndarray:
     """Blur each heatmap with a ``kernel`` x ``kernel`` Gaussian (zero outside the map), keeping its maximum.
 
@@ -32,18 +49,7 @@ def gaussian_blur(heatmaps: np.ndarray, kernel: int = 11) -> np.ndarray:
     Returns:
         (K, H, W) modulated heatmaps, same dtype as the input (blurred in float32).
     """
-    if kernel % 2 != 1:
-        raise ValueError(f'blur kernel size must be odd, got {kernel}')
-    b = (kernel - 1) // 2
-    k, h, w = heatmaps.shape
-    # Zero-padded maps stacked into one tall image: the 2b zero rows between two maps keep the
-    # kernel of one map from reaching the next, so this equals blurring each padded map alone.
-    padded = np.zeros((k, h + 2 * b, w + 2 * b), dtype=np.float32)
-    padded[:, b:b + h, b:b + w] = heatmaps
-    if k:
-        padded = cv2.GaussianBlur(padded.reshape(k * (h + 2 * b), w + 2 * b), (kernel, kernel), 0)
-    blurred = padded.reshape(k, h + 2 * b, w + 2 * b)[:, b:b + h, b:b + w].astype(heatmaps.dtype)
-    return _rescale_to_max(blurred, heatmaps, (1, 2))
+    return _blur_keeping_max(heatmaps, kernel, kernel)
 
 
 def gaussian_blur1d(simcc: np.ndarray, kernel: int = 11) -> np.ndarray:
@@ -55,16 +61,8 @@ def gaussian_blur1d(simcc: np.ndarray, kernel: int = 11) -> np.ndarray:
     Returns:
         (N, K, W) modulated scores, same dtype as the input (blurred in float32).
     """
-    if kernel % 2 != 1:
-        raise ValueError(f'blur kernel size must be odd, got {kernel}')
-    b = (kernel - 1) // 2
     n, k, w = simcc.shape
-    padded = np.zeros((n * k, w + 2 * b), dtype=np.float32)
-    padded[:, b:b + w] = simcc.reshape(n * k, w)
-    if n * k:
-        padded = cv2.GaussianBlur(padded, (kernel, 1), 0)
-    blurred = padded[:, b:b + w].reshape(n, k, w).astype(simcc.dtype)
-    return _rescale_to_max(blurred, simcc, (2,))
+    return _blur_keeping_max(simcc.reshape(n * k, 1, w), kernel, 1).reshape(n, k, w)
 
 
 def _gather(heatmaps: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.ndarray:

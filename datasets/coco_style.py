@@ -4,7 +4,6 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -276,9 +275,3 @@ class CocoStyleDataset(BasePoseDataset):
         for key in SAMPLE_META_KEYS:  # shared, read-only: transforms never modify them in place
             info[key] = self._metainfo[key]
         return info
-
-    @property
-    def image_paths(self) -> list[str]:
-        """Paths of all images referenced by the samples (unique, in order)."""
-        rows = dict.fromkeys(self._inst['img_row'].tolist())
-        return [str(Path(self.img_prefix) / str(self._img_names[r])) for r in rows]

@@ -13,11 +13,10 @@ from torch.utils.data import BatchSampler, DataLoader
 
 from datasets.builder import build_dataset
 from datasets.collate import pose_collate
-from datasets.sampler import DefaultSampler, shared_random_seed
+from datasets.sampler import shared_random_seed
 from datasets.transforms.rng import seed_default_rng
 from utils.dist import get_rank, get_world_size
-
-_SAMPLERS = {'DefaultSampler': DefaultSampler}
+from utils.registry import DATA_SAMPLERS
 
 
 class _WorkerInit:
@@ -90,13 +89,12 @@ def build_dataloader(cfg: Mapping[str, Any], seed: int | None = None, distribute
         dataset = build_dataset(cfg['dataset'], cfg_dir)
     rank, world = (0, 1) if distributed is False else (get_rank(), get_world_size())
     sampler_cfg = dict(cfg.get('sampler') or {'type': 'DefaultSampler', 'shuffle': True})
-    sampler_type = sampler_cfg.pop('type', 'DefaultSampler')
+    sampler_cfg.setdefault('type', 'DefaultSampler')
     sampler_seed = sampler_cfg.pop('seed', None)  # a seed in the sampler config wins
     seed = seed if sampler_seed is None else int(sampler_seed)
-    if sampler_type not in _SAMPLERS:
-        raise ValueError(f'unknown sampler {sampler_type!r}; available: {sorted(_SAMPLERS)}')
     seed = shared_random_seed() if seed is None else int(seed)
-    sampler = _SAMPLERS[sampler_type](dataset, seed=seed, rank=rank, world_size=world, **sampler_cfg)
+    sampler = DATA_SAMPLERS.build(sampler_cfg, cfg_path='sampler', dataset=dataset, seed=seed, rank=rank,
+                                  world_size=world)
     batch_size = int(cfg.get('batch_size', 1))
     batch_sampler = BatchSampler(sampler, batch_size, drop_last=bool(cfg.get('drop_last', False)))
     num_workers = int(cfg.get('num_workers', 0))

@@ -10,6 +10,7 @@ import torch.distributed as dist
 from torch.utils.data import Sampler
 
 from utils.dist import get_rank, get_world_size
+from utils.registry import DATA_SAMPLERS
 
 
 def shared_random_seed() -> int:
@@ -23,6 +24,7 @@ def shared_random_seed() -> int:
     return seed
 
 
+@DATA_SAMPLERS.register_module()
 class DefaultSampler(Sampler):
     """Yield ``(index, sample_seed)`` pairs for this rank (mmengine ``DefaultSampler`` order).
 

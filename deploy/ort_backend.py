@@ -19,6 +19,7 @@ import torch
 from deploy.deps import require
 from deploy.export import METADATA_KEY
 from models.pose_estimator import crop_to_image
+from utils.arrays import to_numpy
 
 
 def create_session(path: str | os.PathLike, threads: int = 2, providers: Sequence[str] | None = None) -> Any:
@@ -60,14 +61,10 @@ def session_metadata(session: Any) -> dict[str, Any]:
     return json.loads(raw) if raw else {}
 
 
-def _numpy(value: Any) -> np.ndarray:
-    return value.detach().cpu().numpy() if isinstance(value, torch.Tensor) else np.asarray(value)
-
-
 def graph_input(inputs: Any, meta: Mapping[str, Any]) -> np.ndarray:
     """uint8 BGR images (B, 3, H, W) -> the input of a graph exported with ``meta``: the same uint8
     array when preprocessing is in the graph, else float32 channel-swapped and normalised."""
-    images = _numpy(inputs)
+    images = to_numpy(inputs)
     if meta.get('with_preprocess'):
         return np.ascontiguousarray(images, dtype=np.uint8)
     x = images.astype(np.float32)
@@ -173,11 +170,11 @@ class OrtPoseModel(_HostSide):
             flipped = self._as_head_outputs(self.run(np.ascontiguousarray(x[..., ::-1])))
             raw = self._head.flip_merge(raw, flipped, list(flip_indices), self.test_cfg)
         keypoints, scores = self._head.decode(raw)
-        return _numpy(keypoints).astype(np.float32), _numpy(scores).astype(np.float32)
+        return to_numpy(keypoints).astype(np.float32), to_numpy(scores).astype(np.float32)
 
     @staticmethod
     def _as_head_outputs(outputs: list[np.ndarray]) -> torch.Tensor | tuple[torch.Tensor, ...]:
-        tensors = tuple(torch.from_numpy(o) for o in outputs)
+        tensors = tuple(torch.fromto_numpy(o) for o in outputs)
         return tensors[0] if len(tensors) == 1 else tensors
 
     def predict(self, inputs: Any, meta: Mapping[str, Any]) -> dict[str, np.ndarray]:
@@ -195,12 +192,12 @@ class OrtPoseModel(_HostSide):
         if self.runtime_flip:
             if 'flip_indices' not in meta:
                 raise KeyError('meta has no "flip_indices", needed for the flip test')
-            indices = _numpy(meta['flip_indices'])
+            indices = to_numpy(meta['flip_indices'])
             flip_indices = indices.reshape(-1, indices.shape[-1])[0].tolist()
         keypoints, scores = self.predict_crops(inputs, flip_indices)
-        input_size = _numpy(meta['input_size']) if 'input_size' in meta else np.asarray(self.input_size)
-        keypoints = crop_to_image(torch.from_numpy(keypoints), input_size, _numpy(meta['bbox_center']),
-                                  _numpy(meta['bbox_scale']))
+        input_size = to_numpy(meta['input_size']) if 'input_size' in meta else np.asarray(self.input_size)
+        keypoints = crop_to_image(torch.fromto_numpy(keypoints), input_size, to_numpy(meta['bbox_center']),
+                                  to_numpy(meta['bbox_scale']))
         return {'keypoints': keypoints, 'keypoint_scores': scores}
 
 
@@ -242,7 +239,7 @@ class OrtDetector(_HostSide):
         Returns:
             per image ``{'bboxes': (K, 4) xyxy original-image px, 'scores': (K,), 'labels': (K,)}``.
         """
-        outputs = [torch.from_numpy(o) for o in run_batched(self.session, graph_input(inputs, self.meta))]
+        outputs = [torch.fromto_numpy(o) for o in run_batched(self.session, graph_input(inputs, self.meta))]
         levels = len(outputs) // 2
         with torch.no_grad():
             return self.bbox_head.predict_by_feat(outputs[:levels], outputs[levels:], img_metas)

@@ -5,17 +5,9 @@ from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
-import torch
 import torch.distributed as dist
 
 from utils.dist import broadcast_object, get_world_size, is_main_process
-
-
-def to_numpy(value: Any) -> Any:
-    """A tensor (any device) as a numpy array; numpy arrays, lists and scalars pass through."""
-    if isinstance(value, torch.Tensor):
-        return value.detach().cpu().numpy()
-    return value
 
 
 def gather_results(results: list, size: int | None = None) -> list:

@@ -9,11 +9,12 @@ from typing import Any
 
 import numpy as np
 
-from evaluation.base_metric import BaseMetric, to_numpy
+from evaluation.base_metric import BaseMetric
 from evaluation.coco_eval import evaluate_keypoints, load_coco_annotations, num_annotated_keypoints
 from evaluation.keypoint_mapping import map_annotation_keypoints, map_keypoints, map_sigmas
 from evaluation.nms import oks_nms, soft_oks_nms
 from structures.bbox import bbox_xyxy2xywh
+from utils.arrays import to_numpy
 from utils.registry import METRICS
 
 SCORE_MODES = ('bbox', 'bbox_keypoint', 'bbox_rle', 'keypoint')
@@ -33,22 +34,22 @@ def batch_to_instances(preds: Mapping[str, Any], meta: Mapping[str, Any]) -> lis
         B dicts: ``img_id``, ``id``, ``category_id``, ``keypoints`` (K, 2), ``keypoint_scores`` (K,),
         ``bbox_score``, and where available ``bbox`` (4,) xywh and ``area``.
     """
-    keypoints = np.asarray(to_numpy(preds['keypoints']))
-    scores = np.asarray(to_numpy(preds['keypoint_scores']))
+    keypoints = to_numpy(preds['keypoints'])
+    scores = to_numpy(preds['keypoint_scores'])
     if keypoints.ndim != 3 or scores.shape != keypoints.shape[:2]:
         raise ValueError(f'CocoMetric expects preds keypoints (B, K, 2) and keypoint_scores (B, K), got '
                          f'{keypoints.shape} and {scores.shape}')
     batch = len(keypoints)
-    img_ids = np.asarray(to_numpy(meta['img_id'])).reshape(batch)
-    ids = np.asarray(to_numpy(meta['id'])).reshape(batch)
-    cat_ids = np.asarray(to_numpy(meta.get('category_id', np.ones(batch, dtype=np.int64)))).reshape(batch)
-    bbox_scores = (np.asarray(to_numpy(meta['bbox_score'])).reshape(batch) if 'bbox_score' in meta
+    img_ids = to_numpy(meta['img_id']).reshape(batch)
+    ids = to_numpy(meta['id']).reshape(batch)
+    cat_ids = to_numpy(meta.get('category_id', np.ones(batch, dtype=np.int64))).reshape(batch)
+    bbox_scores = (to_numpy(meta['bbox_score']).reshape(batch) if 'bbox_score' in meta
                    else np.ones(batch, dtype=np.float32))
     bboxes = areas = None
     if 'bbox' in meta:
-        bboxes = bbox_xyxy2xywh(np.asarray(to_numpy(meta['bbox'])).reshape(batch, 4))
+        bboxes = bbox_xyxy2xywh(to_numpy(meta['bbox']).reshape(batch, 4))
     if 'bbox_scale' in meta:
-        areas = np.prod(np.asarray(to_numpy(meta['bbox_scale'])).reshape(batch, 2), axis=1)
+        areas = np.prod(to_numpy(meta['bbox_scale']).reshape(batch, 2), axis=1)
     instances = []
     for b in range(batch):
         inst = dict(img_id=int(img_ids[b]), id=int(ids[b]), category_id=int(cat_ids[b]),

@@ -11,8 +11,9 @@ from typing import Any
 
 import numpy as np
 
-from evaluation.base_metric import BaseMetric, to_numpy
+from evaluation.base_metric import BaseMetric
 from evaluation.keypoint_eval import keypoint_auc, keypoint_epe, keypoint_pck_accuracy
+from utils.arrays import to_numpy
 from utils.registry import METRICS
 
 NORM_ITEMS = {'bbox': 'PCK', 'head': 'PCKh', 'torso': 'tPCK'}
@@ -20,9 +21,9 @@ NORM_ITEMS = {'bbox': 'PCK', 'head': 'PCKh', 'torso': 'tPCK'}
 
 def _samples(preds: Mapping[str, Any], meta: Mapping[str, Any]) -> list[dict]:
     """One dict per sample: ``pred`` (1, K, 2), ``gt`` (1, K, 2), ``mask`` (1, K) bool."""
-    pred = np.asarray(to_numpy(preds['keypoints']))
-    gt = np.asarray(to_numpy(meta['keypoints'])).reshape(pred.shape)
-    mask = np.asarray(to_numpy(meta['keypoints_visible'])).reshape(pred.shape[:2]).astype(bool)
+    pred = to_numpy(preds['keypoints'])
+    gt = to_numpy(meta['keypoints']).reshape(pred.shape)
+    mask = to_numpy(meta['keypoints_visible']).reshape(pred.shape[:2]).astype(bool)
     return [{'pred': pred[b:b + 1], 'gt': gt[b:b + 1], 'mask': mask[b:b + 1]} for b in range(len(pred))]
 
 
@@ -62,11 +63,11 @@ class PCKAccuracy(_KeypointMetric):
         if 'bbox' in self.norm_item:
             if 'bbox' not in meta:
                 raise KeyError('PCKAccuracy(norm_item="bbox") needs meta["bbox"] (B, 4) xyxy')
-            bboxes = np.asarray(to_numpy(meta['bbox'])).reshape(len(samples), 4)
+            bboxes = to_numpy(meta['bbox']).reshape(len(samples), 4)
         if 'head' in self.norm_item:
             if 'head_size' not in meta:
                 raise KeyError('PCKAccuracy(norm_item="head") needs meta["head_size"] (B,)')
-            head_sizes = np.asarray(to_numpy(meta['head_size'])).reshape(len(samples))
+            head_sizes = to_numpy(meta['head_size']).reshape(len(samples))
         for b, sample in enumerate(samples):
             if 'bbox' in self.norm_item:
                 size = np.max(bboxes[b, 2:] - bboxes[b, :2])

@@ -29,12 +29,12 @@ class PoseDataPreprocessor(nn.Module):
                  bgr_to_rgb: bool = False, rgb_to_bgr: bool = False, non_blocking: bool = True) -> None:
         super().__init__()
         if bgr_to_rgb and rgb_to_bgr:
-            raise ValueError('PoseDataPreprocessor: bgr_to_rgb and rgb_to_bgr cannot both be True')
+            raise ValueError(f'{type(self).__name__}: bgr_to_rgb and rgb_to_bgr cannot both be True')
         if (mean is None) != (std is None):
-            raise ValueError('PoseDataPreprocessor: give both mean and std, or neither')
+            raise ValueError(f'{type(self).__name__}: give both mean and std, or neither')
         mean, std = (0.0, 0.0, 0.0) if mean is None else mean, (1.0, 1.0, 1.0) if std is None else std
         if len(mean) != 3 or len(std) != 3:
-            raise ValueError(f'PoseDataPreprocessor: mean and std need 3 values, got {mean} and {std}')
+            raise ValueError(f'{type(self).__name__}: mean and std need 3 values, got {mean} and {std}')
         self.swap_channels = bgr_to_rgb or rgb_to_bgr
         self.non_blocking = non_blocking
         self.register_buffer('mean', torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1), False)
@@ -44,7 +44,7 @@ class PoseDataPreprocessor(nn.Module):
         """uint8 (or float) images (B, 3, H, W) on any device -> float32 (B, 3, H, W) on this module's
         device, channel-swapped and normalised."""
         if inputs.ndim != 4 or inputs.shape[1] != 3:
-            raise ValueError(f'PoseDataPreprocessor expects images (B, 3, H, W), '
+            raise ValueError(f'{type(self).__name__} expects images (B, 3, H, W), '
                              f'got shape {tuple(inputs.shape)}')
         x = inputs.to(self.mean.device, non_blocking=self.non_blocking)
         if self.swap_channels:

@@ -13,6 +13,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from utils.arrays import to_numpy
 from utils.checkpoint import load_pretrained, pretrained_cfg
 from utils.registry import MODELS
 
@@ -121,13 +122,9 @@ def crop_to_image(keypoints: Tensor, input_size: Any, center: Any, scale: Any) -
     scale / 2`` (MMPose's mapping; input_size (w, h), center and scale (B, 2) image px). Computed in
     float64, returned as float32 numpy."""
     kpts = keypoints.detach().cpu().double()
-    size, center, scale = (torch.as_tensor(np.asarray(v), dtype=torch.float64).reshape(-1, 1, 2)
-                           for v in (_cpu(input_size), _cpu(center), _cpu(scale)))
+    size, center, scale = (torch.as_tensor(to_numpy(v), dtype=torch.float64).reshape(-1, 1, 2)
+                           for v in (input_size, center, scale))
     return (kpts / size * scale + center - 0.5 * scale).float().numpy()
-
-
-def _cpu(value: Any) -> Any:
-    return value.detach().cpu() if isinstance(value, Tensor) else value
 
 
 def _drop_preprocessor_keys(module: nn.Module, state_dict: dict, prefix: str, *args) -> None:

@@ -6,15 +6,12 @@ from typing import Any
 
 from torch import nn
 
-from optim.optim_wrapper import AmpOptimWrapper, OptimWrapper
+from optim.optim_wrapper import OptimWrapper
 from optim.optimizers import fast_kernel_args
 from optim.param_groups import build_param_groups
-from utils.registry import OPTIMIZERS
+from utils.registry import OPTIM_WRAPPERS, OPTIMIZERS
 
 logger = logging.getLogger(__name__)
-
-WRAPPERS = {'OptimWrapper': OptimWrapper, 'AmpOptimWrapper': AmpOptimWrapper}
-
 
 def build_optimizer(model: nn.Module, optim_wrapper_cfg: dict[str, Any]) -> OptimWrapper:
     """Build ``OptimWrapper``/``AmpOptimWrapper`` and its torch optimizer for ``model``'s parameters.
@@ -27,8 +24,7 @@ def build_optimizer(model: nn.Module, optim_wrapper_cfg: dict[str, Any]) -> Opti
     """
     cfg = dict(optim_wrapper_cfg)
     wrapper_type = cfg.pop('type', 'OptimWrapper')
-    if wrapper_type not in WRAPPERS:
-        raise KeyError(f'optim_wrapper.type {wrapper_type!r} is unknown; expected one of {sorted(WRAPPERS)}')
+    wrapper_cls = OPTIM_WRAPPERS.get(wrapper_type)
     if 'optimizer' not in cfg:
         raise KeyError('optim_wrapper has no "optimizer" dict')
     optimizer_cfg = dict(cfg.pop('optimizer'))
@@ -44,7 +40,7 @@ def build_optimizer(model: nn.Module, optim_wrapper_cfg: dict[str, Any]) -> Opti
     optimizer_cls = OPTIMIZERS.get(optimizer_cfg['type'])
     optimizer_cfg.update(fast_kernel_args(optimizer_cls, on_cuda, optimizer_cfg))
     optimizer = OPTIMIZERS.build(optimizer_cfg, cfg_path='optim_wrapper.optimizer', params=params)
-    return WRAPPERS[wrapper_type](optimizer, **cfg)
+    return OPTIM_WRAPPERS.build(dict(cfg, type=wrapper_cls), cfg_path='optim_wrapper', optimizer=optimizer)
 
 
 def scale_lr(optim_wrapper: OptimWrapper, auto_scale_lr: dict[str, Any] | None,

@@ -8,7 +8,10 @@ from typing import Any
 import torch
 from torch import nn
 
+from utils.registry import EMA_MODELS
 
+
+@EMA_MODELS.register_module()
 class ExponentialMovingAverage:
     """A frozen copy of ``model`` whose weights follow ``avg = (1 - m) * avg + m * weights``.
 
@@ -61,6 +64,7 @@ class ExponentialMovingAverage:
         self.steps = int(state['steps'])
 
 
+@EMA_MODELS.register_module()
 class ExpMomentumEMA(ExponentialMovingAverage):
     """EMA whose momentum decays from ~1 to ``momentum``: ``(1 - momentum) * exp(-(1 + steps) /
     gamma) + momentum`` (YOLOX / RTMPose's EMAHook ``ema_type='ExpMomentumEMA'``)."""
@@ -77,9 +81,6 @@ class ExpMomentumEMA(ExponentialMovingAverage):
         avg.mul_(1 - m).add_(source, alpha=m)
 
 
-EMA_TYPES = {'ExponentialMovingAverage': ExponentialMovingAverage, 'ExpMomentumEMA': ExpMomentumEMA}
-
-
 def build_ema(model: nn.Module, ema_hook_cfg: dict | None) -> ExponentialMovingAverage | None:
     """EMA from a config's ``custom_hooks`` entry ``dict(type='EMAHook', ema_type=..., momentum=...,
     update_buffers=..., priority=...)``; None when ``ema_hook_cfg`` is None."""
@@ -87,9 +88,7 @@ def build_ema(model: nn.Module, ema_hook_cfg: dict | None) -> ExponentialMovingA
         return None
     args = {k: v for k, v in ema_hook_cfg.items() if k not in ('type', 'ema_type', 'priority')}
     ema_type = ema_hook_cfg.get('ema_type', 'ExponentialMovingAverage')
-    if ema_type not in EMA_TYPES:
-        raise KeyError(f'EMAHook.ema_type {ema_type!r} is not supported; expected one of {sorted(EMA_TYPES)}')
     if args.pop('begin_iter', 0) or args.pop('begin_epoch', 0):
         raise ValueError('EMAHook begin_iter/begin_epoch are not supported')
     args.pop('strict_load', None)
-    return EMA_TYPES[ema_type](model, **args)
+    return EMA_MODELS.build(dict(args, type=ema_type), cfg_path='EMAHook', model=model)

@@ -8,9 +8,12 @@ from typing import Any
 import torch
 from torch import nn
 
+from utils.registry import OPTIM_WRAPPERS
+
 _KERNEL_KEYS = ('fused', 'foreach', 'capturable', 'differentiable')
 
 
+@OPTIM_WRAPPERS.register_module()
 class OptimWrapper:
     """Wraps a torch optimizer with gradient accumulation and clipping (mmengine 0.10.7 semantics).
 
@@ -42,10 +45,6 @@ class OptimWrapper:
     @property
     def param_groups(self) -> list[dict]:
         return self.optimizer.param_groups
-
-    def get_lr(self) -> list[float]:
-        """Current learning rate of every param group."""
-        return [g['lr'] for g in self.optimizer.param_groups]
 
     def initialize_count_status(self, init_counts: int, max_counts: int) -> None:
         """Tell the wrapper the global iteration it starts at and the total number of iterations."""
@@ -131,6 +130,7 @@ class OptimWrapper:
             group.update(kept)
 
 
+@OPTIM_WRAPPERS.register_module()
 class AmpOptimWrapper(OptimWrapper):
     """OptimWrapper running forward and loss under ``torch.autocast``.
 

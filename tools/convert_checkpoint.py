@@ -16,6 +16,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository r
 
 import argparse
 
+import models  # noqa: F401  (the model families register their checkpoint naming converters)
 from utils.checkpoint import (
     convert_checkpoint,
     detect_format,

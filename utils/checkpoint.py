@@ -9,15 +9,11 @@ Checkpoint formats recognised by :func:`detect_format`:
 - ``'backbone'``: a backbone-only state dict, with or without the ``backbone.`` prefix.
 
 Parameter naming (:func:`detect_naming`, :func:`convert_state_dict`) is separate from the container:
-``'original'`` (= ``'ours'``, used by this project's modules) or ``'mmpose'``. They differ in
-
-- MobileNetV2 blocks: MMPose ``layer{b+1}.{i-1}.conv.{k}.{conv,bn}.*`` with k = 0 expand, 1 depthwise,
-  2 project (blocks without expansion: 0 depthwise, 1 project) <-> ours ``block_{b}.{i}.{conv,bn,
-  dw_conv,dw_bn,pw_conv,pw_bn}.*``; ``conv1``/``conv2`` are the same in both.
-- The RLE head: MMPose ``head.fc`` Linear(C, 4K) whose output reshapes to (K, 4) = (x, y, sigma_x,
-  sigma_y) <-> ours ``head.fc_coord`` and ``head.fc_sigma``, each Linear(C, 2K) reshaping to (K, 2).
-  A state dict is treated as an RLE one when it holds ``head.loss_module.flow_model.*`` tensors.
-All other names (SimCC and regression heads, ShuffleNetV2, the RealNVP flow) are the same in both.
+``'original'`` (= ``'ours'``, used by this project's modules) or ``'mmpose'``. Where they differ is model
+knowledge, so each model family that MMPose names differently registers a :class:`NamingConverter` from
+its own module (MobileNetV2 blocks in ``models/backbones/mobilenet_v2.py``, the RLE head's split ``fc``
+in ``models/heads/rle_head.py``); importing ``models`` registers them. All other names (SimCC and
+regression heads, ShuffleNetV2, the RealNVP flow) are the same in both.
 """
 from __future__ import annotations
 
@@ -25,8 +21,8 @@ import os
 import pickle
 import re
 import tempfile
-from collections import OrderedDict, defaultdict
-from collections.abc import Mapping
+from collections import OrderedDict
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -142,82 +138,55 @@ def detect_format(checkpoint: Any) -> str:
     return 'original'
 
 
-_MMPOSE_BLOCK = re.compile(r'^(?P<pre>(?:\w+\.)*?)layer(?P<b>\d+)\.(?P<i>\d+)\.conv\.(?P<k>\d+)\.'
-                           r'(?P<op>conv|bn)\.(?P<rest>.+)$')
-_OURS_BLOCK = re.compile(r'^(?P<pre>(?:\w+\.)*?)block_(?P<b>\d+)\.(?P<i>\d+)\.(?P<stage>dw_|pw_|)'
-                         r'(?P<op>conv|bn)\.(?P<rest>.+)$')
-_RLE_FLOW = 'head.loss_module.flow_model.'
+@dataclass(frozen=True)
+class NamingConverter:
+    """How one model family's MMPose parameter names map to this project's.
+
+    ``detect`` tells the naming from a state dict's keys (``'mmpose'``, ``'original'`` or None when the
+    family is absent or named alike); ``from_mmpose`` / ``to_mmpose`` return a new state dict with the
+    family's tensors renamed (or split / merged) and every other entry unchanged.
+    """
+
+    name: str
+    detect: Callable[[Collection[str]], str | None]
+    from_mmpose: Callable[[Mapping[str, torch.Tensor]], StateDict]
+    to_mmpose: Callable[[Mapping[str, torch.Tensor]], StateDict]
+
+
+NAMING_CONVERTERS: dict[str, NamingConverter] = {}
+
+
+def register_naming(converter: NamingConverter) -> NamingConverter:
+    """Make :func:`detect_naming` / :func:`convert_state_dict` apply ``converter`` (one per family)."""
+    NAMING_CONVERTERS[converter.name] = converter
+    return converter
 
 
 def detect_naming(state_dict: Mapping[str, Any]) -> str | None:
-    """``'mmpose'`` or ``'original'`` from MobileNetV2/RLE-specific names; None when no name differs."""
-    keys = list(state_dict)
-    if any(_MMPOSE_BLOCK.match(k) for k in keys) or (
-            'head.fc.weight' in state_dict and any(k.startswith(_RLE_FLOW) for k in keys)):
-        return 'mmpose'
-    if any(_OURS_BLOCK.match(k) for k in keys) or 'head.fc_coord.weight' in state_dict:
-        return 'original'
+    """``'mmpose'`` or ``'original'`` from family-specific names; None when no registered family's names
+    differ."""
+    found = {converter.detect(state_dict.keys()) for converter in NAMING_CONVERTERS.values()}
+    for naming in ('mmpose', 'original'):
+        if naming in found:
+            return naming
     return None
-
-
-def _mmpose_to_ours(state_dict: Mapping[str, torch.Tensor]) -> StateDict:
-    ops_per_block: dict[tuple[str, str, str], set[int]] = defaultdict(set)
-    for key in state_dict:
-        if m := _MMPOSE_BLOCK.match(key):
-            ops_per_block[m['pre'], m['b'], m['i']].add(int(m['k']))
-    is_rle = any(k.startswith(_RLE_FLOW) for k in state_dict)
-    out: StateDict = OrderedDict()
-    for key, value in state_dict.items():
-        if m := _MMPOSE_BLOCK.match(key):
-            stages = ('', 'dw_', 'pw_') if 2 in ops_per_block[m['pre'], m['b'], m['i']] else ('dw_', 'pw_')
-            out[f"{m['pre']}block_{int(m['b']) - 1}.{int(m['i']) + 1}.{stages[int(m['k'])]}{m['op']}."
-                f"{m['rest']}"] = value
-        elif is_rle and key in ('head.fc.weight', 'head.fc.bias'):
-            per_joint = value.reshape(-1, 4, *value.shape[1:])  # (K, 4[, C]) rows: x, y, sigma_x, sigma_y
-            suffix = key.rsplit('.', 1)[1]
-            out[f'head.fc_coord.{suffix}'] = per_joint[:, :2].reshape(-1, *value.shape[1:]).clone()
-            out[f'head.fc_sigma.{suffix}'] = per_joint[:, 2:].reshape(-1, *value.shape[1:]).clone()
-        else:
-            out[key] = value
-    return out
-
-
-def _ours_to_mmpose(state_dict: Mapping[str, torch.Tensor]) -> StateDict:
-    expanded = {(m['pre'], m['b'], m['i']) for k in state_dict
-                if (m := _OURS_BLOCK.match(k)) and m['stage'] == ''}
-    out: StateDict = OrderedDict()
-    for key, value in state_dict.items():
-        if m := _OURS_BLOCK.match(key):
-            stages = ('', 'dw_', 'pw_') if (m['pre'], m['b'], m['i']) in expanded else ('dw_', 'pw_')
-            out[f"{m['pre']}layer{int(m['b']) + 1}.{int(m['i']) - 1}.conv.{stages.index(m['stage'])}."
-                f"{m['op']}.{m['rest']}"] = value
-        elif key.startswith('head.fc_sigma.'):
-            continue
-        elif key.startswith('head.fc_coord.'):
-            suffix = key.rsplit('.', 1)[1]
-            sigma = state_dict.get(f'head.fc_sigma.{suffix}')
-            if sigma is None:
-                raise CheckpointError(f'{key} has no matching head.fc_sigma.{suffix} to merge into head.fc')
-            coord = value.reshape(-1, 2, *value.shape[1:])
-            merged = torch.cat([coord, sigma.reshape(-1, 2, *sigma.shape[1:])], dim=1)
-            out[f'head.fc.{suffix}'] = merged.reshape(-1, *value.shape[1:])
-        else:
-            out[key] = value
-    return out
 
 
 def convert_state_dict(state_dict: Mapping[str, torch.Tensor], src_layout: str,
                        dst_layout: str) -> StateDict:
     """Rename (and for the RLE head split/merge) tensors between namings ``'mmpose'`` and
-    ``'original'``/``'ours'`` (the same naming). Values are not modified; the result is a new dict."""
+    ``'original'``/``'ours'`` (the same naming) with the registered :class:`NamingConverter` s. Values are
+    not modified; the result is a new dict."""
     for name in (src_layout, dst_layout):
         if name not in NAMINGS:
             raise ValueError(f'unknown state-dict layout {name!r}; expected one of {NAMINGS}')
     src = 'original' if src_layout == 'ours' else src_layout
     dst = 'original' if dst_layout == 'ours' else dst_layout
-    if src == dst:
-        return OrderedDict(state_dict)
-    return _mmpose_to_ours(state_dict) if src == 'mmpose' else _ours_to_mmpose(state_dict)
+    out: StateDict = OrderedDict(state_dict)
+    if src != dst:
+        for converter in NAMING_CONVERTERS.values():
+            out = converter.from_mmpose(out) if src == 'mmpose' else converter.to_mmpose(out)
+    return out
 
 
 def _shape_mismatches(model_sd: Mapping[str, torch.Tensor], state_dict: Mapping[str, torch.Tensor]

@@ -14,7 +14,7 @@ import numpy as np
 
 from datasets.transforms.base import BaseTransform
 from datasets.transforms.rng import get_rng
-from utils.registry import TRANSFORMS
+from utils.registry import ALBUMENTATIONS, TRANSFORMS
 
 
 def _kernel_limits(blur_limit: int | Sequence[int]) -> tuple[int, int]:
@@ -24,6 +24,7 @@ def _kernel_limits(blur_limit: int | Sequence[int]) -> tuple[int, int]:
     return int(lo), int(hi)
 
 
+@ALBUMENTATIONS.register_module()
 class Blur:
     """Box blur with an odd kernel size drawn uniformly from [3, ``blur_limit``], with prob ``p``."""
 
@@ -53,6 +54,7 @@ class MedianBlur(Blur):
         return cv2.medianBlur(img, self.kernel_size(rng))
 
 
+@ALBUMENTATIONS.register_module()
 class CoarseDropout:
     """Fill ``min_holes..max_holes`` random rectangles with ``fill_value``, with prob ``p``.
 
@@ -100,9 +102,6 @@ class CoarseDropout:
         return img
 
 
-_BUILTIN = {'Blur': Blur, 'MedianBlur': MedianBlur, 'CoarseDropout': CoarseDropout}
-
-
 class _Delegated:
     """An albumentations transform (drawing from albumentations' own random source)."""
 
@@ -117,15 +116,15 @@ class _Delegated:
 def _build(cfg: Mapping[str, Any]) -> Any:
     if not isinstance(cfg, Mapping) or 'type' not in cfg:
         raise TypeError(f'each Albumentation transform must be a dict with a "type", got {cfg!r}')
-    args = {k: v for k, v in cfg.items() if k != 'type'}
     name = cfg['type']
-    if name in _BUILTIN:
-        return _BUILTIN[name](**args)
+    if name in ALBUMENTATIONS:
+        return ALBUMENTATIONS.build(cfg)
+    args = {k: v for k, v in cfg.items() if k != 'type'}
     try:
         import albumentations
     except ImportError:
         raise ValueError(f'Albumentation transform {name!r} needs the albumentations package; built in '
-                         f'without it: {sorted(_BUILTIN)}') from None
+                         f'without it: {ALBUMENTATIONS.names}') from None
     if not hasattr(albumentations, name):
         raise ValueError(f'albumentations has no transform {name!r}')
     if 'transforms' in args:

@@ -6,14 +6,14 @@ from collections.abc import Mapping, Sequence
 import torch
 from torch import Tensor, nn
 
+from models.data_preprocessor import PoseDataPreprocessor
 from utils.registry import MODELS
 
 
 @MODELS.register_module()
-class DetDataPreprocessor(nn.Module):
-    """Normalise BGR uint8 batches: ``(x - mean) / std`` per channel, optionally BGR -> RGB first.
+class DetDataPreprocessor(PoseDataPreprocessor):
+    """MMDetection's name for the same normalisation, with RTMDet's default mean/std (BGR order).
 
-    ``mean``/``std`` are non-persistent buffers (not in the state dict, as in MMDetection).
     ``pad_size_divisor``, ``pad_value`` and ``batch_augments`` are accepted for config compatibility;
     padding is done on the image by :class:`models.detection.det_transforms.DetTestTransform`.
     """
@@ -21,17 +21,7 @@ class DetDataPreprocessor(nn.Module):
     def __init__(self, mean: Sequence[float] = (103.53, 116.28, 123.675),
                  std: Sequence[float] = (57.375, 57.12, 58.395), bgr_to_rgb: bool = False,
                  pad_size_divisor: int = 1, pad_value: float = 0, batch_augments: object = None) -> None:
-        super().__init__()
-        self.register_buffer('mean', torch.tensor(mean, dtype=torch.float32).view(-1, 1, 1), False)
-        self.register_buffer('std', torch.tensor(std, dtype=torch.float32).view(-1, 1, 1), False)
-        self.bgr_to_rgb = bgr_to_rgb
-
-    def forward(self, inputs: Tensor) -> Tensor:
-        """(B, 3, H, W) uint8 BGR on any device -> float32 normalised on the module's device."""
-        x = inputs.to(self.mean.device)
-        if self.bgr_to_rgb:
-            x = x.flip(1)
-        return (x.float() - self.mean) / self.std
+        super().__init__(mean, std, bgr_to_rgb=bgr_to_rgb)
 
 
 @MODELS.register_module()

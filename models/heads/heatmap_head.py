@@ -12,6 +12,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from codec.msra_heatmap import MSRAHeatmap
 from models.heads.regression_head import build_decoder, last_feature
 from models.losses.accuracy import keypoint_pck_accuracy
 from structures.flip import flip_heatmaps
@@ -175,7 +176,7 @@ class HeatmapHead(nn.Module):
         codec (numpy, OpenCV) per sample."""
         if self.decoder is None:
             raise RuntimeError('HeatmapHead needs decoder= (a heatmap codec config) to decode')
-        if type(self.decoder).__name__ == 'MSRAHeatmap' and not self.decoder.unbiased:
+        if isinstance(self.decoder, MSRAHeatmap) and not self.decoder.unbiased:
             heatmaps = outputs.detach().float()
             locs, scores = heatmap_maximum(heatmaps)
             scale = torch.as_tensor(np.asarray(self.decoder.scale_factor, np.float32), device=locs.device)
