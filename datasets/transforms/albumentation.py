@@ -42,6 +42,7 @@ class Blur:
         return cv2.blur(img, (k, k))
 
 
+@ALBUMENTATIONS.register_module()
 class MedianBlur(Blur):
     """Median filter with an odd kernel size drawn uniformly from [3, ``blur_limit``], prob ``p``."""
 
