@@ -355,8 +355,9 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         for epoch in range(start_epoch, max_epochs):
-            if switch_epoch is not None and epoch >= switch_epoch and train_loader.switch_to_stage2():
-                logger.info('Epoch %d: switched to the stage-2 pipeline (workers restarted)', epoch + 1)
+            if switch_epoch is not None and epoch >= switch_epoch and (stage2 := train_loader.with_stage2()):
+                train_loader = stage2
+                logger.info('Epoch %d: switched to the stage-2 pipeline (new loader workers)', epoch + 1)
             train_loader.set_epoch(epoch)  # shuffle order and per-sample augmentation seeds of this epoch
             seed_epoch(seed, epoch, rank)  # everything else random in the epoch (e.g. dropout)
             train_one_epoch(run, train_model, model, train_loader, optim, schedulers, ema, epoch)

@@ -6,10 +6,11 @@ from collections.abc import Callable, Mapping, Sequence
 from copy import deepcopy
 from typing import Any
 
+import numpy as np
 from torch.utils.data import Dataset
 
 from datasets.transforms import Compose, ImageLoadError
-from datasets.transforms.rng import get_rng, seeded_rng
+from datasets.transforms.rng import RNG_KEY
 
 logger = logging.getLogger(__name__)
 
@@ -28,28 +29,26 @@ class BasePoseDataset(Dataset):
 
     Args:
         pipeline: transform configs run on each sample.
-        pipeline_stage2: transforms used instead after :meth:`switch_to_stage2` (or from epoch
-            ``stage2_start_epoch`` on, via :meth:`set_epoch`).
+        pipeline_stage2: transforms used instead after :meth:`switch_to_stage2` (the trainer switches
+            for the last ``stage2_num_epochs`` epochs).
         test_mode: evaluation data; a sample the pipeline drops is an error instead of refetched.
         max_refetch: how many other samples to try when the pipeline drops one (training).
         skip_bad_images: replace samples whose image is missing or undecodable by others (with a
             logged warning) instead of raising :class:`ImageLoadError`.
 
-    ``dataset[i]`` or ``dataset[(i, seed)]``: with a seed, the sample's augmentations draw from
-    ``np.random.default_rng(seed)``, so they do not depend on the worker that runs them.
+    ``dataset[i]`` or ``dataset[(i, seed)]``: the sample's augmentations draw from its own generator
+    ``results['rng'] = np.random.default_rng(seed)`` (fresh entropy without a seed), so they do not
+    depend on the worker that runs them.
     """
 
     def __init__(self, pipeline: PipelineCfg = (), pipeline_stage2: PipelineCfg = None,
-                 test_mode: bool = False, max_refetch: int = 1000, skip_bad_images: bool = False,
-                 stage2_start_epoch: int | None = None) -> None:
+                 test_mode: bool = False, max_refetch: int = 1000, skip_bad_images: bool = False) -> None:
         self.pipeline = Compose(pipeline)
         self._pipeline_stage2 = Compose(pipeline_stage2) if pipeline_stage2 else None
-        self.stage2_start_epoch = stage2_start_epoch
         self.in_stage2 = False
         self.test_mode = test_mode
         self.max_refetch = max_refetch
         self.skip_bad_images = skip_bad_images
-        self.epoch = 0
 
     @property
     def metainfo(self) -> dict[str, Any]:
@@ -59,48 +58,48 @@ class BasePoseDataset(Dataset):
     def switch_to_stage2(self) -> bool:
         """Use ``pipeline_stage2`` from now on; ``True`` if the pipeline changed.
 
-        Loader workers hold their own copy of the dataset: recreate them after a switch
-        (``PoseDataLoader.switch_to_stage2`` does).
+        Loader workers hold their own copy of the dataset: use a new loader after a switch
+        (``PoseDataLoader.with_stage2`` does both).
         """
         if self._pipeline_stage2 is None or self.in_stage2:
             return False
         self.pipeline, self.in_stage2 = self._pipeline_stage2, True
         return True
 
-    def set_epoch(self, epoch: int) -> bool:
-        """Record the epoch (0-based); switch to stage 2 once it reaches ``stage2_start_epoch``.
-        Returns ``True`` if the pipeline changed."""
-        self.epoch = epoch
-        if self.stage2_start_epoch is not None and epoch >= self.stage2_start_epoch:
-            return self.switch_to_stage2()
-        return False
-
     def get_data_info(self, idx: int) -> dict | None:
         """The raw sample ``idx`` (before ``pipeline``), or ``None`` if it is to be skipped."""
         raise NotImplementedError
 
-    def prepare_data(self, idx: int) -> Any:
-        """Sample ``idx`` through ``pipeline`` (``None`` when a transform drops it)."""
+    def sample_info(self, idx: int, rng: np.random.Generator) -> dict | None:
+        """The sample ``idx`` as this dataset's ``pipeline`` receives it: the raw sample with its
+        generator ``rng`` under ``results['rng']`` (``None`` if it is to be skipped)."""
         info = self.get_data_info(idx)
+        if info is not None:
+            info[RNG_KEY] = rng
+        return info
+
+    def prepare_data(self, idx: int, rng: np.random.Generator) -> Any:
+        """Sample ``idx`` through ``pipeline``, drawing from ``rng`` (``None`` when a transform drops it)."""
+        info = self.sample_info(idx, rng)
         return None if info is None else self.pipeline(info)
 
     def __getitem__(self, idx: Any) -> Any:
         index, seed = split_index(idx)
-        with seeded_rng(seed):
-            for _ in range(self.max_refetch + 1):
-                try:
-                    data = self.prepare_data(index)
-                except ImageLoadError as e:
-                    if not self.skip_bad_images:
-                        raise
-                    logger.warning('%s; skipping it (skip_bad_images=True) and using another sample', e)
-                    data = None
-                else:
-                    if data is None and self.test_mode:
-                        raise RuntimeError(f'{type(self).__name__}: the pipeline dropped test sample '
-                                           f'{index}; test data cannot be replaced')
-                if data is not None:
-                    return data
-                index = int(get_rng().integers(len(self)))
+        rng = np.random.default_rng(seed)
+        for _ in range(self.max_refetch + 1):
+            try:
+                data = self.prepare_data(index, rng)
+            except ImageLoadError as e:
+                if not self.skip_bad_images:
+                    raise
+                logger.warning('%s; skipping it (skip_bad_images=True) and using another sample', e)
+                data = None
+            else:
+                if data is None and self.test_mode:
+                    raise RuntimeError(f'{type(self).__name__}: the pipeline dropped test sample '
+                                       f'{index}; test data cannot be replaced')
+            if data is not None:
+                return data
+            index = int(rng.integers(len(self)))
         raise RuntimeError(f'{type(self).__name__}: no usable sample found after {self.max_refetch} '
                            'tries; check the images and the pipeline')

@@ -98,14 +98,13 @@ class CocoStyleDataset(BasePoseDataset):
                  indices: int | Sequence[int] | None = None, serialize_data: bool = True,
                  pipeline: PipelineCfg = (), pipeline_stage2: PipelineCfg = None, test_mode: bool = False,
                  lazy_init: bool = False, max_refetch: int = 1000, sample_interval: int = 1,
-                 skip_bad_images: bool = False, stage2_start_epoch: int | None = None) -> None:
+                 skip_bad_images: bool = False) -> None:
         if data_mode != 'topdown':
             raise ValueError(f'{type(self).__name__}: only data_mode="topdown" is supported, '
                              f'got {data_mode!r}')
         if bbox_file and not test_mode:
             raise ValueError(f'{type(self).__name__}: bbox_file is only used with test_mode=True')
-        super().__init__(pipeline, pipeline_stage2, test_mode, max_refetch, skip_bad_images,
-                         stage2_start_epoch)
+        super().__init__(pipeline, pipeline_stage2, test_mode, max_refetch, skip_bad_images)
         self.data_mode = data_mode
         self.data_root = data_root
         self.ann_file = _join(data_root, ann_file)

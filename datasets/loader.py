@@ -14,14 +14,13 @@ from torch.utils.data import BatchSampler, DataLoader
 from datasets.builder import build_dataset
 from datasets.collate import pose_collate
 from datasets.sampler import shared_random_seed
-from datasets.transforms.rng import seed_default_rng
 from utils.dist import get_rank, get_world_size
 from utils.registry import DATA_SAMPLERS
 
 
 class _WorkerInit:
-    """Seeds a loader worker: one thread for OpenCV and torch, and distinct generator states per
-    (seed, rank, worker); the per-sample augmentation seeds come from the sampler."""
+    """Seeds a loader worker: one thread for OpenCV and torch, and distinct global generator states per
+    (seed, rank, worker); the augmentations draw from per-sample generators seeded by the sampler."""
 
     def __init__(self, seed: int, rank: int) -> None:
         self.seed, self.rank = seed, rank
@@ -33,37 +32,33 @@ class _WorkerInit:
         np.random.seed(int(state[0]))
         random.seed(int(state[1]))
         torch.manual_seed(int(state[0]))
-        seed_default_rng(int(state[1]))
 
 
 class PoseDataLoader(DataLoader):
-    """A :class:`~torch.utils.data.DataLoader` whose sampler and dataset follow the epoch.
+    """A :class:`~torch.utils.data.DataLoader` whose sampler follows the epoch.
 
-    Call :meth:`set_epoch` before each epoch; :meth:`switch_to_stage2` (or ``set_epoch`` reaching
-    the dataset's ``stage2_start_epoch``) changes the pipeline and restarts persistent workers so
-    they pick it up.
+    Call :meth:`set_epoch` before each epoch; :meth:`with_stage2` switches the dataset to its stage-2
+    pipeline and returns the loader to use from then on.
     """
 
     def set_epoch(self, epoch: int) -> None:
-        """Reshuffle for ``epoch`` (0-based) and let the dataset switch stage if due."""
+        """Reshuffle for ``epoch`` (0-based): order and per-sample augmentation seeds."""
         sampler = self.batch_sampler.sampler if self.batch_sampler is not None else self.sampler
         if hasattr(sampler, 'set_epoch'):
             sampler.set_epoch(epoch)
-        if hasattr(self.dataset, 'set_epoch') and self.dataset.set_epoch(epoch):
-            self._restart_workers()
 
-    def switch_to_stage2(self) -> bool:
-        """Use the dataset's ``pipeline_stage2`` from the next iteration on; ``True`` if it changed."""
-        changed = bool(self.dataset.switch_to_stage2())
-        if changed:
-            self._restart_workers()
-        return changed
-
-    def _restart_workers(self) -> None:
-        iterator = getattr(self, '_iterator', None)
-        if iterator is not None and hasattr(iterator, '_shutdown_workers'):
-            iterator._shutdown_workers()
-        self._iterator = None
+    def with_stage2(self) -> PoseDataLoader | None:
+        """Switch the dataset to its ``pipeline_stage2`` and return a new loader on it, with the same
+        sampler and settings (its workers copy the switched dataset; this loader's persistent workers
+        end with it); ``None`` when the dataset has no stage 2 or is already in it."""
+        if not self.dataset.switch_to_stage2():
+            return None
+        extra = {}
+        if self.num_workers > 0:
+            extra = {'persistent_workers': self.persistent_workers, 'prefetch_factor': self.prefetch_factor}
+        return PoseDataLoader(self.dataset, batch_sampler=self.batch_sampler, num_workers=self.num_workers,
+                              collate_fn=self.collate_fn, pin_memory=self.pin_memory,
+                              worker_init_fn=self.worker_init_fn, **extra)
 
 
 def build_dataloader(cfg: Mapping[str, Any], seed: int | None = None, distributed: bool | None = None,

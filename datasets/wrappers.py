@@ -8,7 +8,6 @@ import numpy as np
 
 from datasets.base import BasePoseDataset, PipelineCfg
 from datasets.metainfo import parse_pose_metainfo
-from datasets.transforms.rng import get_rng
 from utils.registry import DATASETS
 
 _OVERRIDDEN_META = ('upper_body_ids', 'lower_body_ids', 'flip_pairs', 'dataset_keypoint_weights',
@@ -39,9 +38,8 @@ class CombinedDataset(BasePoseDataset):
     def __init__(self, metainfo: Mapping[str, Any], datasets: Sequence[Any], pipeline: PipelineCfg = (),
                  pipeline_stage2: PipelineCfg = None, sample_ratio_factor: Sequence[float] | None = None,
                  test_mode: bool = False, max_refetch: int = 1000, skip_bad_images: bool = False,
-                 stage2_start_epoch: int | None = None, **kwargs: Any) -> None:
-        super().__init__(pipeline, pipeline_stage2, test_mode, max_refetch, skip_bad_images,
-                         stage2_start_epoch)
+                 **kwargs: Any) -> None:
+        super().__init__(pipeline, pipeline_stage2, test_mode, max_refetch, skip_bad_images)
         self.datasets = [_build(cfg, f'datasets[{i}]') for i, cfg in enumerate(datasets)]
         self._metainfo = parse_pose_metainfo(metainfo)
         self._lens_ori = [len(d) for d in self.datasets]
@@ -63,7 +61,7 @@ class CombinedDataset(BasePoseDataset):
     def __len__(self) -> int:
         return int(self._starts[-1])
 
-    def _subset_index(self, idx: int) -> tuple[int, int]:
+    def _subset_index(self, idx: int, rng: np.random.Generator) -> tuple[int, int]:
         n = len(self)
         if not -n <= idx < n:
             raise IndexError(f'CombinedDataset index {idx} out of range (length {n})')
@@ -72,12 +70,14 @@ class CombinedDataset(BasePoseDataset):
         local = idx - int(self._starts[sub])
         if self.resample:
             gap = (self._lens_ori[sub] - 1e-4) / self._lens[sub]
-            local = round(gap * local + get_rng().random() * gap - 0.5)
+            local = round(gap * local + rng.random() * gap - 0.5)
         return sub, local
 
-    def get_data_info(self, idx: int) -> dict | None:
-        sub, local = self._subset_index(idx)
-        info = self.datasets[sub].prepare_data(local)
+    def sample_info(self, idx: int, rng: np.random.Generator) -> dict | None:
+        """Sample ``idx`` through its own dataset's pipeline (drawing from ``rng``), with the combined
+        meta information."""
+        sub, local = self._subset_index(idx, rng)
+        info = self.datasets[sub].prepare_data(local, rng)
         if info is None:
             return None
         for key in _OVERRIDDEN_META:
@@ -105,12 +105,9 @@ class RepeatDataset(BasePoseDataset):
     def get_data_info(self, idx: int) -> dict | None:
         return self.dataset.get_data_info(idx % self._ori_len)
 
-    def prepare_data(self, idx: int) -> Any:
-        return self.dataset.prepare_data(idx % self._ori_len)
+    def sample_info(self, idx: int, rng: np.random.Generator) -> dict | None:
+        """Sample ``idx`` through the repeated dataset's own pipeline (drawing from ``rng``)."""
+        return self.dataset.prepare_data(idx % self._ori_len, rng)
 
     def switch_to_stage2(self) -> bool:
         return self.dataset.switch_to_stage2()
-
-    def set_epoch(self, epoch: int) -> bool:
-        self.epoch = epoch
-        return self.dataset.set_epoch(epoch)

@@ -75,7 +75,8 @@ def test_distributed_sharding_and_round_up():
 def test_stage2_switch_reaches_persistent_workers():
     loader = _loader(num_workers=1, persistent_workers=True, stage2=True, batch_size=4)
     assert 'keypoint_labels' in _first_batches(loader, 1)[0]['targets']
-    assert loader.switch_to_stage2()
+    loader = loader.with_stage2()
+    assert loader is not None and loader.with_stage2() is None  # switched once
     assert _first_batches(loader, 1)[0]['targets'] == {}  # stage 2 here: the val pipeline, no targets
 
 

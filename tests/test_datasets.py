@@ -78,8 +78,8 @@ def test_metainfo_file_resolves_against_config_dir_and_repo_root_not_cwd(tmp_pat
 def test_combined_and_repeat_lengths_and_aic_to_coco_mapping():
     comb = build_dataset(combined_cfg())
     assert len(comb) == 45 and comb.lens == [36, 9]  # MMPose: 3 x 12 COCO + 9 AIC
-    assert comb.get_data_info(12)['id'] == COCO_IDS[0]  # the repeat wraps around
-    info = comb.get_data_info(36)  # first AIC instance through KeypointConverter (MMPose values)
+    assert comb.sample_info(12, np.random.default_rng(0))['id'] == COCO_IDS[0]  # the repeat wraps around
+    info = comb.sample_info(36, np.random.default_rng(0))  # first AIC instance through KeypointConverter
     kpts, vis = info['keypoints'][0], info['keypoints_visible'][0]
     assert kpts.shape == (17, 2) and vis.shape == (17, 2)
     np.testing.assert_array_equal(kpts[5], [406, 197])  # AIC left_shoulder (3) -> COCO 5
@@ -101,12 +101,10 @@ def test_stage2_switch_changes_pipeline():
         marker.append(2)
         return results
 
-    comb = build_dataset({**combined_cfg(), 'pipeline': [stage1], 'pipeline_stage2': [stage2],
-                          'stage2_start_epoch': 3})
+    comb = build_dataset({**combined_cfg(), 'pipeline': [stage1], 'pipeline_stage2': [stage2]})
     comb[0]
-    assert not comb.set_epoch(2)
     comb[1]
-    assert comb.set_epoch(3) and comb.in_stage2
+    assert comb.switch_to_stage2() and comb.in_stage2
     comb[2]
     assert not comb.switch_to_stage2()  # already switched
     assert marker == [1, 1, 2]

@@ -27,7 +27,6 @@ from datasets.transforms import (
     YOLOXHSVRandomAug,
 )
 from datasets.transforms.lazy_image import LazyImage, jpeg_size
-from datasets.transforms.rng import seeded_rng
 from tests.test_data_helpers import coco_cfg, rle_pipelines, write_tiny_coco
 
 # MMPose 1.3.2, CocoDataset sample 3 (ann 460541): GetBBoxCenterScale, optional RandomFlip(prob=1),
@@ -153,11 +152,8 @@ def test_keypoint_converter_interpolation_remaps_flip_indices():
 
 
 def _draws(transform, n, make):
-    outs = []
-    with seeded_rng(123):
-        for _ in range(n):
-            outs.append(transform(make()))
-    return outs
+    rng = np.random.default_rng(123)  # one stream for all the draws, as a dataset gives one sample
+    return [transform({**make(), 'rng': rng}) for _ in range(n)]
 
 
 def test_bbox_transform_distribution_matches_mmpose():
@@ -165,8 +161,7 @@ def test_bbox_transform_distribution_matches_mmpose():
     # shift applied 29.96 %, std of applied shifts 0.0863; scale mean 1.0000, std 0.2156 in
     # [0.6, 1.4]; rotation applied 59.91 %, std of applied rotations 43.17 deg, |rot| <= 80.
     t = RandomBBoxTransform(scale_factor=[0.6, 1.4], rotate_factor=80)
-    with seeded_rng(0) as rng:
-        offset, scale, rot = t.get_params(100_000, rng)
+    offset, scale, rot = t.get_params(100_000, np.random.default_rng(0))
     shifted = offset[:, 0] != 0
     assert shifted.mean() == pytest.approx(0.2996, abs=0.006)
     assert offset[shifted].std() == pytest.approx(0.0863, abs=0.002) and np.abs(offset).max() <= 0.16
@@ -205,29 +200,27 @@ def test_yolox_hsv_equals_mmpose_formula(monkeypatch, gains):
     hsv[..., 2] = np.clip(hsv[..., 2] + gains[2], 0, 255)
     expected = cv2.cvtColor(hsv.astype(np.uint8), cv2.COLOR_HSV2BGR)
     np.testing.assert_array_equal(t({'img': img.copy()})['img'], expected)
-    with seeded_rng(1) as rng:
-        g = np.array([t.get_gains(rng) for t in [YOLOXHSVRandomAug()] * 2000])
+    rng = np.random.default_rng(1)
+    g = np.array([t.get_gains(rng) for t in [YOLOXHSVRandomAug()] * 2000])
     assert np.abs(g).max(0).tolist() <= [5, 30, 30] and (g == 0).mean(0).min() > 0.45
 
 
 def test_albumentation_blur_median_dropout():
     img = np.random.default_rng(0).integers(0, 256, (192, 192, 3), dtype=np.uint8)
     blur = Albumentation([dict(type='Blur', p=1.0)])
-    with seeded_rng(5):
-        out = blur({'img': img})['img']
+    out = blur({'img': img, 'rng': np.random.default_rng(5)})['img']
     assert any(np.array_equal(out, cv2.blur(img, (k, k))) for k in (3, 5, 7))
     median = Albumentation([dict(type='MedianBlur', p=1.0)])
-    with seeded_rng(5):
-        out = median({'img': img})['img']
+    out = median({'img': img, 'rng': np.random.default_rng(5)})['img']
     assert any(np.array_equal(out, cv2.medianBlur(img, k)) for k in (3, 5, 7))
     drop = Albumentation([dict(type='CoarseDropout', max_holes=1, max_height=0.4, max_width=0.4, min_holes=1,
                                min_height=0.2, min_width=0.2, p=1.0)])
-    with seeded_rng(7):
-        for _ in range(50):
-            out = drop({'img': img + 1 if img.min() == 0 else img})['img']
-            ys, xs = np.nonzero((out == 0).all(-1))
-            h, w = ys.max() - ys.min() + 1, xs.max() - xs.min() + 1
-            assert 38 <= h <= 76 and 38 <= w <= 76 and (out == 0).all(-1).sum() == h * w
+    rng = np.random.default_rng(7)
+    for _ in range(50):
+        out = drop({'img': img + 1 if img.min() == 0 else img, 'rng': rng})['img']
+        ys, xs = np.nonzero((out == 0).all(-1))
+        h, w = ys.max() - ys.min() + 1, xs.max() - xs.min() + 1
+        assert 38 <= h <= 76 and 38 <= w <= 76 and (out == 0).all(-1).sum() == h * w
     never = Albumentation([dict(type='Blur', p=0.0)])
     assert never({'img': img})['img'] is img
     with pytest.raises(ValueError, match='albumentations'):
@@ -236,8 +229,8 @@ def test_albumentation_blur_median_dropout():
 
 def test_photometric_distortion_keeps_image_format():
     img = np.random.default_rng(0).integers(0, 256, (40, 30, 3), dtype=np.uint8)
-    with seeded_rng(3):
-        outs = [PhotometricDistortion()({'img': img.copy()})['img'] for _ in range(20)]
+    rng = np.random.default_rng(3)
+    outs = [PhotometricDistortion()({'img': img.copy(), 'rng': rng})['img'] for _ in range(20)]
     assert all(o.shape == img.shape and o.dtype == np.uint8 for o in outs)
     assert sum(not np.array_equal(o, img) for o in outs) >= 15
 

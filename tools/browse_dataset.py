@@ -17,7 +17,6 @@ import numpy as np
 
 from datasets import build_dataset
 from datasets.transforms import PackPoseInputs
-from datasets.transforms.rng import seeded_rng
 from utils.config import add_cfg_options_argument, load_config
 
 
@@ -41,12 +40,11 @@ def draw_pose(img: np.ndarray, keypoints: np.ndarray, visible: np.ndarray, metai
 
 def augmented_sample(dataset, index: int, seed: int) -> dict:
     """Sample ``index`` through the dataset's pipeline, stopping before ``PackPoseInputs``."""
-    with seeded_rng(seed):
-        results = dataset.get_data_info(index)
-        for t in dataset.pipeline.transforms:
-            if isinstance(t, PackPoseInputs) or results is None:
-                break
-            results = t(results)
+    results = dataset.sample_info(index, np.random.default_rng(seed))
+    for t in dataset.pipeline.transforms:
+        if isinstance(t, PackPoseInputs) or results is None:
+            break
+        results = t(results)
     return results
 
 

@@ -13,7 +13,7 @@ import cv2
 import numpy as np
 
 from datasets.transforms.base import BaseTransform
-from datasets.transforms.rng import get_rng
+from datasets.transforms.rng import sample_rng
 from utils.registry import ALBUMENTATIONS, TRANSFORMS
 
 
@@ -150,7 +150,7 @@ class Albumentation(BaseTransform):
         self._augs = [_build(t) for t in self.transforms]
 
     def transform(self, results: dict) -> dict:
-        rng = get_rng()
+        rng = sample_rng(results)
         img = results['img']
         for aug in self._augs:
             if aug.p >= 1.0 or rng.random() < aug.p:

@@ -1,6 +1,6 @@
 """Top-down box augmentations before the crop: box centre/scale, flip, half body, shift/scale/rotate.
 
-All draw from :func:`datasets.transforms.rng.get_rng` and accept a not-yet-decoded
+All draw from the sample's generator (:func:`datasets.transforms.rng.sample_rng`) and accept a not-yet-decoded
 :class:`~datasets.transforms.lazy_image.LazyImage` (``lazy_image_ok``).
 """
 from __future__ import annotations
@@ -13,7 +13,7 @@ import numpy as np
 
 from datasets.transforms.base import BaseTransform
 from datasets.transforms.lazy_image import LazyImage
-from datasets.transforms.rng import get_rng, truncated_normal
+from datasets.transforms.rng import sample_rng, truncated_normal
 from structures.bbox import FLIP_DIRECTIONS, bbox_xyxy2cs, flip_bbox
 from structures.keypoint import flip_keypoints
 from utils.registry import TRANSFORMS
@@ -77,7 +77,7 @@ class RandomFlip(BaseTransform):
         self._cum = np.cumsum(probs)  # u ~ U[0, 1) picks direction i where cum[i-1] <= u < cum[i]
 
     def transform(self, results: dict) -> dict:
-        flip_dir = self._choices[int(np.searchsorted(self._cum, get_rng().random(), side='right'))]
+        flip_dir = self._choices[int(np.searchsorted(self._cum, sample_rng(results).random(), side='right'))]
         results['flip'] = flip_dir is not None
         results['flip_direction'] = flip_dir
         if flip_dir is None:
@@ -143,7 +143,7 @@ class RandomHalfBody(BaseTransform):
         visible = results['keypoints_visible']
         if visible.ndim == 3:
             visible = visible[..., 0]
-        rng = get_rng()
+        rng = sample_rng(results)
         centers, scales = [], []
         for i, vis in enumerate(visible):
             ids = self._select(vis, results['upper_body_ids'], results['lower_body_ids'], rng)
@@ -198,7 +198,7 @@ class RandomBBoxTransform(BaseTransform):
 
     def transform(self, results: dict) -> dict:
         bbox_scale = results['bbox_scale']
-        offset, scale, rotate = self.get_params(bbox_scale.shape[0], get_rng())
+        offset, scale, rotate = self.get_params(bbox_scale.shape[0], sample_rng(results))
         results['bbox_center'] = results['bbox_center'] + offset * bbox_scale
         results['bbox_scale'] = bbox_scale * scale
         results['bbox_rotation'] = rotate

@@ -7,7 +7,7 @@ import cv2
 import numpy as np
 
 from datasets.transforms.base import BaseTransform
-from datasets.transforms.rng import get_rng
+from datasets.transforms.rng import sample_rng
 from utils.registry import TRANSFORMS
 
 _LEVELS3 = np.repeat(np.arange(256, dtype=np.int16)[:, None], 3, axis=1)  # (256, 3): a LUT per channel
@@ -34,7 +34,7 @@ class YOLOXHSVRandomAug(BaseTransform):
         return gains.astype(np.int16)
 
     def transform(self, results: dict) -> dict:
-        lut = _LEVELS3 + self.get_gains(get_rng())
+        lut = _LEVELS3 + self.get_gains(sample_rng(results))
         lut[:, 0] %= 180  # hue wraps; saturation and value clip
         np.clip(lut, 0, 255, out=lut)
         hsv = cv2.LUT(cv2.cvtColor(results['img'], cv2.COLOR_BGR2HSV), lut.astype(np.uint8)[:, None, :])
@@ -69,7 +69,7 @@ class PhotometricDistortion(BaseTransform):
         self.hue_delta = hue_delta
 
     def transform(self, results: dict) -> dict:
-        rng = get_rng()
+        rng = sample_rng(results)
         contrast_mode, brightness_flag, contrast_flag, swap_flag = rng.integers(0, 2, 4)
         hsv_mode = rng.integers(0, 4)
         beta = rng.uniform(-self.brightness_delta, self.brightness_delta)

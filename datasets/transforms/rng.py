@@ -1,47 +1,28 @@
-"""The random generator that augmentation transforms draw from.
+"""The per-sample random generator that augmentation transforms draw from.
 
-Datasets run each sample's pipeline inside :func:`seeded_rng` with a per-sample seed handed out by
-the sampler, so a fixed-seed run gives the same augmentations whatever the number of workers, and
-every sample, worker and epoch gets its own stream. Outside such a scope (direct ``dataset[i]``
-calls) transforms draw from a process-wide generator that :func:`seed_default_rng` can reset.
+A dataset puts ``results['rng']`` (a ``np.random.Generator``) into every sample before running its
+pipeline: ``np.random.default_rng(seed)`` with the per-sample seed the sampler hands out, so a
+fixed-seed run gives the same augmentations whatever the number of workers, and every sample, worker
+and epoch gets its own stream. Transforms draw only from :func:`sample_rng`; there is no module-level
+generator.
 """
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import MutableMapping
+from typing import Any
 
 import numpy as np
 
-_default = np.random.default_rng()
-_current: np.random.Generator | None = None
+RNG_KEY = 'rng'
 
 
-def get_rng() -> np.random.Generator:
-    """The generator of the innermost :func:`seeded_rng` scope, else the process-wide one."""
-    return _current if _current is not None else _default
-
-
-def seed_default_rng(seed: int | None) -> None:
-    """Reset the process-wide generator (``None``: fresh entropy)."""
-    global _default
-    _default = np.random.default_rng(seed)
-
-
-@contextmanager
-def seeded_rng(seed: int | None) -> Iterator[np.random.Generator]:
-    """Make :func:`get_rng` return ``np.random.default_rng(seed)`` inside the block.
-
-    ``seed=None`` keeps the current generator (no new scope).
-    """
-    global _current
-    if seed is None:
-        yield get_rng()
-        return
-    previous, _current = _current, np.random.default_rng(seed)
-    try:
-        yield _current
-    finally:
-        _current = previous
+def sample_rng(results: MutableMapping[str, Any]) -> np.random.Generator:
+    """The sample's generator ``results['rng']``. A sample without one (a transform called directly)
+    gets a fresh, unseeded generator stored there, so its later transforms draw from it too."""
+    rng = results.get(RNG_KEY)
+    if rng is None:
+        rng = results[RNG_KEY] = np.random.default_rng()
+    return rng
 
 
 def truncated_normal(rng: np.random.Generator, size: tuple[int, ...], low: float = -1.0,
