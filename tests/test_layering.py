@@ -34,6 +34,7 @@ def _modules() -> dict[str, Path]:
 
 
 MODULES = _modules()
+FIRST_PARTY = (*LAYERS, *SCRIPT_PACKAGES, *SCRIPTS)
 
 
 def _imports(path: Path, top_level_only: bool = False) -> list[tuple[str, int]]:
@@ -50,7 +51,7 @@ def _imports(path: Path, top_level_only: bool = False) -> list[tuple[str, int]]:
                      else node.module for alias in node.names]
         else:
             continue
-        out += [(name, node.lineno) for name in names if name.split('.')[0] in (*LAYERS, *SCRIPT_PACKAGES, *SCRIPTS)]
+        out += [(name, node.lineno) for name in names if name.split('.')[0] in FIRST_PARTY]
     return out
 
 
