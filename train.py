@@ -27,10 +27,10 @@ from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 
 from datasets import build_dataloader
-from deploy.loading import is_qat_config
-from deploy.qat import prepare_qat
 from evaluation import evaluate_model
 from models import build_pose_estimator
+from models.loading import is_qat_config
+from models.qat import prepare_qat
 from optim import build_ema, build_optimizer, build_schedulers, scale_lr
 from utils.checkpoint import load_checkpoint, read_checkpoint, save_checkpoint
 from utils.config import Config, add_cfg_options_argument, load_config

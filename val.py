@@ -18,10 +18,10 @@ import sys
 from pathlib import Path
 
 from datasets import build_dataloader
-from deploy.loading import is_qat_config, load_model
 from evaluation import CocoMetric, evaluate_model
 from evaluation.coco_metric import write_coco_results
 from models import build_pose_estimator
+from models.loading import is_qat_config, load_model
 from utils.checkpoint import CheckpointError, load_checkpoint
 from utils.config import Config, ConfigError, add_cfg_options_argument, load_config
 from utils.dist import cleanup, init_distributed, is_main_process

@@ -11,8 +11,9 @@ from torch import nn
 from torchvision.ops import nms
 
 from apis.inputs import ImageLike, as_config, read_image
-from deploy.loading import load_model
+from deploy.ort_backend import load_onnx_detector
 from models.detection.det_transforms import DetTestTransform
+from models.loading import load_model
 from utils.config import Config
 from utils.model_zoo import resolve_checkpoint
 
@@ -46,8 +47,6 @@ def init_detector(config: str | os.PathLike | Mapping, checkpoint: str | os.Path
     if 'model' not in cfg:
         raise KeyError(f'detector config {config!r} has no "model" entry')
     if checkpoint is not None and str(checkpoint).endswith('.onnx'):
-        from deploy.ort_backend import load_onnx_detector
-
         model = load_onnx_detector(checkpoint, cfg)
     else:
         model = load_model(cfg, None if checkpoint is None else resolve_checkpoint(checkpoint))

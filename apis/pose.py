@@ -21,7 +21,8 @@ from datasets.coco_style import SAMPLE_META_KEYS  # what datasets add to samples
 from datasets.collate import pose_collate
 from datasets.metainfo import parse_pose_metainfo
 from datasets.transforms.base import Compose
-from deploy.loading import load_model
+from deploy.ort_backend import load_onnx_pose_model
+from models.loading import load_model
 from utils.config import Config
 from utils.model_zoo import resolve_checkpoint
 from utils.registry import DATASETS
@@ -71,8 +72,6 @@ def init_model(config: str | os.PathLike | Mapping, checkpoint: str | os.PathLik
     """
     cfg = as_config(config, 'pose config')
     if checkpoint is not None and str(checkpoint).endswith('.onnx'):
-        from deploy.ort_backend import load_onnx_pose_model
-
         model = load_onnx_pose_model(checkpoint, cfg)
     else:  # float or QAT estimator, strict load
         model = load_model(cfg, None if checkpoint is None else resolve_checkpoint(checkpoint))

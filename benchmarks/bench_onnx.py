@@ -34,8 +34,8 @@ import torch
 
 from deploy.deps import require
 from deploy.export import export_pose_model
-from deploy.loading import load_model
 from deploy.ptq import quantize_pose_model
+from models.loading import load_model
 from utils.config import add_cfg_options_argument, load_config
 
 

@@ -6,6 +6,9 @@ from typing import Any
 
 import numpy as np
 
+from evaluation.evaluate import evaluate_model
+from utils.registry import METRICS
+
 
 def keypoint_deviation(reference: Any, candidate: Any, loader: Any) -> dict[str, float]:
     """Distance between the keypoints of two models on every crop of ``loader``, in input-crop px.
@@ -32,8 +35,6 @@ def keypoint_deviation(reference: Any, candidate: Any, loader: Any) -> dict[str,
 def coco_ap(model: Any, cfg: Mapping[str, Any], loader: Any, ann_file: str) -> dict[str, float]:
     """COCO keypoint metrics of ``model`` (anything with ``predict(inputs, meta)``) on ``loader``'s crops,
     scored by the config's ``val_evaluator`` against ``ann_file``."""
-    from evaluation.evaluate import evaluate_model
-    from utils.registry import METRICS
 
     metric = METRICS.build(dict(cfg['val_evaluator'], ann_file=ann_file), cfg_path='val_evaluator')
     return evaluate_model(model, loader, metric, device='cpu', progress=False)

@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 
+from datasets import build_dataloader
 from utils.config import Config
 
 
@@ -34,7 +35,6 @@ def resolve_annotation(calib_data: str, img_dir: str | None = None) -> tuple[str
 def annotation_loader(cfg: Config, ann_file: str, img_dir: str, batch_size: int = 32) -> Any:
     """A loader over the GT-box instances of ``ann_file`` with ``cfg``'s val dataset type, metainfo and
     pipeline (uint8 crops in ``batch['inputs']``, their meta in ``batch['meta']``)."""
-    from datasets import build_dataloader
 
     loader_cfg = copy.deepcopy(dict(cfg['val_dataloader']))
     dataset = dict(loader_cfg['dataset'])

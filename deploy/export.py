@@ -3,7 +3,6 @@ against PyTorch with ONNX Runtime."""
 from __future__ import annotations
 
 import importlib.util
-import json
 import os
 import warnings
 from collections.abc import Mapping, Sequence
@@ -15,8 +14,9 @@ from torch import nn
 
 from deploy.deps import require
 from deploy.graph import DetectorExportModule, PoseExportModule, Preprocess
+from deploy.metadata import read_metadata, write_metadata
+from deploy.ort_backend import create_session
 
-METADATA_KEY = 'mmpose_clean'
 EXPORTERS = ('torchscript', 'dynamo')
 
 
@@ -59,25 +59,6 @@ def export_module(module: nn.Module, example: torch.Tensor, path: str | os.PathL
     onnx.checker.check_model(model)
     onnx.save(model, path)
     return path
-
-
-def write_metadata(model: Any, metadata: Mapping[str, Any]) -> None:
-    """Store ``metadata`` (JSON-serialisable) in an ``onnx.ModelProto``'s metadata_props, in place."""
-    for prop in [p for p in model.metadata_props if p.key == METADATA_KEY]:
-        model.metadata_props.remove(prop)
-    entry = model.metadata_props.add()
-    entry.key = METADATA_KEY
-    entry.value = json.dumps(dict(metadata))
-
-
-def read_metadata(path: str | os.PathLike) -> dict[str, Any]:
-    """The metadata dict written by :func:`export_module` (``{}`` for foreign ONNX files)."""
-    onnx = require('onnx', 'reading ONNX metadata')
-    model = onnx.load(os.fspath(path), load_external_data=False)
-    for prop in model.metadata_props:
-        if prop.key == METADATA_KEY:
-            return json.loads(prop.value)
-    return {}
 
 
 def pose_output_names(codec_cfg: Mapping[str, Any], with_decode: bool) -> list[str]:
@@ -176,8 +157,6 @@ def _jsonable(value: Any) -> Any:
 def compare_with_torch(path: str | os.PathLike, module: nn.Module, inputs: torch.Tensor,
                        threads: int = 2) -> dict[str, float]:
     """Run ``module`` (PyTorch) and the ONNX file on ``inputs``; max abs difference per graph output."""
-    from deploy.ort_backend import create_session
-
     session = create_session(path, threads=threads)
     with torch.no_grad():
         expected = module.eval()(inputs)

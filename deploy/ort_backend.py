@@ -3,12 +3,15 @@
 ``load_onnx_pose_model(path, cfg)`` returns an :class:`OrtPoseModel` whose ``predict(inputs, meta)`` takes
 the batch of ``datasets.collate.pose_collate`` (uint8 BGR crops and their meta) and returns keypoints in
 original-image px, like ``TopdownPoseEstimator.predict``. How the graph was exported (preprocessing,
-decoding, flip test inside or not) is read from the metadata that ``deploy.export`` writes.
+decoding, flip test inside or not) is read from the metadata that ``deploy.export`` writes
+(``deploy.metadata``).
 """
 from __future__ import annotations
 
+import collections
 import json
 import os
+import tempfile
 import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -17,9 +20,10 @@ import numpy as np
 import torch
 
 from deploy.deps import require
-from deploy.export import METADATA_KEY
+from deploy.metadata import METADATA_KEY
 from models.pose_estimator import crop_to_image
 from utils.arrays import to_numpy
+from utils.registry import MODELS
 
 
 def create_session(path: str | os.PathLike, threads: int = 2, providers: Sequence[str] | None = None) -> Any:
@@ -40,9 +44,6 @@ def create_session(path: str | os.PathLike, threads: int = 2, providers: Sequenc
 def optimized_op_counts(path: str | os.PathLike) -> dict[str, int]:
     """Node counts by op type of the graph ONNX Runtime actually runs (after its CPU optimisations),
     e.g. to confirm an int8 model runs as QLinearConv rather than float Conv."""
-    import collections
-    import tempfile
-
     ort = require('onnxruntime', 'ONNX Runtime inference')
     onnx = require('onnx', 'reading the optimised graph')
     with tempfile.TemporaryDirectory() as tmp:
@@ -145,7 +146,6 @@ class OrtPoseModel(_HostSide):
             if cfg is None:
                 raise ValueError(f'{self.path}: the graph outputs raw head outputs; pass the model config '
                                  'so its head can decode them')
-            from utils.registry import MODELS
             self._head = MODELS.build(cfg['model']['head']).eval()
 
     def preprocess(self, inputs: Any) -> np.ndarray:
@@ -220,8 +220,6 @@ class OrtDetector(_HostSide):
     """
 
     def __init__(self, path: str | os.PathLike, cfg: Mapping[str, Any], threads: int = 2) -> None:
-        from utils.registry import MODELS
-
         self.path = os.fspath(path)
         self.session, self.meta = _open(self.path, 'detector', threads)
         self.cfg = cfg

@@ -7,14 +7,20 @@ stay float, see DEFAULT_OP_TYPES).
 """
 from __future__ import annotations
 
+import copy
 import os
 import tempfile
 from collections.abc import Iterator, Sequence
 from typing import Any
 
 import numpy as np
+import torch
 
 from deploy.deps import require
+from deploy.export import export_pose_model
+from deploy.metadata import read_metadata, write_metadata
+from deploy.ort_backend import create_session, graph_input, session_metadata
+from deploy.weight_rounding import prepare_weights_for_int8
 
 # Gemm/MatMul (the pose heads' Linear layers) stay float: their outputs (normalised coordinates, SimCC
 # logits) would lose ~1 px to a per-tensor uint8 grid, and they cost next to nothing.
@@ -74,8 +80,6 @@ def quantize_static_int8(float_path: str | os.PathLike, output_path: str | os.Pa
     onnx = require('onnx', 'int8 quantisation')
     quant = require('onnxruntime.quantization', 'int8 quantisation')
     shape_inference = require('onnxruntime.quantization.shape_inference', 'int8 quantisation')
-    from deploy.export import read_metadata, write_metadata
-    from deploy.ort_backend import create_session
 
     float_path, output_path = os.fspath(float_path), os.fspath(output_path)
     input_name = create_session(float_path, threads=1).get_inputs()[0].name
@@ -113,14 +117,6 @@ def quantize_pose_model(model: Any, cfg: Any, output_path: str | os.PathLike, cr
     Returns:
         ``output_path`` as a string.
     """
-    import copy
-
-    import torch
-
-    from deploy.export import export_pose_model
-    from deploy.ort_backend import create_session, graph_input, session_metadata
-    from deploy.weight_rounding import prepare_weights_for_int8
-
     with tempfile.TemporaryDirectory() as tmp:
         float_path = os.path.join(tmp, 'float.onnx')
         source = model

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import torch
 from torch import fx, nn
+from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 CLIP_RATIOS = tuple(1.0 - 0.02 * i for i in range(20))
 
@@ -18,7 +19,6 @@ CLIP_RATIOS = tuple(1.0 - 0.02 * i for i in range(20))
 def fold_batch_norms(network: nn.Module) -> int:
     """Fold every BatchNorm2d that directly follows a Conv2d (its only user) into the conv and replace the
     BN by ``nn.Identity``, in place (eval-mode statistics); returns the number folded."""
-    from torch.nn.utils.fusion import fuse_conv_bn_eval
 
     graph = fx.symbolic_trace(network).graph
     modules = dict(network.named_modules())

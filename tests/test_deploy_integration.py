@@ -14,7 +14,7 @@ pytest.importorskip('onnx')
 import topdown_demo_with_mmdet as demo  # noqa: E402
 import train  # noqa: E402
 import val  # noqa: E402
-from deploy.export import read_metadata  # noqa: E402
+from deploy.metadata import read_metadata  # noqa: E402
 from tools import export_onnx  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]

@@ -9,7 +9,8 @@ import torch
 pytest.importorskip('onnx')
 pytest.importorskip('onnxruntime')
 
-from deploy.export import compare_with_torch, export_detector, export_pose_model, read_metadata  # noqa: E402
+from deploy.export import compare_with_torch, export_detector, export_pose_model  # noqa: E402
+from deploy.metadata import read_metadata  # noqa: E402
 from models import build_pose_estimator  # noqa: E402
 from utils.config import load_config  # noqa: E402
 from utils.registry import MODELS  # noqa: E402

@@ -1,5 +1,6 @@
 """int8 quantisation: ORT static PTQ (deploy.ptq, tools/quantize.py) and FX quantisation-aware training
-(deploy.qat): int8 graphs run on int8 kernels and stay close to float; QAT trains, resumes and exports."""
+(models.qat, deploy.qat): int8 graphs run on int8 kernels and stay close to float; QAT trains, resumes
+and exports."""
 from pathlib import Path
 
 import numpy as np
@@ -9,12 +10,14 @@ import torch
 pytest.importorskip('onnx')
 pytest.importorskip('onnxruntime')
 
-from deploy.export import export_pose_model, read_metadata  # noqa: E402
+from deploy.export import export_pose_model  # noqa: E402
+from deploy.metadata import read_metadata  # noqa: E402
 from deploy.ort_backend import create_session, optimized_op_counts  # noqa: E402
 from deploy.ptq import quantize_static_int8  # noqa: E402
-from deploy.qat import export_qat_onnx, prepare_qat  # noqa: E402
+from deploy.qat import export_qat_onnx  # noqa: E402
 from deploy.weight_rounding import prepare_weights_for_int8  # noqa: E402
 from models import build_pose_estimator  # noqa: E402
+from models.qat import prepare_qat  # noqa: E402
 from tests.test_export_onnx import build, crops, rle_cfg  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]

@@ -31,7 +31,7 @@ import torch
 
 from deploy.deps import require
 from deploy.export import EXPORTERS, compare_with_torch, export_detector, export_pose_model, simplify_onnx
-from deploy.loading import is_detector_config, is_qat_config, load_model
+from models.loading import is_detector_config, is_qat_config, load_model
 from utils.config import add_cfg_options_argument, load_config
 
 

@@ -26,8 +26,8 @@ import time
 
 from deploy.deps import require
 from deploy.export import export_pose_model
-from deploy.loading import is_detector_config, load_model
 from deploy.ptq import CALIBRATION_METHODS, quantize_pose_model
+from models.loading import is_detector_config, load_model
 from utils.config import add_cfg_options_argument, load_config
 
 

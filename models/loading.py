@@ -1,4 +1,4 @@
-"""Build the float, QAT or detector model of a config and load its checkpoint, ready for export."""
+"""Build the model of a config and load its weights: float pose estimators, their QAT version, detectors."""
 from __future__ import annotations
 
 import os
@@ -6,6 +6,10 @@ from collections.abc import Mapping
 from typing import Any
 
 from torch import nn
+
+from models.qat import prepare_qat
+from utils.checkpoint import load_checkpoint, read_checkpoint, state_dict_of
+from utils.registry import MODELS
 
 
 def is_detector_config(cfg: Mapping[str, Any]) -> bool:
@@ -21,18 +25,13 @@ def is_qat_config(cfg: Mapping[str, Any]) -> bool:
 def load_model(cfg: Mapping[str, Any], checkpoint: str | os.PathLike | None) -> nn.Module:
     """The config's model in eval mode on the CPU with ``checkpoint`` loaded (None: random weights).
 
-    Pose configs give a TopdownPoseEstimator, or its QAT version (``deploy.qat.prepare_qat``) for a QAT
+    Pose configs give a TopdownPoseEstimator, or its QAT version (:func:`models.qat.prepare_qat`) for a QAT
     config, whose checkpoint must then come from that QAT run; detector configs give the detector.
     """
-    from utils.checkpoint import load_checkpoint, read_checkpoint, state_dict_of
-    from utils.registry import MODELS
-
     if checkpoint is not None and not os.path.isfile(checkpoint):
         raise FileNotFoundError(f'checkpoint not found: {os.fspath(checkpoint)!r}')
     model = MODELS.build(cfg['model'], cfg_path='model')
     if is_qat_config(cfg):
-        from deploy.qat import prepare_qat
-
         qcfg = {k: v for k, v in cfg['quantization'].items() if k != 'float_checkpoint'}
         model = prepare_qat(model, qcfg)
         if checkpoint is not None:

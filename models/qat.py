@@ -1,0 +1,139 @@
+"""Quantisation-aware training (QAT) with torch.fx graph mode on the traceable pose network.
+
+``prepare_qat(model, qcfg)`` returns a :class:`QATTopdownPoseEstimator`: the same ``preprocess`` / ``loss``
+/ ``predict`` as the float model (inherited), but ``forward`` runs an FX-prepared copy of the network
+with conv+BN fused and fake-quantised (per-channel symmetric int8 weights, per-tensor affine uint8
+activations). Its state dict has stable keys (``network.*``, ``head.*``), so a run is resumed by calling
+``prepare_qat`` on a freshly built model and loading the checkpoint. Exporting the trained model to an
+int8 ONNX graph is ``deploy.qat.export_qat_onnx``.
+"""
+from __future__ import annotations
+
+import warnings
+from collections.abc import Mapping
+from typing import Any
+
+import torch
+from torch import nn
+from torch.ao import quantization as tq
+from torch.ao.quantization import QConfigMapping
+from torch.ao.quantization.quantize_fx import prepare_qat_fx
+
+from models.pose_estimator import TopdownPoseEstimator
+from utils.checkpoint import load_checkpoint
+
+QAT_KEYS = {'mode', 'float_checkpoint', 'observer_momentum'}
+
+
+def qat_qconfig(averaging_constant: float = 0.01) -> Any:
+    """QConfig: per-tensor affine uint8 activations, per-channel symmetric int8 weights in [-127, 127]
+    (moving-average min/max observers with ``averaging_constant``). The symmetric [-127, 127] grid puts a
+    channel's largest weight exactly on a level (with [-128, 127] it sits on a rounding tie that PyTorch
+    and ONNX Runtime break differently), and matches ONNX Runtime's own symmetric int8 weights."""
+    activation = tq.FakeQuantize.with_args(
+        observer=tq.MovingAverageMinMaxObserver, averaging_constant=averaging_constant, quant_min=0,
+        quant_max=255, dtype=torch.quint8, qscheme=torch.per_tensor_affine)
+    weight = tq.FakeQuantize.with_args(
+        observer=tq.MovingAveragePerChannelMinMaxObserver, averaging_constant=averaging_constant,
+        quant_min=-127, quant_max=127, dtype=torch.qint8, qscheme=torch.per_channel_symmetric, ch_axis=0)
+    return tq.QConfig(activation=activation, weight=weight)
+
+
+class _Network(nn.Module):
+    """The estimator's ``forward`` (backbone -> neck -> head) as its own module, for FX tracing."""
+
+    def __init__(self, estimator: TopdownPoseEstimator) -> None:
+        super().__init__()
+        self.backbone = estimator.backbone
+        self.neck = estimator.neck
+        self.head = estimator.head
+
+    def forward(self, x: torch.Tensor) -> Any:
+        feats = self.backbone(x)
+        if self.neck is not None:
+            feats = self.neck(feats)
+        return self.head(feats)
+
+
+def _drop_observers_before_clamps(gm: torch.fx.GraphModule) -> None:
+    """Remove the activation fake-quant between a layer and a following ReLU/ReLU6: the clamp's own
+    output fake-quant covers it, and this is what ONNX Runtime's fused int8 kernels compute (a QLinearConv
+    requantising straight to the activation's range)."""
+    modules = dict(gm.named_modules())
+    for node in list(gm.graph.nodes):
+        if node.op != 'call_module' or not node.target.startswith('activation_post_process'):
+            continue
+        users = list(node.users)
+        if len(users) == 1 and users[0].op == 'call_module' and \
+                isinstance(modules.get(users[0].target), (nn.ReLU, nn.ReLU6)):
+            node.replace_all_uses_with(node.args[0])
+            gm.graph.erase_node(node)
+            gm.delete_submodule(node.target)
+    gm.graph.lint()
+    gm.recompile()
+
+
+class QATTopdownPoseEstimator(TopdownPoseEstimator):
+    """A TopdownPoseEstimator whose ``forward`` is a fake-quantised FX GraphModule (``self.network``).
+
+    ``head`` is the float model's head object: its ``loss`` / ``flip_merge`` / ``decode`` and its loss
+    module (e.g. RLE's flow model, trained in float) are used as they are; its layers share their
+    parameters with ``network`` (the state dict lists them under both names; loading a QAT checkpoint
+    into a freshly prepared QAT model restores both). Built by :func:`prepare_qat`, not from a config.
+    """
+
+    def __init__(self, estimator: TopdownPoseEstimator, network: torch.fx.GraphModule) -> None:
+        nn.Module.__init__(self)
+        self.network = network
+        self.head = estimator.head
+        self.neck = None
+        self.data_preprocessor = estimator.data_preprocessor
+        self.train_cfg = dict(estimator.train_cfg)
+        self.test_cfg = dict(estimator.test_cfg)
+        self.init_cfg = None
+
+    def init_weights(self) -> None:
+        """Nothing to do: weights come from the float model the QAT model was prepared from."""
+
+    def extract_feat(self, x: torch.Tensor) -> Any:
+        raise NotImplementedError('the QAT network is one fused graph; call forward()')
+
+    def forward(self, x: torch.Tensor) -> Any:
+        return self.network(x)
+
+
+def prepare_qat(model: TopdownPoseEstimator, qcfg: Mapping[str, Any] | None = None
+                ) -> QATTopdownPoseEstimator:
+    """Fake-quantise ``model``'s network for QAT (conv+BN fusion, int8 fake-quant) and return the QAT model.
+
+    Args:
+        model: a float TopdownPoseEstimator (its weights are the starting point; load them first, or
+            give ``qcfg.float_checkpoint``).
+        qcfg: ``cfg.quantization``: ``mode='qat'``, optional ``float_checkpoint`` (loaded before
+            preparing), ``observer_momentum`` (moving-average constant of the range observers, 0.01).
+
+    Returns:
+        the QAT model, in training mode, on the model's device.
+    """
+    qcfg = dict(qcfg or {})
+    unknown = set(qcfg) - QAT_KEYS
+    if unknown:
+        raise KeyError(f'cfg.quantization has unknown keys {sorted(unknown)}; '
+                       f'expected some of {sorted(QAT_KEYS)}')
+    if qcfg.get('mode', 'qat') != 'qat':
+        raise ValueError(f"prepare_qat needs cfg.quantization.mode='qat', got {qcfg.get('mode')!r}")
+    if qcfg.get('float_checkpoint'):
+        load_checkpoint(model, qcfg['float_checkpoint'])
+    device = next(model.parameters()).device
+    size = model.head.decoder.input_size if getattr(model.head, 'decoder', None) is not None else (192, 192)
+    example = torch.zeros(1, 3, size[1], size[0], device=device)
+    # The head stays float: its outputs (normalised coordinates next to sigma logits, or SimCC logits)
+    # would lose ~1 px to a per-tensor uint8 grid, and its Linear layers cost next to nothing.
+    mapping = QConfigMapping().set_global(qat_qconfig(qcfg.get('observer_momentum', 0.01)))
+    mapping.set_module_name('head', None)
+    model.train()
+    with warnings.catch_warnings():
+        warnings.simplefilter('ignore')  # torch.ao.quantization announces its future move to torchao
+        network = prepare_qat_fx(_Network(model), mapping, (example,))
+    _drop_observers_before_clamps(network)
+    return QATTopdownPoseEstimator(model, network).to(device).train()
