@@ -31,7 +31,7 @@ from evaluation import evaluate_model
 from models import build_pose_estimator
 from models.loading import is_qat_config
 from models.qat import prepare_qat
-from optim import build_ema, build_optimizer, build_schedulers, scale_lr
+from optim import build_ema, build_optimizer, build_schedulers, ema_config, scale_lr
 from utils.checkpoint import load_checkpoint, read_checkpoint, save_checkpoint
 from utils.config import Config, add_cfg_options_argument, load_config
 from utils.dist import barrier, broadcast_buffers, broadcast_object, cleanup, init_distributed
@@ -325,13 +325,7 @@ def main(argv: list[str] | None = None) -> int:
         logger.info('auto_scale_lr: lr x %g (total batch %d, base %d)', ratio, total_batch,
                     cfg.auto_scale_lr['base_batch_size'])
     schedulers = build_schedulers(optim, cfg.get('param_scheduler'), iters_per_epoch, max_epochs)
-    hooks = list(cfg.get('custom_hooks') or [])
-    ema_cfg = next((h for h in hooks if h.get('type') == 'EMAHook'), None)
-    for hook in hooks:
-        if hook.get('type') != 'EMAHook':
-            logger.warning('custom_hooks: %s is not supported and is ignored (stage 2 comes from '
-                           'stage2_num_epochs + the dataset pipeline_stage2)', hook.get('type'))
-    ema = build_ema(model, ema_cfg)
+    ema = build_ema(model, ema_config(cfg))
     ckpt_cfg = {'save_best': 'coco/AP', 'rule': 'greater', **(cfg.get('checkpoint') or {})}
     best: dict[str, Any] = {'key': ckpt_cfg['save_best'], 'score': None, 'epoch': None}
 

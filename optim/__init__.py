@@ -1,6 +1,6 @@
 """Optimizers and learning-rate schedulers built from configs."""
 from optim.builder import build_optimizer, scale_lr
-from optim.ema import ExpMomentumEMA, ExponentialMovingAverage, build_ema
+from optim.ema import ExpMomentumEMA, ExponentialMovingAverage, build_ema, ema_config
 from optim.optim_wrapper import AmpOptimWrapper, OptimWrapper
 from optim.optimizers import fast_kernel_args
 from optim.schedulers import (
@@ -14,6 +14,6 @@ from optim.schedulers import (
     build_schedulers,
 )
 
-__all__ = ['build_optimizer', 'scale_lr', 'build_schedulers', 'build_ema', 'OptimWrapper', 'AmpOptimWrapper',
-           'ExponentialMovingAverage', 'ExpMomentumEMA', 'LRScheduler', 'LinearLR', 'ConstantLR', 'StepLR',
-           'MultiStepLR', 'ExponentialLR', 'CosineAnnealingLR', 'fast_kernel_args']
+__all__ = ['build_optimizer', 'scale_lr', 'build_schedulers', 'build_ema', 'ema_config', 'OptimWrapper',
+           'AmpOptimWrapper', 'ExponentialMovingAverage', 'ExpMomentumEMA', 'LRScheduler', 'LinearLR',
+           'ConstantLR', 'StepLR', 'MultiStepLR', 'ExponentialLR', 'CosineAnnealingLR', 'fast_kernel_args']

@@ -1,13 +1,16 @@
-"""Exponential moving averages of model weights (mmengine/mmpose EMAHook models)."""
+"""Exponential moving averages of model weights (mmengine/mmpose EMAHook models), from a config's ``ema``."""
 from __future__ import annotations
 
 import copy
+import logging
 import math
+from collections.abc import Mapping
 from typing import Any
 
 import torch
 from torch import nn
 
+from utils.logger import LOGGER_NAME
 from utils.registry import EMA_MODELS
 
 
@@ -81,14 +84,42 @@ class ExpMomentumEMA(ExponentialMovingAverage):
         avg.mul_(1 - m).add_(source, alpha=m)
 
 
-def build_ema(model: nn.Module, ema_hook_cfg: dict | None) -> ExponentialMovingAverage | None:
-    """EMA from a config's ``custom_hooks`` entry ``dict(type='EMAHook', ema_type=..., momentum=...,
-    update_buffers=..., priority=...)``; None when ``ema_hook_cfg`` is None."""
-    if ema_hook_cfg is None:
+EMA_HOOK_IGNORED = ('type', 'ema_type', 'priority', 'strict_load')
+
+
+def ema_config(cfg: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The EMA a config asks for, as an :data:`~utils.registry.EMA_MODELS` config; None for none.
+
+    The entry is ``ema = dict(type='ExpMomentumEMA', momentum=0.0002, gamma=2000, update_buffers=True)``
+    (``type`` defaults to ``'ExponentialMovingAverage'``). MMPose's form, ``custom_hooks =
+    [dict(type='EMAHook', ema_type=..., momentum=..., priority=...)]``, is converted here, the one place
+    that reads ``custom_hooks``; other hooks are ignored with a warning (stage 2 comes from
+    ``stage2_num_epochs``), and a config with both forms is an error.
+    """
+    hooks = list(cfg.get('custom_hooks') or [])
+    for hook in hooks:
+        if hook.get('type') != 'EMAHook':
+            logging.getLogger(LOGGER_NAME).warning(
+                'custom_hooks: %s is not supported and is ignored (EMA comes from the ema entry or an '
+                'EMAHook, stage 2 from stage2_num_epochs + the pipeline_stage2)', hook.get('type'))
+    ema_hooks = [h for h in hooks if h.get('type') == 'EMAHook']
+    if cfg.get('ema') is not None and ema_hooks:
+        raise ValueError('the config sets both ema and custom_hooks EMAHook; keep one')
+    if len(ema_hooks) > 1:
+        raise ValueError(f'custom_hooks has {len(ema_hooks)} EMAHook entries; expected at most one')
+    if cfg.get('ema') is not None:
+        return {'type': 'ExponentialMovingAverage', **cfg['ema']}
+    if not ema_hooks:
         return None
-    args = {k: v for k, v in ema_hook_cfg.items() if k not in ('type', 'ema_type', 'priority')}
-    ema_type = ema_hook_cfg.get('ema_type', 'ExponentialMovingAverage')
-    if args.pop('begin_iter', 0) or args.pop('begin_epoch', 0):
-        raise ValueError('EMAHook begin_iter/begin_epoch are not supported')
-    args.pop('strict_load', None)
-    return EMA_MODELS.build(dict(args, type=ema_type), cfg_path='EMAHook', model=model)
+    hook = ema_hooks[0]
+    if hook.get('begin_iter', 0) or hook.get('begin_epoch', 0):
+        raise ValueError('custom_hooks EMAHook: begin_iter / begin_epoch are not supported')
+    args = {k: v for k, v in hook.items() if k not in (*EMA_HOOK_IGNORED, 'begin_iter', 'begin_epoch')}
+    return {'type': hook.get('ema_type', 'ExponentialMovingAverage'), **args}
+
+
+def build_ema(model: nn.Module, ema_cfg: Mapping[str, Any] | None) -> ExponentialMovingAverage | None:
+    """The EMA of ``model`` described by ``ema_cfg`` (see :func:`ema_config`); None when it is None."""
+    if ema_cfg is None:
+        return None
+    return EMA_MODELS.build(ema_cfg, cfg_path='ema', model=model)

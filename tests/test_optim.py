@@ -15,6 +15,7 @@ from optim import (
     build_ema,
     build_optimizer,
     build_schedulers,
+    ema_config,
     fast_kernel_args,
     scale_lr,
 )
@@ -247,8 +248,8 @@ def test_auto_scale_lr_only_when_enabled():
 
 def test_exp_momentum_ema_matches_formula_and_resumes():
     model = nn.Sequential(nn.Linear(2, 2), nn.BatchNorm1d(2))
-    ema = build_ema(model, dict(type='EMAHook', ema_type='ExpMomentumEMA', momentum=0.0002, gamma=2000,
-                                update_buffers=True, priority=49))
+    ema = build_ema(model, ema_config(dict(ema=dict(type='ExpMomentumEMA', momentum=0.0002, gamma=2000,
+                                                    update_buffers=True))))
     assert isinstance(ema, ExpMomentumEMA)
     w0 = model[0].weight.detach().clone()
     ema.update_parameters(model)  # first update copies
@@ -282,3 +283,21 @@ def test_fused_kernels_are_chosen_on_cuda_only_and_never_override_the_config():
     assert fast_kernel_args(torch.optim.AdamW, False, {}) == {}
     assert fast_kernel_args(torch.optim.AdamW, True, {'foreach': False}) == {}
     assert fast_kernel_args(torch.optim.RMSprop, True, {}) == {}  # no fused kernel: torch's default
+
+
+def test_ema_config_converts_mmpose_ema_hook(caplog):
+    first_class = dict(type='ExpMomentumEMA', momentum=0.0002, gamma=2000, update_buffers=True)
+    hooks = [dict(type='EMAHook', ema_type='ExpMomentumEMA', momentum=0.0002, gamma=2000, update_buffers=True,
+                  priority=49, strict_load=False), dict(type='mmdet.PipelineSwitchHook', switch_epoch=390)]
+    with caplog.at_level('WARNING', logger='mmpose_clean'):
+        assert ema_config(dict(custom_hooks=hooks)) == first_class
+    assert 'PipelineSwitchHook is not supported' in caplog.text
+    assert ema_config(dict(ema=dict(momentum=0.001))) == dict(type='ExponentialMovingAverage', momentum=0.001)
+    assert ema_config(dict(custom_hooks=[dict(type='EMAHook')])) == dict(type='ExponentialMovingAverage')
+    assert ema_config({}) is None and build_ema(nn.Linear(2, 2), None) is None
+    with pytest.raises(ValueError, match='both ema and custom_hooks EMAHook'):
+        ema_config(dict(ema=first_class, custom_hooks=hooks))
+    with pytest.raises(ValueError, match='begin_iter'):
+        ema_config(dict(custom_hooks=[dict(type='EMAHook', begin_iter=10)]))
+    with pytest.raises(KeyError, match="'NoSuchEMA' is not registered in the EMA model registry"):
+        build_ema(nn.Linear(2, 2), ema_config(dict(ema=dict(type='NoSuchEMA'))))

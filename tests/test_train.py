@@ -108,8 +108,7 @@ def test_family_trains_validates_and_writes_outputs(tmp_path, family):
 @needs_data
 def test_ema_checkpoint_then_non_finite_loss_keeps_it(tmp_path, monkeypatch):
     cfg_file = tiny_config(tmp_path, 'rle', max_epochs=1, extra="""
-        custom_hooks = [dict(type='EMAHook', ema_type='ExpMomentumEMA', momentum=0.0002, gamma=2000,
-                             update_buffers=True, priority=49)]
+        ema = dict(type='ExpMomentumEMA', momentum=0.0002, gamma=2000, update_buffers=True)
         """)
     work_dir = tmp_path / 'work'
     args = ['--cfg_file', str(cfg_file), '--work-dir', str(work_dir), '--device', 'cpu']
