@@ -56,9 +56,9 @@ def stack_params(samples: Sequence[Mapping[str, Any]], device: torch.device | st
     """
     if not samples:
         raise ValueError('stack_params needs at least one sample')
-    keys = set(samples[0])
+    keys = list(samples[0])
     for i, sample in enumerate(samples):
-        if set(sample) != keys:
+        if set(sample) != set(keys):
             raise ValueError(f'sample {i} has parameters {sorted(sample)}, sample 0 has {sorted(keys)}')
     return {k: torch.from_numpy(np.stack([np.asarray(s[k]) for s in samples])).to(device) for k in keys}
 
