@@ -1,10 +1,10 @@
 """Batched photometric augmentations against the per-sample OpenCV transforms they mirror.
 
-For 2,000 seeds each, the per-sample transform runs on one image inside ``seeded_rng(seed)`` and
-the batched ``draw`` runs on ``default_rng(seed)``; the batched ``apply`` on the whole batch must
-give the same pixels (bit-exact), and ``draw`` must leave the generator in the same state (it made
-the same calls, so the parameters have the same distribution and the rest of the sample's
-pipeline draws the same values).
+For 2,000 seeds each, the per-sample transform runs on one image with ``results['rng'] =
+default_rng(seed)`` and the batched ``draw`` runs on another ``default_rng(seed)``; the batched
+``apply`` on the whole batch must give the same pixels (bit-exact), and ``draw`` must leave the
+generator in the same state (it made the same calls, so the parameters have the same distribution
+and the rest of the sample's pipeline draws the same values).
 """
 from __future__ import annotations
 
@@ -23,7 +23,6 @@ from datasets.batched.photometric import (
     stack_params,
 )
 from datasets.transforms import Albumentation, PhotometricDistortion, YOLOXHSVRandomAug
-from datasets.transforms.rng import seeded_rng
 
 N_DRAWS = 2000
 
@@ -58,8 +57,8 @@ def _run_both(cfg: dict, per_sample, images: np.ndarray) -> tuple[np.ndarray, np
     batched = build_batched_photometric(cfg, image_size=(width, height))
     expected, draws = [], [[] for _ in batched]
     for seed, img in enumerate(images):
-        with seeded_rng(seed) as rng:
-            expected.append(per_sample({'img': img.copy()})['img'])
+        rng = np.random.default_rng(seed)
+        expected.append(per_sample({'img': img.copy(), 'rng': rng})['img'])
         mirror = np.random.default_rng(seed)
         for t, samples in zip(batched, draws):
             samples.append(t.draw(mirror))
