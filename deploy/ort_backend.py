@@ -174,7 +174,7 @@ class OrtPoseModel(_HostSide):
 
     @staticmethod
     def _as_head_outputs(outputs: list[np.ndarray]) -> torch.Tensor | tuple[torch.Tensor, ...]:
-        tensors = tuple(torch.fromto_numpy(o) for o in outputs)
+        tensors = tuple(torch.from_numpy(o) for o in outputs)
         return tensors[0] if len(tensors) == 1 else tensors
 
     def predict(self, inputs: Any, meta: Mapping[str, Any]) -> dict[str, np.ndarray]:
@@ -196,7 +196,7 @@ class OrtPoseModel(_HostSide):
             flip_indices = indices.reshape(-1, indices.shape[-1])[0].tolist()
         keypoints, scores = self.predict_crops(inputs, flip_indices)
         input_size = to_numpy(meta['input_size']) if 'input_size' in meta else np.asarray(self.input_size)
-        keypoints = crop_to_image(torch.fromto_numpy(keypoints), input_size, to_numpy(meta['bbox_center']),
+        keypoints = crop_to_image(torch.from_numpy(keypoints), input_size, to_numpy(meta['bbox_center']),
                                   to_numpy(meta['bbox_scale']))
         return {'keypoints': keypoints, 'keypoint_scores': scores}
 
@@ -237,7 +237,7 @@ class OrtDetector(_HostSide):
         Returns:
             per image ``{'bboxes': (K, 4) xyxy original-image px, 'scores': (K,), 'labels': (K,)}``.
         """
-        outputs = [torch.fromto_numpy(o) for o in run_batched(self.session, graph_input(inputs, self.meta))]
+        outputs = [torch.from_numpy(o) for o in run_batched(self.session, graph_input(inputs, self.meta))]
         levels = len(outputs) // 2
         with torch.no_grad():
             return self.bbox_head.predict_by_feat(outputs[:levels], outputs[levels:], img_metas)
