@@ -80,19 +80,24 @@ def _text(img: np.ndarray, text: str, org: tuple[int, int], scale: float = 0.38,
     cv2.putText(img, text, (x, y + h // 2), FONT, scale, color, 1, cv2.LINE_AA)
 
 
-def _legend(img: np.ndarray, labels: list[tuple[int, str]], points: list[tuple[int, int]],
+def _legend(img: np.ndarray, labels: list[tuple[int, str]], lines: list[np.ndarray],
             box: tuple[int, int, int, int]) -> None:
-    """Draw the legend in the corner of the plot ``box`` (x0, y0, x1, y1) covering fewest data points."""
+    """Draw the legend at the place of the plot ``box`` (x0, y0, x1, y1) that hides least of the curves
+    ``lines`` ((N, 2) px each): a corner or the middle of a side."""
     x0, y0, x1, y1 = box
     w = max(cv2.getTextSize(label, FONT, 0.36, 1)[0][0] for _, label in labels) + 32
     h = 14 * len(labels) + 6
-    corners = [(x1 - 4 - w, y0 + 4), (x1 - 4 - w, y1 - 4 - h), (x0 + 4, y0 + 4), (x0 + 4, y1 - 4 - h)]
+    samples = [a + (b - a) * t for pts in lines for a, b in zip(pts[:-1], pts[1:])
+               for t in np.linspace(0, 1, 25)] + [p for pts in lines for p in pts]
+    xs = [x1 - 4 - w, x0 + 4]
+    ys = [y0 + 4, (y0 + y1 - h) // 2, y1 - 4 - h]
+    spots = [(x, y) for y in ys for x in xs]
 
-    def covered(corner: tuple[int, int]) -> int:
-        cx, cy = corner
-        return sum(cx - 4 <= px <= cx + w + 4 and cy - 4 <= py <= cy + h + 4 for px, py in points)
+    def hidden(spot: tuple[int, int]) -> int:
+        sx, sy = spot
+        return sum(sx - 4 <= px <= sx + w + 4 and sy - 4 <= py <= sy + h + 4 for px, py in samples)
 
-    lx, ly = min(corners, key=covered)
+    lx, ly = min(spots, key=hidden)
     cv2.rectangle(img, (lx, ly), (lx + w, ly + h), (255, 255, 255), -1)
     cv2.rectangle(img, (lx, ly), (lx + w, ly + h), GRID, 1)
     for row, (i, label) in enumerate(labels):
@@ -143,17 +148,19 @@ def render_panel(panel: Panel, size: tuple[int, int] = (400, 280)) -> np.ndarray
                 _text(img, label, (x0 - 5, py), align='right')
     cv2.rectangle(img, (x0, y0), (x1, y1), FRAME, 1)
     _text(img, panel.xlabel, ((x0 + x1) // 2, h - 9), 0.38, align='center')
+    drawn = []
     for i, (_, pts) in enumerate(curves):
         color = PALETTE[i % len(PALETTE)]
-        px = np.array([to_px(x, y) for x, y in pts], np.int32)
+        px = np.array([to_px(x, y) for x, y in pts], np.int32).reshape(-1, 2)
         if len(px) > 1:
             cv2.polylines(img, [px.reshape(-1, 1, 2)], False, color, 2, cv2.LINE_AA)
         if len(px) <= 40:
             for p in px:
                 cv2.circle(img, (int(p[0]), int(p[1])), 3, color, -1, cv2.LINE_AA)
+        drawn.append(px.astype(np.float64))
     labels = [(i, label) for i, (label, _) in enumerate(curves) if label]
     if labels:
-        _legend(img, labels, [to_px(x, y) for _, pts in curves for x, y in pts], (x0, y0, x1, y1))
+        _legend(img, labels, drawn, (x0, y0, x1, y1))
     return img
 
 
