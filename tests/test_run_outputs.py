@@ -25,6 +25,7 @@ from evaluation.prediction_pictures import GT_COLOR, draw_predictions
 from tests.test_train import DATA, tiny_config
 from tools import plot_curves
 from utils.curves import PALETTE, nice_ticks, tick_label
+from utils.logger import RunLog, get_logger
 from utils.run_record import RunRecord, read_results, read_scalars, summary_table
 
 REPO = Path(__file__).resolve().parents[1]
@@ -252,3 +253,31 @@ def test_nice_ticks():
     assert nice_ticks(0.0, 1.0, 5) == pytest.approx([0.0, 0.25, 0.5, 0.75, 1.0])
     assert tick_label(0.25, 0.25, 1.0) == '0.25' and tick_label(2e-5, 1e-5, 1e-4) == '2.0e-5'
     assert nice_ticks(-92.5, -58.0, 5) == pytest.approx([-90.0, -80.0, -70.0, -60.0])
+
+
+def test_run_log_on_a_terminal_keeps_iteration_lines_in_the_file(tmp_path, capsys):
+    logger = get_logger(tmp_path / 'train.log')
+    run_log = RunLog(logger, None, torch.device('cpu'), log_interval=2, max_iters=3, show_bar=True,
+                     batch_size=4, world_size=1, work_dir=tmp_path, max_epochs=1,
+                     batch_picture=lambda batch: np.full((8, 8, 3), 200, np.uint8))
+    losses = [3.0, 1.0, 8.0]
+    for i, _ in enumerate(run_log.progress([0, 1, 2], 0)):
+        run_log.iters += 1
+        if i in (1, 2):  # windows of 2 and 1 iterations
+            window = losses[:2] if i == 1 else losses[2:]
+            run_log.log_train(0, i, 3, i + 1, 0.01, {'loss_kpt': float(np.mean(window))}, 0.1, 0.01)
+            assert 'loss ' in run_log.bar.postfix and 'lr 1.00e-02' in run_log.bar.postfix
+            assert 'ETA ' in run_log.bar.postfix
+    logger.warning('a message above the bar')
+    run_log.log_metrics({'coco/AP': 0.5}, 0)
+    run_log.end_epoch(0)
+    printed = capsys.readouterr().out
+    assert 'Epoch(train)' not in printed and 'Epoch 1/1' in printed  # the bar instead of iteration lines
+    assert 'WARNING: a message above the bar' in printed and 'Epoch(val) [1]  coco/AP: 0.5000' in printed
+    assert (tmp_path / 'train.log').read_text().count('Epoch(train) [1]') == 2
+    (row,) = read_results(tmp_path / 'results.csv')
+    assert row['loss_kpt'] == pytest.approx(4.0) and row['coco/AP'] == 0.5  # the mean over all 3 iterations
+    assert (tmp_path / 'train_batch.jpg').is_file() and (tmp_path / 'results.png').is_file()
+    for handler in list(logger.handlers):  # leave no handler on the captured stream
+        logger.removeHandler(handler)
+        handler.close()
