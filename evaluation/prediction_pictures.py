@@ -12,7 +12,8 @@ import cv2
 import numpy as np
 
 from evaluation.coco_metric import CocoMetric
-from utils.visualization import draw_pose, fit_scale, put_label, save_image, tile_mosaic
+from utils.output_files import write_image
+from utils.visualization import draw_pose, fit_scale, put_label, tile_mosaic
 
 GT_COLOR = (255, 0, 255)  # BGR magenta: ground truth as rings and thin lines under the prediction
 
@@ -117,6 +118,6 @@ def save_prediction_pictures(metric: Any, dataset: Any, out_dir: str | os.PathLi
         raise ValueError('drawing predictions needs a CocoMetric in val_evaluator')
     written = 0
     for _, path, picture in prediction_pictures(coco, dataset):
-        save_image(Path(out_dir) / Path(path).name, picture)
+        write_image(Path(out_dir) / Path(path).name, picture)
         written += 1
     return written

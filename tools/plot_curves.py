@@ -14,8 +14,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository r
 import argparse
 
 from utils.curves import Panel, Series, render_panels
+from utils.output_files import write_image
 from utils.run_record import run_series
-from utils.visualization import save_image
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -37,7 +37,7 @@ def main(argv: list[str] | None = None) -> int:
     except (FileNotFoundError, KeyError, ValueError) as err:
         print(f'error: {err.args[0] if isinstance(err, KeyError) else err}', file=sys.stderr)
         return 2
-    save_image(args.out, render_panels(panels, cols=args.cols))
+    write_image(args.out, render_panels(panels, cols=args.cols))
     print(f'wrote {args.out}: {", ".join(args.keys)} of {len(args.runs)} runs')
     return 0
 

@@ -24,6 +24,7 @@ from __future__ import annotations
 import os
 import pickle
 import re
+import tempfile
 from collections import OrderedDict, defaultdict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -34,8 +35,6 @@ import numpy as np
 import torch
 from numpy._core import multiarray as np_multiarray
 from torch import nn
-
-from utils.fileio import atomic_open
 
 CHECKPOINT_MARKER = 'mmpose_clean'
 CHECKPOINT_VERSION = 1
@@ -319,8 +318,15 @@ def save_checkpoint(path: str | os.PathLike, payload: Mapping[str, Any], mark: b
             raise KeyError(f'save_checkpoint({str(path)!r}): payload needs a "state_dict" entry, '
                            f'got keys {list(payload)}')
         payload = {**payload, 'meta': {**payload.get('meta', {}), CHECKPOINT_MARKER: CHECKPOINT_VERSION}}
-    with atomic_open(path, 'wb') as f:
-        torch.save(payload, f)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f'.{path.name}.', suffix='.tmp', dir=path.parent)
+    try:
+        with os.fdopen(fd, 'wb') as f:
+            torch.save(payload, f)
+        os.replace(tmp_name, path)
+    except BaseException:
+        Path(tmp_name).unlink(missing_ok=True)
+        raise
 
 
 def convert_checkpoint(checkpoint: Any, dst_format: str) -> tuple[Any, bool]:

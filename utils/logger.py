@@ -19,8 +19,8 @@ from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 
 from utils.curves import render_panels
+from utils.output_files import write_image
 from utils.run_record import RunRecord, results_panels, summary_table
-from utils.visualization import save_image
 
 LOGGER_NAME = 'mmpose_clean'
 _FORMAT = '%(asctime)s - %(levelname)s - %(message)s'
@@ -205,7 +205,7 @@ class RunLog:
         nothing for None)."""
         if img is None or self.work_dir is None:
             return
-        save_image(self.work_dir / name, img)
+        write_image(self.work_dir / name, img)
         if self.writer is not None:
             self.writer.add_image(tag, cv2.cvtColor(img, cv2.COLOR_BGR2RGB), step, dataformats='HWC')
 
@@ -218,7 +218,8 @@ class RunLog:
                **self.metrics, 'time': time.perf_counter() - self.epoch_start}
         self.record.add_epoch(row)
         if self.metrics:
-            save_image(self.work_dir / 'results.png', render_panels(results_panels(self.record.rows), cols=2))
+            chart = render_panels(results_panels(self.record.rows), cols=2)
+            write_image(self.work_dir / 'results.png', chart)
 
     def log_summary(self, best_key: str | None, rule: str) -> None:
         """The per-epoch table of results.csv with the best epoch marked (main process)."""

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from utils.curves import Panel, Series
-from utils.fileio import atomic_open
+from utils.output_files import write_text_atomic
 
 RESULTS_CSV = 'results.csv'
 SCALARS_JSON = 'scalars.json'
@@ -98,8 +98,7 @@ class RunRecord:
             self.rows = [r for r in read_results(self.csv_path) if r['epoch'] <= resume_epoch]
             kept = [r for r in read_scalars(self.json_path)
                     if (r.get('step', 0) if is_val_record(r) else r['epoch']) <= resume_epoch]
-        with atomic_open(self.json_path, 'w', encoding='utf-8') as f:
-            f.writelines(json.dumps(r) + '\n' for r in kept)
+        write_text_atomic(self.json_path, ''.join(json.dumps(r) + '\n' for r in kept))
         self._write_csv()
 
     def _append_json(self, record: Mapping[str, Any]) -> None:
@@ -125,8 +124,7 @@ class RunRecord:
         self._write_csv()
 
     def _write_csv(self) -> None:
-        with atomic_open(self.csv_path, 'w', encoding='utf-8', newline='') as f:
-            f.write(_csv_text(self.rows) if self.rows else 'epoch,time\n')
+        write_text_atomic(self.csv_path, _csv_text(self.rows) if self.rows else 'epoch,time\n')
 
 
 def _fmt(value: float | None) -> str:

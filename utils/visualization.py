@@ -1,16 +1,13 @@
 """Drawing pose results on BGR images: skeleton and keypoints in the dataset's colours, boxes with scores;
-tiling pictures into a mosaic and writing them."""
+tiling pictures into a mosaic."""
 from __future__ import annotations
 
 import math
-import os
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import cv2
 import numpy as np
-
-from utils.fileio import write_bytes_atomic
 
 BOX_COLOR = (0, 255, 0)  # BGR green, as MMPose's visualizer
 
@@ -122,12 +119,3 @@ def tile_mosaic(images: Sequence[np.ndarray], tile: tuple[int, int], cols: int |
         out[y:y + img.shape[0], x:x + img.shape[1]] = img
     return out
 
-
-def save_image(path: str | os.PathLike, img: np.ndarray, jpeg_quality: int = 90) -> None:
-    """Encode a BGR uint8 image by ``path``'s extension (.png / .jpg) and write it atomically."""
-    ext = os.path.splitext(str(path))[1].lower() or '.png'
-    params = [cv2.IMWRITE_JPEG_QUALITY, jpeg_quality] if ext in ('.jpg', '.jpeg') else []
-    ok, data = cv2.imencode(ext, img, params)
-    if not ok:
-        raise ValueError(f'cannot encode an image as {ext!r} for {path} (use .png or .jpg)')
-    write_bytes_atomic(path, data.tobytes())
