@@ -61,10 +61,11 @@ def tick_label(value: float, step: float, magnitude: float) -> str:
     return f'{value:.{decimals}f}'
 
 
-def _range(values: list[float], pad: float) -> tuple[float, float]:
+def _range(values: list[float], pad: float, flat: float | None = None) -> tuple[float, float]:
+    """[min, max] of ``values`` widened by ``pad`` of the span; a zero span by ``flat`` (default 5 %)."""
     lo, hi = min(values), max(values)
     if hi - lo <= abs(hi) * 1e-9:
-        delta = abs(hi) * 0.05 or 0.5
+        delta = flat or abs(hi) * 0.05 or 0.5
         return lo - delta, hi + delta
     return lo - (hi - lo) * pad, hi + (hi - lo) * pad
 
@@ -123,7 +124,8 @@ def render_panel(panel: Panel, size: tuple[int, int] = (400, 280)) -> np.ndarray
     if not all_pts:
         _text(img, 'no data', ((x0 + x1) // 2, (y0 + y1) // 2), align='center', color=FRAME)
         return img
-    xlo, xhi = _range([p[0] for p in all_pts], 0.0)
+    xlo, xhi = _range([p[0] for p in all_pts], 0.0, flat=0.5)
+    whole = all(p[0] == int(p[0]) for p in all_pts)  # whole epochs: integer x ticks
     ylo, yhi = _range([p[1] for p in all_pts], 0.06)
 
     def to_px(x: float, y: float) -> tuple[int, int]:
@@ -132,12 +134,12 @@ def render_panel(panel: Panel, size: tuple[int, int] = (400, 280)) -> np.ndarray
 
     for axis, (lo, hi) in (('x', (xlo, xhi)), ('y', (ylo, yhi))):
         ticks = nice_ticks(lo, hi, 6 if axis == 'x' else 5)
-        if axis == 'x' and all(p[0] == int(p[0]) for p in all_pts):
-            ticks = [t for t in ticks if t == int(t)] or ticks  # whole epochs
+        if axis == 'x' and whole:
+            ticks = [t for t in ticks if t == int(t)] or ticks
         step = ticks[1] - ticks[0] if len(ticks) > 1 else abs(lo) or 1.0
         magnitude = max(abs(lo), abs(hi))
         for t in ticks:
-            label = tick_label(t, step, magnitude)
+            label = str(int(t)) if axis == 'x' and whole and t == int(t) else tick_label(t, step, magnitude)
             if axis == 'x':
                 px = to_px(t, ylo)[0]
                 cv2.line(img, (px, y0 + 1), (px, y1 - 1), GRID, 1)
