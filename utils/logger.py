@@ -36,7 +36,7 @@ class _ConsoleHandler(logging.StreamHandler):
             return
         try:
             tqdm.write(self.format(record), file=self.stream)
-        except Exception:  # noqa: BLE001 - logging must not raise; report as logging does
+        except Exception:  # logging must not raise; report it as logging's own handlers do
             self.handleError(record)
 
 
@@ -103,7 +103,6 @@ def collect_env() -> str:
 def format_eta(seconds: float) -> str:
     """``seconds`` as ``H:MM:SS`` (days shown as ``D days, H:MM:SS``)."""
     return str(datetime.timedelta(seconds=int(max(seconds, 0))))
-
 
 
 class RunLog:
