@@ -2,6 +2,7 @@
 
 Reference numbers were produced with mmengine 0.10.7 (the /work/mmref venv) and are recorded here.
 """
+import logging
 import math
 
 import pytest
@@ -19,6 +20,7 @@ from optim import (
     fast_kernel_args,
     scale_lr,
 )
+from utils.logger import LOGGER_NAME
 
 
 def lr_trace(cfgs, iters_per_epoch, max_epochs, lr, points):
@@ -289,8 +291,12 @@ def test_ema_config_converts_mmpose_ema_hook(caplog):
     first_class = dict(type='ExpMomentumEMA', momentum=0.0002, gamma=2000, update_buffers=True)
     hooks = [dict(type='EMAHook', ema_type='ExpMomentumEMA', momentum=0.0002, gamma=2000, update_buffers=True,
                   priority=49, strict_load=False), dict(type='mmdet.PipelineSwitchHook', switch_epoch=390)]
-    with caplog.at_level('WARNING', logger='mmpose_clean'):
+    project_logger = logging.getLogger(LOGGER_NAME)  # does not propagate once train.py set it up
+    project_logger.addHandler(caplog.handler)
+    try:
         assert ema_config(dict(custom_hooks=hooks)) == first_class
+    finally:
+        project_logger.removeHandler(caplog.handler)
     assert 'PipelineSwitchHook is not supported' in caplog.text
     assert ema_config(dict(ema=dict(momentum=0.001))) == dict(type='ExponentialMovingAverage', momentum=0.001)
     assert ema_config(dict(custom_hooks=[dict(type='EMAHook')])) == dict(type='ExponentialMovingAverage')
