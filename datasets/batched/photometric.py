@@ -33,6 +33,7 @@ import torch
 
 from datasets.transforms.albumentation import Albumentation, Blur, CoarseDropout, MedianBlur
 from datasets.transforms.photometric import PhotometricDistortion, YOLOXHSVRandomAug
+from utils.registry import BATCHED_PHOTOMETRIC
 
 Params = dict[str, Any]  # one sample's parameters: numpy scalars / arrays of fixed dtype and shape
 
@@ -42,7 +43,8 @@ class UnsupportedTransformError(ValueError):
 
     def __init__(self, transform_type: str, detail: str = '') -> None:
         self.transform_type = transform_type
-        supported = sorted(_TRANSFORMS) + [f'Albumentation({name})' for name in sorted(_MEMBERS)]
+        supported = [name.replace('.', '(') + ')' if '.' in name else name
+                     for name in BATCHED_PHOTOMETRIC.names]  # Albumentation.Blur -> Albumentation(Blur)
         super().__init__(f'transform {transform_type!r} has no batched implementation{detail} '
                          f'(batched: {", ".join(supported)})')
 
@@ -141,6 +143,7 @@ class BatchedPhotometric:
         return f'{type(self).__name__}({self.reference!r})'
 
 
+@BATCHED_PHOTOMETRIC.register_module('YOLOXHSVRandomAug')
 class BatchedYOLOXHSVRandomAug(BatchedPhotometric):
     """:class:`~datasets.transforms.photometric.YOLOXHSVRandomAug` (same keyword arguments).
 
@@ -161,6 +164,7 @@ class BatchedYOLOXHSVRandomAug(BatchedPhotometric):
         return hsv_to_bgr(hsv)
 
 
+@BATCHED_PHOTOMETRIC.register_module('PhotometricDistortion')
 class BatchedPhotometricDistortion(BatchedPhotometric):
     """:class:`~datasets.transforms.photometric.PhotometricDistortion` (same keyword arguments).
 
@@ -174,21 +178,14 @@ class BatchedPhotometricDistortion(BatchedPhotometric):
         self.reference = PhotometricDistortion(**kwargs)
 
     def draw(self, rng: np.random.Generator) -> Params:
-        ref = self.reference
-        contrast_mode, brightness_flag, contrast_flag, swap_flag = rng.integers(0, 2, 4)
-        hsv_mode = rng.integers(0, 4)
-        beta = rng.uniform(-ref.brightness_delta, ref.brightness_delta)
-        alpha = rng.uniform(ref.contrast_lower, ref.contrast_upper)
-        saturation = rng.uniform(ref.saturation_lower, ref.saturation_upper)
-        hue = int(rng.integers(-ref.hue_delta, ref.hue_delta))
-        order = rng.permutation(3)
+        params = self.reference.draw(rng)
         return {
-            'beta': np.float32(beta if brightness_flag else 0.0),
-            'alpha': np.float32(alpha if contrast_mode == 1 and contrast_flag else 1.0),
-            'hsv': np.bool_(hsv_mode != 0),
-            'saturation': np.float32(saturation if hsv_mode in (1, 3) else 1.0),
-            'hue': np.int64(hue if hsv_mode in (2, 3) else 0),
-            'order': order if swap_flag else np.arange(3),
+            'beta': np.float32(params['beta']),
+            'alpha': np.float32(params['alpha']),
+            'hsv': np.bool_(params['hsv']),
+            'saturation': np.float32(params['saturation']),
+            'hue': np.int64(params['hue']),
+            'order': params['order'] if params['order'] is not None else np.arange(3),
         }
 
     def apply(self, images: torch.Tensor, params: Mapping[str, torch.Tensor]) -> torch.Tensor:
@@ -264,6 +261,7 @@ def _median_blur(images: torch.Tensor, ksize: torch.Tensor, max_ksize: int) -> t
     return windows.median(-1).values
 
 
+@BATCHED_PHOTOMETRIC.register_module('Albumentation.Blur')
 class BatchedBlur(BatchedPhotometric):
     """The ``Albumentation`` member :class:`~datasets.transforms.albumentation.Blur` (same keyword
     arguments, including ``p``). Params: ``ksize`` int64, the kernel size (px); 1 when not applied."""
@@ -283,6 +281,7 @@ class BatchedBlur(BatchedPhotometric):
         return _box_blur(images, params['ksize'], self.reference.limits[1])
 
 
+@BATCHED_PHOTOMETRIC.register_module('Albumentation.MedianBlur')
 class BatchedMedianBlur(BatchedBlur):
     """The ``Albumentation`` member :class:`~datasets.transforms.albumentation.MedianBlur` (same keyword
     arguments, including ``p``). Params: ``ksize`` int64, the odd kernel size (px); 1 when not applied."""
@@ -293,6 +292,7 @@ class BatchedMedianBlur(BatchedBlur):
         return _median_blur(images, params['ksize'], self.reference.limits[1])
 
 
+@BATCHED_PHOTOMETRIC.register_module('Albumentation.CoarseDropout')
 class BatchedCoarseDropout(BatchedPhotometric):
     """The ``Albumentation`` member :class:`~datasets.transforms.albumentation.CoarseDropout` (same
     keyword arguments, including ``p``), for images of ``image_size`` = (w, h) px (the size
@@ -317,16 +317,8 @@ class BatchedCoarseDropout(BatchedPhotometric):
         width, height = self.image_size
         holes = np.zeros((ref.max_holes, 4), np.int64)
         if _applied(rng, ref.p):
-            for i in range(int(rng.integers(ref.min_holes, ref.max_holes + 1))):
-                if ref.relative:
-                    hole_h = int(height * rng.uniform(ref.min_height, ref.max_height))
-                    hole_w = int(width * rng.uniform(ref.min_width, ref.max_width))
-                else:
-                    hole_h = int(rng.integers(ref.min_height, ref.max_height + 1))
-                    hole_w = int(rng.integers(ref.min_width, ref.max_width + 1))
-                y1 = int(rng.integers(0, height - hole_h + 1))
-                x1 = int(rng.integers(0, width - hole_w + 1))
-                holes[i] = y1, x1, hole_h, hole_w
+            for i, hole in enumerate(ref.holes(rng, height, width)):
+                holes[i] = hole
         return {'holes': holes}
 
     def apply(self, images: torch.Tensor, params: Mapping[str, torch.Tensor]) -> torch.Tensor:
@@ -341,11 +333,6 @@ class BatchedCoarseDropout(BatchedPhotometric):
         in_cols = (cols >= x1[..., None]) & (cols < (x1 + hole_w)[..., None])  # (B, N, W)
         mask = (in_rows[..., :, None] & in_cols[..., None, :]).any(1)  # (B, H, W)
         return torch.stack([torch.where(mask, value, images[:, c]) for c, value in enumerate(self.fill)], 1)
-
-
-_TRANSFORMS = {'YOLOXHSVRandomAug': BatchedYOLOXHSVRandomAug,
-               'PhotometricDistortion': BatchedPhotometricDistortion}
-_MEMBERS = {'Blur': BatchedBlur, 'MedianBlur': BatchedMedianBlur, 'CoarseDropout': BatchedCoarseDropout}
 
 
 def build_batched_photometric(cfg: Mapping[str, Any], image_size: Sequence[int] | None = None
@@ -365,13 +352,13 @@ def build_batched_photometric(cfg: Mapping[str, Any], image_size: Sequence[int] 
         raise TypeError(f'a pipeline entry must be a dict with a "type", got {cfg!r}')
     args = {k: v for k, v in cfg.items() if k != 'type'}
     kind = cfg['type']
-    if kind in _TRANSFORMS:
-        return [_TRANSFORMS[kind](**args)]
+    if kind in BATCHED_PHOTOMETRIC:
+        return [BATCHED_PHOTOMETRIC.build(cfg)]
     if kind != 'Albumentation':
         raise UnsupportedTransformError(str(kind))
     for member in args.get('transforms', []):
         name = member.get('type') if isinstance(member, Mapping) else None
-        if name not in _MEMBERS:
+        if f'Albumentation.{name}' not in BATCHED_PHOTOMETRIC:
             raise UnsupportedTransformError(str(name), ' (in Albumentation)')
     Albumentation(**args)  # the per-sample checks (keymap, member arguments)
     members = []
@@ -379,5 +366,5 @@ def build_batched_photometric(cfg: Mapping[str, Any], image_size: Sequence[int] 
         member_args = {k: v for k, v in member.items() if k != 'type'}
         if member['type'] == 'CoarseDropout':
             member_args['image_size'] = image_size
-        members.append(_MEMBERS[member['type']](**member_args))
+        members.append(BATCHED_PHOTOMETRIC.build({**member_args, 'type': f"Albumentation.{member['type']}"}))
     return members

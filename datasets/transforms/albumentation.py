@@ -87,9 +87,10 @@ class CoarseDropout:
         if not (0 < self.min_height <= self.max_height and 0 < self.min_width <= self.max_width):
             raise ValueError(f'need 0 < min <= max for hole height and width, got {sizes}')
 
-    def __call__(self, img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-        height, width = img.shape[:2]
-        img = img.copy()
+    def holes(self, rng: np.random.Generator, height: int, width: int) -> list[tuple[int, int, int, int]]:
+        """The holes of one ``height`` x ``width`` image, drawn in albumentations' order: (y1, x1,
+        hole height, hole width) px each."""
+        holes = []
         for _ in range(int(rng.integers(self.min_holes, self.max_holes + 1))):
             if self.relative:
                 hole_h = int(height * rng.uniform(self.min_height, self.max_height))
@@ -99,6 +100,12 @@ class CoarseDropout:
                 hole_w = int(rng.integers(self.min_width, self.max_width + 1))
             y1 = int(rng.integers(0, height - hole_h + 1))
             x1 = int(rng.integers(0, width - hole_w + 1))
+            holes.append((y1, x1, hole_h, hole_w))
+        return holes
+
+    def __call__(self, img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        img = img.copy()
+        for y1, x1, hole_h, hole_w in self.holes(rng, *img.shape[:2]):
             img[y1:y1 + hole_h, x1:x1 + hole_w] = self.fill_value
         return img
 

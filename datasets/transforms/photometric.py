@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import cv2
 import numpy as np
@@ -68,8 +69,11 @@ class PhotometricDistortion(BaseTransform):
         self.saturation_lower, self.saturation_upper = saturation_range
         self.hue_delta = hue_delta
 
-    def transform(self, results: dict) -> dict:
-        rng = sample_rng(results)
+    def draw(self, rng: np.random.Generator) -> dict[str, Any]:
+        """One image's random parameters, drawn in MMPose's order: ``beta`` brightness offset and
+        ``alpha`` contrast factor (applied before and after the HSV step), ``hsv`` whether the HSV step
+        runs, its ``saturation`` factor and ``hue`` offset, ``order`` the output channel order (3,) or
+        None. A step that is not drawn gets its identity (beta 0, alpha / saturation 1, hue 0)."""
         contrast_mode, brightness_flag, contrast_flag, swap_flag = rng.integers(0, 2, 4)
         hsv_mode = rng.integers(0, 4)
         beta = rng.uniform(-self.brightness_delta, self.brightness_delta)
@@ -77,21 +81,28 @@ class PhotometricDistortion(BaseTransform):
         saturation = rng.uniform(self.saturation_lower, self.saturation_upper)
         hue = int(rng.integers(-self.hue_delta, self.hue_delta))
         order = rng.permutation(3)
+        return {'beta': beta if brightness_flag else 0.0,
+                'alpha': alpha if contrast_mode == 1 and contrast_flag else 1.0,  # MMPose tests mode 1 twice
+                'hsv': bool(hsv_mode), 'saturation': saturation if hsv_mode in (1, 3) else 1.0,
+                'hue': hue if hsv_mode in (2, 3) else 0, 'order': order if swap_flag else None}
+
+    def transform(self, results: dict) -> dict:
+        params = self.draw(sample_rng(results))
         img = results['img']
-        if brightness_flag:
-            img = _convert(img, beta=beta)
-        if contrast_mode == 1 and contrast_flag:
-            img = _convert(img, alpha=alpha)
-        if hsv_mode:
+        if params['beta']:
+            img = _convert(img, beta=params['beta'])
+        if params['alpha'] != 1.0:
+            img = _convert(img, alpha=params['alpha'])
+        if params['hsv']:
             img = cv2.cvtColor(img, cv2.COLOR_BGR2HSV)
-            if hsv_mode in (1, 3):
-                img[:, :, 1] = _convert(img[:, :, 1], alpha=saturation)
-            if hsv_mode in (2, 3):  # wraps modulo 256 like MMPose's uint8 assignment
-                img[:, :, 0] = (img[:, :, 0].astype(np.int64) + hue).astype(np.uint8)
+            if params['saturation'] != 1.0:
+                img[:, :, 1] = _convert(img[:, :, 1], alpha=params['saturation'])
+            if params['hue']:  # wraps modulo 256 like MMPose's uint8 assignment
+                img[:, :, 0] = (img[:, :, 0].astype(np.int64) + params['hue']).astype(np.uint8)
             img = cv2.cvtColor(img, cv2.COLOR_HSV2BGR)
-        if contrast_mode == 1 and contrast_flag:  # MMPose 1.3.2 checks mode 1 here too
-            img = _convert(img, alpha=alpha)
-        if swap_flag:
-            img = img[..., order]
+        if params['alpha'] != 1.0:
+            img = _convert(img, alpha=params['alpha'])
+        if params['order'] is not None:
+            img = img[..., params['order']]
         results['img'] = img
         return results
