@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -28,16 +27,16 @@ from tqdm import tqdm
 
 from apis import inference_detector, inference_topdown, init_detector, init_model, select_boxes
 from apis.inputs import ImageReadError, as_config, read_image
-from utils.checkpoint import CheckpointError
-from utils.config import ConfigError, add_cfg_options_argument, parse_cfg_options
-from utils.model_zoo import ModelZooError
+from utils.cli import run_main
+from utils.config import add_cfg_options_argument, parse_cfg_options
+from utils.errors import UserError
 from utils.visualization import draw_pose
 
 IMAGE_EXTS = {'.jpg', '.jpeg', '.png', '.bmp', '.webp', '.tif', '.tiff'}
 VIDEO_EXTS = {'.mp4', '.avi', '.mov', '.mkv', '.webm', '.m4v', '.mpg', '.mpeg', '.wmv', '.flv'}
 
 
-class DemoError(RuntimeError):
+class DemoError(UserError, RuntimeError):
     """A problem with the demo's inputs, reported as one line without a traceback."""
 
 
@@ -282,7 +281,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == '__main__':
-    try:
-        sys.exit(main())
-    except (DemoError, CheckpointError, ConfigError, ModelZooError, FileNotFoundError, KeyError) as error:
-        sys.exit(f'error: {error}')
+    run_main(main)

@@ -33,15 +33,17 @@ from evaluation import evaluate_model
 from models import build_pose_estimator
 from optim import build_ema, build_optimizer, build_schedulers, scale_lr
 from utils.checkpoint import load_checkpoint, read_checkpoint, save_checkpoint
+from utils.cli import run_main
 from utils.config import Config, add_cfg_options_argument, load_config
 from utils.dist import barrier, broadcast_buffers, broadcast_object, cleanup, init_distributed
+from utils.errors import ReportedError
 from utils.logger import RunLog, collect_env, get_logger
 from utils.registry import METRICS
 from utils.seed import seed_epoch, set_random_seed
 from utils.train_state import checkpoint_payload, restore
 
 
-class NonFiniteLossError(RuntimeError):
+class NonFiniteLossError(ReportedError, RuntimeError):
     """A loss term became NaN or infinite; training stops without writing a checkpoint."""
 
 
@@ -397,4 +399,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == '__main__':
-    sys.exit(main())
+    run_main(main)

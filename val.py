@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
 from datasets import build_dataloader
@@ -23,9 +22,10 @@ from evaluation import CocoMetric, evaluate_model
 from evaluation.coco_metric import write_coco_results
 from models import build_pose_estimator
 from utils.checkpoint import CheckpointError, load_checkpoint
-from utils.config import Config, ConfigError, add_cfg_options_argument, load_config
+from utils.cli import run_main
+from utils.config import Config, add_cfg_options_argument, load_config
 from utils.dist import cleanup, init_distributed, is_main_process
-from utils.registry import METRICS, RegistryError
+from utils.registry import METRICS
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -132,8 +132,4 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
 
 
 if __name__ == '__main__':
-    try:
-        main(sys.argv[1:])
-    except (FileNotFoundError, CheckpointError, ConfigError, RegistryError, KeyError, ValueError) as e:
-        print(f'error: {e}', file=sys.stderr)
-        sys.exit(2)
+    run_main(main)

@@ -9,12 +9,13 @@ import cv2
 import numpy as np
 
 from utils.config import Config
+from utils.errors import DataError
 from utils.model_zoo import zoo_config
 
 ImageLike = str | os.PathLike | np.ndarray
 
 
-class ImageReadError(ValueError):
+class ImageReadError(DataError):
     """An image file that is missing or cannot be decoded, or an array that is not an image."""
 
 

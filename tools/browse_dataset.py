@@ -18,6 +18,7 @@ import numpy as np
 from datasets import build_dataset
 from datasets.transforms import PackPoseInputs
 from datasets.transforms.rng import seeded_rng
+from utils.cli import run_main
 from utils.config import add_cfg_options_argument, load_config
 
 
@@ -87,4 +88,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == '__main__':
-    raise SystemExit(main())
+    run_main(main)

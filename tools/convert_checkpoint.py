@@ -24,6 +24,7 @@ from utils.checkpoint import (
     save_checkpoint,
     state_dict_of,
 )
+from utils.cli import run_main
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -47,4 +48,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == '__main__':
-    main()
+    run_main(main)

@@ -32,6 +32,7 @@ import torch
 from deploy.deps import require
 from deploy.export import EXPORTERS, compare_with_torch, export_detector, export_pose_model, simplify_onnx
 from deploy.loading import is_detector_config, is_qat_config, load_model
+from utils.cli import run_main
 from utils.config import add_cfg_options_argument, load_config
 
 
@@ -150,4 +151,4 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
 
 
 if __name__ == '__main__':
-    main()
+    run_main(main)

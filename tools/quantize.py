@@ -28,6 +28,7 @@ from deploy.deps import require
 from deploy.export import export_pose_model
 from deploy.loading import is_detector_config, load_model
 from deploy.ptq import CALIBRATION_METHODS, quantize_pose_model
+from utils.cli import run_main
 from utils.config import add_cfg_options_argument, load_config
 
 
@@ -99,4 +100,4 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 if __name__ == '__main__':
-    main()
+    run_main(main)

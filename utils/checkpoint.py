@@ -36,6 +36,8 @@ import torch
 from numpy._core import multiarray as np_multiarray
 from torch import nn
 
+from utils.errors import UserError
+
 CHECKPOINT_MARKER = 'mmpose_clean'
 CHECKPOINT_VERSION = 1
 FORMATS = ('ours', 'mmpose', 'original', 'backbone')
@@ -44,7 +46,7 @@ NAMINGS = ('mmpose', 'original', 'ours')
 StateDict = dict[str, torch.Tensor]
 
 
-class CheckpointError(RuntimeError):
+class CheckpointError(UserError, RuntimeError):
     """A checkpoint that cannot be read, recognised or loaded; the message names the file and keys."""
 
 

@@ -16,11 +16,13 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from utils.errors import UserError
+
 BASE_KEY = '_base_'
 DELETE_KEY = '_delete_'
 
 
-class ConfigError(ValueError):
+class ConfigError(UserError, ValueError):
     """A config file that cannot be read, parsed, merged or overridden."""
 
 

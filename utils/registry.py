@@ -13,8 +13,10 @@ import inspect
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from utils.errors import UserError
 
-class RegistryError(KeyError):
+
+class RegistryError(UserError, KeyError):
     """An unknown ``type`` or a malformed config dict given to :meth:`Registry.build`.
 
     ``path`` is where the failing dict sits in the config (e.g. ``['model', 'head', 'loss']``);

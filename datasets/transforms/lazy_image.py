@@ -11,12 +11,14 @@ import struct
 import cv2
 import numpy as np
 
+from utils.errors import DataError
+
 _REDUCED_FLAGS = {1: cv2.IMREAD_COLOR, 2: cv2.IMREAD_REDUCED_COLOR_2, 4: cv2.IMREAD_REDUCED_COLOR_4,
                   8: cv2.IMREAD_REDUCED_COLOR_8}
 _SOF_MARKERS = set(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
 
 
-class ImageLoadError(OSError):
+class ImageLoadError(DataError, OSError):
     """An image file that is missing or cannot be decoded; the message names the file."""
 
 
