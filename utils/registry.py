@@ -174,3 +174,9 @@ TRANSFORMS = Registry('transform', locations=('datasets.transforms',))
 METRICS = Registry('metric', locations=('evaluation',))
 OPTIMIZERS = Registry('optimizer', locations=('optim',))
 SCHEDULERS = Registry('scheduler', locations=('optim',))
+ALL_REGISTRIES = (MODELS, CODECS, DATASETS, TRANSFORMS, METRICS, OPTIMIZERS, SCHEDULERS)
+
+
+def find_registered(name: str) -> Callable | None:
+    """The class or function registered as ``name`` in any registry, or None."""
+    return next((registry.get(name) for registry in ALL_REGISTRIES if name in registry), None)
