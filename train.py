@@ -310,8 +310,10 @@ def main(argv: list[str] | None = None) -> int:
     model, train_model = build_model(cfg, device, world_size, logger)
     distributed = world_size > 1
     cfg_dir = Path(args.cfg_file).parent
-    train_loader = build_dataloader(cfg.train_dataloader, seed=seed, distributed=distributed, cfg_dir=cfg_dir)
-    val_loader = build_dataloader(cfg.val_dataloader, seed=seed, distributed=distributed, cfg_dir=cfg_dir)
+    train_loader = build_dataloader(cfg.train_dataloader, seed=seed, distributed=distributed, cfg_dir=cfg_dir,
+                                    cfg_path='train_dataloader')
+    val_loader = build_dataloader(cfg.val_dataloader, seed=seed, distributed=distributed, cfg_dir=cfg_dir,
+                                  cfg_path='val_dataloader')
     metric = METRICS.build(cfg.val_evaluator, cfg_path='val_evaluator')
     metric.dataset_meta = val_loader.dataset.metainfo
     iters_per_epoch = len(train_loader)

@@ -25,6 +25,7 @@ from utils.checkpoint import CheckpointError, load_checkpoint
 from utils.cli import run_main
 from utils.config import Config, add_cfg_options_argument, load_config
 from utils.dist import cleanup, init_distributed, is_main_process
+from utils.output_files import write_text_atomic
 from utils.registry import METRICS
 
 
@@ -100,7 +101,8 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     configure(cfg, args)
     _, _, device = init_distributed(args.device)
     try:
-        loader = build_dataloader(cfg.val_dataloader, seed=0, cfg_dir=cfg_file.resolve().parent)
+        loader = build_dataloader(cfg.val_dataloader, seed=0, cfg_dir=cfg_file.resolve().parent,
+                                  cfg_path='val_dataloader')
         metrics = build_metrics(cfg)
         if args.dump and not any(isinstance(m, CocoMetric) for m in metrics):
             raise ValueError('--dump needs a CocoMetric in val_evaluator')
@@ -121,8 +123,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         if is_main_process():
             print(format_table(results))
             if args.out_metrics:
-                Path(args.out_metrics).parent.mkdir(parents=True, exist_ok=True)
-                Path(args.out_metrics).write_text(json.dumps(results, indent=2) + '\n')
+                write_text_atomic(args.out_metrics, json.dumps(results, indent=2) + '\n')
             if args.dump:
                 coco = next(m for m in metrics if isinstance(m, CocoMetric))
                 write_coco_results(coco.coco_results, args.dump)

@@ -11,7 +11,7 @@ from torch.utils.data import Dataset
 from datasets.transforms import Compose, ImageLoadError
 from datasets.transforms.rng import get_rng, seeded_rng
 
-logger = logging.getLogger(__name__)
+logger = logging.getLogger('mmpose_clean.datasets')  # a child of utils.logger's logger: in train.log
 
 PipelineCfg = Sequence[Mapping[str, Any] | Callable] | None
 

@@ -15,6 +15,7 @@ from evaluation.keypoint_mapping import map_annotation_keypoints, map_keypoints,
 from evaluation.nms import oks_nms, soft_oks_nms
 from structures.bbox import bbox_xyxy2xywh
 from utils.errors import DataError
+from utils.output_files import write_text_atomic
 from utils.registry import METRICS
 
 SCORE_MODES = ('bbox', 'bbox_keypoint', 'bbox_rle', 'keypoint')
@@ -63,10 +64,9 @@ def batch_to_instances(preds: Mapping[str, Any], meta: Mapping[str, Any]) -> lis
 
 
 def write_coco_results(results: Sequence[dict], path: str | os.PathLike) -> None:
-    """Write COCO keypoint results (``image_id``, ``category_id``, ``keypoints``, ``score``, ...) as JSON."""
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    with open(path, 'w') as f:
-        json.dump(list(results), f, sort_keys=True, indent=4)
+    """Write COCO keypoint results (``image_id``, ``category_id``, ``keypoints``, ``score``, ...) as JSON
+    (atomically: a temporary file renamed when complete)."""
+    write_text_atomic(path, json.dumps(list(results), sort_keys=True, indent=4))
 
 
 @METRICS.register_module()

@@ -20,6 +20,7 @@ from datasets.transforms import PackPoseInputs
 from datasets.transforms.rng import seeded_rng
 from utils.cli import run_main
 from utils.config import add_cfg_options_argument, load_config
+from utils.output_files import write_image
 
 
 def draw_pose(img: np.ndarray, keypoints: np.ndarray, visible: np.ndarray, metainfo: dict,
@@ -64,7 +65,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     cfg = load_config(args.config, args.cfg_options)
     dataset = build_dataset(cfg[f'{args.phase}_dataloader']['dataset'],
-                            cfg_dir=Path(args.config).resolve().parent)
+                            cfg_dir=Path(args.config).resolve().parent,
+                            cfg_path=f'{args.phase}_dataloader.dataset')
     out_dir = Path(args.output_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     metainfo = dataset.metainfo
@@ -81,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
         visible = visible[0, :, 0] if visible.ndim == 3 else visible[0]
         img = draw_pose(results['img'], np.asarray(kpts)[0], visible, metainfo)
         name = out_dir / f'{i:05d}_img{results.get("img_id", -1)}_ann{results.get("id", -1)}.jpg'
-        cv2.imwrite(str(name), img)
+        write_image(name, img)
         written += 1
     print(f'wrote {written} crops to {out_dir}')
     return 0

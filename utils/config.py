@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from utils.errors import UserError
+from utils.output_files import write_text_atomic
 
 BASE_KEY = '_base_'
 DELETE_KEY = '_delete_'
@@ -254,8 +255,7 @@ class Config(ConfigDict):
         except SyntaxError as e:
             raise ConfigError(
                 f'config holds values that cannot be written as Python literals: {e}') from None
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-        Path(path).write_text(text)
+        write_text_atomic(path, text)
 
 
 @dataclass(frozen=True)
