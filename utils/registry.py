@@ -34,6 +34,10 @@ class RegistryError(UserError, KeyError):
         return self.message + where
 
 
+class BuildArgumentError(RegistryError, TypeError):
+    """A config dict whose arguments do not fit the signature of its ``type``."""
+
+
 def _join_path(parts: list[str]) -> str:
     return ''.join(p if p.startswith('[') or i == 0 else '.' + p for i, p in enumerate(parts))
 
@@ -157,14 +161,20 @@ class Registry:
                 e.cfg, e.path = cfg, base + inner + e.path
             raise
         except TypeError as e:
-            sig = ''
-            if inspect.isclass(obj_cls) or inspect.isfunction(obj_cls):
-                try:
-                    sig = f' Expected signature: {obj_cls.__name__}{inspect.signature(obj_cls)}.'
-                except (TypeError, ValueError):
-                    sig = ''
-            where = f' (config path: {cfg_path})' if cfg_path else ''
-            raise TypeError(f'building {self.name} {obj_cls.__name__}{where} failed: {e}.{sig}') from e
+            try:
+                signature = inspect.signature(obj_cls)
+            except (TypeError, ValueError):
+                raise e from None
+            try:
+                signature.bind(**args)
+            except TypeError as bind_error:  # the config's arguments do not fit: a config mistake
+                names = [p for p in signature.parameters if p != 'self']
+                close = [m for k in args if k not in signature.parameters
+                         for m in difflib.get_close_matches(k, names, n=1, cutoff=0.6)]
+                hint = f' Did you mean: {", ".join(close)}?' if close else ''
+                raise BuildArgumentError(f'{self.name} {obj_cls.__name__}: {bind_error}.{hint} Its '
+                                         f'arguments: {", ".join(names)}', cfg, base) from None
+            raise
 
 
 MODELS = Registry('model', locations=('models',))
