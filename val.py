@@ -23,9 +23,10 @@ from evaluation.coco_metric import write_coco_results
 from models import build_pose_estimator
 from utils.checkpoint import CheckpointError, load_checkpoint
 from utils.cli import run_main
-from utils.config import Config, add_cfg_options_argument, load_config
+from utils.config import Config, ConfigError, add_cfg_options_argument, load_config
 from utils.dist import cleanup, init_distributed, is_main_process
-from utils.output_files import write_text_atomic
+from utils.errors import ArgumentError
+from utils.output_files import refuse_input_as_output, write_text_atomic
 from utils.registry import METRICS
 
 
@@ -62,7 +63,7 @@ def resolve_inputs(cfg_file: str | None, checkpoint: str) -> tuple[Path, Path]:
     elif not ckpt.is_file():
         raise FileNotFoundError(f'checkpoint {ckpt} not found')
     if cfg_file is None:
-        raise ValueError('--cfg_file is required when --checkpoint is a file')
+        raise ArgumentError('--cfg_file is required when --checkpoint is a file')
     return Path(cfg_file), ckpt
 
 
@@ -80,7 +81,7 @@ def build_metrics(cfg: Config) -> list:
     """``cfg.val_evaluator`` (one metric config or a list) as metric objects."""
     evaluator = cfg.get('val_evaluator')
     if evaluator is None:
-        raise KeyError(f'{cfg.filename}: no val_evaluator in the config')
+        raise ConfigError(f'{cfg.filename}: no val_evaluator in the config')
     cfgs = evaluator if isinstance(evaluator, (list, tuple)) else [evaluator]
     return [METRICS.build(c, cfg_path=f'val_evaluator[{i}]' if len(cfgs) > 1 else 'val_evaluator')
             for i, c in enumerate(cfgs)]
@@ -97,6 +98,10 @@ def format_table(metrics: dict[str, float]) -> str:
 def main(argv: list[str] | None = None) -> dict[str, float]:
     args = parse_args(argv)
     cfg_file, ckpt = resolve_inputs(args.cfg_file, args.checkpoint)
+    for flag in ('--out-metrics', '--dump'):
+        output = getattr(args, flag[2:].replace('-', '_'))
+        if output:
+            refuse_input_as_output(output, {'--cfg_file': cfg_file, '--checkpoint': ckpt}, flag)
     cfg = load_config(cfg_file, args.cfg_options)
     configure(cfg, args)
     _, _, device = init_distributed(args.device)
@@ -105,7 +110,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
                                   cfg_path='val_dataloader')
         metrics = build_metrics(cfg)
         if args.dump and not any(isinstance(m, CocoMetric) for m in metrics):
-            raise ValueError('--dump needs a CocoMetric in val_evaluator')
+            raise ArgumentError('--dump needs a CocoMetric in val_evaluator')
         if is_qat_config(cfg):  # a quantisation-aware training run's checkpoint (fake-quant model)
             model, ckpt_format = load_model(cfg, ckpt), 'qat'
         else:

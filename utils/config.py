@@ -134,8 +134,8 @@ def _exec_file(path: Path) -> dict:
     try:
         code = compile(source, str(path), 'exec')
     except SyntaxError as e:
-        raise ConfigError(f'syntax error in config file {path}, line {e.lineno}: {e.msg}\n'
-                          f'    {(e.text or "").rstrip()}') from None
+        raise ConfigError(f'syntax error in config file {path}, line {e.lineno}: {e.msg}: '
+                          f'{(e.text or "").strip()}') from None
     namespace: dict[str, Any] = {'__file__': str(path), '__name__': '__config__'}
     try:
         exec(code, namespace)  # noqa: S102 - config files are trusted Python by design
