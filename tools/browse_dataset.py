@@ -16,7 +16,7 @@ import cv2
 import numpy as np
 
 from datasets import build_dataset
-from datasets.transforms import PackPoseInputs
+from datasets.transforms import ImageLoadError, PackPoseInputs
 from datasets.transforms.rng import seeded_rng
 from utils.cli import run_main
 from utils.config import add_cfg_options_argument, load_config
@@ -42,13 +42,18 @@ def draw_pose(img: np.ndarray, keypoints: np.ndarray, visible: np.ndarray, metai
 
 
 def augmented_sample(dataset, index: int, seed: int) -> dict:
-    """Sample ``index`` through the dataset's pipeline, stopping before ``PackPoseInputs``."""
+    """Sample ``index`` through the dataset's pipeline, stopping before ``PackPoseInputs``; None when the
+    pipeline drops it or its image is bad and the dataset has ``skip_bad_images=True`` (logged)."""
     with seeded_rng(seed):
-        results = dataset.get_data_info(index)
-        for t in dataset.pipeline.transforms:
-            if isinstance(t, PackPoseInputs) or results is None:
-                break
-            results = t(results)
+        try:
+            results = dataset.get_data_info(index)
+            for t in dataset.pipeline.transforms:
+                if isinstance(t, PackPoseInputs) or results is None:
+                    break
+                results = t(results)
+        except ImageLoadError as error:
+            dataset.skip_bad_image(error)
+            return None
     return results
 
 

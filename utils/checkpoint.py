@@ -258,16 +258,15 @@ def _some(keys: list[str], n: int = 5) -> str:
 
 def _mismatch_message(source: str, model_sd: Mapping[str, torch.Tensor],
                       state_dict: Mapping[str, torch.Tensor], keys: list[str]) -> str:
-    """One line: how many tensors differ in shape, the first three with both shapes, and a likely cause."""
+    """One line: how many tensors differ in shape, the first two with both shapes, and a likely cause."""
     shown = '; '.join(f'{k}: checkpoint {tuple(state_dict[k].shape)} vs model {tuple(model_sd[k].shape)}'
-                      for k in keys[:3])
+                      for k in keys[:2])
     if any(k.startswith('backbone.') for k in keys):
-        hint = ('the checkpoint is of another backbone width or variant: check model.backbone.widen_factor '
-                '(and the config that goes with this checkpoint)')
+        hint = 'another backbone width or variant? check model.backbone.widen_factor against the checkpoint'
     else:
-        hint = ('the head differs: check model.head (num_joints, in_channels, input_size) and the codec')
+        hint = 'another head? check model.head (num_joints, in_channels) and the codec input_size'
     return (f'{source}: tensor shapes differ from the model for {len(keys)} tensors ({shown}'
-            f'{"; ..." if len(keys) > 3 else ""}); {hint}')
+            f'{"; ..." if len(keys) > 2 else ""}); {hint}')
 
 
 def load_checkpoint(model: nn.Module, path_or_state: str | os.PathLike | Mapping[str, Any],

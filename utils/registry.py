@@ -118,10 +118,9 @@ class Registry:
         self._import_locations()
         if name not in self._modules:
             close = difflib.get_close_matches(name, self._modules, n=3, cutoff=0.5)
-            hint = f' Did you mean: {", ".join(close)}?' if close else ''
-            raise RegistryError(
-                f'{name!r} is not registered in the {self.name} registry.{hint} '
-                f'Registered: {", ".join(sorted(self._modules)) or "(none)"}')
+            hint = (f'Did you mean: {", ".join(close)}?' if close else
+                    f'Registered: {", ".join(sorted(self._modules)) or "(none)"}')
+            raise RegistryError(f'{name!r} is not registered in the {self.name} registry. {hint}')
         return self._modules[name]
 
     def build(self, cfg: Mapping[str, Any], *, cfg_path: str = '', **default_args: Any) -> Any:
