@@ -12,7 +12,7 @@ from torch.utils.data import Dataset
 from datasets.transforms import Compose, ImageLoadError
 from datasets.transforms.rng import RNG_KEY
 
-logger = logging.getLogger(__name__)
+logger = logging.getLogger('mmpose_clean.datasets')  # a child of utils.logger's logger: in train.log
 
 PipelineCfg = Sequence[Mapping[str, Any] | Callable] | None
 
@@ -66,6 +66,12 @@ class BasePoseDataset(Dataset):
         self.pipeline, self.in_stage2 = self._pipeline_stage2, True
         return True
 
+    def skip_bad_image(self, error: ImageLoadError) -> None:
+        """Log ``error`` as a skipped sample under ``skip_bad_images=True``; re-raise it otherwise."""
+        if not self.skip_bad_images:
+            raise error
+        logger.warning('%s; skipping it (skip_bad_images=True) and using another sample', error)
+
     def get_data_info(self, idx: int) -> dict | None:
         """The raw sample ``idx`` (before ``pipeline``), or ``None`` if it is to be skipped."""
         raise NotImplementedError
@@ -90,9 +96,7 @@ class BasePoseDataset(Dataset):
             try:
                 data = self.prepare_data(index, rng)
             except ImageLoadError as e:
-                if not self.skip_bad_images:
-                    raise
-                logger.warning('%s; skipping it (skip_bad_images=True) and using another sample', e)
+                self.skip_bad_image(e)
                 data = None
             else:
                 if data is None and self.test_mode:
