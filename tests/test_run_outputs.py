@@ -70,7 +70,7 @@ def test_console_is_short_and_config_only_in_files(run):
     cfg_file, work_dir, console = run
     lines = console.splitlines()
     assert len(lines) < 40, console
-    assert 'train_pipeline' not in console and 'Python:' not in console  # config and environment: files only
+    assert 'train_dataloader = ' not in console and 'Python:' not in console  # config and env: files only
     assert any(line.endswith(f'data: train 12 instances, {ITERS} iterations/epoch (batch 4), val 12 '
                              f'instances; {EPOCHS} epochs') for line in lines)
     assert re.search(r'model: TopdownPoseEstimator, [\d,]+ parameters \(\+53,784 in the loss\)', console)
@@ -78,7 +78,7 @@ def test_console_is_short_and_config_only_in_files(run):
     assert len(re.findall(r'Epoch\(val\)', console)) == EPOCHS
     assert 'best coco/AP: epoch' in console  # the summary table
     log = (work_dir / 'train.log').read_text()
-    assert 'train_pipeline = ' in log and 'PyTorch: ' in log
+    assert 'train_dataloader = ' in log and 'PyTorch: ' in log
     assert (work_dir / cfg_file.name).is_file()
 
 
