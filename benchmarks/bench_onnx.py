@@ -136,7 +136,7 @@ def end_to_end(cfg, backends: dict[str, object], args: argparse.Namespace) -> li
     from datasets.transforms import Compose
     from deploy.data import resolve_annotation
 
-    ann_file, img_dir = resolve_annotation(args.e2e_data)
+    ann_file, img_dir = resolve_annotation(args.e2e_data, option='--e2e-data')
     with open(ann_file) as f:
         data = json.load(f)
     boxes: dict[int, list] = {}

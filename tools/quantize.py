@@ -70,7 +70,8 @@ def main(argv: list[str] | None = None) -> dict:
         from apis.pose import dataset_meta_of
         flip_indices = dataset_meta_of(cfg)['flip_indices']
     calib_ann, calib_dir = resolve_annotation(args.calib_data, args.img_dir)
-    eval_ann, eval_dir = resolve_annotation(args.eval_data or args.calib_data, args.img_dir)
+    eval_ann, eval_dir = resolve_annotation(args.eval_data or args.calib_data, args.img_dir,
+                                            '--eval-data' if args.eval_data else '--calib-data')
     with tempfile.TemporaryDirectory() as tmp:
         float_path = args.float_output or os.path.join(tmp, 'float.onnx')
         graph = dict(dynamic_batch=True, with_decode=not args.no_decode,
