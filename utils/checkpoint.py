@@ -21,6 +21,7 @@ All other names (SimCC and regression heads, ShuffleNetV2, the RealNVP flow) are
 """
 from __future__ import annotations
 
+import functools
 import os
 import pickle
 import re
@@ -35,6 +36,7 @@ import numpy as np
 import torch
 from numpy._core import multiarray as np_multiarray
 from torch import nn
+from torch.torch_version import TorchVersion
 
 CHECKPOINT_MARKER = 'mmpose_clean'
 CHECKPOINT_VERSION = 1
@@ -58,10 +60,12 @@ class LoadReport:
     unexpected: list[str] = field(default_factory=list)
 
 
-def _numpy_safe_globals() -> list[Any]:
-    """The numpy reconstructors/types needed for arrays and scalars in checkpoint metadata."""
-    names = ('numpy.core.multiarray', 'numpy._core.multiarray')  # numpy 1.x and 2.x pickles
-    allowed: list[Any] = [np.ndarray, np.dtype]
+def _safe_globals() -> list[Any]:
+    """Plain-data types allowed in checkpoint metadata beyond torch's own: numpy arrays/scalars/dtypes
+    (numpy 1.x and 2.x pickles) and ``torch.torch_version.TorchVersion`` (a ``str`` subclass that training
+    scripts save as ``torch.__version__``)."""
+    names = ('numpy.core.multiarray', 'numpy._core.multiarray')
+    allowed: list[Any] = [np.ndarray, np.dtype, TorchVersion]
     for module in names:
         allowed += [(np_multiarray._reconstruct, f'{module}._reconstruct'),
                     (np_multiarray.scalar, f'{module}.scalar')]
@@ -69,17 +73,86 @@ def _numpy_safe_globals() -> list[Any]:
     return allowed
 
 
-def read_checkpoint(path: str | os.PathLike, map_location: Any = 'cpu') -> Any:
-    """``torch.load(path, weights_only=True)``, allowing numpy arrays/scalars in the metadata.
+class Placeholder:
+    """Stands in for a class or function a checkpoint names but this project does not allow (e.g. an
+    mmengine ``HistoryBuffer`` in ``message_hub``, or ``os.system`` in a malicious payload).
 
-    Raises FileNotFoundError for a missing file, and :class:`CheckpointError` for a damaged/non-torch file
-    or one that needs other pickled objects (there is deliberately no ``weights_only=False`` fallback).
+    The unpickler creates and fills placeholders instead of the real objects: it records the arguments
+    and state it is given and runs nothing. ``target`` is the dotted name of the global it replaces.
+    """
+
+    target = '?'
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self.args, self.kwargs, self.state, self.items = args, kwargs, None, []
+
+    def __setstate__(self, state: Any) -> None:
+        self.state = state
+
+    def __setitem__(self, key: Any, value: Any) -> None:
+        self.items.append((key, value))
+
+    def append(self, value: Any) -> None:
+        self.items.append(value)
+
+    def extend(self, values: Any) -> None:
+        self.items.extend(values)
+
+    def __repr__(self) -> str:
+        return f'<placeholder for {self.target}>'
+
+
+@functools.cache
+def _allowed_globals() -> dict[str, Any]:
+    """``'module.name' -> object`` that :class:`_RestrictedUnpickler` may return: torch's weights-only
+    allow-list plus :func:`_safe_globals`."""
+    from torch import _weights_only_unpickler
+
+    allowed = dict(_weights_only_unpickler._get_allowed_globals())
+    for entry in _safe_globals():
+        obj, name = entry if isinstance(entry, tuple) else (entry, f'{entry.__module__}.{entry.__qualname__}')
+        allowed[name] = obj
+    return allowed
+
+
+class _RestrictedUnpickler(pickle.Unpickler):
+    """An unpickler that resolves allow-listed globals only; every other global becomes a fresh
+    :class:`Placeholder` subclass, so calling it (REDUCE, NEWOBJ, BUILD) only records data."""
+
+    def find_class(self, module: str, name: str) -> Any:
+        allowed = _allowed_globals().get(f'{module}.{name}')
+        if allowed is not None:
+            return allowed
+        return type(f'Placeholder_{name}', (Placeholder,), {'target': f'{module}.{name}'})
+
+
+class _RestrictedPickleModule:
+    """The ``pickle_module`` handed to ``torch.load``: every unpickling (the legacy format's header
+    records too) goes through :class:`_RestrictedUnpickler`."""
+
+    Unpickler = _RestrictedUnpickler
+    __name__ = 'restricted_pickle'
+
+    @staticmethod
+    def load(file: Any, **kwargs: Any) -> Any:
+        return _RestrictedUnpickler(file, **kwargs).load()
+
+
+def read_checkpoint(path: str | os.PathLike, map_location: Any = 'cpu') -> Any:
+    """``torch.load(path, weights_only=True)``, allowing numpy arrays/scalars and TorchVersion in the
+    metadata.
+
+    A checkpoint that names other Python classes or functions (an MMPose / mmengine training checkpoint
+    with ``message_hub`` history buffers, ...) is read again with a restricted unpickler that replaces
+    each of those by an inert :class:`Placeholder` (no foreign code runs); its tensors (``state_dict``)
+    are usable, the replaced objects are not. Raises FileNotFoundError for a missing file, and
+    :class:`CheckpointError` for a damaged/non-torch file.
     """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f'checkpoint file not found: {str(path)!r}')
     try:
-        with torch.serialization.safe_globals(_numpy_safe_globals()):
+        with torch.serialization.safe_globals(_safe_globals()):
             return torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as err:
         found = re.search(r'GLOBAL (\S+)', str(err)) or re.search(r'but got (<[^>]*>)', str(err))
@@ -88,13 +161,12 @@ def read_checkpoint(path: str | os.PathLike, map_location: Any = 'cpu') -> Any:
                                re.S)
             raise CheckpointError(f'{str(path)!r} is not a readable torch checkpoint: '
                                   f'{detail.group(1) if detail else err}') from err
-        raise CheckpointError(
-            f'{str(path)!r} cannot be loaded with torch.load(weights_only=True): it needs arbitrary '
-            f'pickled Python objects (it contains {found.group(1)}), and loading those could run code, so '
-            'this project refuses to. Re-save only its tensors, e.g. in the trusted environment that wrote '
-            "it: torch.save({'state_dict': torch.load(src, weights_only=False)['state_dict']}, dst)."
-        ) from err
     except (RuntimeError, EOFError) as err:
+        raise CheckpointError(f'{str(path)!r} is not a readable torch checkpoint: {err}') from err
+    try:
+        return torch.load(path, map_location=map_location, weights_only=False,
+                          pickle_module=_RestrictedPickleModule)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, TypeError, AttributeError) as err:
         raise CheckpointError(f'{str(path)!r} is not a readable torch checkpoint: {err}') from err
 
 
