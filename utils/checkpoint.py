@@ -38,6 +38,8 @@ from numpy._core import multiarray as np_multiarray
 from torch import nn
 from torch.torch_version import TorchVersion
 
+from utils.model_zoo import MODEL_ZOO, resolve_checkpoint
+
 CHECKPOINT_MARKER = 'mmpose_clean'
 CHECKPOINT_VERSION = 1
 FORMATS = ('ours', 'mmpose', 'original', 'backbone')
@@ -353,7 +355,8 @@ def load_checkpoint(model: nn.Module, path_or_state: str | os.PathLike | Mapping
 
 
 def pretrained_cfg(init_cfg: Mapping[str, Any] | None) -> dict[str, Any] | None:
-    """Validate an ``init_cfg``: None, or ``dict(type='Pretrained', checkpoint=PATH[, prefix=...])``."""
+    """Validate an ``init_cfg``: None, or ``dict(type='Pretrained', checkpoint=PATH or ZOO_NAME,
+    prefix=...)`` (prefix optional)."""
     if init_cfg is None:
         return None
     if not isinstance(init_cfg, Mapping) or init_cfg.get('type') != 'Pretrained' \
@@ -367,12 +370,17 @@ def pretrained_cfg(init_cfg: Mapping[str, Any] | None) -> dict[str, Any] | None:
 
 
 def load_pretrained(module: nn.Module, init_cfg: Mapping[str, Any]) -> LoadReport:
-    """Strictly load ``init_cfg['checkpoint']`` (keys under ``init_cfg['prefix']``) into ``module``."""
+    """Strictly load ``init_cfg['checkpoint']`` (keys under ``init_cfg['prefix']``) into ``module``.
+
+    The checkpoint is a file path or a model-zoo name (``utils.model_zoo``: found in ``pretrained_weight/``
+    or downloaded there)."""
     cfg = pretrained_cfg(init_cfg)
     path = Path(cfg['checkpoint'])
     if not path.is_file():
-        raise FileNotFoundError(f'pretrained checkpoint {str(path)!r} (init_cfg of '
-                                f'{type(module).__name__}) not found')
+        if str(cfg['checkpoint']) not in MODEL_ZOO:
+            raise FileNotFoundError(f'pretrained checkpoint {str(path)!r} (init_cfg of '
+                                    f'{type(module).__name__}) not found')
+        path = resolve_checkpoint(cfg['checkpoint'])
     return load_checkpoint(module, path, map_location=cfg.get('map_location', 'cpu'), strict=True,
                            prefix=cfg.get('prefix'))
 
