@@ -229,8 +229,8 @@ class _SystemCall:
 def test_torch_version_metadata_loads_weights_only(tmp_path):
     model = GlobalAveragePooling()
     path = tmp_path / 'tv.pth'
-    torch.save({'state_dict': {'w': torch.ones(2)}, 'meta': {'torch': torch.__version__, 'seed': np.int64(3)}},
-               path)
+    meta = {'torch': torch.__version__, 'seed': np.int64(3)}
+    torch.save({'state_dict': {'w': torch.ones(2)}, 'meta': meta}, path)
     checkpoint = read_checkpoint(path)
     assert checkpoint['meta']['torch'] == str(torch.__version__) and checkpoint['meta']['seed'] == 3
     assert type(checkpoint['meta']['torch']).__name__ == 'TorchVersion'
@@ -246,7 +246,8 @@ def test_mmengine_training_checkpoint_gives_its_state_dict(tmp_path):
     torch.save({'meta': {'epoch': 3, 'mmengine_version': '0.10.7', 'dataset_meta': {'sigmas': np.ones(17)},
                          'torch': torch.__version__},
                 'state_dict': state,
-                'message_hub': {'log_scalars': {'train/loss': _HistoryBuffer()}, 'runtime_info': {'epoch': 3}},
+                'message_hub': {'log_scalars': {'train/loss': _HistoryBuffer()},
+                                'runtime_info': {'epoch': 3}},
                 'optimizer': {'state': {0: {'exp_avg': torch.zeros(3)}}, 'param_groups': [{'lr': 1e-3}]}},
                path)
     checkpoint = read_checkpoint(path)
