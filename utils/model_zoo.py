@@ -209,12 +209,13 @@ def run_checkpoint(work_dir: str | os.PathLike) -> Path:
     raise ModelZooError(f'work dir {work_dir} holds neither best.pth nor last.pth')
 
 
-def resolve_checkpoint(checkpoint: str | os.PathLike, root: str | os.PathLike = DEFAULT_ROOT,
+def resolve_checkpoint(checkpoint: str | os.PathLike, root: str | os.PathLike | None = None,
                        progress: bool = True) -> Path:
     """Local path of a checkpoint given as a file path, a work dir, a :data:`MODEL_ZOO` name, or an
     http(s) URL.
 
-    Names and URLs are looked up in ``root`` first and downloaded there when absent.
+    Names and URLs are looked up in ``root`` (default :data:`DEFAULT_ROOT`, ``pretrained_weight/``) first
+    and downloaded there when absent.
 
     Raises:
         ModelZooError: unknown name / missing file (listing the known names), a work dir without
@@ -226,7 +227,7 @@ def resolve_checkpoint(checkpoint: str | os.PathLike, root: str | os.PathLike = 
         return Path(text)
     if os.path.isdir(text):
         return run_checkpoint(text)
-    root = Path(root)
+    root = Path(DEFAULT_ROOT if root is None else root)
     if text in MODEL_ZOO:
         entry = MODEL_ZOO[text]
         dst = root / entry.filename
