@@ -212,3 +212,12 @@ def test_export_tool_flip_default(tmp_path: Path) -> None:
         assert pose_flip_test(cfg, args) is expected
     cfg.model.test_cfg.flip_test = False
     assert not pose_flip_test(cfg, argparse.Namespace(with_decode=True, flip_test=None))
+
+
+def test_data_errors_name_the_option(tmp_path: Path) -> None:
+    from deploy.data import resolve_annotation
+
+    with pytest.raises(FileNotFoundError, match=r'--check-data: annotation file not found: .*nope\.json'):
+        resolve_annotation(str(tmp_path / 'nope.json'), option='--check-data')
+    with pytest.raises(FileNotFoundError, match='--check-data folder .* exactly one'):
+        resolve_annotation(str(tmp_path), option='--check-data')
