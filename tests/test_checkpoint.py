@@ -14,7 +14,6 @@ from tools.convert_checkpoint import main as convert_main
 from utils.checkpoint import (
     CHECKPOINT_MARKER,
     CheckpointError,
-    Placeholder,
     convert_state_dict,
     detect_format,
     detect_naming,
@@ -22,6 +21,7 @@ from utils.checkpoint import (
     read_checkpoint,
     save_checkpoint,
 )
+from utils.restricted_unpickler import Placeholder
 
 WEIGHTS = Path(__file__).resolve().parents[2] / 'shared' / 'weights'
 RLE = WEIGHTS / 'rle_mbv2-0.5x_aic-coco-192x192_202403131203.pth'

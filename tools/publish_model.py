@@ -21,8 +21,9 @@ from typing import Any
 
 import torch
 
-from utils.checkpoint import Placeholder, detect_format, read_checkpoint, save_checkpoint, state_dict_of
+from utils.checkpoint import detect_format, read_checkpoint, save_checkpoint, state_dict_of
 from utils.model_zoo import add_checkpoint_argument, resolve_checkpoint, sha256_of
+from utils.restricted_unpickler import Placeholder
 
 
 def _plain(value: Any) -> bool:

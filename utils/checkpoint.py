@@ -21,7 +21,6 @@ All other names (SimCC and regression heads, ShuffleNetV2, the RealNVP flow) are
 """
 from __future__ import annotations
 
-import functools
 import os
 import pickle
 import re
@@ -32,13 +31,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
-from numpy._core import multiarray as np_multiarray
 from torch import nn
-from torch.torch_version import TorchVersion
 
 from utils.model_zoo import MODEL_ZOO, resolve_checkpoint
+from utils.restricted_unpickler import RestrictedPickleModule, safe_globals
 
 CHECKPOINT_MARKER = 'mmpose_clean'
 CHECKPOINT_VERSION = 1
@@ -62,84 +59,6 @@ class LoadReport:
     unexpected: list[str] = field(default_factory=list)
 
 
-def _safe_globals() -> list[Any]:
-    """Plain-data types allowed in checkpoint metadata beyond torch's own: numpy arrays/scalars/dtypes
-    (numpy 1.x and 2.x pickles) and ``torch.torch_version.TorchVersion`` (a ``str`` subclass that training
-    scripts save as ``torch.__version__``)."""
-    names = ('numpy.core.multiarray', 'numpy._core.multiarray')
-    allowed: list[Any] = [np.ndarray, np.dtype, TorchVersion]
-    for module in names:
-        allowed += [(np_multiarray._reconstruct, f'{module}._reconstruct'),
-                    (np_multiarray.scalar, f'{module}.scalar')]
-    allowed += [getattr(np.dtypes, name) for name in dir(np.dtypes) if name.endswith('DType')]
-    return allowed
-
-
-class Placeholder:
-    """Stands in for a class or function a checkpoint names but this project does not allow (e.g. an
-    mmengine ``HistoryBuffer`` in ``message_hub``, or ``os.system`` in a malicious payload).
-
-    The unpickler creates and fills placeholders instead of the real objects: it records the arguments
-    and state it is given and runs nothing. ``target`` is the dotted name of the global it replaces.
-    """
-
-    target = '?'
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        self.args, self.kwargs, self.state, self.items = args, kwargs, None, []
-
-    def __setstate__(self, state: Any) -> None:
-        self.state = state
-
-    def __setitem__(self, key: Any, value: Any) -> None:
-        self.items.append((key, value))
-
-    def append(self, value: Any) -> None:
-        self.items.append(value)
-
-    def extend(self, values: Any) -> None:
-        self.items.extend(values)
-
-    def __repr__(self) -> str:
-        return f'<placeholder for {self.target}>'
-
-
-@functools.cache
-def _allowed_globals() -> dict[str, Any]:
-    """``'module.name' -> object`` that :class:`_RestrictedUnpickler` may return: torch's weights-only
-    allow-list plus :func:`_safe_globals`."""
-    from torch import _weights_only_unpickler
-
-    allowed = dict(_weights_only_unpickler._get_allowed_globals())
-    for entry in _safe_globals():
-        obj, name = entry if isinstance(entry, tuple) else (entry, f'{entry.__module__}.{entry.__qualname__}')
-        allowed[name] = obj
-    return allowed
-
-
-class _RestrictedUnpickler(pickle.Unpickler):
-    """An unpickler that resolves allow-listed globals only; every other global becomes a fresh
-    :class:`Placeholder` subclass, so calling it (REDUCE, NEWOBJ, BUILD) only records data."""
-
-    def find_class(self, module: str, name: str) -> Any:
-        allowed = _allowed_globals().get(f'{module}.{name}')
-        if allowed is not None:
-            return allowed
-        return type(f'Placeholder_{name}', (Placeholder,), {'target': f'{module}.{name}'})
-
-
-class _RestrictedPickleModule:
-    """The ``pickle_module`` handed to ``torch.load``: every unpickling (the legacy format's header
-    records too) goes through :class:`_RestrictedUnpickler`."""
-
-    Unpickler = _RestrictedUnpickler
-    __name__ = 'restricted_pickle'
-
-    @staticmethod
-    def load(file: Any, **kwargs: Any) -> Any:
-        return _RestrictedUnpickler(file, **kwargs).load()
-
-
 def read_checkpoint(path: str | os.PathLike, map_location: Any = 'cpu') -> Any:
     """``torch.load(path, weights_only=True)``, allowing numpy arrays/scalars and TorchVersion in the
     metadata.
@@ -154,7 +73,7 @@ def read_checkpoint(path: str | os.PathLike, map_location: Any = 'cpu') -> Any:
     if not path.is_file():
         raise FileNotFoundError(f'checkpoint file not found: {str(path)!r}')
     try:
-        with torch.serialization.safe_globals(_safe_globals()):
+        with torch.serialization.safe_globals(safe_globals()):
             return torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as err:
         found = re.search(r'GLOBAL (\S+)', str(err)) or re.search(r'but got (<[^>]*>)', str(err))
@@ -167,7 +86,7 @@ def read_checkpoint(path: str | os.PathLike, map_location: Any = 'cpu') -> Any:
         raise CheckpointError(f'{str(path)!r} is not a readable torch checkpoint: {err}') from err
     try:
         return torch.load(path, map_location=map_location, weights_only=False,
-                          pickle_module=_RestrictedPickleModule)
+                          pickle_module=RestrictedPickleModule)
     except (pickle.UnpicklingError, RuntimeError, EOFError, TypeError, AttributeError) as err:
         raise CheckpointError(f'{str(path)!r} is not a readable torch checkpoint: {err}') from err
 
