@@ -1,7 +1,7 @@
 """Evaluate a trained top-down pose model on its config's validation set.
 
     python val.py CONFIG CHECKPOINT [--cfg-options ...] [--out-metrics FILE.json] [--dump FILE.json]
-                  [--device cpu|cuda] [--batch-size N] [--no-flip]
+                  [--device cpu|cuda] [--batch-size N] [--no-flip] [--show-dir DIR]
     python val.py WORK_DIR               # a training run's folder: its config and best.pth (else last.pth)
     python val.py --cfg_file CONFIG --checkpoint CHECKPOINT     # the original project's spelling
 
@@ -9,28 +9,32 @@ CHECKPOINT is a file (this project's, the original MMPose_Clean project's or an 
 checkpoint; or an .onnx model exported by tools/export_onnx.py or tools/quantize.py, float or int8, run by
 ONNX Runtime), a work dir, a model-zoo name (its config is used when CONFIG is left out) or an http(s) URL.
 Builds cfg.val_dataloader and cfg.val_evaluator, predicts with the flip test of cfg.model.test_cfg (unless
---no-flip), prints a table of the metrics, and optionally writes them as JSON (--out-metrics) and the
+--no-flip), prints a table of the metrics, and optionally writes them as JSON (--out-metrics), the
 per-instance predictions (--dump; the file format tools/eval_predictions.py reads, documented in
-evaluation/prediction_file.py). Under torchrun every rank evaluates its shard and rank 0 reports.
+evaluation/prediction_file.py) and every image with its predictions (--show-dir). Under torchrun every
+rank evaluates its shard and rank 0 reports.
 """
 from __future__ import annotations
 
 import argparse
 import json
 import os
-import sys
 from pathlib import Path
 
 from datasets import build_dataloader
 from deploy.loading import is_qat_config, load_model
 from evaluation import CocoMetric, evaluate_model
 from evaluation.prediction_file import write_predictions
+from evaluation.prediction_pictures import save_prediction_pictures
 from models import build_pose_estimator
 from utils.checkpoint import CheckpointError, load_checkpoint
+from utils.cli import run_main
 from utils.config import Config, ConfigError, add_cfg_options_argument, add_config_argument, load_config
 from utils.dist import cleanup, init_distributed, is_main_process
-from utils.model_zoo import MODEL_ZOO, ModelZooError, add_checkpoint_argument, resolve_checkpoint, zoo_config
-from utils.registry import METRICS, RegistryError
+from utils.errors import ArgumentError
+from utils.model_zoo import MODEL_ZOO, add_checkpoint_argument, resolve_checkpoint, zoo_config
+from utils.output_files import refuse_input_as_output, write_text_atomic
+from utils.registry import METRICS
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -47,6 +51,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument('--batch-size', type=int, help='override val_dataloader.batch_size')
     parser.add_argument('--num-workers', type=int, help='override val_dataloader.num_workers')
     parser.add_argument('--no-flip', action='store_true', help='disable the flip test')
+    parser.add_argument('--show-dir', help='write every image with its predictions (and the ground truth '
+                        'in magenta) to this folder')
     add_cfg_options_argument(parser)
     return parser.parse_args(argv)
 
@@ -56,7 +62,7 @@ def resolve_inputs(cfg_file: str | None, checkpoint: str | None) -> tuple[Path, 
     give only the checkpoint; a work dir brings its config, a zoo name the config it names."""
     if checkpoint is None:
         if cfg_file is None or not (os.path.isdir(cfg_file) or cfg_file in MODEL_ZOO):
-            raise ValueError('no checkpoint given: pass CONFIG CHECKPOINT, a work dir or a model-zoo name')
+            raise ArgumentError('no checkpoint given: pass CONFIG CHECKPOINT, a work dir or a model-zoo name')
         cfg_file, checkpoint = None, cfg_file
     if cfg_file is None:
         if os.path.isdir(checkpoint):
@@ -68,7 +74,7 @@ def resolve_inputs(cfg_file: str | None, checkpoint: str | None) -> tuple[Path, 
         elif zoo_config(checkpoint) is not None:
             cfg_file = str(zoo_config(checkpoint))
         else:
-            raise ValueError(f'a CONFIG (or --cfg_file) is required with checkpoint {checkpoint}')
+            raise ArgumentError(f'a CONFIG (or --cfg_file) is required with checkpoint {checkpoint}')
     return Path(cfg_file), resolve_checkpoint(checkpoint)
 
 
@@ -103,7 +109,7 @@ def build_metrics(cfg: Config) -> list:
     """``cfg.val_evaluator`` (one metric config or a list) as metric objects."""
     evaluator = cfg.get('val_evaluator')
     if evaluator is None:
-        raise KeyError(f'{cfg.filename}: no val_evaluator in the config')
+        raise ConfigError(f'{cfg.filename}: no val_evaluator in the config')
     cfgs = evaluator if isinstance(evaluator, (list, tuple)) else [evaluator]
     return [METRICS.build(c, cfg_path=f'val_evaluator[{i}]' if len(cfgs) > 1 else 'val_evaluator')
             for i, c in enumerate(cfgs)]
@@ -120,14 +126,20 @@ def format_table(metrics: dict[str, float]) -> str:
 def main(argv: list[str] | None = None) -> dict[str, float]:
     args = parse_args(argv)
     cfg_file, ckpt = resolve_inputs(args.cfg_file, args.checkpoint)
+    for flag in ('--out-metrics', '--dump'):
+        output = getattr(args, flag[2:].replace('-', '_'))
+        if output:
+            refuse_input_as_output(output, {'CONFIG': cfg_file, 'CHECKPOINT': ckpt}, flag)
     cfg = load_config(cfg_file, args.cfg_options)
     configure(cfg, args)
     _, _, device = init_distributed(args.device)
     try:
-        loader = build_dataloader(cfg.val_dataloader, seed=0, cfg_dir=cfg_file.resolve().parent)
+        loader = build_dataloader(cfg.val_dataloader, seed=0, cfg_dir=cfg_file.resolve().parent,
+                                  cfg_path='val_dataloader')
         metrics = build_metrics(cfg)
-        if args.dump and not any(isinstance(m, CocoMetric) for m in metrics):
-            raise ValueError('--dump needs a CocoMetric in val_evaluator')
+        for flag in ('dump', 'show_dir'):
+            if getattr(args, flag) and not any(isinstance(m, CocoMetric) for m in metrics):
+                raise ArgumentError(f'--{flag.replace("_", "-")} needs a CocoMetric in val_evaluator')
         model, loaded = build_model(cfg, ckpt)
         model.to(device).eval()
         flip = getattr(model, 'flip_test', cfg.model.get('test_cfg', {}).get('flip_test'))
@@ -138,20 +150,17 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         if is_main_process():
             print(format_table(results))
             if args.out_metrics:
-                Path(args.out_metrics).parent.mkdir(parents=True, exist_ok=True)
-                Path(args.out_metrics).write_text(json.dumps(results, indent=2) + '\n')
+                write_text_atomic(args.out_metrics, json.dumps(results, indent=2) + '\n')
             if args.dump:
                 coco = next(m for m in metrics if isinstance(m, CocoMetric))
                 write_predictions(coco.instances, args.dump)
+            if args.show_dir:
+                count = save_prediction_pictures(metrics, loader.dataset, args.show_dir)
+                print(f'wrote {count} pictures to {args.show_dir}')
         return results
     finally:
         cleanup()
 
 
 if __name__ == '__main__':
-    try:
-        main(sys.argv[1:])
-    except (FileNotFoundError, CheckpointError, ConfigError, ModelZooError, RegistryError, KeyError,
-            ValueError) as e:
-        print(f'error: {e}', file=sys.stderr)
-        sys.exit(2)
+    run_main(main)

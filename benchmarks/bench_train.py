@@ -25,6 +25,7 @@ from codec import build_codec
 from models import build_pose_estimator
 from optim import build_optimizer
 from train import LossModel
+from utils.cli import run_main
 from utils.config import add_cfg_options_argument, add_config_argument, load_config
 
 
@@ -50,7 +51,7 @@ def synthetic_batches(cfg, batch_size: int, seed: int = 0) -> Iterator[dict]:
     return itertools.cycle(pool)
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     add_config_argument(parser, help='pose config file (its model, optimizer and train loader)')
@@ -62,7 +63,7 @@ def main() -> None:
     parser.add_argument('--device', choices=['cpu', 'cuda'],
                         default='cuda' if torch.cuda.is_available() else 'cpu')
     add_cfg_options_argument(parser)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     cfg = load_config(args.config, args.cfg_options)
     if args.batch_size:
         cfg.train_dataloader['batch_size'] = args.batch_size
@@ -119,4 +120,4 @@ def main() -> None:
 
 
 if __name__ == '__main__':
-    main()
+    run_main(main)

@@ -21,18 +21,19 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from utils.errors import DataError
+from utils.output_files import write_text_atomic
 
 RAW = 'raw'
 COCO_RESULTS = 'coco_results'
 
 
-class PredictionFileError(ValueError):
+class PredictionFileError(DataError):
     """A predictions file that is missing, not JSON, or has a malformed entry (the message names it)."""
 
 
@@ -47,17 +48,8 @@ def _jsonable(value: Any) -> Any:
 def write_predictions(instances: Sequence[dict], path: str | os.PathLike) -> None:
     """Write per-instance records (``evaluation.coco_metric.batch_to_instances`` format: keypoints
     (K, 2) image px, keypoint_scores (K,), bbox (4,) xywh, ...) in the format above, atomically."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     items = [{k: _jsonable(v) for k, v in inst.items()} for inst in instances]
-    fd, tmp = tempfile.mkstemp(prefix=f'.{path.name}.', suffix='.tmp', dir=path.parent)
-    try:
-        with os.fdopen(fd, 'w') as f:
-            json.dump(items, f)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_text_atomic(path, json.dumps(items))
 
 
 def _field(path: str, i: int, inst: dict, key: str, shape: tuple, default=None) -> np.ndarray:
@@ -74,6 +66,9 @@ def _field(path: str, i: int, inst: dict, key: str, shape: tuple, default=None) 
         want = 'x'.join('K' if s is None else str(s) for s in shape) or 'a number'
         raise PredictionFileError(f'{path}: predictions[{i}].{key}: expected shape {want}, got '
                                   f'{list(value.shape)}')
+    if not np.isfinite(value).all():
+        raise PredictionFileError(f'{path}: predictions[{i}].{key}: non-finite values (NaN or inf) are not '
+                                  f'predictions: {value.ravel()[:6].tolist()}')
     return value
 
 

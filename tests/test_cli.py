@@ -15,6 +15,7 @@ ENTRY_POINTS = {  # module -> the inputs its --help must name
     'tools.eval_predictions': ['--ann-file', '--predictions', 'val.py --dump', 'image_id'],
     'tools.export_onnx': ['CONFIG', 'CHECKPOINT', 'work dir', '--no-flip-test', '--check-data'],
     'tools.model_info': ['CONFIG', 'detector'],
+    'tools.plot_curves': ['runs', 'work dirs', '--out'],
     'tools.publish_model': ['CHECKPOINT', 'OUT.pth', 'sha256'],
     'tools.quantize': ['CONFIG', 'CHECKPOINT', 'work dir', '--calib-data'],
     'benchmarks.bench_inference': ['CONFIG', 'CHECKPOINT'],

@@ -22,10 +22,19 @@ import argparse
 import json
 
 from datasets.metainfo import parse_pose_metainfo
-from evaluation.coco_eval import AnnotationFileError
+from evaluation.coco_eval import num_annotated_keypoints
 from evaluation.coco_metric import NMS_MODES, SCORE_MODES, CocoMetric
 from evaluation.prediction_file import COCO_RESULTS, PredictionFileError, read_predictions
-from utils.config import Config, ConfigError, add_cfg_options_argument, parse_cfg_options
+from utils.cli import run_main
+from utils.config import Config, add_cfg_options_argument, parse_cfg_options
+
+
+def check_keypoint_count(path: str, records: list[dict], ann_file: str, num_keypoints: int | None) -> None:
+    """Refuse the first record whose keypoint count differs from the annotation file's, naming both."""
+    for i, rec in enumerate(records):
+        if num_keypoints is not None and len(rec['keypoints']) != num_keypoints:
+            raise PredictionFileError(f'{path}: predictions[{i}].keypoints: {len(rec["keypoints"])} '
+                                      f'keypoints but {ann_file} annotates {num_keypoints} per instance')
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -52,27 +61,25 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    try:
-        cfg = Config(type='CocoMetric', ann_file=args.ann_file, score_mode=args.score_mode,
-                     nms_mode=args.nms_mode, nms_thr=args.nms_thr, keypoint_score_thr=args.keypoint_score_thr,
-                     use_area=args.use_area, outfile_prefix=args.outfile_prefix)
-        cfg.merge_from_options(parse_cfg_options(args.cfg_options))
-        metric = CocoMetric(**{k: v for k, v in cfg.to_dict().items() if k != 'type'})
-        metric.dataset_meta = parse_pose_metainfo(dict(from_file=args.metainfo))
-        kind, records = read_predictions(args.predictions)
-        if kind == COCO_RESULTS:
-            final = metric.evaluate_coco_results(records)
-            metrics = {f'{metric.prefix}/{k}': float(v) for k, v in final.items()}
-        else:
-            metric.results = records
-            metrics = metric.evaluate()
-    except (AnnotationFileError, PredictionFileError, ConfigError, FileNotFoundError, KeyError,
-            ValueError) as e:
-        print(f'error: {e}', file=sys.stderr)
-        return 2
+    cfg = Config(type='CocoMetric', ann_file=args.ann_file, score_mode=args.score_mode,
+                 nms_mode=args.nms_mode, nms_thr=args.nms_thr, keypoint_score_thr=args.keypoint_score_thr,
+                 use_area=args.use_area, outfile_prefix=args.outfile_prefix)
+    cfg.merge_from_options(parse_cfg_options(args.cfg_options))
+    metric = CocoMetric(**{k: v for k, v in cfg.to_dict().items() if k != 'type'})
+    metric.dataset_meta = parse_pose_metainfo(dict(from_file=args.metainfo))
+    kind, records = read_predictions(args.predictions)
+    if kind == COCO_RESULTS:
+        final = metric.evaluate_coco_results(records)
+        metrics = {f'{metric.prefix}/{k}': float(v) for k, v in final.items()}
+    else:
+        if metric.coco_data is not None and metric.pred_converter is None:
+            check_keypoint_count(args.predictions, records, args.ann_file,
+                                 num_annotated_keypoints(metric.coco_data))
+        metric.results = records
+        metrics = metric.evaluate()
     print(json.dumps(metrics))
     return 0
 
 
 if __name__ == '__main__':
-    sys.exit(main())
+    run_main(main)

@@ -24,6 +24,7 @@ from torch import nn
 
 from deploy.export import detector_input_size
 from deploy.loading import is_detector_config
+from utils.cli import run_main
 from utils.config import add_cfg_options_argument, add_config_argument, load_config
 from utils.registry import MODELS
 
@@ -90,4 +91,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == '__main__':
-    main()
+    run_main(main)
