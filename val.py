@@ -32,7 +32,7 @@ from utils.cli import run_main
 from utils.config import Config, ConfigError, add_cfg_options_argument, add_config_argument, load_config
 from utils.dist import cleanup, init_distributed, is_main_process
 from utils.errors import ArgumentError
-from utils.model_zoo import MODEL_ZOO, add_checkpoint_argument, resolve_checkpoint, zoo_config
+from utils.model_zoo import MODEL_ZOO, add_checkpoint_argument, resolve_checkpoint, run_checkpoint, zoo_config
 from utils.output_files import refuse_input_as_output, write_text_atomic
 from utils.registry import METRICS
 
@@ -66,6 +66,7 @@ def resolve_inputs(cfg_file: str | None, checkpoint: str | None) -> tuple[Path, 
         cfg_file, checkpoint = None, cfg_file
     if cfg_file is None:
         if os.path.isdir(checkpoint):
+            run_checkpoint(checkpoint)  # a work dir without best.pth / last.pth is reported first
             configs = sorted(Path(checkpoint).glob('*.py'))
             if len(configs) != 1:
                 raise FileNotFoundError(f'work dir {checkpoint} holds {len(configs)} config files '
@@ -74,7 +75,7 @@ def resolve_inputs(cfg_file: str | None, checkpoint: str | None) -> tuple[Path, 
         elif zoo_config(checkpoint) is not None:
             cfg_file = str(zoo_config(checkpoint))
         else:
-            raise ArgumentError(f'a CONFIG (or --cfg_file) is required with checkpoint {checkpoint}')
+            raise ArgumentError(f'a config (CONFIG or --cfg_file) is required with checkpoint {checkpoint}')
     return Path(cfg_file), resolve_checkpoint(checkpoint)
 
 

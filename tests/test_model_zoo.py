@@ -109,8 +109,10 @@ def test_names_without_url_and_unknown_names(tmp_path):
         resolve_checkpoint('simcc-mbv2-0.75x-192x192', root=tmp_path)
     (tmp_path / MODEL_ZOO['simcc-mbv2-0.75x-192x192'].filename).write_bytes(b'x')
     assert resolve_checkpoint('simcc-mbv2-0.75x-192x192', root=tmp_path).parent == tmp_path
-    with pytest.raises(ModelZooError, match='rtmdet-tiny'):
+    with pytest.raises(ModelZooError, match='checkpoint file not found: no/such/file.pth'):
         resolve_checkpoint('no/such/file.pth', root=tmp_path)
+    with pytest.raises(ModelZooError, match='known model name .*rtmdet-tiny'):  # a mistyped name
+        resolve_checkpoint('rtmdet-tiy', root=tmp_path)
 
 
 def test_every_entry_names_an_existing_config_and_names_work_as_configs():

@@ -247,5 +247,7 @@ def resolve_checkpoint(checkpoint: str | os.PathLike, root: str | os.PathLike | 
         if dst.is_file():
             return dst
         return download(text, dst, hash_prefix_from_name(filename), progress)
+    if os.sep in text or Path(text).suffix in ('.pth', '.pt', '.onnx'):
+        raise ModelZooError(f'checkpoint file not found: {text} (neither a file nor a work dir)')
     raise ModelZooError(f'checkpoint {text!r} is not a file, a work dir, a known model name '
                         f'({", ".join(MODEL_ZOO)}) or an http(s) URL')
