@@ -160,3 +160,24 @@ def test_base_must_be_a_literal(tmp_path: Path) -> None:
     bad = write(tmp_path / 'bad_base.py', "name = './x.py'\n_base_ = [name]\n")
     with pytest.raises(ConfigError, match=r"_base_ in .*bad_base\.py, line 2 must be a literal"):
         Config.fromfile(bad)
+
+
+def test_config_argument_positional_or_cfg_file() -> None:
+    import argparse
+
+    from utils.config import add_config_argument
+
+    parser = argparse.ArgumentParser()
+    add_config_argument(parser)
+    parser.add_argument('--x')
+    assert parser.parse_args(['a.py']).config == 'a.py'
+    assert parser.parse_args(['--x', '1', 'a.py']).config == 'a.py'
+    for flag in ('--cfg_file', '--cfg-file'):
+        assert parser.parse_args([flag, 'b.py']).config == 'b.py'
+    for argv in ([], ['a.py', '--cfg_file', 'b.py']):  # missing, or given twice
+        with pytest.raises(SystemExit):
+            parser.parse_args(argv)
+    optional = argparse.ArgumentParser()
+    add_config_argument(optional, required=False, dest='cfg_file')
+    assert optional.parse_args([]).cfg_file is None
+    assert optional.parse_args(['--cfg_file', 'c.py']).cfg_file == 'c.py'

@@ -7,8 +7,8 @@ _base_ = ['../_base_/default_runtime.py', '../_base_/schedules/aic-coco_420e_ada
 codec = dict(type='UDPHeatmap', input_size=(192, 192), heatmap_size=(48, 48), sigma=2)
 
 model = dict(
-    backbone=dict(widen_factor=0.5, init_cfg=dict(
-        type='Pretrained', checkpoint='pretrained_weight/mobilenet_v2_0.5x_imagenet_backbone.pth')),
+    backbone=dict(widen_factor=0.5,
+                  init_cfg=dict(type='Pretrained', checkpoint='mbv2-0.5x-imagenet-backbone')),
     head=dict(decoder=codec),
     test_cfg=dict(shift_heatmap=False),
 )

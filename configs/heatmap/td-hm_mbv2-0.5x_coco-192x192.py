@@ -3,8 +3,8 @@
 _base_ = ['../_base_/default_runtime.py', '../_base_/schedules/coco_210e_adam.py',
           '../_base_/data/coco_topdown.py', '../_base_/models/mobilenetv2_heatmap.py']
 
-model = dict(backbone=dict(widen_factor=0.5, init_cfg=dict(
-    type='Pretrained', checkpoint='pretrained_weight/mobilenet_v2_0.5x_imagenet_backbone.pth')))
+model = dict(backbone=dict(widen_factor=0.5, init_cfg=dict(type='Pretrained',
+                                                          checkpoint='mbv2-0.5x-imagenet-backbone')))
 
 train_dataloader, val_dataloader = coco_pipelines(codec)
 test_dataloader = val_dataloader

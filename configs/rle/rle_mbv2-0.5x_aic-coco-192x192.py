@@ -7,7 +7,7 @@ _base_ = ['../_base_/default_runtime.py', '../_base_/schedules/aic-coco_420e_ada
 
 model = dict(backbone=dict(widen_factor=0.5, init_cfg=dict(
     type='Pretrained', prefix='backbone.',
-    checkpoint='pretrained_weight/mobilenetv2_0.5x_udp_coco_aic_backbone_192x192.pth')))
+    checkpoint='mbv2-0.5x-udp-coco-aic-backbone-192x192')))
 
 train_dataloader, val_dataloader = aic_coco_pipelines(codec)
 test_dataloader = val_dataloader
