@@ -2,6 +2,6 @@
 randomness = dict(seed=None, deterministic=False)
 log_interval = 50                  # iterations between log lines
 checkpoint = dict(save_best='coco/AP', rule='greater', save_last=True)
-env_cfg = dict(cudnn_benchmark=False, dist_backend='nccl')
+env_cfg = dict(cudnn_benchmark=True, dist_backend='nccl')  # off anyway with --deterministic
 load_from = None                   # a checkpoint to initialise the whole model from
 resume = False
