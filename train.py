@@ -23,6 +23,7 @@ from torch.utils.tensorboard import SummaryWriter
 from datasets import build_dataloader
 from deploy.qat import prepare_for_training
 from engine import NonFiniteLossError
+from engine.rank_stop import watch_for_peer_stop
 from engine.setup import (
     build_ema_from_hooks,
     build_train_model,
@@ -207,6 +208,9 @@ def main(argv: list[str] | None = None) -> int:
     run = RunLog(logger, SummaryWriter(str(work_dir / 'tensorboard')) if rank == 0 else None, device,
                  int(cfg.get('log_interval', 50)), max_iters, rank == 0 and sys.stdout.isatty(),
                  cfg.train_dataloader['batch_size'], world_size)
+    # NCCL: a rank stuck in a collective whose peer has stopped ends with that peer's message
+    peer_watch = watch_for_peer_stop(lambda message: logger.error('%s', message)) if device.type == 'cuda' \
+        else None
 
     try:
         for epoch in range(start_epoch, max_epochs):
@@ -244,6 +248,8 @@ def main(argv: list[str] | None = None) -> int:
         logger.error('%s', err)
         return 1
     finally:
+        if peer_watch is not None:
+            peer_watch.set()
         run.close()
         cleanup()
     logger.info('Training finished after %d epochs; best %s = %s (epoch %s). Work dir: %s',

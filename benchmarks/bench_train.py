@@ -85,6 +85,8 @@ def main() -> None:
         enable_amp(cfg, device)
     pin_loader_memory(cfg, device)
     set_cudnn_benchmark(cfg)
+    cfg.model['backbone']['init_cfg'] = None  # the weights do not change the speed: no pretrained files
+    cfg['load_from'] = None
     batch_size = cfg.train_dataloader['batch_size']
     logger = logging.getLogger('bench_train')
 

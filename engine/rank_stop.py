@@ -5,10 +5,15 @@ Two cases. A NaN/inf loss lets every rank finish its iterations, so the ranks ag
 exception on one rank (out of memory, a bad file) leaves the other ranks inside a gradient all-reduce that
 can never complete; that rank writes its message to the process group's key-value store and exits
 (:func:`stop_run`), the all-reduce then fails on the others, and they report the stored message instead of
-their own connection error (:func:`peer_stop_message`).
+their own connection error (:func:`peer_stop_message`). NCCL collectives do not fail when a peer leaves (the
+host only blocks later, waiting for a kernel that never ends), so on CUDA :func:`watch_for_peer_stop` polls
+the store from a thread and ends the process with the peer's message.
 """
 from __future__ import annotations
 
+import os
+import threading
+from collections.abc import Callable
 from typing import NoReturn
 
 import torch
@@ -61,3 +66,26 @@ def agree_first_bad(first_bad: tuple[int, str, float] | None, names: list[str],
         return None
     it, rank, term, value = min(bad)
     return non_finite_message(it, names[term], value, rank)
+
+
+def watch_for_peer_stop(on_stop: Callable[[str], None], interval: float = 1.0,
+                        exit_process: Callable[[int], object] = os._exit) -> threading.Event:
+    """Poll the store every ``interval`` seconds from a daemon thread; when another rank has stopped the
+    run (:func:`stop_run`), call ``on_stop(message)`` (e.g. log it) and ``exit_process(1)``: this rank may
+    be blocked for good in a collective, so it cannot unwind normally. Returns an event that ends the watch.
+    Does nothing outside a process group."""
+    done = threading.Event()
+    if not is_distributed():
+        return done
+    own = f'rank {get_rank()}: '
+
+    def watch() -> None:
+        while not done.wait(interval):
+            message = peer_stop_message()
+            if message is not None and not message.startswith(own):
+                on_stop(message)
+                exit_process(1)
+                return
+
+    threading.Thread(target=watch, name='peer-stop-watch', daemon=True).start()
+    return done

@@ -50,6 +50,14 @@ def codec_batch(cfg, batch_size: int = 4) -> dict:
     return {'inputs': inputs, 'targets': targets}
 
 
+def cuda_batch(cfg, batch_size: int = 8) -> dict:
+    """:func:`codec_batch` as train.py feeds it on CUDA: pinned, copied non-blocking, channels_last."""
+    cpu = codec_batch(cfg, batch_size)
+    pinned = {'inputs': cpu['inputs'].pin_memory(),
+              'targets': {k: v.pin_memory() for k, v in cpu['targets'].items()}}
+    return prepare_batch(pinned, torch.device('cuda'), channels_last=True)
+
+
 def run_steps(cfg, model, train_model, batch, first_it: int = 0):
     optim = build_optimizer(model, cfg.optim_wrapper)
     schedulers = build_schedulers(optim, cfg.param_scheduler, iters_per_epoch=10,
@@ -86,15 +94,11 @@ def test_step_on_cuda_never_synchronises(family, amp):
     torch.backends.cudnn.benchmark = True
     cfg = recipe(family, amp, 'cuda')
     model, train_model = build_train_model(cfg, device, 1, LOGGER)
-    cpu_batch = codec_batch(cfg, 8)
-    host = {'inputs': cpu_batch['inputs'].pin_memory(),
-            'targets': {k: v.pin_memory() for k, v in cpu_batch['targets'].items()}}
-    batch = prepare_batch(host, device, channels_last=True)
-    run_steps(cfg, model, train_model, batch)  # warm-up: cuDNN autotuning and lazy initialisation may sync
+    run_steps(cfg, model, train_model, cuda_batch(cfg))  # warm-up: cuDNN autotuning, lazy init may sync
+    batch = cuda_batch(cfg)
     torch.cuda.synchronize()
     torch.cuda.set_sync_debug_mode('error')
     try:
-        batch = prepare_batch(host, device, channels_last=True)
         _, _, stats, _, _ = run_steps(cfg, model, train_model, batch, first_it=ITERS)
     finally:
         torch.cuda.set_sync_debug_mode('default')

@@ -182,3 +182,26 @@ def test_resume_restores_exactly_from_a_checkpoint_of_another_device(tmp_path):
         assert all(torch.equal(sa[k], sb[k]) for k in sa)
     assert [s.state_dict() for s in schedulers] == [s.state_dict() for s in schedulers2]
     assert np.isclose(optim.param_groups[0]['lr'], optim2.param_groups[0]['lr'], rtol=0, atol=0)
+
+
+def test_peer_stop_watch_reports_another_ranks_message(tmp_path):
+    """The NCCL fallback, on a one-process gloo group: a message left by another rank is reported and the
+    process ended (here: recorded), the rank's own message is not."""
+    import threading
+
+    import torch.distributed as dist
+
+    from engine.rank_stop import _STOP_KEY, _store, watch_for_peer_stop
+
+    store = dist.FileStore(str(tmp_path / 'store'), 1)
+    dist.init_process_group('gloo', store=store, rank=0, world_size=1)
+    try:
+        seen, exited = [], threading.Event()
+        _store().set(_STOP_KEY, 'rank 0: my own stop')
+        done = watch_for_peer_stop(seen.append, interval=0.01, exit_process=lambda code: exited.set())
+        assert not exited.wait(0.2) and not seen
+        _store().set(_STOP_KEY, 'rank 1: CUDA out of memory')
+        assert exited.wait(10) and seen == ['rank 1: CUDA out of memory']
+        done.set()
+    finally:
+        dist.destroy_process_group()
