@@ -21,8 +21,9 @@ import torch
 from torch.utils.tensorboard import SummaryWriter
 
 from datasets import build_dataloader
+from datasets.batch_picture import train_batch_picture
 from deploy.qat import prepare_for_training
-from engine import NonFiniteLossError
+from engine import NonFiniteLossError, RunStopped
 from engine.rank_stop import watch_for_peer_stop
 from engine.setup import (
     build_ema_from_hooks,
@@ -33,12 +34,15 @@ from engine.setup import (
 )
 from engine.train_loop import train_one_epoch
 from evaluation import evaluate_model
+from evaluation.prediction_pictures import prediction_mosaic
 from optim import build_optimizer, build_schedulers, scale_lr
 from utils.checkpoint import read_checkpoint, save_checkpoint
+from utils.cli import run_main
 from utils.config import Config, add_cfg_options_argument, load_config
 from utils.dist import barrier, broadcast_buffers, broadcast_object, cleanup, init_distributed
-from utils.logger import RunLog, collect_env, get_logger
+from utils.logger import FILE_ONLY, RunLog, collect_env, get_logger
 from utils.registry import METRICS
+from utils.run_checks import check_data_sizes, check_training_settings, refuse_overwrite
 from utils.seed import seed_epoch, set_random_seed
 from utils.train_state import checkpoint_payload, restore
 
@@ -53,6 +57,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                              'or a checkpoint path')
     parser.add_argument('--resume_ckpt', '--resume-ckpt', dest='resume_ckpt',
                         help="the original project's flag: a work dir to continue in (its last.pth)")
+    parser.add_argument('--overwrite', action='store_true',
+                        help='start a new run in a work dir that holds checkpoints, replacing them')
     parser.add_argument('--amp', action='store_true', help='mixed precision (bfloat16 autocast)')
     parser.add_argument('--auto-scale-lr', action='store_true',
                         help='scale lr by total batch size / auto_scale_lr.base_batch_size')
@@ -154,15 +160,20 @@ def main(argv: list[str] | None = None) -> int:
     cfg = load_config(args.cfg_file, args.cfg_options)
     rank, world_size, device = init_distributed(args.device, cfg.get('env_cfg', {}).get('dist_backend'))
     configure(cfg, args, device)
+    check_training_settings(cfg)
     check_data_paths(cfg)
     chosen = resolve_work_dir(args, args.cfg_file, bool(cfg.get('resume'))) if rank == 0 else None
     work_dir, resume_from = broadcast_object(chosen)
     if rank == 0:
+        refuse_overwrite(work_dir, resume_from, args.overwrite)
         work_dir.mkdir(parents=True, exist_ok=True)
         cfg.dump(work_dir / Path(args.cfg_file).name)
     logger = get_logger(work_dir / 'train.log', rank)
-    logger.info('Environment:\n%s\nWorld size: %d, device: %s', collect_env(), world_size, device)
-    logger.info('Config:\n%s', cfg.pretty_text())
+    logger.info('Environment:\n%s\nWorld size: %d, device: %s', collect_env(), world_size, device,
+                extra=FILE_ONLY)
+    logger.info('Config:\n%s', cfg.pretty_text(), extra=FILE_ONLY)
+    logger.info('%s -> %s (resolved config and train.log there); device %s, world size %d', args.cfg_file,
+                work_dir, device, world_size)
     seed = int(cfg.randomness['seed'])
     set_random_seed(seed, bool(cfg.randomness.get('deterministic', False)))
     set_cudnn_benchmark(cfg)
@@ -170,10 +181,13 @@ def main(argv: list[str] | None = None) -> int:
     model, train_model = build_train_model(cfg, device, world_size, logger, prepare_for_training)
     distributed = world_size > 1
     cfg_dir = Path(args.cfg_file).parent
-    train_loader = build_dataloader(cfg.train_dataloader, seed=seed, distributed=distributed, cfg_dir=cfg_dir)
-    val_loader = build_dataloader(cfg.val_dataloader, seed=seed, distributed=distributed, cfg_dir=cfg_dir)
+    train_loader = build_dataloader(cfg.train_dataloader, seed=seed, distributed=distributed, cfg_dir=cfg_dir,
+                                    cfg_path='train_dataloader')
+    val_loader = build_dataloader(cfg.val_dataloader, seed=seed, distributed=distributed, cfg_dir=cfg_dir,
+                                  cfg_path='val_dataloader')
     metric = METRICS.build(cfg.val_evaluator, cfg_path='val_evaluator')
     metric.dataset_meta = val_loader.dataset.metainfo
+    check_data_sizes(cfg, len(train_loader.dataset), len(train_loader), len(val_loader.dataset), world_size)
     iters_per_epoch = len(train_loader)
     max_epochs = int(cfg.train_cfg['max_epochs'])
     val_interval = int(cfg.train_cfg.get('val_interval', 1))
@@ -207,7 +221,11 @@ def main(argv: list[str] | None = None) -> int:
     optim.initialize_count_status(start_epoch * iters_per_epoch, max_iters)
     run = RunLog(logger, SummaryWriter(str(work_dir / 'tensorboard')) if rank == 0 else None, device,
                  int(cfg.get('log_interval', 50)), max_iters, rank == 0 and sys.stdout.isatty(),
-                 cfg.train_dataloader['batch_size'], world_size)
+                 cfg.train_dataloader['batch_size'], world_size, work_dir=work_dir if rank == 0 else None,
+                 start_epoch=start_epoch, max_epochs=max_epochs, val_iters=len(val_loader),
+                 batch_picture=lambda batch: train_batch_picture(batch, train_loader.dataset.metainfo))
+    run.log_header(model, len(train_loader.dataset), iters_per_epoch, len(val_loader.dataset))
+    vis_images = int(cfg.get('vis_num_images', 8))
     # NCCL: a rank stuck in a collective whose peer has stopped ends with that peer's message
     peer_watch = watch_for_peer_stop(lambda message: logger.error('%s', message)) if device.type == 'cuda' \
         else None
@@ -239,12 +257,17 @@ def main(argv: list[str] | None = None) -> int:
                     logger.info('Best %s = %.4f at epoch %d: saved best.pth', best['key'], best['score'],
                                 epoch + 1)
                 save_checkpoint(work_dir / 'last.pth', payload)
+                if run.metrics and vis_images > 0:
+                    run.log_picture(f'val_epoch{epoch + 1}_pred.jpg',
+                                    prediction_mosaic(metric, val_loader.dataset, vis_images), epoch + 1,
+                                    'val/predictions')
+                run.end_epoch(epoch)
             barrier()
     except KeyboardInterrupt:
         logger.warning('Interrupted: nothing half-written; %s holds the last finished epoch',
                        work_dir / 'last.pth')
         return 130
-    except NonFiniteLossError as err:
+    except (NonFiniteLossError, RunStopped) as err:  # one line on every rank, no checkpoint written
         logger.error('%s', err)
         return 1
     finally:
@@ -252,10 +275,12 @@ def main(argv: list[str] | None = None) -> int:
             peer_watch.set()
         run.close()
         cleanup()
-    logger.info('Training finished after %d epochs; best %s = %s (epoch %s). Work dir: %s',
-                max_epochs, best['key'], best['score'], best['epoch'], work_dir)
+    run.log_summary(best['key'], ckpt_cfg['rule'])
+    score = 'none' if best['score'] is None else f"{best['score']:.4f}"
+    logger.info('Training finished after %d epochs; best %s = %s (epoch %s). Work dir: %s', max_epochs,
+                best['key'], score, best['epoch'], work_dir)
     return 0
 
 
 if __name__ == '__main__':
-    sys.exit(main())
+    run_main(main)

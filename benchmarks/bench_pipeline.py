@@ -20,6 +20,7 @@ import cv2
 import torch
 
 from datasets import CocoStyleDataset, RepeatDataset, build_dataloader
+from utils.cli import run_main
 from utils.config import add_cfg_options_argument, load_config
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / 'shared' / 'data' / 'coco'
@@ -94,4 +95,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == '__main__':
-    raise SystemExit(main())
+    run_main(main)

@@ -38,6 +38,7 @@ from engine.setup import (
     set_cudnn_benchmark,
 )
 from optim import build_optimizer, build_schedulers
+from utils.cli import run_main
 from utils.config import add_cfg_options_argument, load_config
 
 
@@ -64,7 +65,7 @@ def synthetic_batches(cfg, batch_size: int, pin: bool, seed: int = 0) -> Iterato
     return itertools.cycle(pool)
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('config')
     parser.add_argument('--synthetic', action='store_true', help='random batches instead of the train loader')
@@ -76,7 +77,7 @@ def main() -> None:
     parser.add_argument('--device', choices=['cpu', 'cuda'],
                         default='cuda' if torch.cuda.is_available() else 'cpu')
     add_cfg_options_argument(parser)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     cfg = load_config(args.config, args.cfg_options)
     device = torch.device(args.device)
     if args.batch_size:
@@ -153,4 +154,4 @@ def main() -> None:
 
 
 if __name__ == '__main__':
-    main()
+    run_main(main)

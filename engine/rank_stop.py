@@ -21,6 +21,7 @@ import torch.distributed as dist
 
 from engine.step_stats import non_finite_message
 from utils.dist import get_rank, get_world_size, is_distributed
+from utils.errors import ReportedError
 
 _STOP_KEY = 'mmpose_clean/stop'
 
@@ -29,12 +30,17 @@ def _store() -> dist.Store:
     return dist.distributed_c10d._get_default_store()
 
 
+class RunStopped(ReportedError, RuntimeError):
+    """Training cannot go on (e.g. out of memory on some rank); the message says why and, with several
+    ranks, which rank stopped first."""
+
+
 def stop_run(message: str) -> NoReturn:
-    """Stop this rank with ``SystemExit(message)``, first telling the other ranks (if any) why."""
+    """Stop this rank with :class:`RunStopped`, first telling the other ranks (if any) why."""
     if is_distributed() and get_world_size() > 1:
         message = f'rank {get_rank()}: {message}'
         _store().set(_STOP_KEY, message)
-    raise SystemExit(message)
+    raise RunStopped(message)
 
 
 def peer_stop_message() -> str | None:

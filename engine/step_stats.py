@@ -7,8 +7,10 @@ from collections.abc import Mapping
 
 import torch
 
+from utils.errors import ReportedError
 
-class NonFiniteLossError(RuntimeError):
+
+class NonFiniteLossError(ReportedError, RuntimeError):
     """A loss term became NaN or infinite; training stops without writing a checkpoint."""
 
 

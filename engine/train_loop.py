@@ -8,10 +8,9 @@ from typing import Any
 
 import torch
 from torch import nn
-from tqdm import tqdm
 
 from engine.batch import prepare_batch
-from engine.rank_stop import agree_first_bad, peer_stop_message, stop_run
+from engine.rank_stop import RunStopped, agree_first_bad, peer_stop_message, stop_run
 from engine.step_stats import NonFiniteLossError, StepStats
 from engine.train_step import train_step
 from utils.logger import RunLog
@@ -45,9 +44,7 @@ def train_one_epoch(run: RunLog, train_model: nn.Module, loader: Any, optim: Any
     train_model.train()
     end = time.perf_counter()
     data_time = step_time = 0.0
-    bar = tqdm(loader, total=iters_per_epoch, disable=not run.show_bar, dynamic_ncols=True,
-               desc=f'Epoch {epoch + 1}')
-    batches = iter(bar)
+    batches = iter(run.progress(loader, epoch))  # next() inside the guard below: loader errors stop all ranks
     for i in range(iters_per_epoch):
         lr = optim.param_groups[0]['lr']
         try:
@@ -59,7 +56,7 @@ def train_one_epoch(run: RunLog, train_model: nn.Module, loader: Any, optim: Any
         except Exception as err:
             peer = peer_stop_message()
             if peer is not None:  # another rank stopped first: this error is only the broken collective
-                raise SystemExit(peer) from None
+                raise RunStopped(peer) from None
             if run.world_size > 1:
                 stop_run(f'{type(err).__name__}: {err}')
             raise
@@ -74,6 +71,5 @@ def train_one_epoch(run: RunLog, train_model: nn.Module, loader: Any, optim: Any
                 raise NonFiniteLossError(stopped)
             n = i % run.log_interval + 1
             run.log_train(epoch, i, iters_per_epoch, it, lr, means, step_time / n, data_time / n)
-            bar.set_postfix(loss=f"{sum(v for k, v in means.items() if k.startswith('loss')):.4f}")
             data_time = step_time = 0.0
-    bar.close()
+    next(batches, None)  # the loader is exhausted: this ends the progress bar

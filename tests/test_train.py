@@ -146,8 +146,10 @@ def test_out_of_memory_names_the_batch_size(tmp_path, monkeypatch):
 
     monkeypatch.setattr(LossModel, 'forward', out_of_memory)
     cfg_file = tiny_config(tmp_path, 'rle', max_epochs=1)
-    with pytest.raises(SystemExit, match='batch size 4 per GPU.*train_dataloader.batch_size=2'):
-        train.main(['--cfg_file', str(cfg_file), '--work-dir', str(tmp_path / 'work'), '--device', 'cpu'])
+    args = ['--cfg_file', str(cfg_file), '--work-dir', str(tmp_path / 'work'), '--device', 'cpu']
+    assert train.main(args) == 1
+    log = (tmp_path / 'work' / 'train.log').read_text()
+    assert re.search('CUDA out of memory at batch size 4 per GPU.*train_dataloader.batch_size=2', log)
     assert not (tmp_path / 'work' / 'last.pth').exists()
 
 
