@@ -1,7 +1,8 @@
 """Train a top-down pose model from a config.
 
-    python train.py --cfg_file CONFIG [--work-dir DIR] [--resume [auto|CKPT]] [--amp] [--cfg-options ...]
-    torchrun --nproc_per_node N train.py --cfg_file CONFIG ...
+    python train.py CONFIG [--work-dir DIR] [--resume [auto|CKPT]] [--amp] [--cfg-options ...]
+    torchrun --nproc_per_node N train.py CONFIG ...
+    (--cfg_file CONFIG, the original project's spelling, works too)
 
 One epoch: reseed from (seed, epoch, rank), train on the shuffled loader (lr schedulers stepped per
 iteration or per epoch, EMA after each step), validate every ``train_cfg.val_interval`` epochs, then
@@ -38,7 +39,7 @@ from evaluation.prediction_pictures import prediction_mosaic
 from optim import build_optimizer, build_schedulers, scale_lr
 from utils.checkpoint import read_checkpoint, save_checkpoint
 from utils.cli import run_main
-from utils.config import Config, add_cfg_options_argument, load_config
+from utils.config import Config, add_cfg_options_argument, add_config_argument, load_config
 from utils.dist import barrier, broadcast_buffers, broadcast_object, cleanup, init_distributed
 from utils.logger import FILE_ONLY, RunLog, collect_env, get_logger
 from utils.registry import METRICS
@@ -48,8 +49,9 @@ from utils.train_state import checkpoint_payload, restore
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description='Train a top-down pose model')
-    parser.add_argument('--cfg_file', '--cfg-file', dest='cfg_file', required=True, help='config file')
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_config_argument(parser, dest='cfg_file')
     parser.add_argument('--work-dir', '--work_dir', dest='work_dir',
                         help='output folder (default work_dirs/<YYYYmmddHHMM>_<config name>)')
     parser.add_argument('--resume', nargs='?', const='auto', default=None,

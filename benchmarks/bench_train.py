@@ -39,7 +39,7 @@ from engine.setup import (
 )
 from optim import build_optimizer, build_schedulers
 from utils.cli import run_main
-from utils.config import add_cfg_options_argument, load_config
+from utils.config import add_cfg_options_argument, add_config_argument, load_config
 
 
 def synthetic_batches(cfg, batch_size: int, pin: bool, seed: int = 0) -> Iterator[dict]:
@@ -66,8 +66,9 @@ def synthetic_batches(cfg, batch_size: int, pin: bool, seed: int = 0) -> Iterato
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument('config')
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_config_argument(parser, help='pose config file (its model, optimizer and train loader)')
     parser.add_argument('--synthetic', action='store_true', help='random batches instead of the train loader')
     parser.add_argument('--iters', type=int, default=50, help='timed iterations')
     parser.add_argument('--warmup', type=int, default=5, help='untimed iterations first')

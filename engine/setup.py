@@ -14,6 +14,7 @@ from models import build_pose_estimator
 from optim import build_ema
 from utils.checkpoint import load_checkpoint
 from utils.config import Config
+from utils.model_zoo import resolve_checkpoint
 
 
 def enable_amp(cfg: Config, device: torch.device) -> None:
@@ -49,7 +50,7 @@ def build_train_model(cfg: Config, device: torch.device, world_size: int, logger
     model = build_pose_estimator(cfg.model)
     model.init_weights()
     if cfg.get('load_from'):
-        report = load_checkpoint(model, cfg.load_from, strict=False)
+        report = load_checkpoint(model, resolve_checkpoint(cfg.load_from), strict=False)
         logger.info('load_from %s: missing %s, unexpected %s', cfg.load_from, report.missing,
                     report.unexpected)
     if prepare is not None:

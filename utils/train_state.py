@@ -11,7 +11,11 @@ from utils.config import Config
 def checkpoint_payload(model: nn.Module, ema: Any, optim: Any, schedulers: list, cfg: Config, epoch: int,
                        it: int, best: dict) -> dict[str, Any]:
     """Everything needed to continue after ``epoch`` epochs (``it`` iterations). ``state_dict`` holds the
-    weights to deploy (the EMA ones when EMA is on); ``train_state_dict`` the raw ones then."""
+    weights to deploy (the EMA ones when EMA is on); ``train_state_dict`` the raw ones then.
+
+    No RNG states: train.py reseeds every RNG from (seed, epoch, rank) at the start of each epoch and a
+    resume starts at an epoch boundary, so they would be redundant (and device-specific: CUDA generator
+    states cannot be restored on fewer GPUs or on the CPU)."""
     payload = {
         'state_dict': (ema.module if ema is not None else model).state_dict(),
         'meta': {'epoch': epoch, 'iter': it, 'config': cfg.pretty_text()},
