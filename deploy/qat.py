@@ -6,6 +6,7 @@ that ONNX Runtime runs with int8 kernels.
 from __future__ import annotations
 
 import copy
+import types
 from collections.abc import Mapping
 from typing import Any
 
@@ -53,9 +54,13 @@ def export_qat_onnx(model: QATTopdownPoseEstimator, cfg: Mapping[str, Any], path
     onnx = require('onnx', 'QAT export')
     frozen = copy.deepcopy(model).cpu().eval()
     frozen.apply(disable_observer)
-    for module in frozen.modules():  # [-127, 127] weights are [-128, 127] ones that never use -128, the
-        if isinstance(module, FakeQuantize) and module.activation_post_process.quant_min == -127:  # only
-            module.quant_min = module.activation_post_process.quant_min = -128  # int8 range ONNX accepts
+    for module in frozen.modules():
+        if not isinstance(module, FakeQuantize):
+            continue
+        # the fused training op has no ONNX form; frozen, the plain FakeQuantize forward computes the same
+        module.forward = types.MethodType(FakeQuantize.forward, module)
+        if module.activation_post_process.quant_min == -127:  # [-127, 127] weights are [-128, 127] ones that
+            module.quant_min = module.activation_post_process.quant_min = -128  # never use -128: ONNX's range
     _fold_bn(frozen.network)
     export_args['opset'] = export_args.get('opset') or 17
     if export_args['opset'] < 13:

@@ -1,6 +1,8 @@
-"""Build the model of a config and load its weights: float pose estimators, their QAT version, detectors."""
+"""Build the model of a config and load its weights: float pose estimators, their QAT version, detectors;
+prepare a model for (quantisation-aware) training."""
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Mapping
 from typing import Any
@@ -9,6 +11,7 @@ from torch import nn
 
 from models.qat import prepare_qat
 from utils.checkpoint import load_checkpoint, read_checkpoint, state_dict_of
+from utils.logger import LOGGER_NAME
 from utils.registry import MODELS
 
 
@@ -39,3 +42,12 @@ def load_model(cfg: Mapping[str, Any], checkpoint: str | os.PathLike | None) -> 
     elif checkpoint is not None:
         load_checkpoint(model, checkpoint, map_location='cpu', strict=True)
     return model.cpu().eval()
+
+
+def prepare_for_training(model: nn.Module, cfg: Mapping[str, Any]) -> nn.Module:
+    """``model`` prepared for QAT when ``cfg.quantization.mode == 'qat'`` (see
+    :func:`models.qat.prepare_qat`), else ``model`` itself."""
+    if not is_qat_config(cfg):
+        return model
+    logging.getLogger(LOGGER_NAME).info('quantisation-aware training: %s', dict(cfg['quantization']))
+    return prepare_qat(model, cfg['quantization'])
