@@ -27,6 +27,7 @@ from engine import NonFiniteLossError, RunStopped
 from engine.rank_stop import watch_for_peer_stop
 from engine.setup import build_train_model, enable_amp, pin_loader_memory, set_cudnn_benchmark
 from engine.train_loop import train_one_epoch
+from engine.train_state import checkpoint_payload, restore
 from evaluation import evaluate_model
 from evaluation.prediction_pictures import prediction_mosaic
 from optim import build_ema, build_optimizer, build_schedulers, ema_config, scale_lr
@@ -38,7 +39,6 @@ from utils.logger import FILE_ONLY, RunLog, collect_env, get_logger
 from utils.registry import METRICS
 from utils.run_checks import check_data_sizes, check_training_settings, refuse_overwrite
 from utils.seed import seed_epoch, set_random_seed
-from utils.train_state import checkpoint_payload, restore
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

@@ -1,4 +1,5 @@
-"""The training engine: one training step, its device-side statistics, the epoch loop and run setup.
+"""The training engine: one training step, its device-side statistics, the epoch loop, run setup and the
+resumable checkpoint state.
 
 Above models/, optim/ and datasets/; used by train.py, benchmarks/ and the tests, so that all of them run
 the same step."""

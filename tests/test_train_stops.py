@@ -16,6 +16,7 @@ import torch
 import train
 from engine import LossModel, StepStats, train_step
 from engine.rank_stop import agree_first_bad
+from engine.train_state import checkpoint_payload, restore
 from models import build_pose_estimator
 from models.heads.rle_head import RLEHead
 from optim import build_ema, build_optimizer, build_schedulers
@@ -23,7 +24,6 @@ from tests.test_train import needs_data, one_torch_thread, tiny_config  # noqa: 
 from tests.test_train_step import codec_batch
 from utils.checkpoint import read_checkpoint, save_checkpoint
 from utils.config import load_config
-from utils.train_state import checkpoint_payload, restore
 
 REPO = Path(__file__).resolve().parents[1]
 NAN = float('nan')
