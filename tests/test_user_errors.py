@@ -534,3 +534,12 @@ def test_scripts_print_one_line_without_traceback(env, tmp_path):
                               timeout=120)
         assert proc.returncode == 2, proc.stderr
         assert proc.stderr.count('\n') == 1 and proc.stderr.startswith('error: '), proc.stderr
+
+
+def test_every_entry_point_reports_through_run_main():
+    scripts = [*REPO.glob('*.py'), *(REPO / 'tools').glob('*.py'), *(REPO / 'benchmarks').glob('*.py')]
+    entry_points = [p for p in scripts if "if __name__ == '__main__':" in p.read_text()]
+    assert len(entry_points) >= 15
+    offenders = [str(p.relative_to(REPO)) for p in entry_points
+                 if not re.search(r"if __name__ == '__main__':\n    run_main\(main\)\n\Z", p.read_text())]
+    assert offenders == []
