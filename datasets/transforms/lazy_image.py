@@ -40,9 +40,9 @@ def _exif_orientation(segment: bytes) -> int:
     return 1
 
 
-def jpeg_size(data: bytes) -> tuple[int, int] | None:
-    """(height, width) from a JPEG's frame header, or ``None`` if ``data`` is not a plain JPEG or
-    carries a non-identity EXIF orientation (such files are decoded eagerly instead)."""
+def jpeg_frame(data: bytes) -> tuple[int, int, int] | None:
+    """(height, width, colour components) from a JPEG's frame header, or ``None`` if ``data`` is not a
+    plain JPEG or carries a non-identity EXIF orientation (such files are decoded eagerly instead)."""
     if data[:2] != b'\xff\xd8':
         return None
     pos, n = 2, len(data)
@@ -61,14 +61,20 @@ def jpeg_size(data: bytes) -> tuple[int, int] | None:
             if _exif_orientation(data[pos + 4:pos + 2 + length]) != 1:
                 return None
         if marker in _SOF_MARKERS:
-            if pos + 9 > n:
+            if pos + 10 > n:
                 return None
             h, w = struct.unpack('>HH', data[pos + 5:pos + 9])
-            return (h, w) if h > 0 and w > 0 else None
+            return (h, w, data[pos + 9]) if h > 0 and w > 0 else None
         if marker == 0xDA:  # start of scan before any frame header
             return None
         pos += 2 + length
     return None
+
+
+def jpeg_size(data: bytes) -> tuple[int, int] | None:
+    """(height, width) of a plain JPEG (see :func:`jpeg_frame`), else ``None``."""
+    frame = jpeg_frame(data)
+    return None if frame is None else frame[:2]
 
 
 class LazyImage:

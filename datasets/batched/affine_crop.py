@@ -1,0 +1,32 @@
+"""The top-down crop of a whole batch as one bilinear warp (``cv2.warpAffine`` semantics, on any device)."""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+
+def affine_crop(canvas: torch.Tensor, image_to_crop: torch.Tensor,
+                output_size: tuple[int, int]) -> torch.Tensor:
+    """Warp each image of a zero-padded canvas into its crop.
+
+    Args:
+        canvas: uint8 (B, C, Hc, Wc); image i in its top-left corner, zeros elsewhere (the black
+            border of ``cv2.warpAffine``'s ``BORDER_CONSTANT``).
+        image_to_crop: (B, 3, 3) affine from image px to crop px (pixel centres at integers).
+        output_size: (w, h) of the crops.
+
+    Returns:
+        uint8 (B, C, h, w): bilinear samples, rounded (OpenCV quantises the sampling positions to
+        1/32 px and the weights to fixed point, so values may differ by a few levels at edges).
+    """
+    b, c, hc, wc = canvas.shape
+    w, h = output_size
+    f64 = {'dtype': torch.float64, 'device': canvas.device}
+    # grid_sample with align_corners=True: -1 and 1 are the centres of the first and last pixels
+    to_src_norm = torch.tensor([[2 / max(wc - 1, 1), 0, -1], [0, 2 / max(hc - 1, 1), -1], [0, 0, 1]], **f64)
+    half_w, half_h = (w - 1) / 2, (h - 1) / 2
+    from_out_norm = torch.tensor([[half_w, 0, half_w], [0, half_h, half_h], [0, 0, 1]], **f64)
+    theta = to_src_norm @ torch.linalg.inv(image_to_crop.to(**f64)) @ from_out_norm
+    grid = F.affine_grid(theta[:, :2].float(), [b, c, h, w], align_corners=True)
+    out = F.grid_sample(canvas.float(), grid, mode='bilinear', padding_mode='zeros', align_corners=True)
+    return out.round_().clamp_(0, 255).to(torch.uint8)
