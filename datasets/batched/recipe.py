@@ -28,6 +28,8 @@ from utils.registry import TRANSFORMS
 _STAGES = {'LoadImage': 0, 'GetBBoxCenterScale': 1, 'RandomFlip': 2, 'RandomHalfBody': 3,
            'RandomBBoxTransform': 4, 'TopdownAffine': 5, 'YOLOXHSVRandomAug': 6, 'PhotometricDistortion': 6,
            'Albumentation': 6, 'GenerateTarget': 7, 'PackPoseInputs': 8}
+_ORDER = ('LoadImage -> GetBBoxCenterScale -> RandomFlip -> RandomHalfBody -> RandomBBoxTransform -> '
+          'TopdownAffine -> photometric steps -> GenerateTarget -> PackPoseInputs')
 _REQUIRED = ('LoadImage', 'GetBBoxCenterScale', 'TopdownAffine', 'GenerateTarget', 'PackPoseInputs')
 # Transforms that a wrapped dataset (e.g. AIC inside a CombinedDataset) may run on its own annotations.
 ANNOTATION_TRANSFORMS = ('KeypointConverter',)
@@ -108,8 +110,8 @@ def parse_recipe(pipeline: Sequence[Mapping[str, Any]], where: str = 'pipeline')
             raise UnsupportedTransformError(f'{where}[{i}] {name}: not supported by the batched pipeline')
         stage = _STAGES[name]
         if stage < last or (stage == last and stage != 6):
-            raise UnsupportedTransformError(f'{where}[{i}] {name}: out of the order '
-                                            f'{" -> ".join(_STAGES)} that the batched pipeline runs')
+            raise UnsupportedTransformError(f'{where}[{i}] {name}: out of the order {_ORDER} that the '
+                                            'batched pipeline runs')
         last = stage
         if stage == 6:
             photometric += _photometric(cfg, f'{where}[{i}]')
