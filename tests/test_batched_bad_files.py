@@ -48,7 +48,8 @@ def _bad_index(cfg: dict) -> int:
 
 @pytest.mark.parametrize('damage', ['missing', 'not_a_jpeg', 'header_only'])
 def test_unreadable_file_names_itself_or_is_skipped(tmp_path, damage, caplog):
-    data = {'missing': b'', 'not_a_jpeg': b'<html>not an image</html>', 'header_only': _original()[:200]}[damage]
+    data = {'missing': b'', 'not_a_jpeg': b'<html>not an image</html>',
+            'header_only': _original()[:200]}[damage]
     cfg = copy_sample(tmp_path, {NAME: data})
     idx = _bad_index(cfg)
     with pytest.raises(ImageLoadError, match=NAME):
@@ -71,7 +72,8 @@ def test_truncated_jpeg_is_decoded_by_opencv_in_the_loader(tmp_path):
     raw = collate_raw([RawSampleDataset(build_dataset(cfg), recipes)[(idx, 11)]])
     assert raw['jpeg'] == [None]
     full = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
-    assert raw['image'][0].shape == full.shape and torch.equal(raw['image'][0][:100], torch.from_numpy(full[:100]))
+    assert raw['image'][0].shape == full.shape
+    assert torch.equal(raw['image'][0][:100], torch.from_numpy(full[:100]))
     assert DeviceTopdownPipeline(recipes, 'cpu')(raw)['inputs'].shape == (1, 3, 192, 192)
 
 

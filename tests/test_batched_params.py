@@ -23,7 +23,8 @@ BBOX = dict(shift_factor=0.16, shift_prob=0.3, scale_factor=[0.6, 1.4], scale_pr
 
 def per_sample_draws(dataset, seeds: range) -> dict[str, np.ndarray]:
     """Run the per-sample box transforms step by step and read back what they drew."""
-    steps = [GetBBoxCenterScale(), RandomFlip(**FLIP), RandomHalfBody(**HALF_BODY), RandomBBoxTransform(**BBOX)]
+    steps = [GetBBoxCenterScale(), RandomFlip(**FLIP), RandomHalfBody(**HALF_BODY),
+             RandomBBoxTransform(**BBOX)]
     out = {k: [] for k in ('flip', 'half_body', 'shift_x', 'shift_y', 'scale', 'rotation')}
     for seed in seeds:
         info = dataset.get_data_info(seed % len(dataset))
@@ -55,14 +56,17 @@ def batched_draws(cfg: dict, seeds: range) -> dict[str, np.ndarray]:
             'rotation': np.array([s['rotation'] for s in samples])}
 
 
+def box_pipeline(size: tuple[int, int]) -> list[dict]:
+    return [dict(type='LoadImage'), dict(type='GetBBoxCenterScale'), dict(type='RandomFlip', **FLIP),
+            dict(type='RandomHalfBody', **HALF_BODY), dict(type='RandomBBoxTransform', **BBOX),
+            dict(type='TopdownAffine', input_size=size),
+            dict(type='GenerateTarget', encoder=dict(type='RegressionLabel', input_size=size)),
+            dict(type='PackPoseInputs')]
+
+
 @pytest.fixture(scope='module')
 def draws():
-    pipeline = [dict(type='LoadImage'), dict(type='GetBBoxCenterScale'), dict(type='RandomFlip', **FLIP),
-                dict(type='RandomHalfBody', **HALF_BODY), dict(type='RandomBBoxTransform', **BBOX),
-                dict(type='TopdownAffine', input_size=(192, 256)),
-                dict(type='GenerateTarget', encoder=dict(type='RegressionLabel', input_size=(192, 256))),
-                dict(type='PackPoseInputs')]
-    cfg = coco_cfg(pipeline=pipeline)
+    cfg = coco_cfg(pipeline=box_pipeline((192, 256)))
     return per_sample_draws(build_dataset(cfg), range(N)), batched_draws(cfg, range(N, 2 * N))
 
 
@@ -83,11 +87,7 @@ def test_continuous_draws_match(draws, name):
 
 
 def test_same_seed_draws_the_same_parameters():
-    cfg = coco_cfg(pipeline=[dict(type='LoadImage'), dict(type='GetBBoxCenterScale'),
-                             dict(type='RandomFlip', **FLIP), dict(type='RandomHalfBody', **HALF_BODY),
-                             dict(type='RandomBBoxTransform', **BBOX), dict(type='TopdownAffine', input_size=(64, 64)),
-                             dict(type='GenerateTarget', encoder=dict(type='RegressionLabel', input_size=(64, 64))),
-                             dict(type='PackPoseInputs')])
+    cfg = coco_cfg(pipeline=box_pipeline((64, 64)))
     seeds = range(200)
     a, b = per_sample_draws(build_dataset(cfg), seeds), batched_draws(cfg, seeds)
     for key in a:

@@ -14,10 +14,16 @@ import torch
 
 from codec import build_codec
 from datasets import build_dataset, pose_collate
-from datasets.batched import DeviceTopdownPipeline, RawSampleDataset, collate_raw, dataset_recipes, parse_recipe
+from datasets.batched import (
+    DeviceTopdownPipeline,
+    RawSampleDataset,
+    collate_raw,
+    dataset_recipes,
+    parse_recipe,
+)
 from datasets.batched.recipe import UnsupportedTransformError
 from datasets.batched.targets import encode_targets
-from tests.test_data_helpers import combined_cfg, coco_cfg
+from tests.test_data_helpers import coco_cfg, combined_cfg
 
 CROP_MEAN_ABS_BOUND = 0.5  # grey levels, per crop; observed <= 0.26 on the COCO + AIC samples
 
@@ -83,7 +89,8 @@ def test_batched_equals_per_sample_on_coco_and_aic(use_udp):
 
 
 @pytest.mark.parametrize('flip', [dict(direction='vertical', prob=0.5),
-                                  dict(direction=['horizontal', 'vertical', 'diagonal'], prob=[0.3, 0.3, 0.3])])
+                                  dict(direction=['horizontal', 'vertical', 'diagonal'],
+                                       prob=[0.3, 0.3, 0.3])])
 def test_every_flip_direction_folds_into_the_warp(flip):
     cfg = coco_cfg(pipeline=geometric_pipeline(SIMCC, flip=flip))
     keys = [(i % 12, 100 + i) for i in range(16)]
@@ -95,7 +102,8 @@ def test_every_flip_direction_folds_into_the_warp(flip):
     assert_meta_equal(expected['meta'], got['meta'])
 
 
-def _random_keypoints(rng: np.random.Generator, n: int, size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+def _random_keypoints(rng: np.random.Generator, n: int,
+                      size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
     w, h = size
     kpts = rng.uniform(-0.3, 1.3, (n, 17, 2)) * [w, h]
     kpts[:, :3] = np.round(kpts[:, :3] * 2) / 2  # on SimCC's rounding boundaries and pixel edges
@@ -127,8 +135,9 @@ def test_meta_device_pipeline_runs_shape_only():
     from datasets.batched.geometry import crop_geometry
 
     b, k = 4, 17
-    raw = {'bbox': torch.zeros(b, 4), 'keypoints': torch.zeros(b, k, 2), 'keypoints_visible': torch.zeros(b, k),
-           'flip_indices': torch.zeros(b, k, dtype=torch.int64), 'img_hw': torch.zeros(b, 2, dtype=torch.int64),
+    raw = {'bbox': torch.zeros(b, 4), 'keypoints': torch.zeros(b, k, 2),
+           'keypoints_visible': torch.zeros(b, k), 'flip_indices': torch.zeros(b, k, dtype=torch.int64),
+           'img_hw': torch.zeros(b, 2, dtype=torch.int64),
            'flip': torch.zeros(b, dtype=torch.int64), 'half_body': torch.zeros(b, k, dtype=torch.bool),
            'shift': torch.zeros(b, 2), 'scale': torch.zeros(b), 'rotation': torch.zeros(b)}
     raw = {key: v.to('meta') for key, v in raw.items()}
