@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 import torch
 
+from datasets.batched.device_loader import DeviceBatchLoader
 from datasets.batched.host_sample import RawSampleDataset
 from datasets.batched.pipeline import DeviceTopdownPipeline
 from datasets.batched.raw_batch import collate_raw
@@ -40,15 +41,16 @@ def choose_input_pipeline(requested: str | None, device: torch.device, dataset_c
         return None
 
 
-def build_train_input(loader_cfg: Mapping[str, Any], recipes: list[BatchedRecipe] | None,
-                      device: torch.device, seed: int | None = None, distributed: bool | None = None,
-                      cfg_dir: str | os.PathLike | None = None
-                      ) -> tuple[PoseDataLoader, Callable[[dict[str, Any]], dict[str, Any]] | None]:
-    """``(loader, prepare)``: with ``recipes`` the loader yields raw batches and ``prepare(raw)`` makes
-    the training batch on ``device``; without, the per-sample loader and ``prepare = None``."""
+def build_train_loader(loader_cfg: Mapping[str, Any], recipes: list[BatchedRecipe] | None,
+                       device: torch.device, seed: int | None = None, distributed: bool | None = None,
+                       cfg_dir: str | os.PathLike | None = None) -> PoseDataLoader | DeviceBatchLoader:
+    """The training loader: with ``recipes`` (from :func:`choose_input_pipeline`) a
+    :class:`DeviceBatchLoader` whose batches are made on ``device``; without, the per-sample loader
+    (``datasets.build_dataloader``). Both yield ``pose_collate``-layout batches and follow
+    ``set_epoch`` / ``switch_to_stage2`` alike."""
     if recipes is None:
-        return build_dataloader(loader_cfg, seed=seed, distributed=distributed, cfg_dir=cfg_dir), None
+        return build_dataloader(loader_cfg, seed=seed, distributed=distributed, cfg_dir=cfg_dir)
     dataset = RawSampleDataset(build_dataset(loader_cfg['dataset'], cfg_dir), recipes)
     loader = build_dataloader(loader_cfg, seed=seed, distributed=distributed, cfg_dir=cfg_dir,
                               dataset=dataset, collate_fn=collate_raw)
-    return loader, DeviceTopdownPipeline(recipes, device, dataset.skip_bad_images)
+    return DeviceBatchLoader(loader, DeviceTopdownPipeline(recipes, device, dataset.skip_bad_images))
