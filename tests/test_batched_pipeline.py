@@ -114,19 +114,24 @@ def _random_keypoints(rng: np.random.Generator, n: int,
 
 @pytest.mark.parametrize('codec_cfg', [
     RLE, SIMCC, dict(SIMCC, smoothing_type='standard', label_smooth_weight=0.1, sigma=6.0),
-    dict(SIMCC, normalize=False, simcc_split_ratio=1.5)])
+    dict(SIMCC, normalize=False, simcc_split_ratio=1.5),
+    dict(type='MSRAHeatmap', input_size=(192, 256), heatmap_size=(48, 64), sigma=2),
+    dict(type='MSRAHeatmap', input_size=(192, 256), heatmap_size=(48, 64), sigma=1.5),
+    dict(type='MSRAHeatmap', input_size=(192, 256), heatmap_size=(48, 64), sigma=2, unbiased=True),
+    dict(type='UDPHeatmap', input_size=(192, 192), heatmap_size=(48, 48), sigma=2)])
 def test_device_targets_equal_the_codec(codec_cfg):
     codec = build_codec(codec_cfg)
-    kpts, visible = _random_keypoints(np.random.default_rng(0), 64, codec_cfg['input_size'])
-    joint_w = np.random.default_rng(1).uniform(0.5, 2, (64, 17)).astype(np.float32)
+    kpts, visible = _random_keypoints(np.random.default_rng(0), 16, codec_cfg['input_size'])
+    joint_w = np.random.default_rng(1).uniform(0.5, 2, (16, 17)).astype(np.float32)
     got = encode_targets(codec, torch.from_numpy(kpts), torch.from_numpy(visible), torch.from_numpy(joint_w))
     for i in range(len(kpts)):
         ref = codec.encode(kpts[i:i + 1], visible[i:i + 1])
         ref['keypoint_weights'] = ref['keypoint_weights'] * joint_w[i]
         assert set(ref) == set(got)
         for key, value in ref.items():
-            torch.testing.assert_close(got[key][i], torch.from_numpy(np.asarray(value[0], np.float32)),
-                                       rtol=1e-6, atol=1e-7, msg=key)
+            value = value if key == 'heatmaps' else value[0]  # heatmaps (K, H, W) have no instance dim
+            torch.testing.assert_close(got[key][i], torch.from_numpy(np.asarray(value, np.float32)),
+                                       rtol=1e-6, atol=2e-7, msg=key)
 
 
 def test_meta_device_pipeline_runs_shape_only():
@@ -153,9 +158,12 @@ def test_unsupported_steps_are_named():
     pipeline = geometric_pipeline(RLE)
     with pytest.raises(UnsupportedTransformError, match=r'pipeline\[3\] RandomFlip: out of the order'):
         parse_recipe([pipeline[0], pipeline[1], pipeline[3], pipeline[2], *pipeline[4:]])
-    with pytest.raises(UnsupportedTransformError, match='codec MSRAHeatmap'):
-        parse_recipe(geometric_pipeline(dict(type='MSRAHeatmap', input_size=(192, 256), heatmap_size=(48, 64),
-                                             sigma=2)))
+    with pytest.raises(UnsupportedTransformError, match='codec IntegralRegressionLabel'):
+        parse_recipe(geometric_pipeline(dict(type='IntegralRegressionLabel', input_size=(192, 256),
+                                             heatmap_size=(48, 64), sigma=2)))
+    with pytest.raises(UnsupportedTransformError, match="heatmap_type 'combined'"):
+        parse_recipe(geometric_pipeline(dict(type='UDPHeatmap', input_size=(192, 256), heatmap_size=(48, 64),
+                                             heatmap_type='combined')))
     with pytest.raises(UnsupportedTransformError, match=r'pipeline\[1\] RandomResize'):
         parse_recipe([pipeline[0], dict(type='RandomResize'), *pipeline[1:]])
     with pytest.raises(UnsupportedTransformError, match='needs TopdownAffine'):

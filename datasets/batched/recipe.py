@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from datasets.batched.targets import DEVICE_CODECS
+from datasets.batched.targets import unbatched_reason
 from datasets.transforms import (
     GenerateTarget,
     GetBBoxCenterScale,
@@ -85,10 +85,9 @@ def _check_load(cfg: Mapping[str, Any], where: str) -> None:
 def _check_target(step: GenerateTarget, where: str) -> None:
     if step._multi:
         raise UnsupportedTransformError(f'{where} GenerateTarget: a list of encoders is not batched')
-    name = type(step._encoders[0]).__name__
-    if name not in DEVICE_CODECS:
-        raise UnsupportedTransformError(f'{where} GenerateTarget: codec {name} is not batched (batched: '
-                                        f'{", ".join(sorted(DEVICE_CODECS))})')
+    reason = unbatched_reason(step._encoders[0])
+    if reason is not None:
+        raise UnsupportedTransformError(f'{where} GenerateTarget: {reason}')
 
 
 def parse_recipe(pipeline: Sequence[Mapping[str, Any]], where: str = 'pipeline') -> BatchedRecipe:

@@ -10,7 +10,7 @@ from collections.abc import Callable
 
 import torch
 
-from codec import RegressionLabel, SimCCLabel
+from codec import MSRAHeatmap, RegressionLabel, SimCCLabel, UDPHeatmap
 
 
 def _labelled_weights(visible: torch.Tensor, lost: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -72,8 +72,70 @@ def encode_simcc(codec: SimCCLabel, keypoints: torch.Tensor,
     return {'keypoint_weights': weights, 'keypoint_x_labels': x, 'keypoint_y_labels': y}
 
 
+def _gaussian_maps(keypoints: torch.Tensor, visible: torch.Tensor, heatmap_size: tuple[int, int],
+                   sigma: float, window: bool, sub_pixel: bool) -> dict[str, torch.Tensor]:
+    """Heatmaps (B, K, H, W) of keypoints (B, K, 2) heatmap px as ``codec.heatmap_targets`` draws them:
+    within the (2 * 3 sigma + 1)-px window around ``int(kp + 0.5)`` (``window``; centred on the exact
+    keypoint with ``sub_pixel``), else over the whole map around the exact keypoint (DARK)."""
+    w, h = heatmap_size
+    radius = sigma * 3
+    size = keypoints.new_tensor([w, h], dtype=torch.int64)
+    axes = [torch.arange(w, device=keypoints.device), torch.arange(h, device=keypoints.device)]
+    if window:
+        mu = (keypoints + 0.5).long()  # truncation towards zero, like numpy's astype
+        low, high = (mu - radius).long(), (mu + radius + 1).long()
+        lost = ((low >= size) | (high < 0)).any(dim=-1)
+        span = 2 * radius + 1
+        centre = torch.full_like(keypoints, span // 2, dtype=torch.float64)
+        if sub_pixel:
+            centre = centre + (keypoints.double() - mu)
+        centre = centre.float()
+        d2, inside = [], []
+        for axis in (0, 1):
+            t = axes[axis] - low[..., axis, None]  # position inside the window (B, K, size)
+            d2.append((t.float() - centre[..., axis, None]) ** 2)
+            inside.append((t >= 0) & (t < span) & (axes[axis] < high[..., axis, None]))
+    else:
+        lost = ((keypoints - radius >= size) | (keypoints + radius + 1 < 0)).any(dim=-1)
+        d2 = [(axes[axis].float() - keypoints[..., axis, None]) ** 2 for axis in (0, 1)]
+        inside = [torch.ones_like(v, dtype=torch.bool) for v in d2]
+    on, weights = _labelled_weights(visible, lost)
+    two_var = torch.tensor(2 * sigma ** 2, dtype=torch.float32, device=keypoints.device)
+    values = torch.exp(-(d2[0][..., None, :] + d2[1][..., :, None]) / two_var)
+    mask = inside[0][..., None, :] & inside[1][..., :, None] & on[..., None, None]
+    return {'heatmaps': torch.where(mask, values, torch.zeros((), device=values.device)),
+            'keypoint_weights': weights}
+
+
+def encode_msra(codec: MSRAHeatmap, keypoints: torch.Tensor,
+                visible: torch.Tensor) -> dict[str, torch.Tensor]:
+    """``MSRAHeatmap`` targets (plain or ``unbiased``) of keypoints (B, K, 2) input px, visibility (B, K):
+    ``heatmaps`` (B, K, H, W), ``keypoint_weights`` (B, K)."""
+    scaled = keypoints / torch.as_tensor(codec.scale_factor, device=keypoints.device)
+    return _gaussian_maps(scaled, visible, codec.heatmap_size, float(codec.sigma), window=not codec.unbiased,
+                          sub_pixel=False)
+
+
+def encode_udp(codec: UDPHeatmap, keypoints: torch.Tensor, visible: torch.Tensor) -> dict[str, torch.Tensor]:
+    """``UDPHeatmap`` (``heatmap_type='gaussian'``) targets of keypoints (B, K, 2) input px."""
+    scaled = keypoints / torch.as_tensor(codec.scale_factor, device=keypoints.device)
+    return _gaussian_maps(scaled, visible, codec.heatmap_size, float(codec.sigma), window=True,
+                          sub_pixel=True)
+
+
 DEVICE_CODECS: dict[str, Callable[..., dict[str, torch.Tensor]]] = {
-    'RegressionLabel': encode_regression, 'SimCCLabel': encode_simcc}
+    'RegressionLabel': encode_regression, 'SimCCLabel': encode_simcc, 'MSRAHeatmap': encode_msra,
+    'UDPHeatmap': encode_udp}
+
+
+def unbatched_reason(codec: object) -> str | None:
+    """Why ``codec`` has no device encoder (a sentence), or ``None`` when it has one."""
+    name = type(codec).__name__
+    if name not in DEVICE_CODECS:
+        return f'codec {name} is not batched (batched: {", ".join(sorted(DEVICE_CODECS))})'
+    if isinstance(codec, UDPHeatmap) and codec.heatmap_type != 'gaussian':
+        return f"UDPHeatmap heatmap_type {codec.heatmap_type!r} is not batched (only 'gaussian')"
+    return None
 
 
 def encode_targets(codec: object, keypoints: torch.Tensor, visible: torch.Tensor,
