@@ -1,10 +1,17 @@
 """Training throughput of a config: images/s, share of time waiting for data, peak GPU memory.
 
-    python benchmarks/bench_train.py CONFIG [--synthetic] [--iters N] [--warmup N] [--device cpu|cuda]
-                                     [--amp] [--batch-size B] [--cfg-options ...]
+    python benchmarks/bench_train.py CONFIG [--synthetic | --synthetic-jpeg [N]]
+                                     [--input-pipeline device|cpu] [--iters N] [--warmup N]
+                                     [--device cpu|cuda] [--amp] [--batch-size B] [--cfg-options ...]
 
 ``--synthetic`` feeds random uint8 images and codec targets (no files, no augmentation) to measure
-the model step alone; without it the config's real train loader is used. The step is the one
+the model step alone; without it the config's real train loader is used. ``--synthetic-jpeg N``
+trains on N realistic 640x480 JPEGs (several people each, ~110 kB; ``benchmarks/synthetic_jpeg.py``)
+written to a temporary folder, through the config's train pipeline, so that decoding costs what it
+does on COCO. ``--input-pipeline`` picks the per-sample loader (``cpu``) or the batched one that
+decodes, crops and augments on the device (``device``; default as train.py: device on CUDA when the
+recipe allows); the per-sample host work of the loader (reading + augmenting, or reading + drawing
+parameters) is measured in this process too. The step is the one
 train.py runs: optimizer wrapper (fused AdamW on CUDA), channels_last, uint8 transfer with
 normalisation on the device; ``--amp`` adds bfloat16 autocast.
 """
@@ -15,13 +22,20 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository r
 
 import argparse
 import itertools
+import logging
+import resource
+import tempfile
 import time
 from collections.abc import Iterator
+from typing import Any
 
+import cv2
 import numpy as np
 import torch
 
+from benchmarks.synthetic_jpeg import write_synthetic_coco
 from codec import build_codec
+from datasets.batched import INPUT_PIPELINES, build_train_loader, choose_input_pipeline
 from models import build_pose_estimator
 from optim import build_optimizer
 from train import LossModel
@@ -50,10 +64,42 @@ def synthetic_batches(cfg, batch_size: int, seed: int = 0) -> Iterator[dict]:
     return itertools.cycle(pool)
 
 
+def use_synthetic_jpegs(cfg, folder: Path, n_images: int) -> None:
+    """Train on ``n_images`` synthetic JPEGs written to ``folder``, through the config's train pipelines."""
+    ann = write_synthetic_coco(folder, n_images)
+    dataset = cfg.train_dataloader['dataset']
+    while dataset.get('type') == 'RepeatDataset':
+        dataset = dataset['dataset']
+    pipelines = {k: dataset[k] for k in ('pipeline', 'pipeline_stage2') if dataset.get(k)}
+    cfg.train_dataloader['dataset'] = dict(type='CocoDataset', ann_file=str(ann),
+                                           data_prefix=dict(img=str(folder)), **pipelines)
+
+
+def host_ms_per_sample(dataset: Any, n: int = 200) -> tuple[float, float]:
+    """(CPU ms, wall ms) per sample of ``dataset[(i, seed)]`` in this thread with one OpenCV thread, as
+    in a loader worker: the per-sample pipeline's whole work, or the batched pipeline's reading and
+    parameter drawing."""
+    threads = cv2.getNumThreads()
+    cv2.setNumThreads(0)
+    for i in range(min(20, n)):  # warm-up: page cache, imports
+        dataset[(i % len(dataset), i)]
+    cpu, wall = time.thread_time(), time.perf_counter()
+    for i in range(n):
+        dataset[(i % len(dataset), 1000 + i)]
+    cpu, wall = time.thread_time() - cpu, time.perf_counter() - wall
+    cv2.setNumThreads(threads)
+    return 1000 * cpu / n, 1000 * wall / n
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('config')
     parser.add_argument('--synthetic', action='store_true', help='random batches instead of the train loader')
+    parser.add_argument('--synthetic-jpeg', type=int, nargs='?', const=256, metavar='N',
+                        help='train on N (default 256) synthetic 640x480 JPEGs written to a temporary folder')
+    parser.add_argument('--input-pipeline', choices=INPUT_PIPELINES,
+                        help="per-sample loader ('cpu') or batched on the device ('device'); default: as "
+                             'train.py')
     parser.add_argument('--iters', type=int, default=50, help='timed iterations')
     parser.add_argument('--warmup', type=int, default=5, help='untimed iterations first')
     parser.add_argument('--batch-size', type=int, help='override train_dataloader.batch_size')
@@ -77,11 +123,19 @@ def main() -> None:
         model.to(memory_format=torch.channels_last)
     train_model = LossModel(model).train()
     optim = build_optimizer(model, cfg.optim_wrapper)
+    host_work = None
     if args.synthetic:
         batches = synthetic_batches(cfg, batch_size)
     else:
-        from datasets import build_dataloader
-        loader = build_dataloader(cfg.train_dataloader, seed=0, distributed=False)
+        if args.synthetic_jpeg:
+            jpeg_dir = tempfile.TemporaryDirectory(prefix='bench_train_jpeg_')  # removed at exit
+            use_synthetic_jpegs(cfg, Path(jpeg_dir.name), args.synthetic_jpeg)
+        recipes = choose_input_pipeline(args.input_pipeline or cfg.get('input_pipeline'), device,
+                                        cfg.train_dataloader['dataset'], logging.getLogger('bench_train'))
+        loader = build_train_loader(cfg.train_dataloader, recipes, device, seed=0, distributed=False,
+                                    cfg_dir=Path(args.config).parent)
+        host_work = ('batched: read + draw' if recipes else 'per-sample: read + augment',
+                     *host_ms_per_sample(loader.dataset))
         batches = itertools.chain.from_iterable(itertools.repeat(loader))
 
     def step(batch: dict) -> None:
@@ -109,12 +163,17 @@ def main() -> None:
         torch.cuda.synchronize()
     total = time.perf_counter() - start
     mem = f'{torch.cuda.max_memory_allocated() / 2 ** 20:.0f} MB' if device.type == 'cuda' else 'n/a (cpu)'
-    print(f'config: {args.config}  device: {device}  batch: {batch_size}  amp: {args.amp}  '
-          f'data: {"synthetic" if args.synthetic else "train loader"}')
+    data = ('synthetic' if args.synthetic else
+            f'{args.synthetic_jpeg} synthetic JPEGs' if args.synthetic_jpeg else 'train loader')
+    print(f'config: {args.config}  device: {device}  batch: {batch_size}  amp: {args.amp}  data: {data}')
+    if host_work is not None:
+        print(f'input pipeline: {host_work[0]}, {host_work[1]:.3f} CPU ms/sample on the host '
+              f'({host_work[2]:.3f} ms wall)')
     print(f'throughput: {args.iters * batch_size / total:.1f} img/s  '
           f'({total / args.iters * 1000:.1f} ms/iter)')
     print(f'waiting for data: {100 * wait / total:.1f} % of the time')
-    print(f'peak GPU memory: {mem}')
+    print(f'peak GPU memory: {mem}; peak host memory (this process): '
+          f'{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB')
 
 
 if __name__ == '__main__':
