@@ -75,17 +75,18 @@ def use_synthetic_jpegs(cfg, folder: Path, n_images: int) -> None:
                                            data_prefix=dict(img=str(folder)), **pipelines)
 
 
-def host_ms_per_sample(dataset: Any, n: int = 200) -> tuple[float, float]:
-    """(CPU ms, wall ms) per sample of ``dataset[(i, seed)]`` in this thread with one OpenCV thread, as
-    in a loader worker: the per-sample pipeline's whole work, or the batched pipeline's reading and
-    parameter drawing."""
+def host_ms_per_sample(loader: Any, n: int = 256) -> tuple[float, float]:
+    """(CPU ms, wall ms) per sample of what a loader worker does, run in this thread with one OpenCV
+    thread: ``dataset[(i, seed)]`` and the collate function over ``n`` samples in loader-sized batches
+    (the per-sample pipeline's whole work, or the batched pipeline's reading and parameter drawing)."""
+    raw = getattr(loader, 'loader', loader)  # a DeviceBatchLoader wraps the raw-batch loader
+    dataset, collate, batch = raw.dataset, raw.collate_fn, raw.batch_sampler.batch_size
     threads = cv2.getNumThreads()
     cv2.setNumThreads(0)
-    for i in range(min(20, n)):  # warm-up: page cache, imports
-        dataset[(i % len(dataset), i)]
+    collate([dataset[(i % len(dataset), i)] for i in range(min(batch, 32))])  # warm-up: page cache, imports
     cpu, wall = time.thread_time(), time.perf_counter()
-    for i in range(n):
-        dataset[(i % len(dataset), 1000 + i)]
+    for start in range(0, n, batch):
+        collate([dataset[(i % len(dataset), 1000 + i)] for i in range(start, min(start + batch, n))])
     cpu, wall = time.thread_time() - cpu, time.perf_counter() - wall
     cv2.setNumThreads(threads)
     return 1000 * cpu / n, 1000 * wall / n
@@ -135,7 +136,7 @@ def main() -> None:
         loader = build_train_loader(cfg.train_dataloader, recipes, device, seed=0, distributed=False,
                                     cfg_dir=Path(args.config).parent)
         host_work = ('batched: read + draw' if recipes else 'per-sample: read + augment',
-                     *host_ms_per_sample(loader.dataset))
+                     *host_ms_per_sample(loader))
         batches = itertools.chain.from_iterable(itertools.repeat(loader))
 
     def step(batch: dict) -> None:

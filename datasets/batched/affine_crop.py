@@ -10,8 +10,8 @@ def affine_crop(canvas: torch.Tensor, image_to_crop: torch.Tensor,
     """Warp each image of a zero-padded canvas into its crop.
 
     Args:
-        canvas: uint8 (B, C, Hc, Wc); image i in its top-left corner, zeros elsewhere (the black
-            border of ``cv2.warpAffine``'s ``BORDER_CONSTANT``).
+        canvas: (B, C, Hc, Wc) float32 (or uint8) pixel values; image i in its top-left corner, zeros
+            elsewhere (the black border of ``cv2.warpAffine``'s ``BORDER_CONSTANT``).
         image_to_crop: (B, 3, 3) affine from image px to crop px (pixel centres at integers).
         output_size: (w, h) of the crops.
 

@@ -49,11 +49,16 @@ def decode_batch(jpegs: Sequence[torch.Tensor | None], images: Sequence[torch.Te
     return out
 
 
-def paste_canvas(images: Sequence[torch.Tensor], device: torch.device) -> torch.Tensor:
-    """uint8 (B, 3, max H, max W) on ``device`` with image i (3, H_i, W_i) in its top-left corner."""
+def paste_canvas(images: Sequence[torch.Tensor], device: torch.device,
+                 dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """(B, 3, max H, max W) of ``dtype`` on ``device`` with image i (3, H_i, W_i) in its top-left corner
+    and zeros around it (converted while copied: no separate uint8 canvas)."""
     height = max(img.shape[1] for img in images)
     width = max(img.shape[2] for img in images)
-    canvas = torch.zeros((len(images), 3, height, width), dtype=torch.uint8, device=device)
+    canvas = torch.empty((len(images), 3, height, width), dtype=dtype, device=device)
     for i, img in enumerate(images):
-        canvas[i, :, :img.shape[1], :img.shape[2]] = img
+        h, w = img.shape[1:]
+        canvas[i, :, :h, :w] = img
+        canvas[i, :, h:] = 0
+        canvas[i, :, :h, w:] = 0
     return canvas
