@@ -13,6 +13,7 @@ import pytest
 import torch
 
 from codec import build_codec
+from configs._base_.topdown_pipelines import aic_coco_pipelines
 from datasets import build_dataset, pose_collate
 from datasets.batched import (
     DeviceTopdownPipeline,
@@ -21,7 +22,7 @@ from datasets.batched import (
     dataset_recipes,
     parse_recipe,
 )
-from datasets.batched.recipe import UnsupportedTransformError
+from datasets.batched.recipe import UnsupportedRecipeError
 from datasets.batched.targets import encode_targets
 from tests.test_data_helpers import coco_cfg, combined_cfg
 
@@ -86,6 +87,20 @@ def test_batched_equals_per_sample_on_coco_and_aic(use_udp):
     assert (kp_expected - kp_got).abs().max() < 1e-3
     assert torch.equal(expected['targets']['keypoint_weights'], got['targets']['keypoint_weights'])
     assert_meta_equal(expected['meta'], got['meta'])
+
+
+@pytest.mark.parametrize('codec', [RLE, SIMCC])
+def test_full_recipe_with_photometric_steps_equals_per_sample(codec):
+    # the COCO+AIC recipes: box jitter, HSV, blur, median blur, coarse dropout (stage 1 and 2)
+    stage1, stage2, _ = aic_coco_pipelines(codec)
+    for pipeline in (stage1, stage2):
+        cfg = combined_cfg(pipeline)
+        keys = [(i % 39, 500 + i) for i in range(39)]
+        expected, got = both_batches(cfg, keys)
+        assert_crops_close(expected['inputs'], got['inputs'])
+        for key, value in expected['targets'].items():
+            torch.testing.assert_close(got['targets'][key], value, rtol=1e-5, atol=1e-6, msg=key)
+        assert_meta_equal(expected['meta'], got['meta'])
 
 
 @pytest.mark.parametrize('flip', [dict(direction='vertical', prob=0.5),
@@ -156,21 +171,26 @@ def test_meta_device_pipeline_runs_shape_only():
 
 def test_unsupported_steps_are_named():
     pipeline = geometric_pipeline(RLE)
-    with pytest.raises(UnsupportedTransformError, match=r'pipeline\[3\] RandomFlip: out of the order'):
+    with pytest.raises(UnsupportedRecipeError, match=r'pipeline\[3\] RandomFlip: out of the order'):
         parse_recipe([pipeline[0], pipeline[1], pipeline[3], pipeline[2], *pipeline[4:]])
-    with pytest.raises(UnsupportedTransformError, match='codec IntegralRegressionLabel'):
+    with pytest.raises(UnsupportedRecipeError, match='codec IntegralRegressionLabel'):
         parse_recipe(geometric_pipeline(dict(type='IntegralRegressionLabel', input_size=(192, 256),
                                              heatmap_size=(48, 64), sigma=2)))
-    with pytest.raises(UnsupportedTransformError, match="heatmap_type 'combined'"):
+    with pytest.raises(UnsupportedRecipeError, match="heatmap_type 'combined'"):
         parse_recipe(geometric_pipeline(dict(type='UDPHeatmap', input_size=(192, 256), heatmap_size=(48, 64),
                                              heatmap_type='combined')))
-    with pytest.raises(UnsupportedTransformError, match=r'pipeline\[1\] RandomResize'):
+    with pytest.raises(UnsupportedRecipeError, match=r'pipeline\[1\] RandomResize'):
         parse_recipe([pipeline[0], dict(type='RandomResize'), *pipeline[1:]])
-    with pytest.raises(UnsupportedTransformError, match='needs TopdownAffine'):
+    with pytest.raises(UnsupportedRecipeError, match=r'pipeline\[5\] YOLOXHSVRandomAug: .* after Topdown'):
+        parse_recipe([*pipeline[:5], dict(type='YOLOXHSVRandomAug'), *pipeline[6:]])
+    with pytest.raises(UnsupportedRecipeError, match=r"pipeline\[6\] Albumentation: transform 'Emboss'"):
+        emboss = dict(type='Albumentation', transforms=[dict(type='Emboss')])
+        parse_recipe([*pipeline[:6], emboss, *pipeline[6:]])
+    with pytest.raises(UnsupportedRecipeError, match='needs TopdownAffine'):
         parse_recipe([p for p in pipeline if p['type'] != 'TopdownAffine'])
     wrapped = combined_cfg(pipeline)
     wrapped['datasets'][1]['pipeline'].append(dict(type='RandomFlip'))
-    with pytest.raises(UnsupportedTransformError, match=r'datasets\[1\].pipeline\[1\] RandomFlip'):
+    with pytest.raises(UnsupportedRecipeError, match=r'datasets\[1\].pipeline\[1\] RandomFlip'):
         dataset_recipes(wrapped)
 
 

@@ -10,25 +10,20 @@ from tests.test_train import needs_data, tiny_config
 from utils.checkpoint import read_checkpoint
 from utils.config import Config
 
-
-def _pipeline(rotate: int, extra: str = '') -> str:
-    return f"""[dict(type='LoadImage'), {extra} dict(type='GetBBoxCenterScale'), dict(type='RandomFlip'),
-        dict(type='RandomHalfBody'), dict(type='RandomBBoxTransform', rotate_factor={rotate}),
-        dict(type='TopdownAffine', input_size=(192, 192)),
-        dict(type='GenerateTarget', encoder=dict(type='RegressionLabel', input_size=(192, 192))),
-        dict(type='PackPoseInputs')]"""
-
-
-def device_config(tmp_path):
-    # 12 training instances, batch 2: 6 iterations per epoch; validation only after the last epoch
-    return tiny_config(tmp_path, 'rle', max_epochs=2, batch_size=2,
-                       extra='train_cfg = dict(max_epochs=2, val_interval=2)\n',
-                       train_dataset_args=f'pipeline={_pipeline(80)}, pipeline_stage2={_pipeline(30)}')
+# a stage-2 pipeline the per-sample loader runs but the batched one cannot: a top-level KeypointConverter
+STAGE2_WITH_CONVERTER = """[dict(type='LoadImage'),
+    dict(type='KeypointConverter', num_keypoints=17, mapping=[(i, i) for i in range(17)]),
+    dict(type='GetBBoxCenterScale'), dict(type='TopdownAffine', input_size=(192, 192)),
+    dict(type='GenerateTarget', encoder=dict(type='RegressionLabel', input_size=(192, 192))),
+    dict(type='PackPoseInputs')]"""
 
 
 @needs_data
 def test_device_pipeline_trains_resumes_bitwise_and_validates(tmp_path):
-    cfg_file = device_config(tmp_path)
+    # the RLE COCO+AIC recipe (photometric steps included) on the COCO sample: 12 training instances,
+    # batch 2, 6 iterations per epoch; validation only after the last epoch
+    cfg_file = tiny_config(tmp_path, 'rle', max_epochs=2, batch_size=2,
+                           extra='train_cfg = dict(max_epochs=2, val_interval=2)\n')
     straight, interrupted = tmp_path / 'straight', tmp_path / 'interrupted'
     run(command(cfg_file, straight, '--input-pipeline', 'device'))
     log = (straight / 'train.log').read_text()
@@ -51,9 +46,8 @@ def test_device_pipeline_trains_resumes_bitwise_and_validates(tmp_path):
 
 @needs_data
 def test_unsupported_recipe_falls_back_with_a_warning(tmp_path):
-    identity = "dict(type='KeypointConverter', num_keypoints=17, mapping=[(i, i) for i in range(17)]),"
-    cfg_file = tiny_config(tmp_path, 'rle', max_epochs=1, batch_size=6, train_dataset_args=(
-        f'pipeline={_pipeline(80)}, pipeline_stage2={_pipeline(30, identity)}'))
+    cfg_file = tiny_config(tmp_path, 'rle', max_epochs=1, batch_size=6,
+                           train_dataset_args=f'pipeline_stage2={STAGE2_WITH_CONVERTER}')
     work_dir = tmp_path / 'work'
     run(command(cfg_file, work_dir, '--input-pipeline', 'device'))
     log = (work_dir / 'train.log').read_text()

@@ -17,7 +17,7 @@ from datasets.batched.device_loader import DeviceBatchLoader
 from datasets.batched.host_sample import RawSampleDataset
 from datasets.batched.pipeline import DeviceTopdownPipeline
 from datasets.batched.raw_batch import collate_raw
-from datasets.batched.recipe import BatchedRecipe, UnsupportedTransformError, dataset_recipes
+from datasets.batched.recipe import BatchedRecipe, UnsupportedRecipeError, dataset_recipes
 from datasets.builder import build_dataset
 from datasets.loader import PoseDataLoader, build_dataloader
 
@@ -36,7 +36,7 @@ def choose_input_pipeline(requested: str | None, device: torch.device, dataset_c
         return None
     try:
         return dataset_recipes(dataset_cfg, where)
-    except UnsupportedTransformError as err:
+    except UnsupportedRecipeError as err:
         logger.warning('input pipeline: %s; using the per-sample CPU pipeline instead', err)
         return None
 

@@ -17,6 +17,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from datasets.batched.photometric import stack_params
+
 _INT64 = ('img_hw', 'flip_indices', 'img_id', 'id', 'category_id', 'flip')
 _FLOAT32 = ('bbox', 'keypoints', 'keypoints_visible', 'dataset_keypoint_weights', 'bbox_score', 'area',
             'shift', 'scale', 'rotation')
@@ -44,8 +46,7 @@ def collate_raw(samples: Sequence[dict[str, Any]]) -> dict[str, Any]:
     out['image'] = [None if s['image'] is None else torch.from_numpy(s['image']) for s in samples]
     out['img_path'] = [s['img_path'] for s in samples]
     out['dataset_name'] = [s['dataset_name'] for s in samples]
-    out['photometric'] = [
-        {key: _stack(key, [s['photometric'][j][key] for s in samples], None) for key in first}
-        for j, first in enumerate(samples[0]['photometric'])]
+    out['photometric'] = [stack_params([s['photometric'][j] for s in samples])
+                          for j in range(len(samples[0]['photometric']))]
     out['stage'] = stages.pop()
     return out

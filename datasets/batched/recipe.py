@@ -4,7 +4,7 @@ The device-side input pipeline runs the steps of the per-sample recipe in their 
 ``LoadImage``, ``GetBBoxCenterScale``, optional ``RandomFlip`` / ``RandomHalfBody`` /
 ``RandomBBoxTransform``, ``TopdownAffine``, photometric augmentations, ``GenerateTarget`` with a
 codec it can encode on the device, ``PackPoseInputs``. Anything else raises
-:class:`UnsupportedTransformError` naming the step, so that the caller can fall back to the
+:class:`UnsupportedRecipeError` naming the step, so that the caller can fall back to the
 per-sample pipeline.
 """
 from __future__ import annotations
@@ -13,6 +13,11 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from datasets.batched.photometric import (
+    BatchedPhotometric,
+    UnsupportedTransformError,
+    build_batched_photometric,
+)
 from datasets.batched.targets import unbatched_reason
 from datasets.transforms import (
     GenerateTarget,
@@ -35,17 +40,20 @@ _REQUIRED = ('LoadImage', 'GetBBoxCenterScale', 'TopdownAffine', 'GenerateTarget
 ANNOTATION_TRANSFORMS = ('KeypointConverter',)
 
 
-class UnsupportedTransformError(ValueError):
-    """A pipeline step the batched pipeline cannot run; the message names it."""
+class UnsupportedRecipeError(ValueError):
+    """A training pipeline config the batched pipeline cannot run; the message names the config path
+    and the step."""
 
 
-def _photometric(cfg: Mapping[str, Any], where: str) -> list[Any]:
+def _photometric(cfg: Mapping[str, Any], where: str,
+                 affine: TopdownAffine | None) -> list[BatchedPhotometric]:
+    if affine is None:
+        raise UnsupportedRecipeError(f'{where} {cfg["type"]}: the batched pipeline augments crops, after '
+                                     'TopdownAffine')
     try:
-        from datasets.batched.photometric import build_batched_photometric
-    except ImportError:
-        raise UnsupportedTransformError(f'{where} {cfg["type"]}: batched photometric augmentations are not '
-                                        'available') from None
-    return build_batched_photometric(dict(cfg))
+        return build_batched_photometric(dict(cfg), image_size=affine.input_size)
+    except UnsupportedTransformError as err:
+        raise UnsupportedRecipeError(f'{where} {cfg["type"]}: {err}') from err
 
 
 @dataclass
@@ -68,7 +76,7 @@ class BatchedRecipe:
     flip: RandomFlip | None = None
     half_body: RandomHalfBody | None = None
     bbox_transform: RandomBBoxTransform | None = None
-    photometric: list[Any] = field(default_factory=list)
+    photometric: list[BatchedPhotometric] = field(default_factory=list)
 
     @property
     def codec(self) -> Any:
@@ -78,42 +86,42 @@ class BatchedRecipe:
 
 def _check_load(cfg: Mapping[str, Any], where: str) -> None:
     if cfg.get('color_type', 'color') != 'color' or cfg.get('to_float32', False):
-        raise UnsupportedTransformError(f"{where} LoadImage: only color_type='color' without to_float32 "
+        raise UnsupportedRecipeError(f"{where} LoadImage: only color_type='color' without to_float32 "
                                         'is batched')
 
 
 def _check_target(step: GenerateTarget, where: str) -> None:
     if step._multi:
-        raise UnsupportedTransformError(f'{where} GenerateTarget: a list of encoders is not batched')
+        raise UnsupportedRecipeError(f'{where} GenerateTarget: a list of encoders is not batched')
     reason = unbatched_reason(step._encoders[0])
     if reason is not None:
-        raise UnsupportedTransformError(f'{where} GenerateTarget: {reason}')
+        raise UnsupportedRecipeError(f'{where} GenerateTarget: {reason}')
 
 
 def parse_recipe(pipeline: Sequence[Mapping[str, Any]], where: str = 'pipeline') -> BatchedRecipe:
     """Read a training pipeline config (a list of transform dicts) as a :class:`BatchedRecipe`.
 
     Raises:
-        UnsupportedTransformError: naming the first step (``where[i] Type``) the batched pipeline
+        UnsupportedRecipeError: naming the first step (``where[i] Type``) the batched pipeline
             cannot run, or the missing / misplaced one.
     """
     steps: dict[str, Any] = {}
-    photometric: list[Any] = []
+    photometric: list[BatchedPhotometric] = []
     last = -1
     for i, cfg in enumerate(pipeline):
         if not isinstance(cfg, Mapping) or 'type' not in cfg:
-            raise UnsupportedTransformError(f'{where}[{i}]: only transform config dicts are batched, '
+            raise UnsupportedRecipeError(f'{where}[{i}]: only transform config dicts are batched, '
                                             f'got {cfg!r:.60}')
         name = cfg['type']
         if name not in _STAGES:
-            raise UnsupportedTransformError(f'{where}[{i}] {name}: not supported by the batched pipeline')
+            raise UnsupportedRecipeError(f'{where}[{i}] {name}: not supported by the batched pipeline')
         stage = _STAGES[name]
         if stage < last or (stage == last and stage != 6):
-            raise UnsupportedTransformError(f'{where}[{i}] {name}: out of the order {_ORDER} that the '
+            raise UnsupportedRecipeError(f'{where}[{i}] {name}: out of the order {_ORDER} that the '
                                             'batched pipeline runs')
         last = stage
         if stage == 6:
-            photometric += _photometric(cfg, f'{where}[{i}]')
+            photometric += _photometric(cfg, f'{where}[{i}]', steps.get('TopdownAffine'))
         elif name == 'LoadImage':
             _check_load(cfg, f'{where}[{i}]')
             steps[name] = cfg
@@ -121,7 +129,7 @@ def parse_recipe(pipeline: Sequence[Mapping[str, Any]], where: str = 'pipeline')
             steps[name] = TRANSFORMS.build(dict(cfg), cfg_path=f'{where}[{i}]')
     missing = [n for n in _REQUIRED if n not in steps]
     if missing:
-        raise UnsupportedTransformError(f'{where}: the batched pipeline needs {", ".join(missing)}')
+        raise UnsupportedRecipeError(f'{where}: the batched pipeline needs {", ".join(missing)}')
     _check_target(steps['GenerateTarget'], where)
     center_scale: GetBBoxCenterScale = steps['GetBBoxCenterScale']
     return BatchedRecipe(bbox_padding=float(center_scale.padding), affine=steps['TopdownAffine'],
@@ -135,7 +143,7 @@ def _check_wrapped(cfg: Mapping[str, Any], where: str) -> None:
     for i, step in enumerate(cfg.get('pipeline') or ()):
         name = step.get('type') if isinstance(step, Mapping) else type(step).__name__
         if name not in ANNOTATION_TRANSFORMS:
-            raise UnsupportedTransformError(f'{where}.pipeline[{i}] {name}: a wrapped dataset may only run '
+            raise UnsupportedRecipeError(f'{where}.pipeline[{i}] {name}: a wrapped dataset may only run '
                                             f'{", ".join(ANNOTATION_TRANSFORMS)} in the batched pipeline')
     for key in ('dataset', 'datasets'):
         inner = cfg.get(key)
@@ -150,7 +158,7 @@ def dataset_recipes(cfg: Mapping[str, Any], where: str = 'dataset') -> list[Batc
     dataset it repeats); datasets it wraps may only hold annotation transforms.
 
     Raises:
-        UnsupportedTransformError: naming the config path and step that cannot be batched.
+        UnsupportedRecipeError: naming the config path and step that cannot be batched.
     """
     if cfg.get('type') == 'RepeatDataset':
         return dataset_recipes(cfg['dataset'], f'{where}.dataset')
