@@ -11,11 +11,11 @@ from utils.checkpoint import read_checkpoint
 from utils.config import Config
 
 # a stage-2 pipeline the per-sample loader runs but the batched one cannot: a top-level KeypointConverter
-STAGE2_WITH_CONVERTER = """[dict(type='LoadImage'),
+STAGE2_WITH_CONVERTER = ' '.join("""[dict(type='LoadImage'),
     dict(type='KeypointConverter', num_keypoints=17, mapping=[(i, i) for i in range(17)]),
     dict(type='GetBBoxCenterScale'), dict(type='TopdownAffine', input_size=(192, 192)),
     dict(type='GenerateTarget', encoder=dict(type='RegressionLabel', input_size=(192, 192))),
-    dict(type='PackPoseInputs')]"""
+    dict(type='PackPoseInputs')]""".split())  # one line: it goes inside the dedented config text
 
 
 @needs_data
