@@ -35,8 +35,8 @@ def read_image_source(path: str) -> tuple[np.ndarray | None, np.ndarray | None, 
         ImageLoadError: naming the file when it is missing or cannot be decoded.
     """
     data = read_file_bytes(path)
-    frame = jpeg_frame(data[:_HEADER_BYTES].tobytes()) if data.size else None
-    if frame is not None and frame[2] in (1, 3) and data[-2:].tobytes() == b'\xff\xd9':
+    frame = jpeg_frame(memoryview(data)[:_HEADER_BYTES]) if data.size else None
+    if frame is not None and frame[2] in (1, 3) and data[-2] == 0xFF and data[-1] == 0xD9:
         return data, None, frame[:2]
     img = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None  # other formats, CMYK, EXIF, truncated
     if img is None:

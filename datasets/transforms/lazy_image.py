@@ -40,7 +40,7 @@ def _exif_orientation(segment: bytes) -> int:
     return 1
 
 
-def jpeg_frame(data: bytes) -> tuple[int, int, int] | None:
+def jpeg_frame(data: bytes | memoryview) -> tuple[int, int, int] | None:
     """(height, width, colour components) from a JPEG's frame header, or ``None`` if ``data`` is not a
     plain JPEG or carries a non-identity EXIF orientation (such files are decoded eagerly instead)."""
     if data[:2] != b'\xff\xd8':
@@ -71,7 +71,7 @@ def jpeg_frame(data: bytes) -> tuple[int, int, int] | None:
     return None
 
 
-def jpeg_size(data: bytes) -> tuple[int, int] | None:
+def jpeg_size(data: bytes | memoryview) -> tuple[int, int] | None:
     """(height, width) of a plain JPEG (see :func:`jpeg_frame`), else ``None``."""
     frame = jpeg_frame(data)
     return None if frame is None else frame[:2]

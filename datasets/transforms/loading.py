@@ -79,7 +79,7 @@ class LoadImage(BaseTransform):
 
     def _load(self, data: np.ndarray, path: str) -> np.ndarray | LazyImage:
         if self.lazy and self.color_type == 'color' and not self.to_float32:
-            shape = jpeg_size(data[:65536 * 4].tobytes()) if data.size else None
+            shape = jpeg_size(memoryview(data)[:65536 * 4]) if data.size else None  # no copy
             if shape is not None:
                 return LazyImage(data, shape, path, self.reduce_min_ratio)
         img = cv2.imdecode(data, _COLOR_FLAGS[self.color_type]) if data.size else None
