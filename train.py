@@ -24,19 +24,20 @@ import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.tensorboard import SummaryWriter
-from tqdm import tqdm
 
 from datasets import build_dataloader
+from datasets.batch_picture import train_batch_picture
 from datasets.batched import INPUT_PIPELINES, build_train_loader, choose_input_pipeline
 from deploy.loading import is_qat_config
 from deploy.qat import prepare_qat
 from evaluation import evaluate_model
+from evaluation.prediction_pictures import prediction_mosaic
 from models import build_pose_estimator
 from optim import build_ema, build_optimizer, build_schedulers, scale_lr
 from utils.checkpoint import load_checkpoint, read_checkpoint, save_checkpoint
 from utils.config import Config, add_cfg_options_argument, load_config
 from utils.dist import barrier, broadcast_buffers, broadcast_object, cleanup, init_distributed
-from utils.logger import RunLog, collect_env, get_logger
+from utils.logger import FILE_ONLY, RunLog, collect_env, get_logger
 from utils.registry import METRICS
 from utils.seed import seed_epoch, set_random_seed
 from utils.train_state import checkpoint_payload, restore
@@ -213,9 +214,7 @@ def train_one_epoch(run: RunLog, train_model: nn.Module, model: nn.Module, loade
     train_model.train()
     end = time.perf_counter()
     data_time = step_time = 0.0
-    bar = tqdm(loader, total=iters_per_epoch, disable=not run.show_bar, dynamic_ncols=True,
-               desc=f'Epoch {epoch + 1}')
-    for i, batch in enumerate(bar):
+    for i, batch in enumerate(run.progress(loader, epoch)):
         data_time += time.perf_counter() - end
         inputs = batch['inputs'].to(device, non_blocking=True)
         if channels_last:
@@ -245,7 +244,6 @@ def train_one_epoch(run: RunLog, train_model: nn.Module, model: nn.Module, loade
             means = stats.means()
             n = i % run.log_interval + 1
             run.log_train(epoch, i, iters_per_epoch, it, lr, means, step_time / n, data_time / n)
-            bar.set_postfix(loss=f"{sum(v for k, v in means.items() if k.startswith('loss')):.4f}")
             data_time = step_time = 0.0
     stats.resolve()
 
@@ -305,8 +303,11 @@ def main(argv: list[str] | None = None) -> int:
         work_dir.mkdir(parents=True, exist_ok=True)
         cfg.dump(work_dir / Path(args.cfg_file).name)
     logger = get_logger(work_dir / 'train.log', rank)
-    logger.info('Environment:\n%s\nWorld size: %d, device: %s', collect_env(), world_size, device)
-    logger.info('Config:\n%s', cfg.pretty_text())
+    logger.info('Environment:\n%s\nWorld size: %d, device: %s', collect_env(), world_size, device,
+                extra=FILE_ONLY)
+    logger.info('Config:\n%s', cfg.pretty_text(), extra=FILE_ONLY)
+    logger.info('%s -> %s (resolved config and train.log there); device %s, world size %d', args.cfg_file,
+                work_dir, device, world_size)
     seed = int(cfg.randomness['seed'])
     set_random_seed(seed, bool(cfg.randomness.get('deterministic', False)))
     if device.type == 'cuda':
@@ -363,7 +364,11 @@ def main(argv: list[str] | None = None) -> int:
     optim.initialize_count_status(start_epoch * iters_per_epoch, max_iters)
     run = RunLog(logger, SummaryWriter(str(work_dir / 'tensorboard')) if rank == 0 else None, device,
                  int(cfg.get('log_interval', 50)), max_iters, rank == 0 and sys.stdout.isatty(),
-                 cfg.train_dataloader['batch_size'], world_size)
+                 cfg.train_dataloader['batch_size'], world_size, work_dir=work_dir if rank == 0 else None,
+                 start_epoch=start_epoch, max_epochs=max_epochs, val_iters=len(val_loader),
+                 batch_picture=lambda batch: train_batch_picture(batch, train_loader.dataset.metainfo))
+    run.log_header(model, len(train_loader.dataset), iters_per_epoch, len(val_loader.dataset))
+    vis_images = int(cfg.get('vis_num_images', 8))
 
     try:
         for epoch in range(start_epoch, max_epochs):
@@ -392,6 +397,11 @@ def main(argv: list[str] | None = None) -> int:
                     logger.info('Best %s = %.4f at epoch %d: saved best.pth', best['key'], best['score'],
                                 epoch + 1)
                 save_checkpoint(work_dir / 'last.pth', payload)
+                if run.metrics and vis_images > 0:
+                    run.log_picture(f'val_epoch{epoch + 1}_pred.jpg',
+                                    prediction_mosaic(metric, val_loader.dataset, vis_images), epoch + 1,
+                                    'val/predictions')
+                run.end_epoch(epoch)
             barrier()
     except KeyboardInterrupt:
         logger.warning('Interrupted: nothing half-written; %s holds the last finished epoch',
@@ -403,8 +413,10 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         run.close()
         cleanup()
-    logger.info('Training finished after %d epochs; best %s = %s (epoch %s). Work dir: %s',
-                max_epochs, best['key'], best['score'], best['epoch'], work_dir)
+    run.log_summary(best['key'], ckpt_cfg['rule'])
+    score = 'none' if best['score'] is None else f"{best['score']:.4f}"
+    logger.info('Training finished after %d epochs; best %s = %s (epoch %s). Work dir: %s', max_epochs,
+                best['key'], score, best['epoch'], work_dir)
     return 0
 
 

@@ -1,13 +1,14 @@
 """Evaluate a trained top-down pose model on its config's validation set.
 
     python val.py --cfg_file CONFIG --checkpoint CKPT [--cfg-options ...] [--out-metrics FILE.json]
-                  [--dump FILE.json] [--device cpu|cuda] [--batch-size N] [--no-flip]
+                  [--dump FILE.json] [--device cpu|cuda] [--batch-size N] [--no-flip] [--show-dir DIR]
     python val.py --checkpoint WORK_DIR          # the config and best.pth (else last.pth) inside
 
 CKPT may be this project's, the original MMPose_Clean project's or an official MMPose 1.x checkpoint.
 Builds ``cfg.val_dataloader`` and ``cfg.val_evaluator``, predicts with the flip test of
 ``cfg.model.test_cfg`` (unless --no-flip), prints a table of the metrics, and optionally writes them
-as JSON (--out-metrics) and the final keypoint results in COCO results format (--dump).
+as JSON (--out-metrics), the final keypoint results in COCO results format (--dump) and every
+image with its predictions (--show-dir).
 Under ``torchrun`` every rank evaluates its shard and rank 0 reports.
 """
 from __future__ import annotations
@@ -21,6 +22,7 @@ from datasets import build_dataloader
 from deploy.loading import is_qat_config, load_model
 from evaluation import CocoMetric, evaluate_model
 from evaluation.coco_metric import write_coco_results
+from evaluation.prediction_pictures import save_prediction_pictures
 from models import build_pose_estimator
 from utils.checkpoint import CheckpointError, load_checkpoint
 from utils.config import Config, ConfigError, add_cfg_options_argument, load_config
@@ -40,6 +42,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument('--batch-size', type=int, help='override val_dataloader.batch_size')
     parser.add_argument('--num-workers', type=int, help='override val_dataloader.num_workers')
     parser.add_argument('--no-flip', action='store_true', help='disable the flip test')
+    parser.add_argument('--show-dir', help='write every image with its predictions (and the ground truth '
+                        'in magenta) to this folder')
     add_cfg_options_argument(parser)
     return parser.parse_args(argv)
 
@@ -102,8 +106,9 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     try:
         loader = build_dataloader(cfg.val_dataloader, seed=0, cfg_dir=cfg_file.resolve().parent)
         metrics = build_metrics(cfg)
-        if args.dump and not any(isinstance(m, CocoMetric) for m in metrics):
-            raise ValueError('--dump needs a CocoMetric in val_evaluator')
+        for flag in ('dump', 'show_dir'):
+            if getattr(args, flag) and not any(isinstance(m, CocoMetric) for m in metrics):
+                raise ValueError(f'--{flag.replace("_", "-")} needs a CocoMetric in val_evaluator')
         if is_qat_config(cfg):  # a quantisation-aware training run's checkpoint (fake-quant model)
             model, ckpt_format = load_model(cfg, ckpt), 'qat'
         else:
@@ -126,6 +131,9 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
             if args.dump:
                 coco = next(m for m in metrics if isinstance(m, CocoMetric))
                 write_coco_results(coco.coco_results, args.dump)
+            if args.show_dir:
+                count = save_prediction_pictures(metrics, loader.dataset, args.show_dir)
+                print(f'wrote {count} pictures to {args.show_dir}')
         return results
     finally:
         cleanup()

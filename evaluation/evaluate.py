@@ -46,7 +46,7 @@ def evaluate_model(model: nn.Module, dataloader: Any, metric: BaseMetric | Seque
     try:
         with torch.no_grad():
             for batch in tqdm(dataloader, desc=desc, disable=not (progress and is_main_process()),
-                              dynamic_ncols=True):
+                              dynamic_ncols=True, leave=False):
                 inputs = batch['inputs'].to(device, non_blocking=True)
                 preds = net.predict(inputs, batch['meta'])
                 for m in metrics:

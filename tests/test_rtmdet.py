@@ -28,16 +28,16 @@ TINY = DET_CONFIGS / 'rtmdet_tiny_8xb32-300e_coco.py'
 # (parameters, state-dict entries) of MMDetection 3.3.0's models built from its configs
 SIZES = {'tiny': (4_896_168, 476), 's': (8_886_924, 512), 'm': (24_709_188, 692)}
 
-# MMDetection 3.3.0 on the seeded RTMDet-tiny: detections count, top-3 boxes / scores / labels, sums
+# MMDetection 3.3.0 on the seeded RTMDet-tiny: detections count, top-3 boxes / scores / labels, score sum
 REFERENCE = {
     '000000000785.jpg': dict(
         n=300, bboxes=[[591.11, 1.972, 640.0, 64.519], [543.178, 593.69, 606.716, 640.0],
                        [31.182, 593.689, 94.713, 640.0]],
-        scores=[0.316575, 0.315876, 0.315836], labels=[0, 0, 0], sum_boxes=403399.53, sum_scores=92.8664),
+        scores=[0.316575, 0.315876, 0.315836], labels=[0, 0, 0], sum_scores=92.8664),
     '000000040083.jpg': dict(
         n=300, bboxes=[[461.805, 1.541, 500.0, 50.433], [424.358, 464.081, 473.997, 500.282],
                        [24.361, 464.081, 73.994, 500.282]],
-        scores=[0.316574, 0.315876, 0.315836], labels=[0, 0, 0], sum_boxes=317089.01, sum_scores=92.8661),
+        scores=[0.316574, 0.315876, 0.315836], labels=[0, 0, 0], sum_scores=92.8661),
 }
 
 
@@ -128,7 +128,8 @@ def test_detections_equal_mmdetection(seeded_tiny):
         np.testing.assert_allclose(result['bboxes'][:3], ref['bboxes'], atol=2e-3)
         np.testing.assert_allclose(result['scores'][:3], ref['scores'], atol=2e-6)
         assert result['labels'][:3].tolist() == ref['labels']
-        assert float(result['bboxes'].astype(np.float64).sum()) == pytest.approx(ref['sum_boxes'], rel=1e-6)
+        # The seeded weights give a tail of boxes whose scores tie to 1e-7, so which of them fill the 300 slots
+        # depends on the CPU's float rounding: the scores' sum is tie-invariant, the boxes' sum is not.
         assert float(result['scores'].astype(np.float64).sum()) == pytest.approx(ref['sum_scores'], rel=1e-6)
 
 

@@ -1,0 +1,54 @@
+"""Writing outputs safely: under a temporary name in the destination folder, renamed over the destination
+only once complete (a failure or Ctrl-C leaves the old file, if any, untouched), with the permissions the
+user's umask gives new files."""
+from __future__ import annotations
+
+import errno
+import os
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+@contextmanager
+def atomic_output(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary path beside ``path`` (same extension, so writers that pick the format by it work);
+    when the block ends without an error it is renamed onto ``path`` (mode ``0o666 & ~umask``), otherwise
+    it is removed. The folder is created if needed."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f'.{path.stem}.', suffix=f'.tmp{path.suffix}', dir=path.parent)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        yield tmp
+        os.chmod(tmp, 0o666 & ~_umask())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def write_text_atomic(path: str | os.PathLike, text: str) -> None:
+    """Write ``text`` (UTF-8) to ``path`` through :func:`atomic_output`."""
+    with atomic_output(path) as tmp:
+        tmp.write_text(text, encoding='utf-8')
+
+
+def write_image(path: str | os.PathLike, img: np.ndarray) -> None:
+    """Write the BGR uint8 image ``img`` with ``cv2.imwrite`` (format from the extension) through
+    :func:`atomic_output`; ``OSError`` naming ``path`` when OpenCV cannot write it."""
+    with atomic_output(path) as tmp:
+        if not cv2.imwrite(str(tmp), img):
+            raise OSError(errno.EIO, 'OpenCV cannot write this image (unknown extension, unwritable folder '
+                          'or full disk)', str(path))
