@@ -65,14 +65,15 @@ def synthetic_batches(cfg, batch_size: int, seed: int = 0) -> Iterator[dict]:
 
 
 def use_synthetic_jpegs(cfg, folder: Path, n_images: int) -> None:
-    """Train on ``n_images`` synthetic JPEGs written to ``folder``, through the config's train pipelines."""
+    """Train on ``n_images`` synthetic JPEGs written to ``folder``, through the config's train pipelines
+    (repeated 10 times per epoch, so that epoch ends rarely interrupt the loader's prefetching)."""
     ann = write_synthetic_coco(folder, n_images)
     dataset = cfg.train_dataloader['dataset']
     while dataset.get('type') == 'RepeatDataset':
         dataset = dataset['dataset']
     pipelines = {k: dataset[k] for k in ('pipeline', 'pipeline_stage2') if dataset.get(k)}
-    cfg.train_dataloader['dataset'] = dict(type='CocoDataset', ann_file=str(ann),
-                                           data_prefix=dict(img=str(folder)), **pipelines)
+    images = dict(type='CocoDataset', ann_file=str(ann), data_prefix=dict(img=str(folder)), **pipelines)
+    cfg.train_dataloader['dataset'] = dict(type='RepeatDataset', times=10, dataset=images)
 
 
 def host_ms_per_sample(loader: Any, n: int = 256) -> tuple[float, float]:
