@@ -117,6 +117,20 @@ def test_every_flip_direction_folds_into_the_warp(flip):
     assert_meta_equal(expected['meta'], got['meta'])
 
 
+def test_canvas_budget_splits_the_warp():
+    cfg = combined_cfg(geometric_pipeline(RLE))  # COCO (about 640x430) and AIC (about 900x600) images
+    recipes = dataset_recipes(cfg)
+    raw_ds = RawSampleDataset(build_dataset(cfg), recipes)
+    raw = collate_raw([raw_ds[(i, 40 + i)] for i in (0, 36, 1, 37, 2)])
+    whole = DeviceTopdownPipeline(recipes, 'cpu')(raw)
+    pipeline = DeviceTopdownPipeline(recipes, 'cpu', canvas_budget=2 * 3 * 700 * 1000)
+    images = [torch.empty(3, int(h), int(w)) for h, w in raw['img_hw']]
+    assert len(pipeline._canvas_chunks(images)) >= 3
+    # the canvas size only changes float32 rounding of the sampling positions: a level at a few pixels
+    diff = (pipeline(raw)['inputs'].int() - whole['inputs'].int()).abs()
+    assert diff.max() <= 1 and diff.float().mean() < 0.01
+
+
 def _random_keypoints(rng: np.random.Generator, n: int,
                       size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
     w, h = size

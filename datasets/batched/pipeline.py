@@ -47,13 +47,28 @@ class DeviceTopdownPipeline:
         device: where decoding, cropping, augmentation and targets run (any torch device).
         skip_bad_images: replace a sample whose image cannot be decoded by another sample of the
             batch (logged) instead of raising :class:`ImageLoadError` naming the file.
+        canvas_budget: most float32 values in one zero-padded canvas of decoded images (default
+            2^28, 1 GiB); larger batches are cropped in several warps.
     """
 
     def __init__(self, recipes: Sequence[BatchedRecipe], device: torch.device | str,
-                 skip_bad_images: bool = False) -> None:
+                 skip_bad_images: bool = False, canvas_budget: int = 2 ** 28) -> None:
         self.recipes = list(recipes)
         self.device = torch.device(device)
         self.skip_bad_images = skip_bad_images
+        self.canvas_budget = canvas_budget
+
+    def _canvas_chunks(self, images: list[torch.Tensor]) -> list[slice]:
+        """Consecutive runs of samples whose zero-padded canvas stays within ``canvas_budget`` values
+        (one run for a batch of similar photos; large or mixed sizes are split to bound memory)."""
+        chunks, start, height, width = [], 0, 0, 0
+        for i, img in enumerate(images):
+            h, w = max(height, img.shape[1]), max(width, img.shape[2])
+            if i > start and (i + 1 - start) * 3 * h * w > self.canvas_budget:
+                chunks.append(slice(start, i))
+                start, h, w = i, img.shape[1], img.shape[2]
+            height, width = h, w
+        return [*chunks, slice(start, len(images))]
 
     def _decode(self, raw: dict[str, Any]) -> tuple[dict[str, Any], list[torch.Tensor]]:
         images = decode_batch(raw['jpeg'], raw['image'], self.device)
@@ -77,7 +92,8 @@ class DeviceTopdownPipeline:
         half_body_padding = recipe.half_body.padding if recipe.half_body is not None else 1.0
         geo = crop_geometry(dev, recipe.bbox_padding, half_body_padding, recipe.affine.input_size,
                             recipe.affine.use_udp)
-        crops = affine_crop(paste_canvas(images, self.device), geo.image_to_crop, recipe.affine.input_size)
+        crops = torch.cat([affine_crop(paste_canvas(images[s], self.device), geo.image_to_crop[s],
+                                       recipe.affine.input_size) for s in self._canvas_chunks(images)])
         crops = crops.flip(1)  # RGB -> BGR, as the per-sample pipeline's OpenCV images
         for op, params in zip(recipe.photometric, raw['photometric']):
             crops = op.apply(crops, {k: v.to(self.device, non_blocking=True) for k, v in params.items()})
