@@ -7,7 +7,6 @@ those the per-sample pipeline would use.
 """
 from __future__ import annotations
 
-import logging
 from collections.abc import Sequence
 from typing import Any
 
@@ -17,13 +16,10 @@ import numpy as np
 from datasets.base import BasePoseDataset
 from datasets.batched.geometry import FLIP_CODES
 from datasets.batched.recipe import BatchedRecipe
-from datasets.transforms.lazy_image import ImageLoadError, jpeg_frame
+from datasets.transforms.lazy_image import JPEG_HEADER_BYTES, ImageLoadError, jpeg_frame
 from datasets.transforms.loading import read_file_bytes
 from datasets.transforms.rng import get_rng
 
-logger = logging.getLogger(__name__)
-
-_HEADER_BYTES = 65536 * 4  # as LoadImage: the frame header sits within the first 256 kB
 _NO_SHIFT = np.zeros(2, dtype=np.float32)
 
 
@@ -35,7 +31,7 @@ def read_image_source(path: str) -> tuple[np.ndarray | None, np.ndarray | None, 
         ImageLoadError: naming the file when it is missing or cannot be decoded.
     """
     data = read_file_bytes(path)
-    frame = jpeg_frame(memoryview(data)[:_HEADER_BYTES]) if data.size else None
+    frame = jpeg_frame(memoryview(data)[:JPEG_HEADER_BYTES]) if data.size else None
     if frame is not None and frame[2] in (1, 3) and data[-2] == 0xFF and data[-1] == 0xD9:
         return data, None, frame[:2]
     img = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None  # other formats, CMYK, EXIF, truncated

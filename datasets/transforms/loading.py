@@ -5,7 +5,7 @@ import cv2
 import numpy as np
 
 from datasets.transforms.base import BaseTransform
-from datasets.transforms.lazy_image import ImageLoadError, LazyImage, jpeg_size
+from datasets.transforms.lazy_image import JPEG_HEADER_BYTES, ImageLoadError, LazyImage, jpeg_size
 from utils.registry import TRANSFORMS
 
 _COLOR_FLAGS = {'color': cv2.IMREAD_COLOR, 'grayscale': cv2.IMREAD_GRAYSCALE,
@@ -79,7 +79,7 @@ class LoadImage(BaseTransform):
 
     def _load(self, data: np.ndarray, path: str) -> np.ndarray | LazyImage:
         if self.lazy and self.color_type == 'color' and not self.to_float32:
-            shape = jpeg_size(memoryview(data)[:65536 * 4]) if data.size else None  # no copy
+            shape = jpeg_size(memoryview(data)[:JPEG_HEADER_BYTES]) if data.size else None  # no copy
             if shape is not None:
                 return LazyImage(data, shape, path, self.reduce_min_ratio)
         img = cv2.imdecode(data, _COLOR_FLAGS[self.color_type]) if data.size else None
