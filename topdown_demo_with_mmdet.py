@@ -13,8 +13,9 @@ with keypoints, keypoint_scores, bbox, bbox_score per person, per frame for vide
 from __future__ import annotations
 
 import argparse
+import contextlib
+import errno
 import json
-import sys
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -28,16 +29,17 @@ from tqdm import tqdm
 
 from apis import inference_detector, inference_topdown, init_detector, init_model, select_boxes
 from apis.inputs import ImageReadError, as_config, read_image
-from utils.checkpoint import CheckpointError
-from utils.config import ConfigError, add_cfg_options_argument, parse_cfg_options
-from utils.model_zoo import ModelZooError
+from utils.cli import run_main
+from utils.config import add_cfg_options_argument, parse_cfg_options
+from utils.errors import UserError
+from utils.output_files import atomic_output, write_image, write_text_atomic
 from utils.visualization import draw_pose
 
 IMAGE_EXTS = {'.jpg', '.jpeg', '.png', '.bmp', '.webp', '.tif', '.tiff'}
 VIDEO_EXTS = {'.mp4', '.avi', '.mov', '.mkv', '.webm', '.m4v', '.mpg', '.mpeg', '.wmv', '.flv'}
 
 
-class DemoError(RuntimeError):
+class DemoError(UserError, RuntimeError):
     """A problem with the demo's inputs, reported as one line without a traceback."""
 
 
@@ -196,7 +198,7 @@ def run_images(demo: TopdownDemo, paths: list[Path], out_root: Path | None, in_f
         instances = demo.predict(img)
         drawn = demo.draw(img, instances)
         if out_root is not None:
-            cv2.imwrite(str(out_root / path.name), drawn)
+            write_image(out_root / path.name, drawn)
         if demo.args.show:
             show('pose', drawn, demo.args, 0)
         records.append({'img_path': path.name, 'instances': instances_to_json(instances)} if in_folder
@@ -205,7 +207,14 @@ def run_images(demo: TopdownDemo, paths: list[Path], out_root: Path | None, in_f
 
 
 def run_video(demo: TopdownDemo, source: str | int, out_file: Path | None) -> list:
-    """Process a video file or a camera; returns per-frame records and prints the speed."""
+    """Process a video file or a camera; returns per-frame records and prints the speed. The drawn video
+    is written under a temporary name and renamed to ``out_file`` once every frame is in."""
+    with contextlib.ExitStack() as stack:
+        tmp_file = stack.enter_context(atomic_output(out_file)) if out_file is not None else None
+        return _video_frames(demo, source, tmp_file)
+
+
+def _video_frames(demo: TopdownDemo, source: str | int, out_file: Path | None) -> list:
     args = demo.args
     cap = cv2.VideoCapture(source)
     if not cap.isOpened():
@@ -216,27 +225,31 @@ def run_video(demo: TopdownDemo, source: str | int, out_file: Path | None) -> li
         total = min(total or args.max_frames, args.max_frames)
     writer, records, previous = None, [], None
     start = time.perf_counter()
-    with tqdm(total=total, desc='frames', unit='frame') as bar:
-        while args.max_frames is None or len(records) < args.max_frames:
-            ok, frame = cap.read()
-            if not ok:
-                break
-            index = len(records)
-            previous = demo.predict(frame, detect=index % args.det_interval == 0, previous=previous)
-            drawn = demo.draw(frame, previous)
-            if out_file is not None:
-                if writer is None:
-                    writer = cv2.VideoWriter(str(out_file), cv2.VideoWriter_fourcc(*'mp4v'), fps,
-                                             (drawn.shape[1], drawn.shape[0]))
-                writer.write(drawn)
-            records.append({'frame_id': index + 1, 'instances': instances_to_json(previous)})
-            bar.update()
-            if args.show and not show('pose', drawn, args, 1):
-                break
+    try:
+        with tqdm(total=total, desc='frames', unit='frame') as bar:
+            while args.max_frames is None or len(records) < args.max_frames:
+                ok, frame = cap.read()
+                if not ok:
+                    break
+                index = len(records)
+                previous = demo.predict(frame, detect=index % args.det_interval == 0, previous=previous)
+                drawn = demo.draw(frame, previous)
+                if out_file is not None:
+                    if writer is None:
+                        writer = cv2.VideoWriter(str(out_file), cv2.VideoWriter_fourcc(*'mp4v'), fps,
+                                                 (drawn.shape[1], drawn.shape[0]))
+                        if not writer.isOpened():
+                            raise OSError(errno.EIO, 'OpenCV cannot write an mp4 video here', str(out_file))
+                    writer.write(drawn)
+                records.append({'frame_id': index + 1, 'instances': instances_to_json(previous)})
+                bar.update()
+                if args.show and not show('pose', drawn, args, 1):
+                    break
+    finally:
+        cap.release()
+        if writer is not None:
+            writer.release()
     wall = time.perf_counter() - start
-    cap.release()
-    if writer is not None:
-        writer.release()
     if not records:
         raise DemoError(f'no frame could be read from {source!r}')
     print(demo.timings.report(wall))
@@ -275,14 +288,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f'drawn results saved at {out_file}')
     if args.save_predictions:
         pred_file = out_root / f'results_{name}.json'
-        pred_file.write_text(json.dumps({'meta_info': _jsonable(demo.pose.dataset_meta),
-                                         'instance_info': records}, indent='\t'))
+        write_text_atomic(pred_file, json.dumps({'meta_info': _jsonable(demo.pose.dataset_meta),
+                                                 'instance_info': records}, indent='\t'))
         print(f'predictions saved at {pred_file}')
     return 0
 
 
 if __name__ == '__main__':
-    try:
-        sys.exit(main())
-    except (DemoError, CheckpointError, ConfigError, ModelZooError, FileNotFoundError, KeyError) as error:
-        sys.exit(f'error: {error}')
+    run_main(main)

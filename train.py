@@ -35,15 +35,18 @@ from evaluation.prediction_pictures import prediction_mosaic
 from models import build_pose_estimator
 from optim import build_ema, build_optimizer, build_schedulers, scale_lr
 from utils.checkpoint import load_checkpoint, read_checkpoint, save_checkpoint
+from utils.cli import run_main
 from utils.config import Config, add_cfg_options_argument, load_config
 from utils.dist import barrier, broadcast_buffers, broadcast_object, cleanup, init_distributed
+from utils.errors import ReportedError
 from utils.logger import FILE_ONLY, RunLog, collect_env, get_logger
 from utils.registry import METRICS
+from utils.run_checks import check_data_sizes, check_training_settings, refuse_overwrite
 from utils.seed import seed_epoch, set_random_seed
 from utils.train_state import checkpoint_payload, restore
 
 
-class NonFiniteLossError(RuntimeError):
+class NonFiniteLossError(ReportedError, RuntimeError):
     """A loss term became NaN or infinite; training stops without writing a checkpoint."""
 
 
@@ -57,6 +60,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                              'or a checkpoint path')
     parser.add_argument('--resume_ckpt', '--resume-ckpt', dest='resume_ckpt',
                         help="the original project's flag: a work dir to continue in (its last.pth)")
+    parser.add_argument('--overwrite', action='store_true',
+                        help='start a new run in a work dir that holds checkpoints, replacing them')
     parser.add_argument('--amp', action='store_true', help='mixed precision (bfloat16 autocast)')
     parser.add_argument('--auto-scale-lr', action='store_true',
                         help='scale lr by total batch size / auto_scale_lr.base_batch_size')
@@ -296,10 +301,12 @@ def main(argv: list[str] | None = None) -> int:
     cfg = load_config(args.cfg_file, args.cfg_options)
     rank, world_size, device = init_distributed(args.device, cfg.get('env_cfg', {}).get('dist_backend'))
     configure(cfg, args, device)
+    check_training_settings(cfg)
     check_data_paths(cfg)
     chosen = resolve_work_dir(args, args.cfg_file, bool(cfg.get('resume'))) if rank == 0 else None
     work_dir, resume_from = broadcast_object(chosen)
     if rank == 0:
+        refuse_overwrite(work_dir, resume_from, args.overwrite)
         work_dir.mkdir(parents=True, exist_ok=True)
         cfg.dump(work_dir / Path(args.cfg_file).name)
     logger = get_logger(work_dir / 'train.log', rank)
@@ -321,10 +328,12 @@ def main(argv: list[str] | None = None) -> int:
                                     logger)
     logger.info('Input pipeline: %s', f'batched on {device}' if recipes else 'per-sample (loader workers)')
     train_loader = build_train_loader(cfg.train_dataloader, recipes, device, seed=seed,
-                                      distributed=distributed, cfg_dir=cfg_dir)
-    val_loader = build_dataloader(cfg.val_dataloader, seed=seed, distributed=distributed, cfg_dir=cfg_dir)
+                                      distributed=distributed, cfg_dir=cfg_dir, cfg_path='train_dataloader')
+    val_loader = build_dataloader(cfg.val_dataloader, seed=seed, distributed=distributed, cfg_dir=cfg_dir,
+                                  cfg_path='val_dataloader')
     metric = METRICS.build(cfg.val_evaluator, cfg_path='val_evaluator')
     metric.dataset_meta = val_loader.dataset.metainfo
+    check_data_sizes(cfg, len(train_loader.dataset), len(train_loader), len(val_loader.dataset), world_size)
     iters_per_epoch = len(train_loader)
     max_epochs = int(cfg.train_cfg['max_epochs'])
     val_interval = int(cfg.train_cfg.get('val_interval', 1))
@@ -421,4 +430,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == '__main__':
-    sys.exit(main())
+    run_main(main)

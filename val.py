@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
 from datasets import build_dataloader
@@ -25,9 +24,12 @@ from evaluation.coco_metric import write_coco_results
 from evaluation.prediction_pictures import save_prediction_pictures
 from models import build_pose_estimator
 from utils.checkpoint import CheckpointError, load_checkpoint
+from utils.cli import run_main
 from utils.config import Config, ConfigError, add_cfg_options_argument, load_config
 from utils.dist import cleanup, init_distributed, is_main_process
-from utils.registry import METRICS, RegistryError
+from utils.errors import ArgumentError
+from utils.output_files import refuse_input_as_output, write_text_atomic
+from utils.registry import METRICS
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -65,7 +67,7 @@ def resolve_inputs(cfg_file: str | None, checkpoint: str) -> tuple[Path, Path]:
     elif not ckpt.is_file():
         raise FileNotFoundError(f'checkpoint {ckpt} not found')
     if cfg_file is None:
-        raise ValueError('--cfg_file is required when --checkpoint is a file')
+        raise ArgumentError('--cfg_file is required when --checkpoint is a file')
     return Path(cfg_file), ckpt
 
 
@@ -83,7 +85,7 @@ def build_metrics(cfg: Config) -> list:
     """``cfg.val_evaluator`` (one metric config or a list) as metric objects."""
     evaluator = cfg.get('val_evaluator')
     if evaluator is None:
-        raise KeyError(f'{cfg.filename}: no val_evaluator in the config')
+        raise ConfigError(f'{cfg.filename}: no val_evaluator in the config')
     cfgs = evaluator if isinstance(evaluator, (list, tuple)) else [evaluator]
     return [METRICS.build(c, cfg_path=f'val_evaluator[{i}]' if len(cfgs) > 1 else 'val_evaluator')
             for i, c in enumerate(cfgs)]
@@ -100,15 +102,20 @@ def format_table(metrics: dict[str, float]) -> str:
 def main(argv: list[str] | None = None) -> dict[str, float]:
     args = parse_args(argv)
     cfg_file, ckpt = resolve_inputs(args.cfg_file, args.checkpoint)
+    for flag in ('--out-metrics', '--dump'):
+        output = getattr(args, flag[2:].replace('-', '_'))
+        if output:
+            refuse_input_as_output(output, {'--cfg_file': cfg_file, '--checkpoint': ckpt}, flag)
     cfg = load_config(cfg_file, args.cfg_options)
     configure(cfg, args)
     _, _, device = init_distributed(args.device)
     try:
-        loader = build_dataloader(cfg.val_dataloader, seed=0, cfg_dir=cfg_file.resolve().parent)
+        loader = build_dataloader(cfg.val_dataloader, seed=0, cfg_dir=cfg_file.resolve().parent,
+                                  cfg_path='val_dataloader')
         metrics = build_metrics(cfg)
         for flag in ('dump', 'show_dir'):
             if getattr(args, flag) and not any(isinstance(m, CocoMetric) for m in metrics):
-                raise ValueError(f'--{flag.replace("_", "-")} needs a CocoMetric in val_evaluator')
+                raise ArgumentError(f'--{flag.replace("_", "-")} needs a CocoMetric in val_evaluator')
         if is_qat_config(cfg):  # a quantisation-aware training run's checkpoint (fake-quant model)
             model, ckpt_format = load_model(cfg, ckpt), 'qat'
         else:
@@ -126,8 +133,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         if is_main_process():
             print(format_table(results))
             if args.out_metrics:
-                Path(args.out_metrics).parent.mkdir(parents=True, exist_ok=True)
-                Path(args.out_metrics).write_text(json.dumps(results, indent=2) + '\n')
+                write_text_atomic(args.out_metrics, json.dumps(results, indent=2) + '\n')
             if args.dump:
                 coco = next(m for m in metrics if isinstance(m, CocoMetric))
                 write_coco_results(coco.coco_results, args.dump)
@@ -140,8 +146,4 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
 
 
 if __name__ == '__main__':
-    try:
-        main(sys.argv[1:])
-    except (FileNotFoundError, CheckpointError, ConfigError, RegistryError, KeyError, ValueError) as e:
-        print(f'error: {e}', file=sys.stderr)
-        sys.exit(2)
+    run_main(main)

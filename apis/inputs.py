@@ -9,12 +9,14 @@ import cv2
 import numpy as np
 
 from utils.config import Config
+from utils.errors import DataError
+from utils.image_io import ImageLoadError, decode_image, read_file_bytes
 from utils.model_zoo import zoo_config
 
 ImageLike = str | os.PathLike | np.ndarray
 
 
-class ImageReadError(ValueError):
+class ImageReadError(DataError):
     """An image file that is missing or cannot be decoded, or an array that is not an image."""
 
 
@@ -36,11 +38,10 @@ def read_image(img: ImageLike) -> np.ndarray:
     path = Path(img)
     if not path.is_file():
         raise ImageReadError(f'image file not found: {str(path)!r}')
-    data = np.fromfile(path, dtype=np.uint8)
-    image = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
-    if image is None:
-        raise ImageReadError(f'cannot decode image file {str(path)!r} (empty, truncated or not an image)')
-    return image
+    try:
+        return decode_image(read_file_bytes(str(path)), repr(str(path)), cv2.IMREAD_COLOR)
+    except ImageLoadError as err:
+        raise ImageReadError(str(err)) from None
 
 
 def as_config(config: str | os.PathLike | Mapping, what: str = 'config') -> Config:

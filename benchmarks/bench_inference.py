@@ -36,6 +36,7 @@ from torch.fx.experimental.optimization import fuse
 
 from models import build_pose_estimator
 from utils.checkpoint import load_checkpoint
+from utils.cli import run_main
 from utils.config import add_cfg_options_argument, load_config
 
 
@@ -75,7 +76,7 @@ def time_forward(fn: Callable[[torch.Tensor], object], x: torch.Tensor, iters: i
     return times
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('config')
@@ -89,7 +90,7 @@ def main() -> None:
     parser.add_argument('--calib-data', help='with --onnx: COCO file whose crops calibrate the int8 model')
     parser.add_argument('--e2e-data', help='with --onnx: COCO file for the end-to-end top-down timing')
     add_cfg_options_argument(parser)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     if args.onnx and not args.checkpoint:
         parser.error('--onnx needs a CHECKPOINT (the float weights to export and quantise)')
 
@@ -125,4 +126,4 @@ def main() -> None:
 
 
 if __name__ == '__main__':
-    main()
+    run_main(main)

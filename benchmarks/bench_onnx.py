@@ -36,6 +36,7 @@ from deploy.deps import require
 from deploy.export import export_pose_model
 from deploy.loading import load_model
 from deploy.ptq import quantize_pose_model
+from utils.cli import run_main
 from utils.config import add_cfg_options_argument, load_config
 
 
@@ -163,4 +164,4 @@ def end_to_end(cfg, backends: dict[str, object], args: argparse.Namespace) -> li
 
 
 if __name__ == '__main__':
-    main()
+    run_main(main)

@@ -24,6 +24,7 @@ import torch
 
 from datasets import RepeatDataset, build_dataloader, build_dataset
 from datasets.batched import DeviceTopdownPipeline, RawSampleDataset, collate_raw, dataset_recipes
+from utils.cli import run_main
 from utils.config import add_cfg_options_argument, load_config
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / 'shared' / 'data' / 'coco'
@@ -127,4 +128,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == '__main__':
-    raise SystemExit(main())
+    run_main(main)

@@ -39,6 +39,7 @@ from datasets.batched import INPUT_PIPELINES, build_train_loader, choose_input_p
 from models import build_pose_estimator
 from optim import build_optimizer
 from train import LossModel
+from utils.cli import run_main
 from utils.config import add_cfg_options_argument, load_config
 
 
@@ -93,7 +94,7 @@ def host_ms_per_sample(loader: Any, n: int = 256) -> tuple[float, float]:
     return 1000 * cpu / n, 1000 * wall / n
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('config')
     parser.add_argument('--synthetic', action='store_true', help='random batches instead of the train loader')
@@ -109,7 +110,7 @@ def main() -> None:
     parser.add_argument('--device', choices=['cpu', 'cuda'],
                         default='cuda' if torch.cuda.is_available() else 'cpu')
     add_cfg_options_argument(parser)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     cfg = load_config(args.config, args.cfg_options)
     if args.batch_size:
         cfg.train_dataloader['batch_size'] = args.batch_size
@@ -179,4 +180,4 @@ def main() -> None:
 
 
 if __name__ == '__main__':
-    main()
+    run_main(main)

@@ -11,7 +11,7 @@ from torch.utils.data import Dataset
 from datasets.transforms import Compose, ImageLoadError
 from datasets.transforms.rng import get_rng, seeded_rng
 
-logger = logging.getLogger(__name__)
+logger = logging.getLogger('mmpose_clean.datasets')  # a child of utils.logger's logger: in train.log
 
 PipelineCfg = Sequence[Mapping[str, Any] | Callable] | None
 
@@ -75,6 +75,12 @@ class BasePoseDataset(Dataset):
             return self.switch_to_stage2()
         return False
 
+    def skip_bad_image(self, error: ImageLoadError) -> None:
+        """Log ``error`` as a skipped sample under ``skip_bad_images=True``; re-raise it otherwise."""
+        if not self.skip_bad_images:
+            raise error
+        logger.warning('%s; skipping it (skip_bad_images=True) and using another sample', error)
+
     def get_data_info(self, idx: int) -> dict | None:
         """The raw sample ``idx`` (before ``pipeline``), or ``None`` if it is to be skipped."""
         raise NotImplementedError
@@ -91,9 +97,7 @@ class BasePoseDataset(Dataset):
                 try:
                     data = self.prepare_data(index)
                 except ImageLoadError as e:
-                    if not self.skip_bad_images:
-                        raise
-                    logger.warning('%s; skipping it (skip_bad_images=True) and using another sample', e)
+                    self.skip_bad_image(e)
                     data = None
                 else:
                     if data is None and self.test_mode:

@@ -23,11 +23,13 @@ def _resolve_from_files(node: Any, search_dirs: tuple[str, ...]) -> Any:
     return node
 
 
-def build_dataset(cfg: Mapping[str, Any], cfg_dir: str | os.PathLike | None = None) -> Any:
-    """Build a dataset from its config dict (``cfg`` is not modified).
+def build_dataset(cfg: Mapping[str, Any], cfg_dir: str | os.PathLike | None = None,
+                  cfg_path: str = 'dataset') -> Any:
+    """Build a dataset from its config dict (``cfg`` is not modified); ``cfg_path`` is where it sits in
+    the whole config (e.g. ``'train_dataloader.dataset'``), for error messages.
 
     Every ``metainfo=dict(from_file=PATH)`` inside (wrapped datasets included) is looked up
     relative to ``cfg_dir`` (the folder of the config file) first, then the repository root.
     """
     dirs = (str(cfg_dir),) if cfg_dir is not None else ()
-    return DATASETS.build(_resolve_from_files(copy.deepcopy(dict(cfg)), dirs), cfg_path='dataset')
+    return DATASETS.build(_resolve_from_files(copy.deepcopy(dict(cfg)), dirs), cfg_path=cfg_path)

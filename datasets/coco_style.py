@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -12,7 +13,10 @@ import numpy as np
 from datasets.base import BasePoseDataset, PipelineCfg
 from datasets.metainfo import parse_pose_metainfo
 from structures.bbox import bbox_xywh2xyxy
+from utils.errors import DataError
 from utils.registry import DATASETS
+
+logger = logging.getLogger('mmpose_clean.datasets')  # a child of utils.logger's logger: in train.log
 
 SAMPLE_META_KEYS = ('dataset_name', 'upper_body_ids', 'lower_body_ids', 'flip_pairs',
                     'dataset_keypoint_weights', 'flip_indices', 'skeleton_links')
@@ -26,7 +30,9 @@ def load_json_file(path: str, what: str) -> Any:
         with open(path, encoding='utf-8') as f:
             return json.load(f)
     except json.JSONDecodeError as e:
-        raise ValueError(f'{what} {path} is not valid JSON: {e}') from None
+        raise DataError(f'{what} {path} is not valid JSON: {e}') from None
+    except UnicodeDecodeError:
+        raise DataError(f'{what} {path} is not a text (JSON) file') from None
 
 
 def _join(root: str | None, path: str | None) -> str | None:
@@ -40,12 +46,12 @@ class _Field:
 
     def __init__(self, file: str, kind: str, index: int, record: Any) -> None:
         if not isinstance(record, Mapping):
-            raise ValueError(f'{file}: {kind}[{index}] must be a JSON object, got {type(record).__name__}')
+            raise DataError(f'{file}: {kind}[{index}] must be a JSON object, got {type(record).__name__}')
         self.file, self.kind, self.index, self.record = file, kind, index, record
 
-    def error(self, field: str, expected: str) -> ValueError:
+    def error(self, field: str, expected: str) -> DataError:
         rid = self.record.get('id', '?')
-        return ValueError(f'{self.file}: {self.kind}[{self.index}] (id {rid}) field "{field}": '
+        return DataError(f'{self.file}: {self.kind}[{self.index}] (id {rid}) field "{field}": '
                           f'expected {expected}, got {self.record.get(field, "<missing>")!r:.80}')
 
     def number(self, field: str, default: Any = None) -> float:
@@ -122,10 +128,10 @@ class CocoStyleDataset(BasePoseDataset):
     def _load(self, indices: int | Sequence[int] | None) -> None:
         data = load_json_file(self.ann_file, 'annotation file')
         if not isinstance(data, Mapping):
-            raise ValueError(f'{self.ann_file}: expected a JSON object with "images" and "annotations"')
+            raise DataError(f'{self.ann_file}: expected a JSON object with "images" and "annotations"')
         images = data.get('images')
         if not isinstance(images, list):
-            raise ValueError(f'{self.ann_file}: field "images" must be a list, got '
+            raise DataError(f'{self.ann_file}: field "images" must be a list, got '
                              f'{type(images).__name__ if images is not None else "<missing>"}')
         self._read_images(images)
         if self.bbox_file:
@@ -133,7 +139,9 @@ class CocoStyleDataset(BasePoseDataset):
         else:
             anns = data.get('annotations')
             if not isinstance(anns, list):
-                raise ValueError(f'{self.ann_file}: field "annotations" must be a list')
+                raise DataError(f'{self.ann_file}: field "annotations" must be a list')
+            if not anns:
+                raise DataError(f'{self.ann_file}: "annotations" is empty: no person instances to use')
             inst = self._read_annotations(anns)
         keep = np.ones(len(inst['id']), dtype=bool)
         if 'bbox_score_thr' in self.filter_cfg:
@@ -214,14 +222,25 @@ class CocoStyleDataset(BasePoseDataset):
             'area': np.asarray(cols['area'], dtype=np.float32),
             'iscrowd': np.asarray(cols['iscrowd'], dtype=np.uint8),
         }
-        valid = ((inst['iscrowd'] == 0) & (inst['num_keypoints'] > 0) & (bbox[:, 2] > bbox[:, 0])
-                 & (bbox[:, 3] > bbox[:, 1]) & (inst['keypoints'].reshape(n, -1).max(axis=1, initial=0) > 0))
+        crowd = inst['iscrowd'] != 0
+        empty_box = ~crowd & ((bbox[:, 2] <= bbox[:, 0]) | (bbox[:, 3] <= bbox[:, 1]))
+        unlabelled = ~crowd & ~empty_box & ((inst['num_keypoints'] <= 0)
+                                            | (inst['keypoints'].reshape(n, -1).max(axis=1, initial=0) <= 0))
+        valid = ~(crowd | empty_box | unlabelled)
+        dropped = {'crowd': int(crowd.sum()), 'with an empty or negative box': int(empty_box.sum()),
+                   'without labelled keypoints': int(unlabelled.sum())}
+        if n and not valid.any():
+            raise DataError(f'{self.ann_file}: none of its {n} person annotations is usable ('
+                            + ', '.join(f'{v} {k}' for k, v in dropped.items()) + ')')
+        if not valid.all():
+            logger.info('%s: %d of %d annotations dropped (%s)', self.ann_file, n - int(valid.sum()), n,
+                        ', '.join(f'{v} {k}' for k, v in dropped.items() if v))
         return {key: value[valid] for key, value in inst.items()}
 
     def _read_detections(self) -> dict[str, np.ndarray]:
         dets = load_json_file(self.bbox_file, 'bbox file')
         if not isinstance(dets, list):
-            raise ValueError(f'{self.bbox_file}: expected a list of detections, got {type(dets).__name__}')
+            raise DataError(f'{self.bbox_file}: expected a list of detections, got {type(dets).__name__}')
         rows, boxes, scores = [], [], []
         for i, det in enumerate(dets):
             rec = _Field(self.bbox_file, 'detections', i, det)

@@ -15,6 +15,7 @@ from datasets.builder import build_dataset
 from datasets.collate import pose_collate
 from datasets.sampler import DefaultSampler, shared_random_seed
 from datasets.transforms.rng import seed_default_rng
+from utils.config import ConfigError
 from utils.dist import get_rank, get_world_size
 
 _SAMPLERS = {'DefaultSampler': DefaultSampler}
@@ -69,7 +70,8 @@ class PoseDataLoader(DataLoader):
 
 def build_dataloader(cfg: Mapping[str, Any], seed: int | None = None, distributed: bool | None = None,
                      cfg_dir: str | os.PathLike | None = None, dataset: Any = None,
-                     collate_fn: Callable[[list], Any] = pose_collate) -> PoseDataLoader:
+                     cfg_path: str = 'dataloader', collate_fn: Callable[[list], Any] = pose_collate
+                     ) -> PoseDataLoader:
     """Build a loader from an MMPose-style ``*_dataloader`` config.
 
     Args:
@@ -81,13 +83,14 @@ def build_dataloader(cfg: Mapping[str, Any], seed: int | None = None, distribute
         distributed: shard across torch.distributed ranks (default: when it is initialised).
         cfg_dir: folder of the config file, for relative ``metainfo.from_file`` paths.
         dataset: an already built dataset to use instead of ``cfg['dataset']``.
+        cfg_path: where ``cfg`` sits in the whole config (e.g. ``'val_dataloader'``), for error messages.
         collate_fn: batches the samples (default ``datasets.collate.pose_collate``).
     """
     cfg = dict(cfg)
     if dataset is None:
         if 'dataset' not in cfg:
-            raise KeyError('dataloader config has no "dataset"')
-        dataset = build_dataset(cfg['dataset'], cfg_dir)
+            raise ConfigError(f'{cfg_path} has no "dataset"')
+        dataset = build_dataset(cfg['dataset'], cfg_dir, cfg_path=f'{cfg_path}.dataset')
     rank, world = (0, 1) if distributed is False else (get_rank(), get_world_size())
     sampler_cfg = dict(cfg.get('sampler') or {'type': 'DefaultSampler', 'shuffle': True})
     sampler_type = sampler_cfg.pop('type', 'DefaultSampler')

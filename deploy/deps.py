@@ -4,6 +4,8 @@ from __future__ import annotations
 import importlib
 from types import ModuleType
 
+from utils.errors import MissingDependencyError
+
 _PIP_NAMES = {'onnx': 'onnx', 'onnxruntime': 'onnxruntime', 'onnxscript': 'onnxscript'}
 
 
@@ -19,6 +21,6 @@ def require(module: str, purpose: str) -> ModuleType:
     except ImportError as err:
         top = module.split('.')[0]
         pip_name = _PIP_NAMES.get(top, top)
-        raise ImportError(
+        raise MissingDependencyError(
             f'{purpose} needs the optional package "{pip_name}" ({err}). Install the deployment extras: '
             f'python -m pip install -r requirements-deploy.txt') from err

@@ -26,10 +26,12 @@ import numpy as np
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
+from utils.errors import DataError
+
 STATS_NAMES = ('AP', 'AP .5', 'AP .75', 'AP (M)', 'AP (L)', 'AR', 'AR .5', 'AR .75', 'AR (M)', 'AR (L)')
 
 
-class AnnotationFileError(ValueError):
+class AnnotationFileError(DataError):
     """A COCO annotation file that cannot be used: missing, not JSON, or lacking a field."""
 
 

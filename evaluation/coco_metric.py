@@ -14,6 +14,8 @@ from evaluation.coco_eval import evaluate_keypoints, load_coco_annotations, num_
 from evaluation.keypoint_mapping import map_annotation_keypoints, map_keypoints, map_sigmas
 from evaluation.nms import oks_nms, soft_oks_nms
 from structures.bbox import bbox_xyxy2xywh
+from utils.errors import DataError
+from utils.output_files import write_text_atomic
 from utils.registry import METRICS
 
 SCORE_MODES = ('bbox', 'bbox_keypoint', 'bbox_rle', 'keypoint')
@@ -62,10 +64,9 @@ def batch_to_instances(preds: Mapping[str, Any], meta: Mapping[str, Any]) -> lis
 
 
 def write_coco_results(results: Sequence[dict], path: str | os.PathLike) -> None:
-    """Write COCO keypoint results (``image_id``, ``category_id``, ``keypoints``, ``score``, ...) as JSON."""
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    with open(path, 'w') as f:
-        json.dump(list(results), f, sort_keys=True, indent=4)
+    """Write COCO keypoint results (``image_id``, ``category_id``, ``keypoints``, ``score``, ...) as JSON
+    (atomically: a temporary file renamed when complete)."""
+    write_text_atomic(path, json.dumps(list(results), sort_keys=True, indent=4))
 
 
 @METRICS.register_module()
@@ -151,7 +152,7 @@ class CocoMetric(BaseMetric):
             raise ValueError('CocoMetric: set metric.dataset_meta = dataset.metainfo (needs "sigmas" and '
                              '"num_keypoints") before evaluating')
         if not results:
-            raise ValueError(f'CocoMetric: no predictions to evaluate (annotation file {self.ann_file})')
+            raise DataError(f'CocoMetric: no predictions to evaluate (annotation file {self.ann_file})')
         sigmas = np.asarray(self.dataset_meta['sigmas'])
         by_image = self._group_sorted_unique(results)
         self._check_predictions(by_image, len(sigmas))
@@ -183,25 +184,31 @@ class CocoMetric(BaseMetric):
         return by_image
 
     def _check_predictions(self, by_image: dict[int, list[dict]], num_sigmas: int) -> None:
-        """Clear errors for predictions the annotation file cannot evaluate."""
-        num_kpts = {np.asarray(inst['keypoints']).shape[0] for insts in by_image.values() for inst in insts}
-        if len(num_kpts) != 1:
-            raise ValueError(f'CocoMetric: predictions have different keypoint counts {sorted(num_kpts)}')
-        (k,) = num_kpts
-        if k != num_sigmas:
-            raise ValueError(f'CocoMetric: predictions have {k} keypoints but dataset_meta has '
-                             f'{num_sigmas} sigmas')
+        """Clear errors, naming the first offending prediction (img_id, id), for predictions the annotation
+        file cannot evaluate: non-finite values, a keypoint count that differs, unknown image ids."""
+        ann_k = num_annotated_keypoints(self.coco_data) if self.coco_data is not None else None
+        expected, source = (ann_k, f'{self.ann_file} annotates') if ann_k is not None else \
+            (num_sigmas, 'dataset_meta has sigmas for')
+        for insts in by_image.values():
+            for inst in insts:
+                where = f'CocoMetric: prediction (img_id {inst["img_id"]}, id {inst["id"]})'
+                k = np.asarray(inst['keypoints']).shape[0]
+                if k != expected:
+                    raise DataError(f'{where} has {k} keypoints but {source} {expected} per instance')
+                for key in ('keypoints', 'keypoint_scores', 'bbox_score'):
+                    if not np.isfinite(np.asarray(inst[key], dtype=np.float64)).all():
+                        raise DataError(f'{where}: {key} holds non-finite values (NaN or inf): '
+                                        f'{np.asarray(inst[key]).ravel()[:6].tolist()}')
+        if ann_k is not None and ann_k != num_sigmas:
+            raise DataError(f'CocoMetric: {self.ann_file} annotates {ann_k} keypoints per instance but '
+                            f'dataset_meta has {num_sigmas} sigmas')
         if self.coco_data is None:
             return
-        ann_k = num_annotated_keypoints(self.coco_data)
-        if ann_k is not None and ann_k != k:
-            raise ValueError(f'CocoMetric: predictions have {k} keypoints but {self.ann_file} annotates '
-                             f'{ann_k} per instance')
         known = {img['id'] for img in self.coco_data['images']}
         unknown = sorted(set(by_image) - known)
         if unknown:
-            raise ValueError(f'CocoMetric: predictions for image ids not in {self.ann_file}: '
-                             f'{unknown[:10]}{" ..." if len(unknown) > 10 else ""}')
+            raise DataError(f'CocoMetric: predictions for image ids not in {self.ann_file}: '
+                            f'{unknown[:10]}{" ..." if len(unknown) > 10 else ""}')
 
     def _instance_score(self, inst: dict) -> Any:
         scores = inst['keypoint_scores']

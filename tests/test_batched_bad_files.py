@@ -1,13 +1,12 @@
-"""Bad image files in the batched pipeline behave as in the per-sample one: an error naming the file,
-or (``skip_bad_images=True``) a logged replacement; damaged JPEGs that OpenCV still decodes give the
-same crops."""
+"""Bad image files in the batched pipeline behave as in the per-sample one: an error naming the file
+(missing, not an image, truncated, undecodable), or (``skip_bad_images=True``) a logged replacement;
+a damaged scan that OpenCV still decodes gives the same crops."""
 from __future__ import annotations
 
 import json
 import logging
 from pathlib import Path
 
-import cv2
 import numpy as np
 import pytest
 import torch
@@ -17,6 +16,7 @@ from datasets.batched import DeviceTopdownPipeline, RawSampleDataset, collate_ra
 from datasets.transforms import ImageLoadError
 from tests.test_batched_pipeline import RLE, assert_crops_close, geometric_pipeline
 from tests.test_data_helpers import need_data
+from utils.image_io import jpeg_segments
 
 
 def copy_sample(tmp_path: Path, damage: dict[str, bytes]) -> dict:
@@ -46,10 +46,18 @@ def _bad_index(cfg: dict) -> int:
     return next(i for i in range(len(ds)) if ds.get_data_info(i)['img_path'].endswith(NAME))
 
 
-@pytest.mark.parametrize('damage', ['missing', 'not_a_jpeg', 'header_only'])
-def test_unreadable_file_names_itself_or_is_skipped(tmp_path, damage, caplog):
-    data = {'missing': b'', 'not_a_jpeg': b'<html>not an image</html>',
-            'header_only': _original()[:200]}[damage]
+@pytest.fixture
+def project_log(caplog, monkeypatch):
+    """caplog that sees the project logger (train.py, run earlier in the session, keeps it to itself)."""
+    monkeypatch.setattr(logging.getLogger('mmpose_clean'), 'propagate', True)
+    return caplog
+
+
+@pytest.mark.parametrize('damage', ['missing', 'not_a_jpeg', 'header_only', 'truncated'])
+def test_unreadable_file_names_itself_or_is_skipped(tmp_path, damage, project_log):
+    caplog = project_log
+    data = {'missing': b'', 'not_a_jpeg': b'<html>not an image</html>', 'header_only': _original()[:200],
+            'truncated': _original()[:len(_original()) // 2]}[damage]
     cfg = copy_sample(tmp_path, {NAME: data})
     idx = _bad_index(cfg)
     with pytest.raises(ImageLoadError, match=NAME):
@@ -60,21 +68,6 @@ def test_unreadable_file_names_itself_or_is_skipped(tmp_path, damage, caplog):
     with caplog.at_level(logging.WARNING):
         sample = skipping[(idx, 1)]
     assert NAME not in sample['img_path'] and NAME in caplog.text and 'skip_bad_images' in caplog.text
-
-
-def test_truncated_jpeg_is_decoded_by_opencv_in_the_loader(tmp_path):
-    # no end-of-image marker: the loader decodes it with OpenCV like LoadImage, which keeps the rows
-    # it could decode (the rest is whatever memory OpenCV allocated, in both pipelines)
-    data = _original()
-    cfg = copy_sample(tmp_path, {NAME: data[:len(data) // 2]})
-    idx = _bad_index(cfg)
-    recipes = dataset_recipes(cfg)
-    raw = collate_raw([RawSampleDataset(build_dataset(cfg), recipes)[(idx, 11)]])
-    assert raw['jpeg'] == [None]
-    full = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
-    assert raw['image'][0].shape == full.shape
-    assert torch.equal(raw['image'][0][:100], torch.from_numpy(full[:100]))
-    assert DeviceTopdownPipeline(recipes, 'cpu')(raw)['inputs'].shape == (1, 3, 192, 192)
 
 
 def test_corrupt_scan_decodes_like_opencv(tmp_path):
@@ -93,9 +86,14 @@ def test_corrupt_scan_decodes_like_opencv(tmp_path):
     assert_crops_close(expected['inputs'], got['inputs'])
 
 
-def test_undecodable_scan_names_the_file_or_is_replaced_in_the_batch(tmp_path, caplog):
-    data = _original()
-    cfg = copy_sample(tmp_path, {NAME: data[:data.index(b'\xff\xda')] + b'\x00' * 100 + b'\xff\xd9'})
+def test_undecodable_scan_names_the_file_or_is_replaced_in_the_batch(tmp_path, project_log):
+    caplog = project_log
+    # complete and well-formed as far as the loader's checks go, but its frame header is invalid
+    # (a component with zero sampling factors): only decoding finds out, on the device side
+    data = bytearray(_original())
+    sof = next(pos for marker, pos, _ in jpeg_segments(bytes(data)) if marker == 0xC0)
+    data[sof + 11] = 0x00
+    cfg = copy_sample(tmp_path, {NAME: bytes(data)})
     idx = _bad_index(cfg)
     with pytest.raises(ImageLoadError, match=NAME):
         build_dataset(cfg)[(idx, 1)]

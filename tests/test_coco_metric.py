@@ -345,7 +345,8 @@ def test_error_keypoint_count_mismatch() -> None:
         metric.process(p, m)
     with pytest.raises(ValueError, match=r'14 keypoints but .*test_coco\.json annotates 17'):
         metric.evaluate()
-    with pytest.raises(ValueError, match='14 keypoints but dataset_meta has 17 sigmas'):
+    with pytest.raises(ValueError, match=r'\(img_id \d+, id \d+\) has 14 keypoints but .*test_coco\.json '
+                                         'annotates 17'):
         run_metric(preds)
 
 
@@ -431,8 +432,11 @@ def write_raw(preds: dict[str, np.ndarray], path: Path) -> Path:
 
 def _eval_tool(capsys, *argv: str) -> tuple[int, str, str]:
     from tools.eval_predictions import main
+    from utils.cli import run_main
 
-    code = main(list(argv))
+    with pytest.raises(SystemExit) as exit_info:
+        run_main(main, list(argv))
+    code = exit_info.value.code
     out = capsys.readouterr()
     return code, out.out, out.err
 
@@ -462,7 +466,7 @@ def test_eval_predictions_tool_errors(tmp_path: Path, capsys) -> None:
         ([dict(items[0], img_id=42)], r'image ids not in .*test_coco\.json: \[42\]'),
         ([dict(items[0], keypoints=items[0]['keypoints'][:14],
                keypoint_scores=items[0]['keypoint_scores'][:14])],
-         '14 keypoints but dataset_meta has 17 sigmas'),
+         r'bad\.json: predictions\[0\]\.keypoints: 14 keypoints but .*test_coco\.json annotates 17'),
         ([], r'bad\.json: no predictions to evaluate'),
         ([dict(items[0], keypoint_scores=[1.0])],
          r'bad\.json: predictions\[0\]\.keypoint_scores: expected shape 17'),

@@ -63,8 +63,8 @@ def test_lists_replace_instead_of_merging(chain: Path) -> None:
 
 def test_cfg_options_override(chain: Path) -> None:
     cfg = load_config(chain, ['model.backbone.widen_factor=0.75', 'optim_wrapper.optimizer.lr=0.01',
-                              'param_scheduler.0.T_max=42', 'new.key=[1, (2, 3)]', 'flag=True',
-                              'name=hello', 'nothing=None'])
+                              'param_scheduler.0.T_max=42', '+new.key=[1, (2, 3)]', '+flag=True',
+                              '+name=hello', '+nothing=None'])
     assert cfg.model.backbone.widen_factor == 0.75
     assert cfg.optim_wrapper.optimizer.lr == 0.01
     assert cfg.param_scheduler[0].T_max == 42

@@ -146,7 +146,7 @@ def test_command_line_error_is_one_line(tmp_path):
     proc = subprocess.run([sys.executable, str(REPO / 'topdown_demo_with_mmdet.py'), 'none', 'none', POSE_CFG,
                            'none', '--input', str(tmp_path / 'nothing.mp4'), '--output-root', str(tmp_path)],
                           capture_output=True, text=True, cwd=REPO, timeout=120)
-    assert proc.returncode == 1
+    assert proc.returncode == 2
     assert proc.stderr.strip() == f'error: input not found: {tmp_path / "nothing.mp4"}'
 
 

@@ -48,8 +48,11 @@ def test_unknown_type_names_registry_close_matches_and_path() -> None:
 def test_missing_type_and_bad_args() -> None:
     with pytest.raises(RegistryError, match='no "type" key'):
         REG.build(dict(size=1))
-    with pytest.raises(TypeError, match=r'building toy Leaf failed.*Expected signature'):
+    with pytest.raises(TypeError, match=r"toy Leaf: got an unexpected keyword .*'colour'.* arguments: size"):
         REG.build(dict(type='Leaf', colour='red'))
+    with pytest.raises(RegistryError, match=r"Did you mean: size\?.*config path: model.items\[0\]"):
+        REG.build(dict(type='Box', inner=dict(type='Leaf'), items=[dict(type='Leaf', sise=2)]),
+                  cfg_path='model')
 
 
 def test_duplicate_registration_refused() -> None:

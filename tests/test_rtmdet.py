@@ -128,8 +128,8 @@ def test_detections_equal_mmdetection(seeded_tiny):
         np.testing.assert_allclose(result['bboxes'][:3], ref['bboxes'], atol=2e-3)
         np.testing.assert_allclose(result['scores'][:3], ref['scores'], atol=2e-6)
         assert result['labels'][:3].tolist() == ref['labels']
-        # The seeded weights give a tail of boxes whose scores tie to 1e-7, so which of them fill the 300 slots
-        # depends on the CPU's float rounding: the scores' sum is tie-invariant, the boxes' sum is not.
+        # The seeded weights give a tail of boxes whose scores tie to 1e-7, so which of them fill the 300
+        # slots depends on the CPU's float rounding: the scores' sum is tie-invariant, the boxes' sum is not.
         assert float(result['scores'].astype(np.float64).sum()) == pytest.approx(ref['sum_scores'], rel=1e-6)
 
 

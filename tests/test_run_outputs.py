@@ -24,6 +24,7 @@ from datasets.batch_picture import target_keypoints
 from evaluation.prediction_pictures import GT_COLOR, draw_predictions
 from tests.test_train import DATA, tiny_config
 from tools import plot_curves
+from utils.cli import run_main
 from utils.curves import PALETTE, nice_ticks, tick_label
 from utils.logger import RunLog, get_logger
 from utils.run_record import RunRecord, read_results, read_scalars, summary_table
@@ -182,7 +183,9 @@ def test_resume_appends(run, tmp_path):
 
 def test_plot_curves_names_a_missing_key(run, tmp_path, capsys):
     _, work_dir, _ = run
-    assert plot_curves.main([str(work_dir), '--keys', 'coco/APX', '--out', str(tmp_path / 'x.png')]) == 2
+    with pytest.raises(SystemExit) as exit_info:
+        run_main(plot_curves.main, [str(work_dir), '--keys', 'coco/APX', '--out', str(tmp_path / 'x.png')])
+    assert exit_info.value.code == 2
     err = capsys.readouterr().err
     assert "no 'coco/APX'" in err and 'coco/AP' in err and not (tmp_path / 'x.png').exists()
 

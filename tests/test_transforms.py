@@ -257,7 +257,9 @@ def test_missing_and_corrupt_images_name_the_file(tmp_path, lazy):
             pipe({**info, 'img_path': str(tmp_path / name)})
 
 
-def test_skip_bad_images_replaces_sample_with_warning(tmp_path, caplog):
+def test_skip_bad_images_replaces_sample_with_warning(tmp_path, caplog, monkeypatch):
+    # the datasets log to the project logger, which train.py (run earlier in the session) keeps to itself
+    monkeypatch.setattr(logging.getLogger('mmpose_clean'), 'propagate', True)
     ann = write_tiny_coco(tmp_path, n_people=2)
     data = json.loads(ann.read_text())
     data['images'].append({**data['images'][0], 'id': 2, 'file_name': 'img2.jpg'})

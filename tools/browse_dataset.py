@@ -16,9 +16,11 @@ import cv2
 import numpy as np
 
 from datasets import build_dataset
-from datasets.transforms import PackPoseInputs
+from datasets.transforms import ImageLoadError, PackPoseInputs
 from datasets.transforms.rng import seeded_rng
+from utils.cli import run_main
 from utils.config import add_cfg_options_argument, load_config
+from utils.output_files import write_image
 
 
 def draw_pose(img: np.ndarray, keypoints: np.ndarray, visible: np.ndarray, metainfo: dict,
@@ -40,13 +42,18 @@ def draw_pose(img: np.ndarray, keypoints: np.ndarray, visible: np.ndarray, metai
 
 
 def augmented_sample(dataset, index: int, seed: int) -> dict:
-    """Sample ``index`` through the dataset's pipeline, stopping before ``PackPoseInputs``."""
+    """Sample ``index`` through the dataset's pipeline, stopping before ``PackPoseInputs``; None when the
+    pipeline drops it or its image is bad and the dataset has ``skip_bad_images=True`` (logged)."""
     with seeded_rng(seed):
-        results = dataset.get_data_info(index)
-        for t in dataset.pipeline.transforms:
-            if isinstance(t, PackPoseInputs) or results is None:
-                break
-            results = t(results)
+        try:
+            results = dataset.get_data_info(index)
+            for t in dataset.pipeline.transforms:
+                if isinstance(t, PackPoseInputs) or results is None:
+                    break
+                results = t(results)
+        except ImageLoadError as error:
+            dataset.skip_bad_image(error)
+            return None
     return results
 
 
@@ -63,7 +70,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     cfg = load_config(args.config, args.cfg_options)
     dataset = build_dataset(cfg[f'{args.phase}_dataloader']['dataset'],
-                            cfg_dir=Path(args.config).resolve().parent)
+                            cfg_dir=Path(args.config).resolve().parent,
+                            cfg_path=f'{args.phase}_dataloader.dataset')
     out_dir = Path(args.output_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     metainfo = dataset.metainfo
@@ -80,11 +88,11 @@ def main(argv: list[str] | None = None) -> int:
         visible = visible[0, :, 0] if visible.ndim == 3 else visible[0]
         img = draw_pose(results['img'], np.asarray(kpts)[0], visible, metainfo)
         name = out_dir / f'{i:05d}_img{results.get("img_id", -1)}_ann{results.get("id", -1)}.jpg'
-        cv2.imwrite(str(name), img)
+        write_image(name, img)
         written += 1
     print(f'wrote {written} crops to {out_dir}')
     return 0
 
 
 if __name__ == '__main__':
-    raise SystemExit(main())
+    run_main(main)

@@ -24,6 +24,8 @@ from utils.checkpoint import (
     save_checkpoint,
     state_dict_of,
 )
+from utils.cli import run_main
+from utils.output_files import refuse_input_as_output
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -37,6 +39,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
+    refuse_input_as_output(args.dst, {'SRC': args.src}, 'DST')
     checkpoint = read_checkpoint(args.src)
     fmt, naming = detect_format(checkpoint), detect_naming(state_dict_of(checkpoint, args.src))
     payload, mark = convert_checkpoint(checkpoint, args.to)
@@ -47,4 +50,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == '__main__':
-    main()
+    run_main(main)

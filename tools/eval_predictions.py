@@ -22,12 +22,14 @@ import json
 import numpy as np
 
 from datasets.metainfo import parse_pose_metainfo
-from evaluation.coco_eval import AnnotationFileError
+from evaluation.coco_eval import num_annotated_keypoints
 from evaluation.coco_metric import NMS_MODES, SCORE_MODES, CocoMetric
-from utils.config import Config, ConfigError, add_cfg_options_argument, parse_cfg_options
+from utils.cli import run_main
+from utils.config import Config, add_cfg_options_argument, parse_cfg_options
+from utils.errors import DataError
 
 
-class PredictionFileError(ValueError):
+class PredictionFileError(DataError):
     """A predictions file that is missing, not JSON, or has a malformed entry."""
 
 
@@ -45,7 +47,18 @@ def _field(path: str, i: int, inst: dict, key: str, shape: tuple, default=None) 
         want = 'x'.join('K' if s is None else str(s) for s in shape) or 'a number'
         raise PredictionFileError(f'{path}: predictions[{i}].{key}: expected shape {want}, got '
                                   f'{list(value.shape)}')
+    if not np.isfinite(value).all():
+        raise PredictionFileError(f'{path}: predictions[{i}].{key}: non-finite values (NaN or inf) are not '
+                                  f'predictions: {value.ravel()[:6].tolist()}')
     return value
+
+
+def check_keypoint_count(path: str, records: list[dict], ann_file: str, num_keypoints: int | None) -> None:
+    """Refuse the first record whose keypoint count differs from the annotation file's, naming both."""
+    for i, rec in enumerate(records):
+        if num_keypoints is not None and len(rec['keypoints']) != num_keypoints:
+            raise PredictionFileError(f'{path}: predictions[{i}].keypoints: {len(rec["keypoints"])} '
+                                      f'keypoints but {ann_file} annotates {num_keypoints} per instance')
 
 
 def load_raw_predictions(path: str) -> list[dict]:
@@ -102,24 +115,22 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    try:
-        cfg = Config(type='CocoMetric', ann_file=args.ann_file, score_mode=args.score_mode,
-                     nms_mode=args.nms_mode, nms_thr=args.nms_thr, keypoint_score_thr=args.keypoint_score_thr,
-                     use_area=args.use_area, outfile_prefix=args.outfile_prefix)
-        cfg.merge_from_options(parse_cfg_options(args.cfg_options))
-        metric = CocoMetric(**{k: v for k, v in cfg.to_dict().items() if k != 'type'})
-        metric.dataset_meta = parse_pose_metainfo(dict(from_file=args.metainfo))
-        metric.results = load_raw_predictions(args.predictions)
-        if not metric.results:
-            raise PredictionFileError(f'{args.predictions}: no predictions to evaluate')
-        metrics = metric.evaluate()
-    except (AnnotationFileError, PredictionFileError, ConfigError, FileNotFoundError, KeyError,
-            ValueError) as e:
-        print(f'error: {e}', file=sys.stderr)
-        return 2
+    cfg = Config(type='CocoMetric', ann_file=args.ann_file, score_mode=args.score_mode,
+                 nms_mode=args.nms_mode, nms_thr=args.nms_thr, keypoint_score_thr=args.keypoint_score_thr,
+                 use_area=args.use_area, outfile_prefix=args.outfile_prefix)
+    cfg.merge_from_options(parse_cfg_options(args.cfg_options))
+    metric = CocoMetric(**{k: v for k, v in cfg.to_dict().items() if k != 'type'})
+    metric.dataset_meta = parse_pose_metainfo(dict(from_file=args.metainfo))
+    metric.results = load_raw_predictions(args.predictions)
+    if not metric.results:
+        raise PredictionFileError(f'{args.predictions}: no predictions to evaluate')
+    if metric.coco_data is not None and metric.pred_converter is None:
+        check_keypoint_count(args.predictions, metric.results, args.ann_file,
+                             num_annotated_keypoints(metric.coco_data))
+    metrics = metric.evaluate()
     print(json.dumps(metrics))
     return 0
 
 
 if __name__ == '__main__':
-    sys.exit(main())
+    run_main(main)

@@ -32,7 +32,10 @@ import torch
 from deploy.deps import require
 from deploy.export import EXPORTERS, compare_with_torch, export_detector, export_pose_model, simplify_onnx
 from deploy.loading import is_detector_config, is_qat_config, load_model
+from utils.cli import run_main
 from utils.config import add_cfg_options_argument, load_config
+from utils.errors import ReportedError
+from utils.output_files import atomic_output, refuse_input_as_output
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -92,26 +95,25 @@ def detector_check_inputs(cfg, args: argparse.Namespace) -> tuple[torch.Tensor, 
         width, height = detector_input_size(cfg)
         warnings.warn('no --check-image: checking the detector on random pixels', stacklevel=2)
         return torch.randint(0, 256, (1, 3, height, width), dtype=torch.uint8), 'random'
-    import cv2
+    from apis.inputs import read_image
 
-    img = cv2.imread(args.check_image)
-    if img is None:
-        raise FileNotFoundError(f'cannot read --check-image {args.check_image!r}')
+    img = read_image(args.check_image)
     pipeline = cfg.get('test_pipeline') or cfg.test_dataloader.dataset.pipeline
     padded, _ = DetTestTransform.from_pipeline(pipeline)(img)
     return torch.from_numpy(np.ascontiguousarray(padded.transpose(2, 0, 1)))[None], args.check_image
 
 
-def main(argv: list[str] | None = None) -> dict[str, float]:
-    args = parse_args(argv)
-    require('onnx', 'ONNX export')
-    require('onnxruntime', 'checking the ONNX export')
-    cfg = load_config(args.config, args.cfg_options)
-    model = load_model(cfg, args.checkpoint)
+class ExportCheckError(ReportedError, RuntimeError):
+    """The exported graph's outputs differ from PyTorch's beyond ``--atol``; nothing is written."""
+
+
+def export_and_check(args: argparse.Namespace, cfg, model: torch.nn.Module, path: Path) -> dict[str, float]:
+    """Export ``model`` to ``path``, run it in ONNX Runtime and return the max abs differences to PyTorch;
+    :class:`ExportCheckError` when a float export exceeds ``--atol``."""
     common = dict(opset=args.opset, dynamic_batch=args.dynamic_batch, with_preprocess=args.with_preprocess)
     if is_detector_config(cfg):
         inputs, source = detector_check_inputs(cfg, args)
-        path, wrapper, _ = export_detector(model, cfg, args.output, exporter=args.exporter, **common)
+        path, wrapper, _ = export_detector(model, cfg, path, exporter=args.exporter, **common)
     else:
         inputs, source = pose_check_inputs(cfg, args)
         flip_indices = None
@@ -120,10 +122,10 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
             flip_indices = dataset_meta_of(cfg)['flip_indices']
         if is_qat_config(cfg):
             from deploy.qat import export_qat_onnx
-            path, wrapper, _ = export_qat_onnx(model, cfg, args.output, with_decode=args.with_decode,
+            path, wrapper, _ = export_qat_onnx(model, cfg, path, with_decode=args.with_decode,
                                                flip_indices=flip_indices, **common)
         else:
-            path, wrapper, _ = export_pose_model(model, cfg, args.output, with_decode=args.with_decode,
+            path, wrapper, _ = export_pose_model(model, cfg, path, with_decode=args.with_decode,
                                                  flip_indices=flip_indices, exporter=args.exporter, **common)
     if args.simplify:
         try:
@@ -134,7 +136,6 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         inputs = inputs[:1]
     graph_inputs = inputs if args.with_preprocess else model.data_preprocessor(inputs)
     diffs = compare_with_torch(path, wrapper, graph_inputs)
-    print(f'wrote {path} ({os.path.getsize(path) / 1e6:.2f} MB)')
     print(f'check on {len(inputs)} input(s) from {source}: max abs diff ONNX Runtime vs PyTorch')
     for name, value in diffs.items():
         print(f'  {name}: {value:.3g}')
@@ -145,9 +146,23 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     failed = {name: value for name, value in diffs.items()
               if value > args.atol * (crop_side if name == 'keypoints' else 1)}
     if failed:
-        raise SystemExit(f'export check failed (--atol {args.atol}): {failed}')
+        raise ExportCheckError(f'export check failed (--atol {args.atol}): {failed}; {args.output} was not '
+                               'written')
+    return diffs
+
+
+def main(argv: list[str] | None = None) -> dict[str, float]:
+    args = parse_args(argv)
+    refuse_input_as_output(args.output, {'CONFIG': args.config, 'CHECKPOINT': args.checkpoint}, '--output')
+    require('onnx', 'ONNX export')
+    require('onnxruntime', 'checking the ONNX export')
+    cfg = load_config(args.config, args.cfg_options)
+    model = load_model(cfg, args.checkpoint)
+    with atomic_output(args.output) as tmp:  # replaced only after the check passed
+        diffs = export_and_check(args, cfg, model, tmp)
+    print(f'wrote {args.output} ({os.path.getsize(args.output) / 1e6:.2f} MB)')
     return diffs
 
 
 if __name__ == '__main__':
-    main()
+    run_main(main)

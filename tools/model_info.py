@@ -21,6 +21,7 @@ import torch
 from torch import nn
 
 from models import build_pose_estimator
+from utils.cli import run_main
 from utils.config import add_cfg_options_argument, load_config
 
 
@@ -71,15 +72,15 @@ def model_info(cfg: Any) -> dict[str, int]:
                 flops=count_macs(model, (1, 3, h, w)))
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('config', help='pose config file')
     add_cfg_options_argument(parser)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     cfg = load_config(args.config, args.cfg_options)
     print(json.dumps(model_info(cfg)))
 
 
 if __name__ == '__main__':
-    main()
+    run_main(main)

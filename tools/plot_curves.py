@@ -13,6 +13,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository r
 
 import argparse
 
+from utils.cli import run_main
 from utils.curves import Panel, Series, render_panels
 from utils.output_files import write_image
 from utils.run_record import run_series
@@ -31,16 +32,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.legend is not None and len(args.legend) != len(args.runs):
         parser.error(f'--legend needs one name per run ({len(args.runs)}), got {len(args.legend)}')
     names = args.legend or [Path(r).name if Path(r).is_dir() else Path(r).parent.name or r for r in args.runs]
-    try:
-        panels = [Panel(key, [Series(name, *run_series(run, key)) for run, name in zip(args.runs, names)])
-                  for key in args.keys]
-    except (FileNotFoundError, KeyError, ValueError) as err:
-        print(f'error: {err.args[0] if isinstance(err, KeyError) else err}', file=sys.stderr)
-        return 2
+    panels = [Panel(key, [Series(name, *run_series(run, key)) for run, name in zip(args.runs, names)])
+              for key in args.keys]
     write_image(args.out, render_panels(panels, cols=args.cols))
     print(f'wrote {args.out}: {", ".join(args.keys)} of {len(args.runs)} runs')
     return 0
 
 
 if __name__ == '__main__':
-    raise SystemExit(main())
+    run_main(main)

@@ -19,6 +19,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository root, for `python tools/x.py`
 
 import argparse
+import contextlib
 import json
 import os
 import tempfile
@@ -28,7 +29,10 @@ from deploy.deps import require
 from deploy.export import export_pose_model
 from deploy.loading import is_detector_config, load_model
 from deploy.ptq import CALIBRATION_METHODS, quantize_pose_model
+from utils.cli import run_main
 from utils.config import add_cfg_options_argument, load_config
+from utils.errors import ArgumentError
+from utils.output_files import atomic_output, refuse_input_as_output
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -61,9 +65,15 @@ def main(argv: list[str] | None = None) -> dict:
     from deploy.data import annotation_loader, resolve_annotation, stack_inputs
     from deploy.ort_backend import OrtPoseModel
 
+    inputs = {'CONFIG': args.config, 'CHECKPOINT': args.checkpoint, '--calib-data': args.calib_data,
+              '--eval-data': args.eval_data}
+    refuse_input_as_output(args.output, inputs, '--output')
+    if args.float_output:
+        refuse_input_as_output(args.float_output, {**inputs, '--output': args.output}, '--float-output')
     cfg = load_config(args.config, args.cfg_options)
     if is_detector_config(cfg):
-        raise SystemExit(f'{args.config}: tools/quantize.py handles pose models; this is a detector config')
+        raise ArgumentError(f'{args.config}: tools/quantize.py handles pose models; this is a detector '
+                            'config')
     model = load_model(cfg, args.checkpoint)
     flip_indices = None
     if args.flip_test:
@@ -71,20 +81,23 @@ def main(argv: list[str] | None = None) -> dict:
         flip_indices = dataset_meta_of(cfg)['flip_indices']
     calib_ann, calib_dir = resolve_annotation(args.calib_data, args.img_dir)
     eval_ann, eval_dir = resolve_annotation(args.eval_data or args.calib_data, args.img_dir)
-    with tempfile.TemporaryDirectory() as tmp:
-        float_path = args.float_output or os.path.join(tmp, 'float.onnx')
+    with contextlib.ExitStack() as stack:  # outputs are renamed into place only when everything succeeded
+        tmp = stack.enter_context(tempfile.TemporaryDirectory())
+        int8_path = stack.enter_context(atomic_output(args.output))
+        float_path = stack.enter_context(atomic_output(args.float_output)) if args.float_output else \
+            os.path.join(tmp, 'float.onnx')
         graph = dict(dynamic_batch=True, with_decode=not args.no_decode,
                      with_preprocess=not args.no_preprocess, flip_indices=flip_indices)
         export_pose_model(model, cfg, float_path, **graph)
         float_model = OrtPoseModel(float_path, cfg, flip_test=args.flip_test)
         crops = stack_inputs(annotation_loader(cfg, calib_ann, calib_dir, args.batch_size), with_flipped=True)
         start = time.perf_counter()
-        quantize_pose_model(model, cfg, args.output, crops, prepare_weights=not args.plain_weights,
+        quantize_pose_model(model, cfg, int8_path, crops, prepare_weights=not args.plain_weights,
                             per_channel=not args.per_tensor, method=args.method, **graph)
         print(f'quantised {args.output} on {len(crops)} crops from {calib_ann} '
               f'({time.perf_counter() - start:.1f} s, {args.method}, '
               f'{"per-tensor" if args.per_tensor else "per-channel"} weights)')
-        int8_model = OrtPoseModel(args.output, cfg, flip_test=args.flip_test)
+        int8_model = OrtPoseModel(int8_path, cfg, flip_test=args.flip_test)
         loader = annotation_loader(cfg, eval_ann, eval_dir, args.batch_size)
         report = dict(deviation_px=keypoint_deviation(float_model, int8_model, loader),
                       float_ap=coco_ap(float_model, cfg, loader, eval_ann),
@@ -99,4 +112,4 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 if __name__ == '__main__':
-    main()
+    run_main(main)

@@ -24,7 +24,6 @@ from __future__ import annotations
 import os
 import pickle
 import re
-import tempfile
 from collections import OrderedDict, defaultdict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -36,6 +35,9 @@ import torch
 from numpy._core import multiarray as np_multiarray
 from torch import nn
 
+from utils.errors import UserError
+from utils.output_files import atomic_output
+
 CHECKPOINT_MARKER = 'mmpose_clean'
 CHECKPOINT_VERSION = 1
 FORMATS = ('ours', 'mmpose', 'original', 'backbone')
@@ -44,7 +46,7 @@ NAMINGS = ('mmpose', 'original', 'ours')
 StateDict = dict[str, torch.Tensor]
 
 
-class CheckpointError(RuntimeError):
+class CheckpointError(UserError, RuntimeError):
     """A checkpoint that cannot be read, recognised or loaded; the message names the file and keys."""
 
 
@@ -69,6 +71,28 @@ def _numpy_safe_globals() -> list[Any]:
     return allowed
 
 
+def sniff_non_checkpoint(path: Path) -> str | None:
+    """What ``path`` is when its first bytes show it is not a torch checkpoint (a git-LFS pointer, an HTML
+    page, an ONNX model, another text file, an empty file), else None."""
+    with open(path, 'rb') as f:
+        head = f.read(512)
+    if not head:
+        return 'an empty file'
+    if head.startswith(b'PK\x03\x04') or head[:1] == b'\x80':  # torch's zip format, or a legacy pickle
+        return None
+    if head.startswith(b'version https://git-lfs'):
+        return 'a git-LFS pointer file, not the weights: fetch them with `git lfs pull`'
+    text = head.decode('utf-8', errors='replace').lstrip().lower()
+    if text.startswith(('<!doctype html', '<html', '<?xml', '<head')):
+        return 'an HTML/XML page (a failed or redirected download?); download the file again'
+    if path.suffix == '.onnx' or b'onnx' in head[:64].lower():
+        return 'an ONNX model; pass it where .onnx files are accepted (the demo, init_model)'
+    if '\ufffd' not in text and all(c.isprintable() or c in '\r\n\t' for c in text):
+        first = text.strip().splitlines()[0][:60] if text.strip() else ''
+        return f'a text file (starting {first!r})'
+    return None
+
+
 def read_checkpoint(path: str | os.PathLike, map_location: Any = 'cpu') -> Any:
     """``torch.load(path, weights_only=True)``, allowing numpy arrays/scalars in the metadata.
 
@@ -78,6 +102,9 @@ def read_checkpoint(path: str | os.PathLike, map_location: Any = 'cpu') -> Any:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f'checkpoint file not found: {str(path)!r}')
+    problem = sniff_non_checkpoint(path)
+    if problem is not None:
+        raise CheckpointError(f'{str(path)!r} is not a torch checkpoint: it is {problem}')
     try:
         with torch.serialization.safe_globals(_numpy_safe_globals()):
             return torch.load(path, map_location=map_location, weights_only=True)
@@ -222,8 +249,24 @@ def convert_state_dict(state_dict: Mapping[str, torch.Tensor], src_layout: str,
 
 def _shape_mismatches(model_sd: Mapping[str, torch.Tensor], state_dict: Mapping[str, torch.Tensor]
                       ) -> list[str]:
-    return [f'{k}: checkpoint {tuple(v.shape)} vs model {tuple(model_sd[k].shape)}'
-            for k, v in state_dict.items() if k in model_sd and v.shape != model_sd[k].shape]
+    return [k for k, v in state_dict.items() if k in model_sd and v.shape != model_sd[k].shape]
+
+
+def _some(keys: list[str], n: int = 5) -> str:
+    return ', '.join(keys[:n]) + (f' (+{len(keys) - n} more)' if len(keys) > n else '') if keys else 'none'
+
+
+def _mismatch_message(source: str, model_sd: Mapping[str, torch.Tensor],
+                      state_dict: Mapping[str, torch.Tensor], keys: list[str]) -> str:
+    """One line: how many tensors differ in shape, the first two with both shapes, and a likely cause."""
+    shown = '; '.join(f'{k}: checkpoint {tuple(state_dict[k].shape)} vs model {tuple(model_sd[k].shape)}'
+                      for k in keys[:2])
+    if any(k.startswith('backbone.') for k in keys):
+        hint = 'another backbone width or variant? check model.backbone.widen_factor against the checkpoint'
+    else:
+        hint = 'another head? check model.head (num_joints, in_channels) and the codec input_size'
+    return (f'{source}: tensor shapes differ from the model for {len(keys)} tensors ({shown}'
+            f'{"; ..." if len(keys) > 2 else ""}); {hint}')
 
 
 def load_checkpoint(model: nn.Module, path_or_state: str | os.PathLike | Mapping[str, Any],
@@ -271,11 +314,14 @@ def load_checkpoint(model: nn.Module, path_or_state: str | os.PathLike | Mapping
     unexpected = [report_prefix + k for k in state_dict if k not in model_sd]
     mismatched = _shape_mismatches(model_sd, state_dict)
     if mismatched:
-        raise CheckpointError(f'{source}: tensor shapes differ from the model ({len(mismatched)}): '
-                              + '; '.join(mismatched))
+        raise CheckpointError(_mismatch_message(source, model_sd, state_dict, mismatched))
     if strict and (missing or unexpected):
-        raise CheckpointError(f'{source} (format {fmt!r}) does not match {type(model).__name__}: '
-                              f'missing keys {missing}; unexpected keys {unexpected}')
+        common = len(model_sd) - len(missing)
+        kind = (f'another architecture: only {common} of the model\'s {len(model_sd)} tensors are in it'
+                if common < len(model_sd) / 2 else
+                f'{len(missing)} missing and {len(unexpected)} unexpected keys')
+        raise CheckpointError(f'{source} (format {fmt!r}) does not match {type(model).__name__}: {kind}; '
+                              f'missing: {_some(missing)}; unexpected: {_some(unexpected)}')
     target.load_state_dict(state_dict, strict=False)
     return LoadReport(format=fmt, naming=naming, missing=missing, unexpected=unexpected)
 
@@ -306,8 +352,8 @@ def load_pretrained(module: nn.Module, init_cfg: Mapping[str, Any]) -> LoadRepor
 
 
 def save_checkpoint(path: str | os.PathLike, payload: Mapping[str, Any], mark: bool = True) -> None:
-    """Write ``payload`` with ``torch.save`` atomically (temporary file in the same folder, then
-    ``os.replace``), creating the folder if needed.
+    """Write ``payload`` with ``torch.save`` atomically (``utils.output_files.atomic_output``: a temporary
+    file in the same folder, then ``os.replace``; permissions from the umask), creating the folder if needed.
 
     With ``mark`` (this project's format) ``payload`` must hold a ``'state_dict'``; a copy of its
     ``'meta'`` gets ``{CHECKPOINT_MARKER: CHECKPOINT_VERSION}`` added. ``payload`` is not modified.
@@ -318,15 +364,8 @@ def save_checkpoint(path: str | os.PathLike, payload: Mapping[str, Any], mark: b
             raise KeyError(f'save_checkpoint({str(path)!r}): payload needs a "state_dict" entry, '
                            f'got keys {list(payload)}')
         payload = {**payload, 'meta': {**payload.get('meta', {}), CHECKPOINT_MARKER: CHECKPOINT_VERSION}}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f'.{path.name}.', suffix='.tmp', dir=path.parent)
-    try:
-        with os.fdopen(fd, 'wb') as f:
-            torch.save(payload, f)
-        os.replace(tmp_name, path)
-    except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
-        raise
+    with atomic_output(path) as tmp:
+        torch.save(payload, tmp)
 
 
 def convert_checkpoint(checkpoint: Any, dst_format: str) -> tuple[Any, bool]:

@@ -13,14 +13,18 @@ import os
 import pprint
 import types
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from utils.errors import UserError
+from utils.output_files import write_text_atomic
 
 BASE_KEY = '_base_'
 DELETE_KEY = '_delete_'
 
 
-class ConfigError(ValueError):
+class ConfigError(UserError, ValueError):
     """A config file that cannot be read, parsed, merged or overridden."""
 
 
@@ -100,17 +104,18 @@ def merge_dicts(base: Mapping, child: Mapping) -> dict:
             if not delete and isinstance(merged.get(key), Mapping):
                 merged[key] = merge_dicts(merged[key], value)
             else:
-                merged[key] = _strip_delete(value)
+                merged[key] = strip_delete(value)
         else:
             merged[key] = copy.deepcopy(value)
     return merged
 
 
-def _strip_delete(value: Any) -> Any:
+def strip_delete(value: Any) -> Any:
+    """A deep copy of ``value`` without its ``_delete_`` keys."""
     if isinstance(value, Mapping):
-        return {k: _strip_delete(v) for k, v in value.items() if k != DELETE_KEY}
+        return {k: strip_delete(v) for k, v in value.items() if k != DELETE_KEY}
     if isinstance(value, list):
-        return [_strip_delete(v) for v in value]
+        return [strip_delete(v) for v in value]
     return copy.deepcopy(value)
 
 
@@ -129,8 +134,8 @@ def _exec_file(path: Path) -> dict:
     try:
         code = compile(source, str(path), 'exec')
     except SyntaxError as e:
-        raise ConfigError(f'syntax error in config file {path}, line {e.lineno}: {e.msg}\n'
-                          f'    {(e.text or "").rstrip()}') from None
+        raise ConfigError(f'syntax error in config file {path}, line {e.lineno}: {e.msg}: '
+                          f'{(e.text or "").strip()}') from None
     namespace: dict[str, Any] = {'__file__': str(path), '__name__': '__config__'}
     try:
         exec(code, namespace)  # noqa: S102 - config files are trusted Python by design
@@ -169,11 +174,25 @@ def _load(path: Path, chain: tuple[Path, ...]) -> dict:
     return merge_dicts(merged, own)
 
 
+def _literal(node: ast.AST) -> Any:
+    """A Python literal, where ``dict(a=1, ...)`` (as config files write dicts) counts as one."""
+    if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == 'dict' \
+            and not node.args and all(k.arg is not None for k in node.keywords):
+        return {k.arg: _literal(k.value) for k in node.keywords}
+    if isinstance(node, (ast.List, ast.Tuple)):
+        items = [_literal(e) for e in node.elts]
+        return items if isinstance(node, ast.List) else tuple(items)
+    if isinstance(node, ast.Dict) and None not in node.keys:
+        return {_literal(k): _literal(v) for k, v in zip(node.keys, node.values)}
+    return ast.literal_eval(node)
+
+
 def parse_value(text: str) -> Any:
-    """Parse a command-line value as a Python literal; anything else stays a string."""
+    """Parse a command-line value as a Python literal (``dict(a=1)`` included); anything else stays a
+    string (``true``/``false``/``none``/``null`` in any case are booleans / None)."""
     try:
-        return ast.literal_eval(text)
-    except (ValueError, SyntaxError):
+        return _literal(ast.parse(text, mode='eval').body)
+    except (ValueError, SyntaxError, TypeError):
         low = text.lower()
         if low in ('true', 'false'):
             return low == 'true'
@@ -214,38 +233,12 @@ class Config(ConfigDict):
         return cfg
 
     def merge_from_options(self, options: Mapping[str, Any]) -> None:
-        """Apply ``{'a.b.c': value}`` overrides in place. ``a.0.b`` indexes into a list.
+        """Apply ``{'a.b.c': value}`` overrides in place, strictly: an unknown key or a value of another
+        type is a :class:`ConfigError`; ``+a.b`` adds a new key; a dict value merges unless it holds
+        ``_delete_=True``. Rules in ``utils/cfg_options.py``."""
+        from utils.cfg_options import apply_options
 
-        A value that is a dict merges into the existing dict (``_delete_`` honoured).
-        """
-        for dotted, value in options.items():
-            keys = dotted.split('.')
-            node: Any = self
-            for i, key in enumerate(keys[:-1]):
-                node = self._child(node, key, '.'.join(keys[:i + 1]))
-            last = keys[-1]
-            if isinstance(node, list):
-                node[self._index(node, last, dotted)] = ConfigDict._wrap(value)
-            elif isinstance(value, Mapping) and isinstance(node.get(last), Mapping):
-                node[last] = merge_dicts(node[last], value)
-            else:
-                node[last] = value
-
-    @staticmethod
-    def _index(node: list, key: str, dotted: str) -> int:
-        if not key.lstrip('-').isdigit() or not -len(node) <= int(key) < len(node):
-            raise ConfigError(f'--cfg-options {dotted}: {key!r} is not an index into a list '
-                              f'of length {len(node)}')
-        return int(key)
-
-    def _child(self, node: Any, key: str, dotted: str) -> Any:
-        if isinstance(node, list):
-            return node[self._index(node, key, dotted)]
-        if not isinstance(node, dict):
-            raise ConfigError(f'--cfg-options: {dotted} is a {type(node).__name__}, not a dict')
-        if key not in node:
-            node[key] = ConfigDict()
-        return node[key]
+        apply_options(self, options)
 
     def pretty_text(self) -> str:
         """The resolved config as Python source that :meth:`fromfile` loads back to an equal config."""
@@ -262,18 +255,25 @@ class Config(ConfigDict):
         except SyntaxError as e:
             raise ConfigError(
                 f'config holds values that cannot be written as Python literals: {e}') from None
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-        Path(path).write_text(text)
+        write_text_atomic(path, text)
 
 
-def parse_cfg_options(items: list[str] | None) -> dict[str, Any]:
-    """Turn ``['a.b=1', 'c=[1, 2]']`` (from ``--cfg-options``) into ``{'a.b': 1, 'c': [1, 2]}``."""
-    options: dict[str, Any] = {}
+@dataclass(frozen=True)
+class CliValue:
+    """A ``--cfg-options`` value: ``text`` as typed and ``value``, its parse as a Python literal."""
+
+    text: str
+    value: Any
+
+
+def parse_cfg_options(items: list[str] | None) -> dict[str, CliValue]:
+    """Turn ``['a.b=1', 'c=[1, 2]']`` (from ``--cfg-options``) into ``{'a.b': CliValue('1', 1), ...}``."""
+    options: dict[str, CliValue] = {}
     for item in items or []:
-        if '=' not in item:
+        key, sep, value = item.partition('=')
+        if not sep or not key.strip():
             raise ConfigError(f'--cfg-options expects KEY=VALUE, got {item!r}')
-        key, value = item.split('=', 1)
-        options[key.strip()] = parse_value(value.strip())
+        options[key.strip()] = CliValue(value.strip(), parse_value(value.strip()))
     return options
 
 
@@ -282,7 +282,8 @@ def add_cfg_options_argument(parser: Any) -> None:
     parser.add_argument(
         '--cfg-options', nargs='+', default=None, metavar='KEY=VALUE',
         help='override config entries, e.g. train_dataloader.batch_size=32 '
-             'optim_wrapper.optimizer.lr=1e-3 (values are Python literals)')
+             'optim_wrapper.optimizer.lr=1e-3 (values are Python literals of the type of the value they '
+             'replace; an unknown key is an error, +KEY=VALUE adds a new one)')
 
 
 def load_config(path: str | os.PathLike, cfg_options: list[str] | None = None) -> Config:

@@ -18,13 +18,15 @@ from urllib.parse import urlparse
 
 from tqdm import tqdm
 
+from utils.errors import UserError
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_ROOT = REPO_ROOT / 'pretrained_weight'
 _HASH_IN_NAME = re.compile(r'-([0-9a-f]{8,64})(?:_\d{8})?\.pth$')
 _CHUNK = 1 << 16
 
 
-class ModelZooError(RuntimeError):
+class ModelZooError(UserError, RuntimeError):
     """A checkpoint that is neither a file, a known name nor a downloadable URL, or a bad download."""
 
 

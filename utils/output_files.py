@@ -1,6 +1,6 @@
 """Writing outputs safely: under a temporary name in the destination folder, renamed over the destination
 only once complete (a failure or Ctrl-C leaves the old file, if any, untouched), with the permissions the
-user's umask gives new files."""
+user's umask gives new files; and refusing a destination that is one of the inputs."""
 from __future__ import annotations
 
 import errno
@@ -12,6 +12,8 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+
+from utils.errors import ArgumentError
 
 
 def _umask() -> int:
@@ -52,3 +54,18 @@ def write_image(path: str | os.PathLike, img: np.ndarray) -> None:
         if not cv2.imwrite(str(tmp), img):
             raise OSError(errno.EIO, 'OpenCV cannot write this image (unknown extension, unwritable folder '
                           'or full disk)', str(path))
+
+
+def refuse_input_as_output(output: str | os.PathLike, inputs: dict[str, str | os.PathLike | None],
+                           flag: str = 'output') -> None:
+    """Raise :class:`ArgumentError` when ``output`` is the same file as one of the named ``inputs``
+    (``{'--checkpoint': path, ...}``), so that writing it cannot destroy an input."""
+    out = Path(output)
+    for name, given in inputs.items():
+        if given is None:
+            continue
+        src = Path(given)
+        same = out.exists() and src.exists() and os.path.samefile(out, src)
+        if same or out.resolve() == src.resolve():
+            raise ArgumentError(f'{flag} {str(output)!r} is the input {name} {str(given)!r}: writing it '
+                                'would destroy the input; choose another file')

@@ -13,8 +13,10 @@ import inspect
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from utils.errors import UserError
 
-class RegistryError(KeyError):
+
+class RegistryError(UserError, KeyError):
     """An unknown ``type`` or a malformed config dict given to :meth:`Registry.build`.
 
     ``path`` is where the failing dict sits in the config (e.g. ``['model', 'head', 'loss']``);
@@ -30,6 +32,10 @@ class RegistryError(KeyError):
     def __str__(self) -> str:  # KeyError would quote the message; show it plainly
         where = f' (config path: {_join_path(self.path)})' if self.path else ''
         return self.message + where
+
+
+class BuildArgumentError(RegistryError, TypeError):
+    """A config dict whose arguments do not fit the signature of its ``type``."""
 
 
 def _join_path(parts: list[str]) -> str:
@@ -112,10 +118,9 @@ class Registry:
         self._import_locations()
         if name not in self._modules:
             close = difflib.get_close_matches(name, self._modules, n=3, cutoff=0.5)
-            hint = f' Did you mean: {", ".join(close)}?' if close else ''
-            raise RegistryError(
-                f'{name!r} is not registered in the {self.name} registry.{hint} '
-                f'Registered: {", ".join(sorted(self._modules)) or "(none)"}')
+            hint = (f'Did you mean: {", ".join(close)}?' if close else
+                    f'Registered: {", ".join(sorted(self._modules)) or "(none)"}')
+            raise RegistryError(f'{name!r} is not registered in the {self.name} registry. {hint}')
         return self._modules[name]
 
     def build(self, cfg: Mapping[str, Any], *, cfg_path: str = '', **default_args: Any) -> Any:
@@ -155,14 +160,20 @@ class Registry:
                 e.cfg, e.path = cfg, base + inner + e.path
             raise
         except TypeError as e:
-            sig = ''
-            if inspect.isclass(obj_cls) or inspect.isfunction(obj_cls):
-                try:
-                    sig = f' Expected signature: {obj_cls.__name__}{inspect.signature(obj_cls)}.'
-                except (TypeError, ValueError):
-                    sig = ''
-            where = f' (config path: {cfg_path})' if cfg_path else ''
-            raise TypeError(f'building {self.name} {obj_cls.__name__}{where} failed: {e}.{sig}') from e
+            try:
+                signature = inspect.signature(obj_cls)
+            except (TypeError, ValueError):
+                raise e from None
+            try:
+                signature.bind(**args)
+            except TypeError as bind_error:  # the config's arguments do not fit: a config mistake
+                names = [p for p in signature.parameters if p != 'self']
+                close = [m for k in args if k not in signature.parameters
+                         for m in difflib.get_close_matches(k, names, n=1, cutoff=0.6)]
+                hint = f' Did you mean: {", ".join(close)}?' if close else ''
+                raise BuildArgumentError(f'{self.name} {obj_cls.__name__}: {bind_error}.{hint} Its '
+                                         f'arguments: {", ".join(names)}', cfg, base) from None
+            raise
 
 
 MODELS = Registry('model', locations=('models',))
@@ -172,3 +183,9 @@ TRANSFORMS = Registry('transform', locations=('datasets.transforms',))
 METRICS = Registry('metric', locations=('evaluation',))
 OPTIMIZERS = Registry('optimizer', locations=('optim',))
 SCHEDULERS = Registry('scheduler', locations=('optim',))
+ALL_REGISTRIES = (MODELS, CODECS, DATASETS, TRANSFORMS, METRICS, OPTIMIZERS, SCHEDULERS)
+
+
+def find_registered(name: str) -> Callable | None:
+    """The class or function registered as ``name`` in any registry, or None."""
+    return next((registry.get(name) for registry in ALL_REGISTRIES if name in registry), None)

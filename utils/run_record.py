@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from utils.curves import Panel, Series
+from utils.errors import DataError
 from utils.output_files import write_text_atomic
 
 RESULTS_CSV = 'results.csv'
@@ -40,7 +41,7 @@ def read_results(path: str | os.PathLike) -> list[dict[str, float]]:
                 row = {k: float(v) for k, v in raw.items() if k and v not in ('', None)}
                 row['epoch'] = int(row['epoch'])
             except (KeyError, ValueError) as err:
-                raise ValueError(f'{path}:{line_no}: expected numbers and an "epoch" column ({err})') \
+                raise DataError(f'{path}:{line_no}: expected numbers and an "epoch" column ({err})') \
                     from None
             rows.append(row)
     return rows
@@ -58,7 +59,7 @@ def read_scalars(path: str | os.PathLike) -> list[dict[str, Any]]:
                 try:
                     records.append(json.loads(line))
                 except json.JSONDecodeError as err:
-                    raise ValueError(f'{path}:{line_no}: not a JSON object ({err})') from None
+                    raise DataError(f'{path}:{line_no}: not a JSON object ({err})') from None
     return records
 
 
@@ -218,4 +219,4 @@ def run_series(run: str | os.PathLike, key: str) -> tuple[list[float], list[floa
         pairs = [(epochs[int(r.get('iter', r['step']))], float(r[key])) for r in train if key in r]
         return [p[0] for p in pairs], [p[1] for p in pairs]
     known = sorted({k for r in rows + records for k in r} - {'epoch', 'iter', 'step'})
-    raise KeyError(f'{run}: no {key!r} in {RESULTS_CSV} or {SCALARS_JSON} (available: {", ".join(known)})')
+    raise DataError(f'{run}: no {key!r} in {RESULTS_CSV} or {SCALARS_JSON} (available: {", ".join(known)})')

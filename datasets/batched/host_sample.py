@@ -10,33 +10,32 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-import cv2
 import numpy as np
 
 from datasets.base import BasePoseDataset
 from datasets.batched.geometry import FLIP_CODES
 from datasets.batched.recipe import BatchedRecipe
-from datasets.transforms.lazy_image import JPEG_HEADER_BYTES, ImageLoadError, jpeg_frame
-from datasets.transforms.loading import read_file_bytes
+from datasets.transforms.lazy_image import JPEG_HEADER_BYTES, jpeg_frame
 from datasets.transforms.rng import get_rng
+from utils.image_io import check_complete, decode_image, read_file_bytes
 
 _NO_SHIFT = np.zeros(2, dtype=np.float32)
 
 
 def read_image_source(path: str) -> tuple[np.ndarray | None, np.ndarray | None, tuple[int, int]]:
-    """``(jpeg bytes, None, (h, w))`` for a complete plain JPEG (1 or 3 components, no EXIF rotation),
-    else ``(None, BGR image (h, w, 3), (h, w))`` decoded here with OpenCV as ``LoadImage`` does.
+    """``(jpeg bytes, None, (h, w))`` for a plain JPEG (1 or 3 components, no EXIF rotation), else
+    ``(None, BGR image (h, w, 3), (h, w))`` decoded here with OpenCV, as ``LoadImage`` does.
 
     Raises:
-        ImageLoadError: naming the file when it is missing or cannot be decoded.
+        ImageLoadError: naming the file when it is missing, truncated or cannot be decoded (the
+            checks of ``LoadImage``).
     """
     data = read_file_bytes(path)
     frame = jpeg_frame(memoryview(data)[:JPEG_HEADER_BYTES]) if data.size else None
-    if frame is not None and frame[2] in (1, 3) and data[-2] == 0xFF and data[-1] == 0xD9:
+    if frame is not None and frame[2] in (1, 3):
+        check_complete(data, path)
         return data, None, frame[:2]
-    img = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None  # other formats, CMYK, EXIF, truncated
-    if img is None:
-        raise ImageLoadError(f'cannot decode image file {path} (empty, truncated or not an image)')
+    img = decode_image(data, path)  # other formats, CMYK, EXIF-rotated
     return None, img, img.shape[:2]
 
 

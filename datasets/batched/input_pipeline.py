@@ -43,14 +43,16 @@ def choose_input_pipeline(requested: str | None, device: torch.device, dataset_c
 
 def build_train_loader(loader_cfg: Mapping[str, Any], recipes: list[BatchedRecipe] | None,
                        device: torch.device, seed: int | None = None, distributed: bool | None = None,
-                       cfg_dir: str | os.PathLike | None = None) -> PoseDataLoader | DeviceBatchLoader:
+                       cfg_dir: str | os.PathLike | None = None, cfg_path: str = 'train_dataloader'
+                       ) -> PoseDataLoader | DeviceBatchLoader:
     """The training loader: with ``recipes`` (from :func:`choose_input_pipeline`) a
     :class:`DeviceBatchLoader` whose batches are made on ``device``; without, the per-sample loader
     (``datasets.build_dataloader``). Both yield ``pose_collate``-layout batches and follow
-    ``set_epoch`` / ``switch_to_stage2`` alike."""
+    ``set_epoch`` / ``switch_to_stage2`` alike. ``cfg_path`` names ``loader_cfg`` in error messages."""
+    common = dict(seed=seed, distributed=distributed, cfg_dir=cfg_dir, cfg_path=cfg_path)
     if recipes is None:
-        return build_dataloader(loader_cfg, seed=seed, distributed=distributed, cfg_dir=cfg_dir)
-    dataset = RawSampleDataset(build_dataset(loader_cfg['dataset'], cfg_dir), recipes)
-    loader = build_dataloader(loader_cfg, seed=seed, distributed=distributed, cfg_dir=cfg_dir,
-                              dataset=dataset, collate_fn=collate_raw)
+        return build_dataloader(loader_cfg, **common)
+    dataset = RawSampleDataset(build_dataset(loader_cfg['dataset'], cfg_dir, cfg_path=f'{cfg_path}.dataset'),
+                               recipes)
+    loader = build_dataloader(loader_cfg, dataset=dataset, collate_fn=collate_raw, **common)
     return DeviceBatchLoader(loader, DeviceTopdownPipeline(recipes, device, dataset.skip_bad_images))

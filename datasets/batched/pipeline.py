@@ -18,9 +18,9 @@ from datasets.batched.geometry import crop_geometry
 from datasets.batched.jpeg_decode import decode_batch, paste_canvas
 from datasets.batched.recipe import BatchedRecipe
 from datasets.batched.targets import encode_targets
-from datasets.transforms.lazy_image import ImageLoadError
+from utils.image_io import ImageLoadError
 
-logger = logging.getLogger(__name__)
+logger = logging.getLogger('mmpose_clean.datasets')  # a child of utils.logger's logger: in train.log
 
 _LIST_KEYS = ('jpeg', 'image', 'img_path', 'dataset_name')
 

@@ -11,14 +11,12 @@ import struct
 import cv2
 import numpy as np
 
+from utils.image_io import ImageLoadError, jpeg_segments
+
 _REDUCED_FLAGS = {1: cv2.IMREAD_COLOR, 2: cv2.IMREAD_REDUCED_COLOR_2, 4: cv2.IMREAD_REDUCED_COLOR_4,
                   8: cv2.IMREAD_REDUCED_COLOR_8}
 _SOF_MARKERS = set(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
 JPEG_HEADER_BYTES = 65536 * 4  # where a JPEG's frame header is looked for (EXIF thumbnails come first)
-
-
-class ImageLoadError(OSError):
-    """An image file that is missing or cannot be decoded; the message names the file."""
 
 
 def _exif_orientation(segment: bytes) -> int:
@@ -46,30 +44,16 @@ def jpeg_frame(data: bytes | memoryview) -> tuple[int, int, int] | None:
     plain JPEG or carries a non-identity EXIF orientation (such files are decoded eagerly instead)."""
     if data[:2] != b'\xff\xd8':
         return None
-    pos, n = 2, len(data)
-    while pos + 4 <= n:
-        if data[pos] != 0xFF:
-            return None
-        marker = data[pos + 1]
-        if marker == 0xFF:  # fill byte
-            pos += 1
-            continue
-        if marker in (0x01, *range(0xD0, 0xD9)):  # markers without a length
-            pos += 2
-            continue
-        (length,) = struct.unpack('>H', data[pos + 2:pos + 4])
+    for marker, pos, length in jpeg_segments(data):
         if marker == 0xE1 and data[pos + 4:pos + 10] == b'Exif\x00\x00':
             if _exif_orientation(data[pos + 4:pos + 2 + length]) != 1:
                 return None
         if marker in _SOF_MARKERS:
-            if pos + 10 > n:
+            if pos + 10 > len(data):
                 return None
             h, w = struct.unpack('>HH', data[pos + 5:pos + 9])
             return (h, w, data[pos + 9]) if h > 0 and w > 0 else None
-        if marker == 0xDA:  # start of scan before any frame header
-            return None
-        pos += 2 + length
-    return None
+    return None  # start of scan before any frame header, or malformed
 
 
 def jpeg_size(data: bytes | memoryview) -> tuple[int, int] | None:

@@ -5,21 +5,12 @@ import cv2
 import numpy as np
 
 from datasets.transforms.base import BaseTransform
-from datasets.transforms.lazy_image import JPEG_HEADER_BYTES, ImageLoadError, LazyImage, jpeg_size
+from datasets.transforms.lazy_image import JPEG_HEADER_BYTES, LazyImage, jpeg_size
+from utils.image_io import ImageLoadError, check_complete, decode_image, read_file_bytes
 from utils.registry import TRANSFORMS
 
 _COLOR_FLAGS = {'color': cv2.IMREAD_COLOR, 'grayscale': cv2.IMREAD_GRAYSCALE,
                 'unchanged': cv2.IMREAD_UNCHANGED}
-
-
-def read_file_bytes(path: str) -> np.ndarray:
-    """The bytes of ``path`` as a uint8 array; :class:`ImageLoadError` naming it if unreadable."""
-    try:
-        return np.fromfile(path, dtype=np.uint8)
-    except FileNotFoundError:
-        raise ImageLoadError(f'image file not found: {path}') from None
-    except OSError as e:
-        raise ImageLoadError(f'cannot read image file {path}: {e.strerror or e}') from None
 
 
 @TRANSFORMS.register_module()
@@ -37,7 +28,7 @@ class LoadImage(BaseTransform):
 
     ``lazy`` is set by :class:`~datasets.transforms.base.Compose` when the pipeline allows it: the
     JPEG is then read but decoded only by ``TopdownAffine`` (:class:`LazyImage`).
-    Raises :class:`ImageLoadError` naming the file when it is missing or cannot be decoded.
+    Raises :class:`ImageLoadError` naming the file when it is missing, truncated or cannot be decoded.
     """
 
     def __init__(self, to_float32: bool = False, color_type: str = 'color',
@@ -81,8 +72,6 @@ class LoadImage(BaseTransform):
         if self.lazy and self.color_type == 'color' and not self.to_float32:
             shape = jpeg_size(memoryview(data)[:JPEG_HEADER_BYTES]) if data.size else None  # no copy
             if shape is not None:
+                check_complete(data, path)
                 return LazyImage(data, shape, path, self.reduce_min_ratio)
-        img = cv2.imdecode(data, _COLOR_FLAGS[self.color_type]) if data.size else None
-        if img is None:
-            raise ImageLoadError(f'cannot decode image file {path} (empty, truncated or not an image)')
-        return img
+        return decode_image(data, path, _COLOR_FLAGS[self.color_type])

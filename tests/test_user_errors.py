@@ -1,0 +1,514 @@
+"""Common user mistakes across train.py, val.py, the demo, every tool and the config loader: each ends with
+exit status 2 (1 for failures that are not the user's input) and ONE short ``error: ...`` line naming the
+file / key / value, without a traceback, and leaves every pre-existing file as it was.
+
+The entry points' ``main`` functions run in-process through the shared ``utils.cli.run_main`` (as their
+``__main__`` blocks do); two cases run the real scripts in a subprocess. The data are tiny files made here
+(random-pixel JPEGs and a COCO-format annotation file), so no case trains a model or needs ../shared.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import re
+import subprocess
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+import topdown_demo_with_mmdet as demo
+import train
+import val
+from models import build_pose_estimator
+from tools import browse_dataset, convert_checkpoint, eval_predictions, export_onnx, model_info, quantize
+from utils.checkpoint import save_checkpoint
+from utils.cli import run_main
+from utils.config import Config, load_config
+
+REPO = Path(__file__).resolve().parents[1]
+BASE_CFG = REPO / 'configs' / 'rle' / 'rle_mbv2-0.5x_coco-sample-192x192.py'
+DET_CFG = REPO / 'configs' / 'detection' / 'rtmdet_tiny_8xb32-300e_coco.py'
+MAX_LINE = 400  # "short": one line of at most this many characters
+
+
+@dataclass
+class Env:
+    root: Path
+    cfg: str
+    ckpt: str
+    ann: str
+    img: Path
+    truncated: Path
+    raw: Path
+
+
+def _annotations(num_images: int) -> dict:
+    images, anns = [], []
+    for i in range(num_images):
+        images.append(dict(id=i + 1, file_name=f'{i}.jpg', height=240, width=320))
+        for j in range(2):
+            x, y = 20 + 150 * j, 20
+            kpts = [v for k in range(17) for v in (x + 10 + (k % 4) * 25, y + 10 + k * 11, 2)]
+            anns.append(dict(id=len(anns) + 1, image_id=i + 1, category_id=1, bbox=[x, y, 120, 200],
+                             area=120 * 200.0, iscrowd=0, num_keypoints=17, keypoints=kpts))
+    return dict(images=images, annotations=anns, categories=[dict(id=1, name='person')])
+
+
+@pytest.fixture(scope='module')
+def env(tmp_path_factory) -> Env:
+    root = tmp_path_factory.mktemp('user_errors')
+    rng = np.random.default_rng(0)
+    for folder in ('img', 'badimg'):
+        (root / folder).mkdir()
+        for i in range(2):
+            ok, data = cv2.imencode('.jpg', rng.integers(0, 255, (240, 320, 3), dtype=np.uint8))
+            assert ok
+            (root / folder / f'{i}.jpg').write_bytes(data.tobytes())
+    data = (root / 'badimg' / '1.jpg').read_bytes()
+    (root / 'badimg' / '1.jpg').write_bytes(data[:len(data) // 2])  # a truncated JPEG
+    (root / 'ann.json').write_text(json.dumps(_annotations(2)))
+    cfg = root / 'tiny.py'
+    cfg.write_text(
+        f"_base_ = [{str(BASE_CFG)!r}]\n"
+        f"data_root = {str(root) + '/'!r}\n"
+        "load_from = None\n"
+        "model = dict(backbone=dict(init_cfg=None), test_cfg=dict(flip_test=False))\n"
+        "train_cfg = dict(max_epochs=1, val_interval=1)\n"
+        "stage2_num_epochs = 0\n"
+        "param_scheduler = [dict(type='LinearLR', start_factor=0.1, by_epoch=False, begin=0, end=2)]\n"
+        "train_dataloader = dict(batch_size=2, dataset=dict(datasets=[dict(type='CocoDataset', "
+        "data_root=data_root, ann_file='ann.json', data_prefix=dict(img='img/'), pipeline=[])]))\n"
+        "val_dataloader = dict(batch_size=2, dataset=dict(data_root=data_root, ann_file='ann.json', "
+        "bbox_file=None, data_prefix=dict(img='img/')))\n"
+        "test_dataloader = val_dataloader\n"
+        "val_evaluator = dict(ann_file=data_root + 'ann.json')\n")
+    model = build_pose_estimator(load_config(cfg).model)
+    save_checkpoint(root / 'model.pth', {'state_dict': model.state_dict()})
+    insts = [dict(img_id=1, id=k + 1, keypoints=[[30.0 + i, 40.0 + 5 * i] for i in range(17)],
+                  keypoint_scores=[0.9] * 17, bbox=[20, 20, 120, 200], bbox_score=1.0) for k in range(2)]
+    (root / 'raw.json').write_text(json.dumps(insts))
+    return Env(root, str(cfg), str(root / 'model.pth'), str(root / 'ann.json'), root / 'img' / '0.jpg',
+               root / 'badimg' / '1.jpg', root / 'raw.json')
+
+
+def _snapshot(root: Path) -> dict[Path, tuple[str, int]]:
+    return {p: (hashlib.sha256(p.read_bytes()).hexdigest(), p.stat().st_mtime_ns)
+            for p in root.rglob('*') if p.is_file()}
+
+
+@pytest.fixture
+def unchanged(env):
+    """Every file that existed under the test data folder before the case is byte-for-byte the same after."""
+    before = _snapshot(env.root)
+    yield
+    after = _snapshot(env.root)
+    changed = [str(p) for p, state in before.items() if after.get(p) != state]
+    assert not changed, f'pre-existing files changed or removed: {changed}'
+
+
+@pytest.fixture(autouse=True)
+def _repo_cwd(monkeypatch):
+    monkeypatch.chdir(REPO)  # configs import configs._base_ helpers relative to the repository root
+
+
+@pytest.fixture(autouse=True)
+def _fresh_project_logger():
+    """train.main points the project logger at this test's (captured, later closed) stdout: reset it."""
+    yield
+    logger = logging.getLogger('mmpose_clean')
+    for handler in list(logger.handlers):
+        logger.removeHandler(handler)
+        handler.close()
+
+
+@pytest.fixture
+def project_log(caplog):
+    """caplog, also receiving the project logger's records (it does not propagate to the root)."""
+    logger = logging.getLogger('mmpose_clean')
+    logger.addHandler(caplog.handler)
+    old_level = logger.level
+    logger.setLevel(logging.INFO)
+    yield caplog
+    logger.removeHandler(caplog.handler)
+    logger.setLevel(old_level)
+
+
+def run(main: Callable, argv: list[str], capsys) -> tuple[int, str]:
+    """(exit status, stderr) of ``run_main(main, argv)``: the path every entry point's __main__ takes."""
+    with pytest.raises(SystemExit) as info:
+        run_main(main, [str(a) for a in argv])
+    return info.value.code, capsys.readouterr().err
+
+
+def one_error(status: int, err: str, *needles: str, expected: int = 2) -> str:
+    """Assert one short ``error:`` line holding every regex in ``needles``, no traceback; return it."""
+    assert 'Traceback' not in err, err
+    lines = [line for line in err.splitlines() if line.startswith('error: ')]
+    assert len(lines) == 1, err
+    line = lines[0]
+    assert len(line) <= MAX_LINE, f'{len(line)} characters: {line}'
+    for needle in needles:
+        assert re.search(needle, line), f'{needle!r} not in {line!r}'
+    assert status == expected, (status, err)
+    return line
+
+
+def tiny(env: Env, *options: str) -> list[str]:
+    return ['--cfg_file', env.cfg, '--device', 'cpu', *(['--cfg-options', *options] if options else [])]
+
+
+def write(path: Path, text: str) -> Path:
+    path.write_text(text)
+    return path
+
+
+# ------------------------------------------------------------------------------------------ configs
+CONFIG_OPTION_CASES = [
+    (['train_dataloader.batch_sise=2'], [r'train_dataloader has no key .batch_sise.', 'closest: batch_size',
+                                         r'\+train_dataloader\.batch_sise=2']),
+    (['train_cfg.max_epochs=two'], ['train_cfg.max_epochs expects int', "'two'"]),
+    (['model.backbone.widen_factr=0.75'], ['closest: widen_factor']),
+    (['optim_wrapper.optimizer.lr=[1]'], ['optim_wrapper.optimizer.lr expects a number']),
+    (['model.test_cfg.flip_test=maybe'], ['flip_test expects bool']),
+    (['no_equals_sign'], ['expects KEY=VALUE', 'no_equals_sign']),
+    (['train_dataloader.dataset.datasets.5.ann_file=x.json'],
+     [r"'5' is not an index into a list of length 1"]),
+    (['train_dataloader.batch_size.x=1'], [r'train_dataloader\.batch_size is a int, not a dict']),
+    (['model.head.type=RLEHaed'], [r"'RLEHaed' is not registered", 'Did you mean: RLEHead',
+                                   r'config path: model\.head']),
+    (['+model.head.num_joint=17'], ["unexpected keyword argument 'num_joint'", 'Did you mean: num_joints',
+                                    r'config path: model\.head']),
+    (['val_evaluator.type=CocoMetrik'], ['Did you mean: CocoMetric', 'config path: val_evaluator']),
+]
+
+
+@pytest.mark.parametrize('options, needles', CONFIG_OPTION_CASES, ids=[c[0][0] for c in CONFIG_OPTION_CASES])
+def test_train_cfg_option_mistakes(env, capsys, unchanged, options, needles):
+    one_error(*run(train.main, tiny(env, *options), capsys), *needles)
+
+
+CONFIG_FILE_CASES = [
+    ('syntax.py', 'a = 1\nb = dict(x=1\nc = 3\n', [r'syntax error in config file .*syntax\.py, line \d']),
+    ('runtime.py', 'a = 1\nb = undefined_name + 1\n', [r'runtime\.py, line 2: NameError']),
+    ('base.py', "_base_ = ['./no_such_base.py']\n", [r'no_such_base\.py \(named in _base_ of .*base\.py\)']),
+    ('registry.py', "_base_ = ['{cfg}']\nmodel = dict(backbone=dict(type='MobileNetV3'))\n",
+     [r"'MobileNetV3' is not registered in the model registry", r'config path: model\.backbone']),
+    ('dataset.py', "_base_ = ['{cfg}']\nval_dataloader = dict(dataset=dict(type='CocoDatset'))\n",
+     ['Did you mean: CocoDataset', r'config path: val_dataloader\.dataset']),
+]
+
+
+@pytest.mark.parametrize('name, text, needles', CONFIG_FILE_CASES, ids=[c[0] for c in CONFIG_FILE_CASES])
+def test_config_file_mistakes(env, capsys, unchanged, tmp_path, name, text, needles):
+    cfg = write(tmp_path / name, text.format(cfg=env.cfg))
+    one_error(*run(val.main, ['--cfg_file', cfg, '--checkpoint', env.ckpt, '--device', 'cpu'], capsys),
+              *needles)
+
+
+def test_missing_config_file(env, capsys, unchanged):
+    one_error(*run(model_info.main, [env.root / 'nope.py'], capsys), r'config file not found: .*nope\.py')
+
+
+def test_cfg_options_new_key_form_and_delete(env):
+    cfg = load_config(env.cfg, ['+custom.flag=True', "model.head=dict(_delete_=True, type='RLEHead', "
+                                "in_channels=1280, num_joints=17)", 'data_root=2017'])
+    assert cfg.custom.flag is True and cfg.data_root == '2017'
+    assert dict(cfg.model.head) == {'type': 'RLEHead', 'in_channels': 1280, 'num_joints': 17}
+
+
+# ------------------------------------------------------------------------------------------ training
+TRAIN_SETTING_CASES = [
+    (['train_cfg.max_epochs=0'], [r'train_cfg\.max_epochs = 0: must be a whole number of at least 1']),
+    (['train_cfg.val_interval=5'], [r'train_cfg\.val_interval = 5 is past train_cfg\.max_epochs = 1']),
+    (['train_dataloader.batch_size=0'], [r'train_dataloader\.batch_size = 0']),
+    (['stage2_num_epochs=3'], [r'stage2_num_epochs = 3: .* train_cfg\.max_epochs = 1']),
+    (['train_dataloader.batch_size=8', 'train_dataloader.drop_last=True'],
+     [r'train_dataloader\.batch_size = 8 is larger than the 4 samples', 'drop_last']),
+    (['train_dataloader.dataset.datasets.0.indices=[]'], [r'train_dataloader\.dataset has no samples']),
+    (['train_dataloader.dataset.datasets.0.ann_file=missing.json'], [r"missing\.json' does not exist"]),
+]
+
+
+@pytest.mark.parametrize('options, needles', TRAIN_SETTING_CASES, ids=[c[0][0] for c in TRAIN_SETTING_CASES])
+def test_train_settings_that_cannot_work(env, capsys, unchanged, tmp_path, options, needles):
+    one_error(*run(train.main, [*tiny(env, *options), '--work-dir', tmp_path / 'work'], capsys), *needles)
+    assert not list((tmp_path / 'work').glob('*.pth'))
+
+
+def test_train_refuses_to_overwrite_an_earlier_run(env, capsys, tmp_path):
+    work = tmp_path / 'work'
+    work.mkdir()
+    (work / 'best.pth').write_bytes(b'a better best.pth')
+    before = _snapshot(work)
+    line = one_error(*run(train.main, [*tiny(env), '--work-dir', work], capsys), r'best\.pth', '--resume',
+                     '--overwrite')
+    assert str(work) in line and _snapshot(work) == before
+
+
+def test_train_resume_checkpoint_missing(env, capsys, unchanged, tmp_path):
+    one_error(*run(train.main, [*tiny(env), '--work-dir', tmp_path, '--resume', tmp_path / 'gone.pth'],
+                   capsys), r"--resume: checkpoint .*gone\.pth' not found")
+
+
+# ------------------------------------------------------------------------------------------ data
+def _ann_case(tmp_path: Path, content: str) -> Path:
+    return write(tmp_path / 'ann.json', content)
+
+
+ANNOTATION_CASES = [
+    ('{"images": [], "annotations": [', [r'ann\.json is not valid JSON']),
+    (json.dumps({**_annotations(2), 'annotations': []}), [r'ann\.json: "annotations" is empty']),
+    (json.dumps({**_annotations(2), 'annotations': [dict(a, bbox=[a['bbox'][0], 0, 0, 0])
+                                                    for a in _annotations(2)['annotations']]}),
+     [r'none of its 4 person annotations is usable \(0 crowd, 4 with an empty or negative box']),
+    (json.dumps({**_annotations(2), 'annotations': [dict(a, keypoints=a['keypoints'][:-3])
+                                                    for a in _annotations(2)['annotations']]}),
+     [r'annotations\[0\] \(id 1\) field "keypoints": expected 51 numbers']),
+    (json.dumps({**_annotations(2),
+                 'annotations': [dict(a, image_id=99) for a in _annotations(2)['annotations']]}),
+     [r'annotations\[0\] \(id 1\) field "image_id"']),
+]
+
+
+@pytest.mark.parametrize('content, needles', ANNOTATION_CASES,
+                         ids=['json', 'empty', 'boxes', 'kpts', 'img_id'])
+def test_annotation_file_mistakes(env, capsys, unchanged, tmp_path, content, needles):
+    ann = _ann_case(tmp_path, content)
+    opts = [f'train_dataloader.dataset.datasets.0.ann_file={ann}', f'val_dataloader.dataset.ann_file={ann}']
+    one_error(*run(browse_dataset.main, [env.cfg, '--output-dir', tmp_path / 'vis', '--cfg-options', *opts],
+                   capsys), *needles)
+
+
+def test_dropped_instances_counted_once(env, tmp_path, project_log):
+    data = _annotations(2)
+    data['annotations'][0]['bbox'] = [20, 20, 0, 50]
+    data['annotations'][1]['iscrowd'] = 1
+    ann = write(tmp_path / 'ann.json', json.dumps(data))
+    from datasets import build_dataset
+    dataset = build_dataset(dict(type='CocoDataset', ann_file=str(ann), data_prefix=dict(img=str(env.root))))
+    assert len(dataset) == 2
+    logged = [r.getMessage() for r in project_log.records if 'dropped' in r.getMessage()]
+    assert logged == [f'{ann}: 2 of 4 annotations dropped (1 crowd, 1 with an empty or negative box)']
+
+
+def test_truncated_jpeg_in_training_data(env, capsys, unchanged, tmp_path):
+    opts = ['train_dataloader.dataset.datasets.0.data_prefix.img=badimg/', 'train_dataloader.batch_size=4']
+    one_error(*run(train.main, [*tiny(env, *opts), '--work-dir', tmp_path / 'work'], capsys),
+              rf'image file {re.escape(str(env.truncated))} is a truncated JPEG')
+    assert not list((tmp_path / 'work').glob('*.pth'))
+
+
+def test_truncated_jpeg_in_validation_data(env, capsys, unchanged):
+    one_error(*run(val.main, [*tiny(env, 'val_dataloader.dataset.data_prefix.img=badimg/'), '--checkpoint',
+                              env.ckpt], capsys), rf'{re.escape(str(env.truncated))} is a truncated JPEG')
+
+
+def test_truncated_jpeg_in_browse_dataset(env, capsys, unchanged, tmp_path):
+    opts = ['--phase', 'val', '--cfg-options', 'val_dataloader.dataset.data_prefix.img=badimg/']
+    one_error(*run(browse_dataset.main, [env.cfg, '--output-dir', tmp_path / 'vis', *opts], capsys),
+              rf'{re.escape(str(env.truncated))} is a truncated JPEG')
+
+
+def test_truncated_jpeg_skipped_with_skip_bad_images(env, capsys, unchanged, tmp_path, project_log):
+    opts = ['--phase', 'train', '--n', '4', '--cfg-options',
+            'train_dataloader.dataset.datasets.0.data_prefix.img=badimg/',
+            'train_dataloader.dataset.skip_bad_images=True']
+    status, err = run(browse_dataset.main, [env.cfg, '--output-dir', tmp_path / 'vis', *opts], capsys)
+    assert status == 0 and 'error' not in err
+    skips = [r.getMessage() for r in project_log.records if 'skip_bad_images' in r.getMessage()]
+    assert len(skips) == 2 and all(str(env.truncated) in m and 'truncated JPEG' in m for m in skips)
+    assert len(list((tmp_path / 'vis').glob('*.jpg'))) == 2  # the two people of the good image
+
+
+# ------------------------------------------------------------------------------------------ checkpoints
+@pytest.fixture(scope='module')
+def bad_checkpoints(env) -> dict[str, Path]:
+    folder = env.root / 'ckpts'
+    folder.mkdir()
+    files = {
+        'text': write(folder / 'text.pth', '116\n'),
+        'html': write(folder / 'html.pth', '<!DOCTYPE html>\n<html><body>Not Found</body></html>\n'),
+        'lfs': write(folder / 'lfs.pth',
+                     'version https://git-lfs.github.com/spec/v1\noid sha256:ab\nsize 9\n'),
+        'empty': write(folder / 'empty.pth', ''),
+    }
+    wide = build_pose_estimator(load_config(env.cfg, ['model.backbone.widen_factor=0.75']).model)
+    save_checkpoint(folder / 'wide.pth', {'state_dict': wide.state_dict()})
+    files['wide'] = folder / 'wide.pth'
+    torch.save({'state_dict': {'layer.weight': torch.zeros(2)}}, folder / 'other.pth')
+    files['other'] = folder / 'other.pth'
+    return files
+
+
+CHECKPOINT_CASES = [
+    ('text', [r"text\.pth' is not a torch checkpoint: it is a text file \(starting '116'\)"]),
+    ('html', [r'html\.pth.* an HTML/XML page']),
+    ('lfs', [r'lfs\.pth.* a git-LFS pointer file.*git lfs pull']),
+    ('empty', [r'empty\.pth.* an empty file']),
+    ('wide', [r'wide\.pth: tensor shapes differ from the model for \d+ tensors',
+              r'backbone\.conv1\.conv\.weight: checkpoint \(\d+, 3, 3, 3\) vs model \(\d+, 3, 3, 3\)',
+              'widen_factor']),
+    ('other', [r'other\.pth.* another architecture: only 0 of the model\'s \d+ tensors']),
+]
+
+
+@pytest.mark.parametrize('kind, needles', CHECKPOINT_CASES, ids=[c[0] for c in CHECKPOINT_CASES])
+def test_val_checkpoint_mistakes(env, bad_checkpoints, capsys, unchanged, kind, needles):
+    one_error(*run(val.main, [*tiny(env), '--checkpoint', bad_checkpoints[kind]], capsys), *needles)
+
+
+def test_train_load_from_text_file(env, bad_checkpoints, capsys, unchanged, tmp_path):
+    one_error(*run(train.main, [*tiny(env, f"load_from='{bad_checkpoints['lfs']}'"), '--work-dir', tmp_path],
+                   capsys), 'git-LFS pointer')
+
+
+def test_val_mistakes(env, capsys, unchanged, tmp_path):
+    one_error(*run(val.main, [*tiny(env), '--checkpoint', tmp_path / 'none.pth'], capsys),
+              r'checkpoint .*none\.pth not found')
+    one_error(*run(val.main, ['--checkpoint', env.ckpt], capsys), '--cfg_file is required')
+    one_error(*run(val.main, ['--checkpoint', tmp_path], capsys), 'holds neither best.pth nor last.pth')
+    one_error(*run(val.main, [*tiny(env), '--checkpoint', env.ckpt, '--dump', env.ckpt], capsys),
+              r'--dump .*model\.pth.* is the input --checkpoint')
+    one_error(*run(val.main, [*tiny(env, f'val_dataloader.dataset.bbox_file={tmp_path}/dets.json'),
+                              '--checkpoint', env.ckpt], capsys), r'bbox file not found: .*dets\.json')
+
+
+# ------------------------------------------------------------------------------------------ demo
+def _demo(env: Env, src, out, *extra) -> list:
+    return ['none', 'none', env.cfg, env.ckpt, '--input', src, '--output-root', out, '--device', 'cpu',
+            *extra]
+
+
+def test_demo_mistakes(env, bad_checkpoints, capsys, unchanged, tmp_path):
+    one_error(*run(demo.main, _demo(env, tmp_path / 'nothing.jpg', tmp_path / 'out'), capsys),
+              r'input not found: .*nothing\.jpg')
+    one_error(*run(demo.main, _demo(env, env.truncated, tmp_path / 'out'), capsys),
+              rf'{re.escape(str(env.truncated))}.* is a truncated JPEG')
+    one_error(*run(demo.main, _demo(env, env.img, env.img.parent), capsys), 'would overwrite the inputs')
+    args = _demo(env, env.img, tmp_path / 'out')
+    args[3] = str(bad_checkpoints['html'])
+    one_error(*run(demo.main, args, capsys), 'an HTML/XML page')
+    typo = ['--cfg-options', 'model.test_cfg.flip=1']
+    one_error(*run(demo.main, [*_demo(env, env.img, tmp_path / 'out'), *typo], capsys), 'closest: flip_test')
+    assert not (tmp_path / 'out' / env.img.name).exists()
+
+
+# ------------------------------------------------------------------------------------------ tools
+def test_eval_predictions_mistakes(env, capsys, unchanged, tmp_path):
+    items = json.loads(env.raw.read_text())
+    args = ['--ann-file', env.ann, '--predictions', tmp_path / 'raw.json']
+    write(tmp_path / 'raw.json', json.dumps([items[0], dict(items[1], keypoints=[[float('nan'), 1.0]] * 17)]))
+    one_error(*run(eval_predictions.main, args, capsys),
+              r'raw\.json: predictions\[1\]\.keypoints: non-finite')
+    write(tmp_path / 'raw.json', json.dumps([items[0], dict(items[1], keypoint_scores=[float('inf')] * 17)]))
+    one_error(*run(eval_predictions.main, args, capsys), r'predictions\[1\]\.keypoint_scores: non-finite')
+    write(tmp_path / 'raw.json', json.dumps([items[0], dict(items[1], keypoints=items[1]['keypoints'][:14],
+                                                            keypoint_scores=[0.9] * 14)]))
+    one_error(*run(eval_predictions.main, args, capsys),
+              rf'raw\.json: predictions\[1\]\.keypoints: 14 keypoints but {re.escape(env.ann)} annotates 17')
+    write(tmp_path / 'raw.json', '[{"img_id": 1,')
+    one_error(*run(eval_predictions.main, args, capsys), r'raw\.json: not a valid JSON file')
+
+
+def test_metric_refuses_non_finite_predictions(env):
+    from datasets.metainfo import parse_pose_metainfo
+    from evaluation import CocoMetric
+    from utils.errors import DataError
+    metric = CocoMetric(ann_file=env.ann)
+    metric.dataset_meta = parse_pose_metainfo(dict(from_file='configs/_base_/datasets/coco.py'))
+    kpts = np.zeros((1, 17, 2), np.float32)
+    kpts[0, 3] = np.nan
+    metric.process({'keypoints': kpts, 'keypoint_scores': np.ones((1, 17), np.float32)},
+                   {'img_id': np.array([1]), 'id': np.array([7]), 'bbox_score': np.ones(1)})
+    with pytest.raises(DataError, match=r'prediction \(img_id 1, id 7\): keypoints holds non-finite'):
+        metric.evaluate()
+
+
+def test_convert_checkpoint_mistakes(env, bad_checkpoints, capsys, unchanged, tmp_path):
+    one_error(*run(convert_checkpoint.main, [env.ckpt, env.ckpt, '--to', 'mmpose'], capsys),
+              r"DST .*model\.pth' is the input SRC")
+    one_error(*run(convert_checkpoint.main, [bad_checkpoints['lfs'], tmp_path / 'out.pth', '--to', 'ours'],
+                   capsys), 'git-LFS pointer')
+    one_error(*run(convert_checkpoint.main, [tmp_path / 'gone.pth', tmp_path / 'out.pth', '--to', 'ours'],
+                   capsys), r"checkpoint file not found: .*gone\.pth")
+    assert not (tmp_path / 'out.pth').exists()
+
+
+def test_export_onnx_mistakes(env, capsys, unchanged, tmp_path):
+    one_error(*run(export_onnx.main, [env.cfg, env.ckpt, '--output', env.ckpt], capsys),
+              r"--output .*model\.pth' is the input CHECKPOINT")
+    one_error(*run(export_onnx.main, [env.cfg, tmp_path / 'gone.pth', '--output', tmp_path / 'm.onnx'],
+                   capsys), r'gone\.pth')
+    one_error(*run(export_onnx.main, [env.cfg, env.ckpt, '--output', tmp_path / 'm.onnx', '--check-data',
+                                      tmp_path / 'gone.json'], capsys), r'gone\.json')
+    assert not (tmp_path / 'm.onnx').exists()
+
+
+def test_export_onnx_failed_check_keeps_the_old_file(env, capsys, monkeypatch, tmp_path):
+    pytest.importorskip('onnx')
+    pytest.importorskip('onnxruntime')
+    old = write(tmp_path / 'model.onnx', 'the previous export')
+    monkeypatch.setattr(export_onnx, 'compare_with_torch', lambda *a, **k: {'output': 1.0})
+    status, err = run(export_onnx.main, [env.cfg, env.ckpt, '--output', old, '--check-batch', '1'], capsys)
+    line = one_error(status, err, r'export check failed .*model\.onnx was not written', expected=1)
+    assert 'atol' in line and old.read_text() == 'the previous export'
+    assert [p.name for p in tmp_path.iterdir()] == ['model.onnx']
+
+
+def test_model_info_and_quantize_mistakes(env, capsys, unchanged, tmp_path):
+    one_error(*run(model_info.main, [env.cfg, '--cfg-options', 'model.neck.type=GlobalAvgPooling'], capsys),
+              'Did you mean: GlobalAveragePooling', r'config path: model\.neck')
+    one_error(*run(quantize.main, [env.cfg, env.ckpt, '--calib-data', env.ann, '--output', env.ann], capsys),
+              r"--output .*ann\.json' is the input --calib-data")
+    pytest.importorskip('onnxruntime.quantization')
+    args = [DET_CFG, env.ckpt, '--calib-data', env.ann, '--output', tmp_path / 'q.onnx']
+    one_error(*run(quantize.main, args, capsys), 'handles pose models; this is a detector config')
+
+
+# ------------------------------------------------------------------------------------------ outputs
+def test_outputs_get_the_umask_permissions(tmp_path):
+    mask = os.umask(0o027)
+    try:
+        save_checkpoint(tmp_path / 'a.pth', {'state_dict': {'w': torch.zeros(1)}})
+        Config(a=1).dump(tmp_path / 'a.py')
+    finally:
+        os.umask(mask)
+    assert (tmp_path / 'a.pth').stat().st_mode & 0o777 == 0o640
+    assert (tmp_path / 'a.py').stat().st_mode & 0o777 == 0o640
+    assert sorted(p.name for p in tmp_path.iterdir()) == ['a.pth', 'a.py']
+
+
+# ------------------------------------------------------------------------------------------ the helper
+def test_debug_flag_and_environment_show_the_traceback(env, capsys, monkeypatch):
+    argv = ['--cfg_file', env.root / 'nope.py', '--checkpoint', env.ckpt]
+    with pytest.raises(Exception, match='config file not found'):
+        run_main(val.main, [*map(str, argv), '--debug'])
+    monkeypatch.setenv('MMPOSE_CLEAN_DEBUG', '1')
+    with pytest.raises(Exception, match='config file not found'):
+        run_main(val.main, [str(a) for a in argv])
+
+
+def test_internal_errors_keep_their_traceback():
+    def broken(argv):
+        raise ZeroDivisionError('a bug')
+
+    with pytest.raises(ZeroDivisionError):
+        run_main(broken, [])
+
+
+def test_scripts_print_one_line_without_traceback(env, tmp_path):
+    """The real command lines (python train.py ..., python tools/x.py ...), in a subprocess."""
+    for cmd in ([REPO / 'train.py', *tiny(env, 'train_dataloader.batch_sise=2')],
+                [REPO / 'tools' / 'convert_checkpoint.py', env.ckpt, env.ckpt, '--to', 'ours']):
+        proc = subprocess.run([sys.executable, *map(str, cmd)], cwd=REPO, capture_output=True, text=True,
+                              timeout=120)
+        assert proc.returncode == 2, proc.stderr
+        assert proc.stderr.count('\n') == 1 and proc.stderr.startswith('error: '), proc.stderr
