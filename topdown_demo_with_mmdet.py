@@ -47,9 +47,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description='Top-down pose estimation behind a person detector')
     p.add_argument('det_config',
                    help="detector config (or model-zoo name), or 'none': the whole image is the box")
-    p.add_argument('det_checkpoint', help='detector checkpoint (file, model-zoo name or URL)')
+    p.add_argument('det_checkpoint', help='detector checkpoint: a file (.pth, or .onnx run by ONNX Runtime), '
+                   'a work dir, a model-zoo name (e.g. rtmdet-tiny) or an http(s) URL')
     p.add_argument('pose_config', help='pose config file (or model-zoo name)')
-    p.add_argument('pose_checkpoint', help='pose checkpoint (file, model-zoo name or URL)')
+    p.add_argument('pose_checkpoint', help='pose checkpoint: a file (.pth, or .onnx run by ONNX Runtime), a '
+                   'training run\'s work dir (best.pth, else last.pth), a model-zoo name (e.g. '
+                   'rle-mbv2-0.5x-192x192) or an http(s) URL')
     p.add_argument('--input', required=True, help="image, folder of images, video file, or 'webcam'")
     p.add_argument('--output-root', default='', help='folder for drawn images / videos and predictions')
     p.add_argument('--save-predictions', action='store_true', help='write results_<name>.json')

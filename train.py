@@ -1,7 +1,8 @@
 """Train a top-down pose model from a config.
 
-    python train.py --cfg_file CONFIG [--work-dir DIR] [--resume [auto|CKPT]] [--amp] [--cfg-options ...]
-    torchrun --nproc_per_node N train.py --cfg_file CONFIG ...
+    python train.py CONFIG [--work-dir DIR] [--resume [auto|CKPT]] [--amp] [--cfg-options ...]
+    torchrun --nproc_per_node N train.py CONFIG ...
+    (--cfg_file CONFIG, the original project's spelling, works too)
 
 One epoch: reseed from (seed, epoch, rank), train on the shuffled loader (lr schedulers stepped per
 iteration or per epoch, EMA after each step), validate every ``train_cfg.val_interval`` epochs, then
@@ -36,10 +37,11 @@ from models import build_pose_estimator
 from optim import build_ema, build_optimizer, build_schedulers, scale_lr
 from utils.checkpoint import load_checkpoint, read_checkpoint, save_checkpoint
 from utils.cli import run_main
-from utils.config import Config, add_cfg_options_argument, load_config
+from utils.config import Config, add_cfg_options_argument, add_config_argument, load_config
 from utils.dist import barrier, broadcast_buffers, broadcast_object, cleanup, init_distributed
 from utils.errors import ReportedError
 from utils.logger import FILE_ONLY, RunLog, collect_env, get_logger
+from utils.model_zoo import resolve_checkpoint
 from utils.registry import METRICS
 from utils.run_checks import check_data_sizes, check_training_settings, refuse_overwrite
 from utils.seed import seed_epoch, set_random_seed
@@ -51,8 +53,9 @@ class NonFiniteLossError(ReportedError, RuntimeError):
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description='Train a top-down pose model')
-    parser.add_argument('--cfg_file', '--cfg-file', dest='cfg_file', required=True, help='config file')
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_config_argument(parser, dest='cfg_file')
     parser.add_argument('--work-dir', '--work_dir', dest='work_dir',
                         help='output folder (default work_dirs/<YYYYmmddHHMM>_<config name>)')
     parser.add_argument('--resume', nargs='?', const='auto', default=None,
@@ -274,7 +277,7 @@ def build_model(cfg: Config, device: torch.device, world_size: int,
     model = build_pose_estimator(cfg.model)
     model.init_weights()
     if cfg.get('load_from'):
-        report = load_checkpoint(model, cfg.load_from, strict=False)
+        report = load_checkpoint(model, resolve_checkpoint(cfg.load_from), strict=False)
         logger.info('load_from %s: missing %s, unexpected %s', cfg.load_from, report.missing,
                     report.unexpected)
     if is_qat_config(cfg):  # fine-tune with fake-quant; export with tools/export_onnx.py

@@ -1,45 +1,52 @@
 """Evaluate a trained top-down pose model on its config's validation set.
 
-    python val.py --cfg_file CONFIG --checkpoint CKPT [--cfg-options ...] [--out-metrics FILE.json]
-                  [--dump FILE.json] [--device cpu|cuda] [--batch-size N] [--no-flip] [--show-dir DIR]
-    python val.py --checkpoint WORK_DIR          # the config and best.pth (else last.pth) inside
+    python val.py CONFIG CHECKPOINT [--cfg-options ...] [--out-metrics FILE.json] [--dump FILE.json]
+                  [--device cpu|cuda] [--batch-size N] [--no-flip] [--show-dir DIR]
+    python val.py WORK_DIR               # a training run's folder: its config and best.pth (else last.pth)
+    python val.py --cfg_file CONFIG --checkpoint CHECKPOINT     # the original project's spelling
 
-CKPT may be this project's, the original MMPose_Clean project's or an official MMPose 1.x checkpoint.
-Builds ``cfg.val_dataloader`` and ``cfg.val_evaluator``, predicts with the flip test of
-``cfg.model.test_cfg`` (unless --no-flip), prints a table of the metrics, and optionally writes them
-as JSON (--out-metrics), the final keypoint results in COCO results format (--dump) and every
-image with its predictions (--show-dir).
-Under ``torchrun`` every rank evaluates its shard and rank 0 reports.
+CHECKPOINT is a file (this project's, the original MMPose_Clean project's or an official MMPose 1.x
+checkpoint; or an .onnx model exported by tools/export_onnx.py or tools/quantize.py, float or int8, run by
+ONNX Runtime), a work dir, a model-zoo name (its config is used when CONFIG is left out) or an http(s) URL.
+Builds cfg.val_dataloader and cfg.val_evaluator, predicts with the flip test of cfg.model.test_cfg (unless
+--no-flip), prints a table of the metrics, and optionally writes them as JSON (--out-metrics), the
+per-instance predictions (--dump; the file format tools/eval_predictions.py reads, documented in
+evaluation/prediction_file.py) and every image with its predictions (--show-dir). Under torchrun every
+rank evaluates its shard and rank 0 reports.
 """
 from __future__ import annotations
 
 import argparse
 import json
+import os
 from pathlib import Path
 
 from datasets import build_dataloader
 from deploy.loading import is_qat_config, load_model
 from evaluation import CocoMetric, evaluate_model
-from evaluation.coco_metric import write_coco_results
+from evaluation.prediction_file import write_predictions
 from evaluation.prediction_pictures import save_prediction_pictures
 from models import build_pose_estimator
 from utils.checkpoint import CheckpointError, load_checkpoint
 from utils.cli import run_main
-from utils.config import Config, ConfigError, add_cfg_options_argument, load_config
+from utils.config import Config, ConfigError, add_cfg_options_argument, add_config_argument, load_config
 from utils.dist import cleanup, init_distributed, is_main_process
 from utils.errors import ArgumentError
+from utils.model_zoo import MODEL_ZOO, add_checkpoint_argument, resolve_checkpoint, run_checkpoint, zoo_config
 from utils.output_files import refuse_input_as_output, write_text_atomic
 from utils.registry import METRICS
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description='Evaluate a top-down pose model (COCO keypoint AP)')
-    parser.add_argument('--cfg_file', '--cfg-file', dest='cfg_file',
-                        help='config file (default: the config inside --checkpoint WORK_DIR)')
-    parser.add_argument('--checkpoint', required=True,
-                        help='checkpoint file, or a work dir holding the config and best.pth / last.pth')
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_config_argument(parser, required=False, dest='cfg_file',
+                        help='config file (default: the one in a work dir, or of a model-zoo name, given as '
+                        'CHECKPOINT)')
+    add_checkpoint_argument(parser, required=False, option=True)
     parser.add_argument('--out-metrics', help='write all metrics to this JSON file')
-    parser.add_argument('--dump', help='write the final keypoint results (COCO results format) here')
+    parser.add_argument('--dump', help='write the per-instance predictions to this JSON file (the format '
+                        'tools/eval_predictions.py reads)')
     parser.add_argument('--device', choices=['cpu', 'cuda'], help='default cuda when available, else cpu')
     parser.add_argument('--batch-size', type=int, help='override val_dataloader.batch_size')
     parser.add_argument('--num-workers', type=int, help='override val_dataloader.num_workers')
@@ -50,25 +57,43 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def resolve_inputs(cfg_file: str | None, checkpoint: str) -> tuple[Path, Path]:
-    """(config, checkpoint file) from the arguments; a work dir gives its config and best/last.pth."""
-    ckpt = Path(checkpoint)
-    if ckpt.is_dir():
-        found = next((ckpt / n for n in ('best.pth', 'last.pth') if (ckpt / n).is_file()), None)
-        if found is None:
-            raise FileNotFoundError(f'work dir {ckpt} holds neither best.pth nor last.pth')
-        if cfg_file is None:
-            configs = sorted(ckpt.glob('*.py'))
-            if len(configs) != 1:
-                raise FileNotFoundError(f'work dir {ckpt} holds {len(configs)} config files '
-                                        f'({[c.name for c in configs]}); pass --cfg_file')
-            cfg_file = str(configs[0])
-        ckpt = found
-    elif not ckpt.is_file():
-        raise FileNotFoundError(f'checkpoint {ckpt} not found')
+def resolve_inputs(cfg_file: str | None, checkpoint: str | None) -> tuple[Path, Path]:
+    """(config, local checkpoint file) from the arguments. ``val.py WORK_DIR`` and ``val.py ZOO_NAME``
+    give only the checkpoint; a work dir brings its config, a zoo name the config it names."""
+    if checkpoint is None:
+        if cfg_file is None or not (os.path.isdir(cfg_file) or cfg_file in MODEL_ZOO):
+            raise ArgumentError('no checkpoint given: pass CONFIG CHECKPOINT, a work dir or a model-zoo name')
+        cfg_file, checkpoint = None, cfg_file
     if cfg_file is None:
-        raise ArgumentError('--cfg_file is required when --checkpoint is a file')
-    return Path(cfg_file), ckpt
+        if os.path.isdir(checkpoint):
+            run_checkpoint(checkpoint)  # a work dir without best.pth / last.pth is reported first
+            configs = sorted(Path(checkpoint).glob('*.py'))
+            if len(configs) != 1:
+                raise FileNotFoundError(f'work dir {checkpoint} holds {len(configs)} config files '
+                                        f'({[c.name for c in configs]}); pass CONFIG')
+            cfg_file = str(configs[0])
+        elif zoo_config(checkpoint) is not None:
+            cfg_file = str(zoo_config(checkpoint))
+        else:
+            raise ArgumentError(f'a config (CONFIG or --cfg_file) is required with checkpoint {checkpoint}')
+    return Path(cfg_file), resolve_checkpoint(checkpoint)
+
+
+def build_model(cfg: Config, ckpt: Path) -> tuple[object, str]:
+    """(model with ``predict``, description of what was loaded): ONNX Runtime for ``.onnx`` files, the
+    QAT (fake-quant) model for a QAT config, else the float estimator with the checkpoint loaded."""
+    if ckpt.suffix == '.onnx':
+        from deploy.ort_backend import OrtPoseModel
+
+        model = OrtPoseModel(ckpt, cfg)
+        return model, f'ONNX Runtime, {"int8" if model.is_quantized else "float"}'
+    if is_qat_config(cfg):  # a quantisation-aware training run's checkpoint (fake-quant model)
+        return load_model(cfg, ckpt), 'format qat'
+    model = build_pose_estimator(cfg.model)
+    report = load_checkpoint(model, ckpt, map_location='cpu', strict=True)
+    if report.format == 'backbone':
+        raise CheckpointError(f'{ckpt} holds only backbone weights; evaluation needs a full model')
+    return model, f'format {report.format}'
 
 
 def configure(cfg: Config, args: argparse.Namespace) -> None:
@@ -105,7 +130,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     for flag in ('--out-metrics', '--dump'):
         output = getattr(args, flag[2:].replace('-', '_'))
         if output:
-            refuse_input_as_output(output, {'--cfg_file': cfg_file, '--checkpoint': ckpt}, flag)
+            refuse_input_as_output(output, {'CONFIG': cfg_file, 'CHECKPOINT': ckpt}, flag)
     cfg = load_config(cfg_file, args.cfg_options)
     configure(cfg, args)
     _, _, device = init_distributed(args.device)
@@ -116,19 +141,12 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         for flag in ('dump', 'show_dir'):
             if getattr(args, flag) and not any(isinstance(m, CocoMetric) for m in metrics):
                 raise ArgumentError(f'--{flag.replace("_", "-")} needs a CocoMetric in val_evaluator')
-        if is_qat_config(cfg):  # a quantisation-aware training run's checkpoint (fake-quant model)
-            model, ckpt_format = load_model(cfg, ckpt), 'qat'
-        else:
-            model = build_pose_estimator(cfg.model)
-            report = load_checkpoint(model, ckpt, map_location='cpu', strict=True)
-            if report.format == 'backbone':
-                raise CheckpointError(f'{ckpt} holds only backbone weights; evaluation needs a full model')
-            ckpt_format = report.format
+        model, loaded = build_model(cfg, ckpt)
         model.to(device).eval()
+        flip = getattr(model, 'flip_test', cfg.model.get('test_cfg', {}).get('flip_test'))
         if is_main_process():
-            print(f'loaded {ckpt} (format {ckpt_format}); {len(loader.dataset)} instances, '
-                  f'flip test {"on" if cfg.model.get("test_cfg", {}).get("flip_test") else "off"}, '
-                  f'device {device}', flush=True)
+            print(f'loaded {ckpt} ({loaded}); {len(loader.dataset)} instances, '
+                  f'flip test {"on" if flip else "off"}, device {device}', flush=True)
         results = evaluate_model(model, loader, metrics, device)
         if is_main_process():
             print(format_table(results))
@@ -136,7 +154,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
                 write_text_atomic(args.out_metrics, json.dumps(results, indent=2) + '\n')
             if args.dump:
                 coco = next(m for m in metrics if isinstance(m, CocoMetric))
-                write_coco_results(coco.coco_results, args.dump)
+                write_predictions(coco.instances, args.dump)
             if args.show_dir:
                 count = save_prediction_pictures(metrics, loader.dataset, args.show_dir)
                 print(f'wrote {count} pictures to {args.show_dir}')

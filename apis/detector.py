@@ -33,8 +33,8 @@ def init_detector(config: str | os.PathLike | Mapping, checkpoint: str | os.Path
 
     Args:
         config: config path, or a loaded config / dict with a ``model`` entry.
-        checkpoint: MMDetection checkpoint (``{'meta', 'state_dict'}``) as a path, a model-zoo name or
-            an http(s) URL (downloaded into pretrained_weight/); an ``.onnx`` file exported by
+        checkpoint: MMDetection checkpoint (``{'meta', 'state_dict'}``) as a path, a work dir, a model-zoo
+            name or an http(s) URL (downloaded into pretrained_weight/); an ``.onnx`` file exported by
             ``tools/export_onnx.py`` (served by ONNX Runtime); None leaves random weights.
         device: where the model runs.
 
@@ -45,12 +45,13 @@ def init_detector(config: str | os.PathLike | Mapping, checkpoint: str | os.Path
     cfg = as_config(config, 'detector config')
     if 'model' not in cfg:
         raise KeyError(f'detector config {config!r} has no "model" entry')
-    if checkpoint is not None and str(checkpoint).endswith('.onnx'):
+    path = None if checkpoint is None else resolve_checkpoint(checkpoint)
+    if path is not None and path.suffix == '.onnx':
         from deploy.ort_backend import load_onnx_detector
 
-        model = load_onnx_detector(checkpoint, cfg)
+        model = load_onnx_detector(path, cfg)
     else:
-        model = load_model(cfg, None if checkpoint is None else resolve_checkpoint(checkpoint))
+        model = load_model(cfg, path)
         if checkpoint is None:
             warnings.warn('init_detector: no checkpoint given, the detector has random weights',
                           stacklevel=2)

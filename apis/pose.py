@@ -60,7 +60,7 @@ def init_model(config: str | os.PathLike | Mapping, checkpoint: str | os.PathLik
     Args:
         config: config path or loaded config.
         checkpoint: this project's, the original project's or an official MMPose checkpoint, as a
-            path, a model-zoo name or an http(s) URL; an ``.onnx`` file exported by
+            path, a training run's work dir, a model-zoo name or an http(s) URL; an ``.onnx`` file exported by
             ``tools/export_onnx.py`` (served by ONNX Runtime); None keeps random weights (with a warning).
             With ``quantization=dict(mode='qat')`` in the config, a checkpoint of that QAT run.
         device: where the model runs (ONNX Runtime models run on the CPU).
@@ -70,12 +70,13 @@ def init_model(config: str | os.PathLike | Mapping, checkpoint: str | os.PathLik
     ``utils.checkpoint.CheckpointError`` naming the missing / unexpected keys.
     """
     cfg = as_config(config, 'pose config')
-    if checkpoint is not None and str(checkpoint).endswith('.onnx'):
+    path = None if checkpoint is None else resolve_checkpoint(checkpoint)
+    if path is not None and path.suffix == '.onnx':
         from deploy.ort_backend import load_onnx_pose_model
 
-        model = load_onnx_pose_model(checkpoint, cfg)
+        model = load_onnx_pose_model(path, cfg)
     else:  # float or QAT estimator, strict load
-        model = load_model(cfg, None if checkpoint is None else resolve_checkpoint(checkpoint))
+        model = load_model(cfg, path)
     if checkpoint is None:
         warnings.warn('init_model: no checkpoint given, the pose model has random weights', stacklevel=2)
     model.cfg = cfg

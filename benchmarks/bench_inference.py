@@ -37,7 +37,8 @@ from torch.fx.experimental.optimization import fuse
 from models import build_pose_estimator
 from utils.checkpoint import load_checkpoint
 from utils.cli import run_main
-from utils.config import add_cfg_options_argument, load_config
+from utils.config import add_cfg_options_argument, add_config_argument, load_config
+from utils.model_zoo import add_checkpoint_argument, resolve_checkpoint
 
 
 def prepare(model: nn.Module, mode: str, example: torch.Tensor) -> Callable[[torch.Tensor], object]:
@@ -79,8 +80,9 @@ def time_forward(fn: Callable[[torch.Tensor], object], x: torch.Tensor, iters: i
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument('config')
-    parser.add_argument('checkpoint', nargs='?', help='optional weights (any format utils.checkpoint reads)')
+    add_config_argument(parser, help='pose config file')
+    add_checkpoint_argument(parser, required=False,
+                            help='optional weights: a file, a work dir, a model-zoo name or a URL')
     parser.add_argument('--batch', type=int, nargs='+', default=[1, 32])
     parser.add_argument('--threads', type=int, default=2, help='torch intra-op threads')
     parser.add_argument('--modes', nargs='+', default=['eager', 'channels_last', 'fused', 'jit'])
@@ -98,6 +100,7 @@ def main(argv: list[str] | None = None) -> None:
     cfg = load_config(args.config, args.cfg_options)
     model = build_pose_estimator(cfg.model).eval()
     if args.checkpoint:
+        args.checkpoint = str(resolve_checkpoint(args.checkpoint))
         load_checkpoint(model, args.checkpoint)
     width, height = cfg.codec['input_size']
     for batch in args.batch:

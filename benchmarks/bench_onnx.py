@@ -37,13 +37,15 @@ from deploy.export import export_pose_model
 from deploy.loading import load_model
 from deploy.ptq import quantize_pose_model
 from utils.cli import run_main
-from utils.config import add_cfg_options_argument, load_config
+from utils.config import add_cfg_options_argument, add_config_argument, load_config
+from utils.model_zoo import add_checkpoint_argument, resolve_checkpoint
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-    parser.add_argument('config', help='pose config file')
-    parser.add_argument('checkpoint', help='float checkpoint')
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_config_argument(parser, help='pose config file')
+    add_checkpoint_argument(parser, help='float checkpoint: a file, a work dir, a model-zoo name or a URL')
     parser.add_argument('--threads', type=int, default=2, help='intra-op threads of every backend')
     parser.add_argument('--batch', type=int, nargs='+', default=[1, 32], help='batch sizes')
     parser.add_argument('--repeats', type=int, default=5, help='timing repeats per measurement')
@@ -91,7 +93,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     torch.set_num_threads(args.threads)
     cfg = load_config(args.config, args.cfg_options)
     cfg.model.setdefault('test_cfg', {})['flip_test'] = False  # the same single pass on every backend
-    model = load_model(cfg, args.checkpoint)
+    model = load_model(cfg, resolve_checkpoint(args.checkpoint))
     width, height = cfg.codec['input_size']
     results = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -137,7 +139,7 @@ def end_to_end(cfg, backends: dict[str, object], args: argparse.Namespace) -> li
     from datasets.transforms import Compose
     from deploy.data import resolve_annotation
 
-    ann_file, img_dir = resolve_annotation(args.e2e_data)
+    ann_file, img_dir = resolve_annotation(args.e2e_data, option='--e2e-data')
     with open(ann_file) as f:
         data = json.load(f)
     boxes: dict[int, list] = {}

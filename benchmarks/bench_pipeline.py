@@ -25,7 +25,7 @@ import torch
 from datasets import RepeatDataset, build_dataloader, build_dataset
 from datasets.batched import DeviceTopdownPipeline, RawSampleDataset, collate_raw, dataset_recipes
 from utils.cli import run_main
-from utils.config import add_cfg_options_argument, load_config
+from utils.config import add_cfg_options_argument, add_config_argument, load_config
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / 'shared' / 'data' / 'coco'
 
@@ -84,7 +84,7 @@ def _batched(dataset_cfg: dict, n: int, batch_size: int, repeats: int) -> tuple[
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument('config')
+    add_config_argument(parser, help='pose config file (its train_pipeline / val_pipeline is timed)')
     parser.add_argument('--data-dir', default=str(DEFAULT_DATA), help='folder with the images and ann file')
     parser.add_argument('--ann-file', default='test_coco.json', help='COCO keypoint file in --data-dir')
     parser.add_argument('--phase', choices=('train', 'val'), default='train')

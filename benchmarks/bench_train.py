@@ -40,7 +40,7 @@ from models import build_pose_estimator
 from optim import build_optimizer
 from train import LossModel
 from utils.cli import run_main
-from utils.config import add_cfg_options_argument, load_config
+from utils.config import add_cfg_options_argument, add_config_argument, load_config
 
 
 def synthetic_batches(cfg, batch_size: int, seed: int = 0) -> Iterator[dict]:
@@ -95,8 +95,9 @@ def host_ms_per_sample(loader: Any, n: int = 256) -> tuple[float, float]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument('config')
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_config_argument(parser, help='pose config file (its model, optimizer and train loader)')
     parser.add_argument('--synthetic', action='store_true', help='random batches instead of the train loader')
     parser.add_argument('--synthetic-jpeg', type=int, nargs='?', const=256, metavar='N',
                         help='train on N (default 256) synthetic 640x480 JPEGs written to a temporary folder')

@@ -12,23 +12,25 @@ import numpy as np
 from utils.config import Config
 
 
-def resolve_annotation(calib_data: str, img_dir: str | None = None) -> tuple[str, str]:
-    """(annotation file, image folder) from ``--calib-data``: a COCO json, or a folder holding exactly one.
+def resolve_annotation(data: str, img_dir: str | None = None, option: str = '--calib-data'
+                       ) -> tuple[str, str]:
+    """(annotation file, image folder) from a data argument: a COCO json, or a folder holding exactly one.
 
-    Images are looked up under ``img_dir`` (default: the annotation file's folder).
+    Images are looked up under ``img_dir`` (default: the annotation file's folder). ``option`` names the
+    command-line option in error messages (``--calib-data``, ``--check-data``, ...).
     """
-    if os.path.isdir(calib_data):
-        found = sorted(glob.glob(os.path.join(calib_data, '*.json')))
+    if os.path.isdir(data):
+        found = sorted(glob.glob(os.path.join(data, '*.json')))
         if len(found) != 1:
-            raise FileNotFoundError(f'--calib-data folder {calib_data!r} must hold exactly one COCO-format '
+            raise FileNotFoundError(f'{option} folder {data!r} must hold exactly one COCO-format '
                                     f'.json annotation file (found {len(found)}); pass the file instead')
-        calib_data = found[0]
-    if not os.path.isfile(calib_data):
-        raise FileNotFoundError(f'calibration annotation file not found: {calib_data!r}')
-    folder = img_dir if img_dir is not None else os.path.dirname(os.path.abspath(calib_data))
+        data = found[0]
+    if not os.path.isfile(data):
+        raise FileNotFoundError(f'{option}: annotation file not found: {data!r}')
+    folder = img_dir if img_dir is not None else os.path.dirname(os.path.abspath(data))
     if not os.path.isdir(folder):
-        raise FileNotFoundError(f'image folder not found: {folder!r}')
-    return calib_data, folder
+        raise FileNotFoundError(f'{option}: image folder not found: {folder!r}')
+    return data, folder
 
 
 def annotation_loader(cfg: Config, ann_file: str, img_dir: str, batch_size: int = 32) -> Any:

@@ -18,10 +18,16 @@ from deploy.graph import DetectorExportModule, PoseExportModule, Preprocess
 
 METADATA_KEY = 'mmpose_clean'
 EXPORTERS = ('torchscript', 'dynamo')
+DYNAMO_MIN_OPSET = 18
+
+
+def default_opset(exporter: str) -> int:
+    """The opset written when none is asked for: 17 (TorchScript), 18 (dynamo: its lowest)."""
+    return DYNAMO_MIN_OPSET if exporter == 'dynamo' else 17
 
 
 def export_module(module: nn.Module, example: torch.Tensor, path: str | os.PathLike, *,
-                  input_name: str, output_names: Sequence[str], opset: int = 17,
+                  input_name: str, output_names: Sequence[str], opset: int | None = None,
                   dynamic_batch: bool = False, exporter: str = 'torchscript',
                   metadata: Mapping[str, Any] | None = None) -> str:
     """Export ``module(example)`` to ``path`` and attach ``metadata`` (JSON under key 'mmpose_clean').
@@ -29,8 +35,12 @@ def export_module(module: nn.Module, example: torch.Tensor, path: str | os.PathL
     Args:
         module: a traceable module taking one (B, ...) tensor; put in eval mode by this function.
         example: example input; its batch size is free when ``dynamic_batch``.
+        opset: ONNX opset (default :func:`default_opset`); the dynamo exporter needs 18 or newer.
         exporter: 'torchscript' (``dynamo=False``, fast and stable for these CNNs) or 'dynamo'
             (``torch.export`` + onnxscript).
+
+    The graph's outputs get their exact shapes, with the batch dimension named ``batch`` when
+    ``dynamic_batch``.
 
     Returns:
         the written path as a string.
@@ -38,6 +48,10 @@ def export_module(module: nn.Module, example: torch.Tensor, path: str | os.PathL
     onnx = require('onnx', 'ONNX export')
     if exporter not in EXPORTERS:
         raise ValueError(f'exporter must be one of {EXPORTERS}, got {exporter!r}')
+    opset = default_opset(exporter) if opset is None else opset
+    if exporter == 'dynamo' and opset < DYNAMO_MIN_OPSET:
+        raise ValueError(f'the dynamo exporter writes opset {DYNAMO_MIN_OPSET} or newer, got opset {opset}; '
+                         f'pass --opset {DYNAMO_MIN_OPSET} or use the TorchScript exporter')
     path = os.fspath(path)
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     module = module.eval()
@@ -55,10 +69,27 @@ def export_module(module: nn.Module, example: torch.Tensor, path: str | os.PathL
                                         dynamic_shapes=shapes, verbose=False)
             program.save(path)
     model = onnx.load(path)
+    with torch.no_grad():
+        outputs = module(example)
+    _set_output_shapes(model, [outputs] if isinstance(outputs, torch.Tensor) else outputs, dynamic_batch)
     write_metadata(model, metadata or {})
     onnx.checker.check_model(model)
     onnx.save(model, path)
     return path
+
+
+def _set_output_shapes(model: Any, outputs: Sequence[torch.Tensor], dynamic_batch: bool) -> None:
+    """Give every graph output of an ``onnx.ModelProto`` the shape of the matching PyTorch output (the
+    exporters leave names like ``Mulkeypoints_dim_1`` on dimensions they could not infer)."""
+    for graph_output, tensor in zip(model.graph.output, outputs):
+        dims = graph_output.type.tensor_type.shape.dim
+        del dims[:]
+        for i, size in enumerate(tensor.shape):
+            dim = dims.add()
+            if i == 0 and dynamic_batch:
+                dim.dim_param = 'batch'
+            else:
+                dim.dim_value = int(size)
 
 
 def write_metadata(model: Any, metadata: Mapping[str, Any]) -> None:
@@ -90,7 +121,7 @@ def pose_output_names(codec_cfg: Mapping[str, Any], with_decode: bool) -> list[s
 
 
 def export_pose_model(estimator: nn.Module, cfg: Mapping[str, Any], path: str | os.PathLike, *,
-                      opset: int = 17, dynamic_batch: bool = False, with_decode: bool = False,
+                      opset: int | None = None, dynamic_batch: bool = False, with_decode: bool = False,
                       with_preprocess: bool = False, flip_indices: Sequence[int] | None = None,
                       exporter: str = 'torchscript', batch_size: int = 1
                       ) -> tuple[str, PoseExportModule, torch.Tensor]:
@@ -140,7 +171,7 @@ def detector_input_size(cfg: Mapping[str, Any]) -> tuple[int, int]:
 
 
 def export_detector(detector: nn.Module, cfg: Mapping[str, Any], path: str | os.PathLike, *,
-                    opset: int = 17, dynamic_batch: bool = False, with_preprocess: bool = False,
+                    opset: int | None = None, dynamic_batch: bool = False, with_preprocess: bool = False,
                     exporter: str = 'torchscript', batch_size: int = 1
                     ) -> tuple[str, DetectorExportModule, torch.Tensor]:
     """Export an RTMDet-like detector (``forward(x normalised) -> (cls_scores, bbox_preds)`` per level).
@@ -175,7 +206,13 @@ def _jsonable(value: Any) -> Any:
 
 def compare_with_torch(path: str | os.PathLike, module: nn.Module, inputs: torch.Tensor,
                        threads: int = 2) -> dict[str, float]:
-    """Run ``module`` (PyTorch) and the ONNX file on ``inputs``; max abs difference per graph output."""
+    """Run ``module`` (PyTorch) and the ONNX file on ``inputs``; max abs difference per graph output.
+
+    Decoded SimCC graphs take an argmax of each vector: where two bins are equal up to float noise,
+    ONNX Runtime and PyTorch may pick different ones (keypoints then differ by whole bins on random or
+    untrained weights). Their ``keypoints`` entry is the max difference over keypoints whose ONNX bin is
+    not such a tie of the PyTorch vectors, and ``argmax_ties`` counts the keypoints that were.
+    """
     from deploy.ort_backend import create_session
 
     session = create_session(path, threads=threads)
@@ -187,7 +224,32 @@ def compare_with_torch(path: str | os.PathLike, module: nn.Module, inputs: torch
     names = [o.name for o in session.get_outputs()]
     if len(got) != len(expected):
         raise RuntimeError(f'{path}: ONNX graph has {len(got)} outputs, PyTorch module {len(expected)}')
-    return {name: float(np.abs(g - e.numpy()).max()) for name, g, e in zip(names, got, expected)}
+    diffs = {name: float(np.abs(g - e.numpy()).max()) for name, g, e in zip(names, got, expected)}
+    if isinstance(module, PoseExportModule) and module.with_decode and \
+            hasattr(module.network.head, 'simcc_split_ratio'):
+        diffs['keypoints'], diffs['argmax_ties'] = _simcc_keypoint_diff(module, inputs, got[0],
+                                                                        expected[0].numpy())
+    return diffs
+
+
+def _simcc_keypoint_diff(module: PoseExportModule, inputs: torch.Tensor, got: np.ndarray,
+                         expected: np.ndarray, rtol: float = 1e-5) -> tuple[float, int]:
+    """(max keypoint difference (px) outside argmax ties, number of tied keypoints) of a decoded SimCC
+    graph: a keypoint is tied when PyTorch's (flip-merged) SimCC vectors at the bins ONNX Runtime chose
+    are within ``rtol`` x the vectors' magnitude of their maxima."""
+    raw = PoseExportModule(module.network, module.preprocess, False, module.flip_indices, module.test_cfg)
+    with torch.no_grad():
+        vectors = [v.numpy() for v in raw.eval()(inputs)]  # (B, K, Wx), (B, K, Wy)
+    ratio = module.network.head.simcc_split_ratio
+    tied = np.ones(got.shape[:2], dtype=bool)
+    for axis, vec in enumerate(vectors):
+        bins = np.clip(np.rint(got[..., axis] * ratio).astype(np.int64), 0, vec.shape[-1] - 1)
+        at_bin = np.take_along_axis(vec, bins[..., None], axis=-1)[..., 0]
+        tol = rtol * np.maximum(np.abs(vec).max(axis=-1), 1.0)
+        tied &= at_bin >= vec.max(axis=-1) - tol
+    error = np.abs(got - expected).max(axis=-1)
+    ties = int(((error > 0) & tied).sum())
+    return float(np.where(tied, 0.0, error).max()), ties
 
 
 def simplify_onnx(path: str | os.PathLike) -> str:

@@ -119,12 +119,20 @@ class OrtPoseModel(_HostSide):
     """A top-down pose model served by ONNX Runtime.
 
     Args:
-        path: ONNX file written by ``tools/export_onnx.py`` (or ``deploy.export.export_pose_model``).
+        path: ONNX file written by ``tools/export_onnx.py`` or ``tools/quantize.py`` (float or int8).
         cfg: the model's config; needed when the graph has no decode (its head decodes the raw outputs)
             and for ``model.test_cfg.flip_test``.
         threads: ONNX Runtime intra-op threads.
         flip_test: override ``cfg.model.test_cfg.flip_test``. A graph exported with the flip test inside
-            always flips; one exported with decode but without the flip cannot flip (a warning says so).
+            always flips. Otherwise the flip runs here, on a second run of the graph on the mirrored crops,
+            wherever that is exact: raw head outputs (merged by the head's ``flip_merge``) and decoded
+            regression / RLE outputs (keypoints mirrored back and averaged, scores averaged). A decoded
+            SimCC / heatmap graph cannot be flipped afterwards (its decoding is not linear): a warning says
+            so and it predicts without the flip.
+
+    Attributes:
+        flip_test: whether predictions use the flip test (in the graph or here).
+        is_quantized: the graph is int8 (written by ``tools/quantize.py`` or a QAT export).
     """
 
     def __init__(self, path: str | os.PathLike, cfg: Mapping[str, Any] | None = None, threads: int = 2,
@@ -133,18 +141,22 @@ class OrtPoseModel(_HostSide):
         self.session, self.meta = _open(self.path, 'pose', threads)
         self.cfg = cfg
         self.input_size = tuple(self.meta['input_size'])
+        self.is_quantized = 'quantization' in self.meta
         test_cfg = dict(self.meta.get('test_cfg') or {})
         if cfg is not None:
             test_cfg.update(cfg['model'].get('test_cfg') or {})
         self.test_cfg = test_cfg
         want_flip = test_cfg.get('flip_test', False) if flip_test is None else flip_test
+        decoded = bool(self.meta.get('with_decode'))
         self.runtime_flip = bool(want_flip) and not self.meta.get('flip_test', False)
-        if self.runtime_flip and self.meta.get('with_decode'):
-            warnings.warn(f'{self.path}: decoded graph exported without the flip test; predicting without '
-                          'it (export with --flip-test, or without --with-decode, to flip)', stacklevel=2)
+        if self.runtime_flip and decoded and (self.meta.get('codec') or {}).get('type') != 'RegressionLabel':
+            warnings.warn(f'{self.path}: decoded {self.meta["codec"].get("type")} graph exported without the '
+                          'flip test; predicting without it (export it with the flip inside, the default, or '
+                          'without --with-decode)', stacklevel=2)
             self.runtime_flip = False
+        self.flip_test = self.runtime_flip or bool(self.meta.get('flip_test', False))
         self._head = None
-        if not self.meta.get('with_decode'):
+        if not decoded:
             if cfg is None:
                 raise ValueError(f'{self.path}: the graph outputs raw head outputs; pass the model config '
                                  'so its head can decode them')
@@ -164,16 +176,36 @@ class OrtPoseModel(_HostSide):
         """uint8 BGR crops (B, 3, H, W) -> keypoints (B, K, 2) input-crop px, scores (B, K), float32."""
         x = self.preprocess(inputs)
         outputs = self.run(x)
-        if self.meta.get('with_decode'):
-            return outputs[0].astype(np.float32), outputs[1].astype(np.float32)
-        raw = self._as_head_outputs(outputs)
+        flipped = None
         if self.runtime_flip:
             if flip_indices is None:
                 raise ValueError('flip test needs flip_indices (meta["flip_indices"])')
-            flipped = self._as_head_outputs(self.run(np.ascontiguousarray(x[..., ::-1])))
-            raw = self._head.flip_merge(raw, flipped, list(flip_indices), self.test_cfg)
+            flipped = self.run(np.ascontiguousarray(x[..., ::-1]))
+        if self.meta.get('with_decode'):
+            keypoints, scores = (torch.from_numpy(o).float() for o in outputs)
+            if flipped is not None:
+                keypoints, scores = self._merge_decoded_flip(keypoints, scores, flipped, flip_indices)
+            return keypoints.numpy(), scores.numpy()
+        raw = self._as_head_outputs(outputs)
+        if flipped is not None:
+            raw = self._head.flip_merge(raw, self._as_head_outputs(flipped), list(flip_indices),
+                                        self.test_cfg)
         keypoints, scores = self._head.decode(raw)
         return _numpy(keypoints).astype(np.float32), _numpy(scores).astype(np.float32)
+
+    def _merge_decoded_flip(self, keypoints: torch.Tensor, scores: torch.Tensor, flipped: list[np.ndarray],
+                            flip_indices: Sequence[int]) -> tuple[torch.Tensor, torch.Tensor]:
+        """The regression heads' flip test on decoded outputs: keypoints (B, K, 2) crop px are linear in the
+        normalised coordinates and scores (B, K) in the sigmoid sigmas, so mirroring the flipped crop's
+        keypoints back (``structures.flip.flip_coordinates``) and averaging both equals the in-graph merge."""
+        from structures.flip import flip_coordinates
+
+        scale = torch.tensor(self.input_size, dtype=torch.float32)
+        kpts_f, scores_f = (torch.from_numpy(o).float() for o in flipped)
+        both = torch.cat([kpts_f / scale, scores_f[..., None]], dim=-1)
+        unflipped = flip_coordinates(both, list(flip_indices), self.test_cfg.get('shift_coords', True),
+                                     self.input_size)
+        return (keypoints + unflipped[..., :2] * scale) * 0.5, (scores + unflipped[..., 2]) * 0.5
 
     @staticmethod
     def _as_head_outputs(outputs: list[np.ndarray]) -> torch.Tensor | tuple[torch.Tensor, ...]:

@@ -187,7 +187,7 @@ def export_qat_onnx(model: QATTopdownPoseEstimator, cfg: Mapping[str, Any], path
         if isinstance(module, FakeQuantize) and module.activation_post_process.quant_min == -127:  # only
             module.quant_min = module.activation_post_process.quant_min = -128  # int8 range ONNX accepts
     _fold_bn(frozen.network)
-    export_args.setdefault('opset', 17)
+    export_args['opset'] = export_args.get('opset') or 17
     if export_args['opset'] < 13:
         raise ValueError('QAT export needs opset >= 13 (per-channel QuantizeLinear)')
     result = export_pose_model(frozen, cfg, path, **export_args)

@@ -93,7 +93,9 @@ class CocoMetric(BaseMetric):
             predicted / annotated keypoints to another keypoint set (sigmas follow ``gt_converter``).
         prefix: metric name prefix (default ``'coco'``).
 
-    After :meth:`evaluate`, ``self.coco_results`` holds the final COCO-format results.
+    After :meth:`evaluate`, ``self.instances`` holds the gathered per-instance records (what
+    ``evaluation.prediction_file.write_predictions`` writes) and ``self.coco_results`` the final COCO-format
+    results (both on rank 0).
     """
 
     default_prefix = 'coco'
@@ -127,6 +129,7 @@ class CocoMetric(BaseMetric):
         self.outfile_prefix = outfile_prefix
         self.pred_converter = pred_converter
         self.gt_converter = gt_converter
+        self.instances: list[dict] = []
         self.coco_results: list[dict] = []
         if gt_converter is not None and self.coco_data is not None and 'annotations' in self.coco_data:
             map_annotation_keypoints(self.coco_data['annotations'], gt_converter['num_keypoints'],
@@ -154,14 +157,29 @@ class CocoMetric(BaseMetric):
         if not results:
             raise DataError(f'CocoMetric: no predictions to evaluate (annotation file {self.ann_file})')
         sigmas = np.asarray(self.dataset_meta['sigmas'])
+        self.instances = list(results)
         by_image = self._group_sorted_unique(results)
         self._check_predictions(by_image, len(sigmas))
         kept = {img_id: self._rescore_and_nms(insts, sigmas) for img_id, insts in by_image.items()}
-        self.coco_results = [self._to_coco(inst) for insts in kept.values() for inst in insts]
+        return self.evaluate_coco_results([self._to_coco(inst) for insts in kept.values() for inst in insts])
+
+    def evaluate_coco_results(self, coco_results: list[dict]) -> dict[str, float]:
+        """AP/AR (names without the prefix) of final COCO keypoint results (``image_id``, ``category_id``,
+        ``keypoints`` [x, y, score] * K image px, ``score``): no rescoring or NMS. Writes them to
+        ``outfile_prefix.keypoints.json`` when set; ``{}`` with ``format_only``."""
+        self.coco_results = coco_results
         if self.outfile_prefix is not None:
             write_coco_results(self.coco_results, f'{self.outfile_prefix}.keypoints.json')
         if self.format_only:
             return {}
+        if not coco_results:
+            raise DataError(f'CocoMetric: no predictions to evaluate (annotation file {self.ann_file})')
+        sigmas = np.asarray(self.dataset_meta['sigmas'])
+        sizes = sorted({len(r['keypoints']) for r in coco_results} - {3 * len(sigmas)})
+        if sizes:
+            raise DataError(f'CocoMetric: results with {sizes[0]} keypoint numbers; expected x, y, score '
+                            f'for each of the {len(sigmas)} keypoints ({3 * len(sigmas)} numbers)')
+        self._check_image_ids({r['image_id'] for r in coco_results})
         return evaluate_keypoints(self.coco_data, self.coco_results, sigmas, self.use_area,
                                   str(self.ann_file))
 
@@ -204,8 +222,10 @@ class CocoMetric(BaseMetric):
                             f'dataset_meta has {num_sigmas} sigmas')
         if self.coco_data is None:
             return
-        known = {img['id'] for img in self.coco_data['images']}
-        unknown = sorted(set(by_image) - known)
+        self._check_image_ids(set(by_image))
+
+    def _check_image_ids(self, img_ids: set[int]) -> None:
+        unknown = sorted(img_ids - {img['id'] for img in self.coco_data['images']})
         if unknown:
             raise DataError(f'CocoMetric: predictions for image ids not in {self.ann_file}: '
                             f'{unknown[:10]}{" ..." if len(unknown) > 10 else ""}')

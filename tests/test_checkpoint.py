@@ -21,6 +21,7 @@ from utils.checkpoint import (
     read_checkpoint,
     save_checkpoint,
 )
+from utils.restricted_unpickler import Placeholder
 
 WEIGHTS = Path(__file__).resolve().parents[2] / 'shared' / 'weights'
 RLE = WEIGHTS / 'rle_mbv2-0.5x_aic-coco-192x192_202403131203.pth'
@@ -207,15 +208,77 @@ def test_own_checkpoint_format_and_atomic_save(tmp_path):
     assert sorted(os.listdir(path.parent)) == ['epoch_1.pth']  # no temporary file left behind
 
 
-class _Opaque:
-    """An arbitrary class: a checkpoint holding one needs unrestricted unpickling."""
+class _HistoryBuffer:
+    """Stands for mmengine's ``HistoryBuffer``: a class this project does not know, in ``message_hub``."""
+
+    def __init__(self) -> None:
+        self._log_history = np.array([1.5, 2.5])
+        self.max_length = 1000000
 
 
-def test_refuses_arbitrary_pickles(tmp_path):
-    path = tmp_path / 'opaque.pth'
-    torch.save({'state_dict': {}, 'message_hub': _Opaque()}, path)
-    with pytest.raises(CheckpointError, match=r'opaque\.pth.*weights_only=True.*_Opaque'):
-        read_checkpoint(path)
+class _SystemCall:
+    """A malicious payload: unpickling it would call ``os.system`` (creating ``marker``)."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return os.system, (f'touch {self.marker}',)
+
+
+def test_torch_version_metadata_loads_weights_only(tmp_path):
+    model = GlobalAveragePooling()
+    path = tmp_path / 'tv.pth'
+    meta = {'torch': torch.__version__, 'seed': np.int64(3)}
+    torch.save({'state_dict': {'w': torch.ones(2)}, 'meta': meta}, path)
+    checkpoint = read_checkpoint(path)
+    assert checkpoint['meta']['torch'] == str(torch.__version__) and checkpoint['meta']['seed'] == 3
+    assert type(checkpoint['meta']['torch']).__name__ == 'TorchVersion'
+    assert load_checkpoint(model, checkpoint, strict=False).unexpected == ['w']
+
+
+def test_mmengine_training_checkpoint_gives_its_state_dict(tmp_path):
+    """A training run's file (message_hub buffers, optimizer state, numpy meta) loads; the foreign class
+    becomes an inert placeholder holding its pickled state."""
+    model = MobileNetV2(widen_factor=0.5)
+    state = {f'backbone.{k}': v for k, v in model.state_dict().items()}
+    path = tmp_path / 'epoch_3.pth'
+    torch.save({'meta': {'epoch': 3, 'mmengine_version': '0.10.7', 'dataset_meta': {'sigmas': np.ones(17)},
+                         'torch': torch.__version__},
+                'state_dict': state,
+                'message_hub': {'log_scalars': {'train/loss': _HistoryBuffer()},
+                                'runtime_info': {'epoch': 3}},
+                'optimizer': {'state': {0: {'exp_avg': torch.zeros(3)}}, 'param_groups': [{'lr': 1e-3}]}},
+               path)
+    checkpoint = read_checkpoint(path)
+    buffer = checkpoint['message_hub']['log_scalars']['train/loss']
+    assert isinstance(buffer, Placeholder) and buffer.target.endswith('_HistoryBuffer')
+    np.testing.assert_array_equal(buffer.state['_log_history'], [1.5, 2.5])
+    report = load_checkpoint(model, path, strict=True)
+    assert report.format == 'backbone' and not report.missing
+    assert all(torch.equal(v, state[f'backbone.{k}']) for k, v in model.state_dict().items())
+
+
+@pytest.mark.parametrize('zip_format', [True, False])
+def test_malicious_pickle_does_not_run(tmp_path, zip_format):
+    """``os.system`` in ``__reduce__`` becomes a placeholder that records its argument; nothing runs."""
+    marker = tmp_path / 'code_ran'
+    path = tmp_path / 'evil.pth'
+    torch.save({'state_dict': {'conv.weight': torch.ones(1)}, 'payload': _SystemCall(marker)}, path,
+               _use_new_zipfile_serialization=zip_format)
+    checkpoint = read_checkpoint(path)
+    assert not marker.exists()
+    assert isinstance(checkpoint['payload'], Placeholder)
+    assert checkpoint['payload'].target in ('posix.system', 'nt.system', 'os.system')
+    assert checkpoint['payload'].args == (f'touch {marker}',)
+    assert torch.equal(checkpoint['state_dict']['conv.weight'], torch.ones(1))
+    torch.save({'state_dict': {'conv.weight': _SystemCall(marker)}}, path)  # in the state dict itself
+    with pytest.raises(CheckpointError, match='no state dict found'):
+        load_checkpoint(nn.Conv2d(1, 1, 1), path)
+    assert not marker.exists()
+
+
+def test_unreadable_files(tmp_path):
     with pytest.raises(FileNotFoundError, match='absent.pth'):
         read_checkpoint(tmp_path / 'absent.pth')
     (tmp_path / 'text.pth').write_text('not a checkpoint')

@@ -127,3 +127,24 @@ def test_base_cycle_detected(tmp_path: Path) -> None:
 def test_bad_cfg_option_syntax() -> None:
     with pytest.raises(ConfigError, match='KEY=VALUE'):
         parse_cfg_options(['no_equals_sign'])
+
+
+def test_config_argument_positional_or_cfg_file() -> None:
+    import argparse
+
+    from utils.config import add_config_argument
+
+    parser = argparse.ArgumentParser()
+    add_config_argument(parser)
+    parser.add_argument('--x')
+    assert parser.parse_args(['a.py']).config == 'a.py'
+    assert parser.parse_args(['--x', '1', 'a.py']).config == 'a.py'
+    for flag in ('--cfg_file', '--cfg-file'):
+        assert parser.parse_args([flag, 'b.py']).config == 'b.py'
+    for argv in ([], ['a.py', '--cfg_file', 'b.py']):  # missing, or given twice
+        with pytest.raises(SystemExit):
+            parser.parse_args(argv)
+    optional = argparse.ArgumentParser()
+    add_config_argument(optional, required=False, dest='cfg_file')
+    assert optional.parse_args([]).cfg_file is None
+    assert optional.parse_args(['--cfg_file', 'c.py']).cfg_file == 'c.py'

@@ -10,6 +10,7 @@ pytest.importorskip('onnx')
 pytest.importorskip('onnxruntime')
 
 from deploy.export import compare_with_torch, export_detector, export_pose_model, read_metadata  # noqa: E402
+from deploy.graph import PoseExportModule  # noqa: E402
 from models import build_pose_estimator  # noqa: E402
 from utils.config import load_config  # noqa: E402
 from utils.registry import MODELS  # noqa: E402
@@ -149,6 +150,74 @@ def test_export_tool_real_rle_weights(tmp_path: Path) -> None:
     diffs = main([str(REPO / 'configs' / 'rle' / 'rle_mbv2-0.5x_coco-sample-192x192.py'), str(RLE_CKPT),
                   '--output', str(out), '--with-decode', '--with-preprocess', '--dynamic-batch',
                   '--check-data', str(COCO_ANN)])
+    assert read_metadata(out)['flip_test']  # the config's test_cfg.flip_test: in the decoded graph
     assert diffs['keypoints'] < 0.0192 and diffs['scores'] < 1e-4, diffs
     meta = read_metadata(out)
     assert meta['with_preprocess'] and meta['mean'] == [128.0, 128.0, 128.0] and meta['bgr_to_rgb']
+
+
+def test_outputs_have_exact_shapes_and_batch_name(tmp_path: Path) -> None:
+    onnx = pytest.importorskip('onnx')
+    cfg = rle_cfg()
+    path, _, _ = export_pose_model(build(cfg), cfg, tmp_path / 'rle.onnx', with_decode=True,
+                                   dynamic_batch=True)
+    dims = {o.name: [d.dim_param or d.dim_value for d in o.type.tensor_type.shape.dim]
+            for o in onnx.load(path).graph.output}
+    assert dims == {'keypoints': ['batch', 17, 2], 'scores': ['batch', 17]}
+
+
+def test_dynamo_exporter_asks_for_its_opset(tmp_path: Path) -> None:
+    from deploy.export import default_opset, export_module
+
+    assert default_opset('dynamo') == 18 and default_opset('torchscript') == 17
+    with pytest.raises(ValueError, match='dynamo exporter writes opset 18 or newer.*--opset 18'):
+        export_module(torch.nn.Identity(), torch.zeros(1, 3, 8, 8), tmp_path / 'x.onnx', input_name='input',
+                      output_names=['out'], exporter='dynamo', opset=17)
+
+
+def test_simcc_check_tells_argmax_ties_from_errors(tmp_path: Path) -> None:
+    """Untrained SimCC vectors have near-equal bins: ONNX Runtime and PyTorch may pick different ones.
+    Those keypoints are counted as ties, not as differences; a keypoint at a non-maximal bin is an error."""
+    from deploy.export import _simcc_keypoint_diff
+
+    cfg = simcc_cfg()
+    torch.manual_seed(0)
+    model = build_pose_estimator(cfg['model']).eval()  # MMPose's init: tiny, nearly flat logits
+    path, wrapper, _ = export_pose_model(model, cfg, tmp_path / 'dec.onnx', with_decode=True,
+                                         with_preprocess=True, dynamic_batch=True, flip_indices=FLIP)
+    x = crops(8)
+    diffs = compare_with_torch(path, wrapper, x)
+    assert diffs['keypoints'] < 1e-4 and diffs['argmax_ties'] >= 1, diffs
+    with torch.no_grad():
+        expected = wrapper(x)[0].numpy()
+        simcc_x, _ = PoseExportModule(model, wrapper.preprocess, False, FLIP, wrapper.test_cfg)(x)
+    wrong = expected.copy()
+    wrong[0, 0, 0] = float(simcc_x[0, 0].argmin()) / model.head.simcc_split_ratio  # the least likely bin
+    error, _ = _simcc_keypoint_diff(wrapper, x, wrong, expected)
+    assert error == pytest.approx(abs(wrong[0, 0, 0] - expected[0, 0, 0]))
+
+
+def test_export_tool_flip_default(tmp_path: Path) -> None:
+    """A decoded graph gets the flip test when the config asks for it; --no-flip-test leaves it out; a raw
+    graph is flipped at run time instead."""
+    import argparse
+
+    from tools.export_onnx import pose_flip_test
+
+    cfg = load_config(REPO / 'configs' / 'rle' / 'rle_mbv2-0.5x_coco-sample-192x192.py')
+    assert cfg.model.test_cfg.flip_test
+    for with_decode, flag, expected in [(True, None, True), (True, False, False), (False, None, False),
+                                        (False, True, True)]:
+        args = argparse.Namespace(with_decode=with_decode, flip_test=flag)
+        assert pose_flip_test(cfg, args) is expected
+    cfg.model.test_cfg.flip_test = False
+    assert not pose_flip_test(cfg, argparse.Namespace(with_decode=True, flip_test=None))
+
+
+def test_data_errors_name_the_option(tmp_path: Path) -> None:
+    from deploy.data import resolve_annotation
+
+    with pytest.raises(FileNotFoundError, match=r'--check-data: annotation file not found: .*nope\.json'):
+        resolve_annotation(str(tmp_path / 'nope.json'), option='--check-data')
+    with pytest.raises(FileNotFoundError, match='--check-data folder .* exactly one'):
+        resolve_annotation(str(tmp_path), option='--check-data')

@@ -12,6 +12,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from models import build_pose_estimator
 from tools.model_info import model_info
 from utils.config import Config
+from utils.registry import MODELS
 
 ROOT = Path(__file__).resolve().parents[1]
 RLE_FLOW = 53784  # RealNVP parameters: live only in the RLE loss
@@ -41,9 +42,31 @@ def test_cli_prints_one_json_line_and_macs_match_torch_flop_counter():
     lines = proc.stdout.strip().splitlines()
     assert len(lines) == 1
     info = json.loads(lines[0])
-    assert list(info) == ['params', 'backbone', 'neck', 'head', 'loss_only', 'flops']
+    assert list(info) == ['params', 'backbone', 'neck', 'head', 'loss_only', 'flops', 'input_size']
     assert info['params'] == 774788
     model = build_pose_estimator(Config.fromfile(ROOT / cfg_path).model).eval()
     with FlopCounterMode(display=False) as counter, torch.no_grad():
         model(torch.zeros(1, 3, 192, 192))
+    assert info['flops'] == counter.get_total_flops() // 2
+
+
+@pytest.mark.parametrize('cfg_path', sorted(str(p.relative_to(ROOT)) for p in (ROOT / 'configs').rglob('*.py')
+                                            if '_base_' not in p.parts))
+def test_every_config(cfg_path):
+    """Pose and detector configs alike: counts add up and MACs are those of a full-size input."""
+    info = model_info(Config.fromfile(ROOT / cfg_path))
+    assert info['params'] == info['backbone'] + info['neck'] + info['head'] > 0
+    assert info['flops'] > info['params']
+    assert info['input_size'] == ([640, 640] if '/detection/' in cfg_path else
+                                  list(Config.fromfile(ROOT / cfg_path).codec['input_size']))
+
+
+def test_detector_counts_match_mmdetection_and_the_flop_counter():
+    cfg = Config.fromfile(ROOT / 'configs/detection/rtmdet_tiny_8xb32-300e_coco.py')
+    info = model_info(cfg)
+    assert info['params'] == 4896168  # MMDetection 3.3.0's RTMDet-tiny
+    with torch.device('meta'):
+        model = MODELS.build(cfg.model).eval()
+        with FlopCounterMode(display=False) as counter, torch.no_grad():
+            model(torch.zeros(1, 3, 640, 640))
     assert info['flops'] == counter.get_total_flops() // 2

@@ -75,3 +75,25 @@ def test_detector_predict_matches_pytorch(tmp_path: Path) -> None:
         torch.testing.assert_close(g['bboxes'], e['bboxes'], atol=1e-3, rtol=1e-5)
         torch.testing.assert_close(g['scores'], e['scores'], atol=1e-5, rtol=1e-5)
         assert torch.equal(g['labels'], e['labels'])
+
+
+def test_decoded_regression_graph_flips_at_run_time(tmp_path: Path) -> None:
+    """A decoded RLE graph exported without the flip: ONNX Runtime runs it on the mirrored crops too and
+    merges the decoded keypoints / scores exactly as the in-graph (and PyTorch) flip test does."""
+    cfg = rle_cfg()
+    model = build(cfg)
+    path, _, _ = export_pose_model(model, cfg, tmp_path / 'dec.onnx', with_decode=True, dynamic_batch=True)
+    ort_model = load_onnx_pose_model(path, cfg)
+    assert ort_model.flip_test and ort_model.runtime_flip and not ort_model.is_quantized
+    x, meta = crops(3), batch_meta(3)
+    expected, got = model.predict(x, meta), ort_model.predict(x, meta)
+    np.testing.assert_allclose(got['keypoints'], expected['keypoints'], atol=1e-3)
+    np.testing.assert_allclose(got['keypoint_scores'], expected['keypoint_scores'], atol=1e-5)
+
+
+def test_decoded_simcc_graph_without_flip_warns(tmp_path: Path) -> None:
+    cfg = simcc_cfg()
+    path, _, _ = export_pose_model(build(cfg), cfg, tmp_path / 'dec.onnx', with_decode=True)
+    with pytest.warns(UserWarning, match='decoded SimCCLabel graph exported without the flip test'):
+        ort_model = load_onnx_pose_model(path, cfg)
+    assert not ort_model.flip_test

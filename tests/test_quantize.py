@@ -60,7 +60,8 @@ def test_weight_preparation_keeps_float_outputs_and_snaps_to_int8_grid() -> None
 
 @pytest.mark.skipif(not (RLE_CKPT.is_file() and COCO_ANN.is_file()),
                     reason='needs ../shared weights and data')
-def test_quantize_tool_real_rle_within_deviation(tmp_path: Path) -> None:
+def test_quantize_tool_real_rle_within_deviation(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                 capsys: pytest.CaptureFixture) -> None:
     from tools.quantize import main
 
     report = main([str(REPO / 'configs' / 'rle' / 'rle_mbv2-0.5x_coco-sample-192x192.py'), str(RLE_CKPT),
@@ -68,6 +69,14 @@ def test_quantize_tool_real_rle_within_deviation(tmp_path: Path) -> None:
     assert report['deviation_px']['mean_px'] < 2.0, report['deviation_px']
     assert report['int8_ap']['coco/AP'] > report['float_ap']['coco/AP'] - 0.03, report
     assert_int8_kernels(tmp_path / 'int8.onnx')
+    # val.py evaluates the int8 file with the same metrics (GT boxes, no flip, as the report above)
+    import val
+
+    monkeypatch.chdir(REPO)
+    metrics = val.main([str(REPO / 'configs' / 'rle' / 'rle_mbv2-0.5x_coco-sample-192x192.py'),
+                        str(tmp_path / 'int8.onnx'), '--no-flip', '--device', 'cpu'])
+    assert 'ONNX Runtime, int8' in capsys.readouterr().out
+    assert metrics['coco/AP'] == pytest.approx(report['int8_ap']['coco/AP'], abs=1e-4)
 
 
 def test_qat_trains_resumes_and_exports_int8(tmp_path: Path) -> None:

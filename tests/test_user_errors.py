@@ -372,11 +372,11 @@ def test_train_load_from_text_file(env, bad_checkpoints, capsys, unchanged, tmp_
 
 def test_val_mistakes(env, capsys, unchanged, tmp_path):
     one_error(*run(val.main, [*tiny(env), '--checkpoint', tmp_path / 'none.pth'], capsys),
-              r'checkpoint .*none\.pth not found')
-    one_error(*run(val.main, ['--checkpoint', env.ckpt], capsys), '--cfg_file is required')
+              r'checkpoint file not found: .*none\.pth')
+    one_error(*run(val.main, ['--checkpoint', env.ckpt], capsys), r'--cfg_file\) is required')
     one_error(*run(val.main, ['--checkpoint', tmp_path], capsys), 'holds neither best.pth nor last.pth')
     one_error(*run(val.main, [*tiny(env), '--checkpoint', env.ckpt, '--dump', env.ckpt], capsys),
-              r'--dump .*model\.pth.* is the input --checkpoint')
+              r'--dump .*model\.pth.* is the input CHECKPOINT')
     one_error(*run(val.main, [*tiny(env, f'val_dataloader.dataset.bbox_file={tmp_path}/dets.json'),
                               '--checkpoint', env.ckpt], capsys), r'bbox file not found: .*dets\.json')
 

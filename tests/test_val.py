@@ -10,6 +10,7 @@ The tolerance allows small numeric differences (image decoding, float order) in 
 """
 from __future__ import annotations
 
+import importlib.util
 import json
 from pathlib import Path
 
@@ -22,6 +23,7 @@ import val
 from evaluation import CocoMetric, evaluate_model
 from utils.checkpoint import CheckpointError, convert_checkpoint, read_checkpoint
 from utils.config import load_config
+from utils.model_zoo import ModelZooError
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(__file__).resolve().parents[2] / 'shared'
@@ -35,6 +37,14 @@ UPSTREAM_AP = {'gt': 0.6721232123212321, 'gt_noflip': 0.6224422442244225, 'det':
 TOL = 0.01
 
 
+@pytest.fixture(scope='module')
+def pth_metrics() -> dict[str, float]:
+    """val.py's metrics of the real RLE weights (.pth) on the sample, ground-truth boxes, flip test."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.chdir(REPO)
+        return val.main([CONFIG, str(WEIGHTS), '--device', 'cpu'])
+
+
 @pytest.fixture(autouse=True)
 def _repo_cwd(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(REPO)  # the config's data paths are relative to the repository root
@@ -42,16 +52,24 @@ def _repo_cwd(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @needs_shared
 def test_val_ground_truth_boxes(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
-    out, dump = tmp_path / 'metrics.json', tmp_path / 'results.json'
-    metrics = val.main(['--cfg_file', CONFIG, '--checkpoint', str(WEIGHTS), '--device', 'cpu',
-                        '--out-metrics', str(out), '--dump', str(dump)])
+    """``val.py CONFIG CHECKPOINT``; the --dump file evaluates to the same metrics in eval_predictions."""
+    from tools.eval_predictions import main as eval_predictions
+
+    out, dump = tmp_path / 'metrics.json', tmp_path / 'predictions.json'
+    metrics = val.main([CONFIG, str(WEIGHTS), '--device', 'cpu', '--out-metrics', str(out),
+                        '--dump', str(dump),
+                        '--cfg-options', f'val_evaluator.outfile_prefix={tmp_path / "coco"}'])
     printed = capsys.readouterr().out
     assert 'flip test on' in printed and 'coco/AP ' in printed
     assert metrics['coco/AP'] == pytest.approx(UPSTREAM_AP['gt'], abs=TOL)
     assert json.loads(out.read_text()) == metrics
-    results = json.loads(dump.read_text())
-    assert len(results) == 12  # the 12 annotations with visible keypoints, none suppressed
-    assert set(results[0]) == {'bbox', 'category_id', 'image_id', 'keypoints', 'score'}
+    predictions = json.loads(dump.read_text())
+    assert len(predictions) == 12  # one per annotation with visible keypoints, before rescoring / NMS
+    assert set(predictions[0]) == {'img_id', 'id', 'category_id', 'keypoints', 'keypoint_scores', 'bbox',
+                                   'bbox_score', 'area'}
+    for source in (dump, tmp_path / 'coco.keypoints.json'):  # ours, and COCO results (final)
+        assert eval_predictions(['--ann-file', str(ANN), '--predictions', str(source)]) == 0
+        assert json.loads(capsys.readouterr().out) == pytest.approx(metrics, abs=1e-12)
 
 
 @needs_shared
@@ -63,28 +81,51 @@ def test_val_detection_boxes() -> None:
 
 @needs_shared
 def test_val_work_dir_form_without_flip(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
-    """The original project's ``--checkpoint WORK_DIR`` (config + best.pth inside), flip test off, with
-    best.pth in the official MMPose layout."""
+    """The original project's ``--checkpoint WORK_DIR`` (config + best.pth inside) and MMPose's
+    ``val.py WORK_DIR``, flip test off, with best.pth in the official MMPose layout."""
     load_config(CONFIG).dump(tmp_path / 'rle.py')
     payload, _ = convert_checkpoint(read_checkpoint(WEIGHTS), 'mmpose')
     torch.save(payload, tmp_path / 'best.pth')
-    metrics = val.main(['--checkpoint', str(tmp_path), '--device', 'cpu', '--no-flip'])
-    printed = capsys.readouterr().out
-    assert '(format mmpose)' in printed, printed
-    assert 'flip test off' in printed
-    assert metrics['coco/AP'] == pytest.approx(UPSTREAM_AP['gt_noflip'], abs=TOL)
+    for argv in (['--checkpoint', str(tmp_path)], [str(tmp_path)]):
+        metrics = val.main([*argv, '--device', 'cpu', '--no-flip'])
+        printed = capsys.readouterr().out
+        assert '(format mmpose)' in printed, printed
+        assert 'flip test off' in printed
+        assert metrics['coco/AP'] == pytest.approx(UPSTREAM_AP['gt_noflip'], abs=TOL)
 
 
 def test_val_input_errors(tmp_path: Path) -> None:
-    with pytest.raises(FileNotFoundError, match='nope.pth not found'):
+    with pytest.raises(ModelZooError, match=r'checkpoint file not found: .*nope\.pth'):
         val.main(['--cfg_file', CONFIG, '--checkpoint', str(tmp_path / 'nope.pth')])
-    with pytest.raises(FileNotFoundError, match='neither best.pth nor last.pth'):
-        val.main(['--checkpoint', str(tmp_path)])
+    with pytest.raises(ModelZooError, match='neither best.pth nor last.pth'):
+        val.main([CONFIG, str(tmp_path)])
     (tmp_path / 'last.pth').write_bytes(b'')
     with pytest.raises(FileNotFoundError, match='0 config files'):
         val.main(['--checkpoint', str(tmp_path)])
-    with pytest.raises(ValueError, match='--cfg_file is required'):
+    with pytest.raises(ValueError, match=r'a config \(CONFIG or --cfg_file\) is required'):
         val.main(['--checkpoint', str(tmp_path / 'last.pth')])
+    with pytest.raises(ValueError, match='no checkpoint given'):
+        val.main([CONFIG])
+    with pytest.raises(SystemExit):  # both spellings of the config at once
+        val.main([CONFIG, '--cfg_file', CONFIG, '--checkpoint', str(tmp_path)])
+
+
+@needs_shared
+@pytest.mark.skipif(importlib.util.find_spec('onnxruntime') is None, reason='onnxruntime not installed')
+@pytest.mark.parametrize('export_flags', [['--with-decode', '--with-preprocess'], ['--dynamic-batch']])
+def test_val_onnx_gives_the_pth_ap(tmp_path: Path, capsys: pytest.CaptureFixture, export_flags,
+                                   pth_metrics: dict[str, float]) -> None:
+    """The exported model of the real RLE weights evaluates to the .pth's AP (flip test on): flip in the
+    graph (decoded, the default) or at run time (raw outputs)."""
+    from tools.export_onnx import main as export_onnx
+
+    onnx_file = tmp_path / 'rle.onnx'
+    export_onnx([CONFIG, str(WEIGHTS), '--output', str(onnx_file), *export_flags])
+    metrics = val.main([CONFIG, str(onnx_file), '--device', 'cpu'])
+    printed = capsys.readouterr().out
+    assert 'ONNX Runtime, float' in printed and 'flip test on' in printed, printed
+    assert metrics['coco/AP'] == pytest.approx(pth_metrics['coco/AP'], abs=1e-4)
+    assert metrics['coco/AR'] == pytest.approx(pth_metrics['coco/AR'], abs=1e-4)
 
 
 @needs_shared
@@ -172,10 +213,11 @@ def test_val_results_equal_mmpose(boxes: str, tmp_path: Path) -> None:
     requirements.txt (OpenCV 5's warpAffine rounds differently by up to a few grey levels).
     """
     expected = json.loads((REPO / 'tests/data/mmpose_rle05_sample_results.json').read_text())[boxes]
-    dump = tmp_path / 'results.json'
-    args = ['--cfg_file', CONFIG, '--checkpoint', str(WEIGHTS), '--device', 'cpu', '--dump', str(dump)]
+    dump = tmp_path / 'results.keypoints.json'
+    args = ['--cfg_file', CONFIG, '--checkpoint', str(WEIGHTS), '--device', 'cpu',
+            '--cfg-options', f'val_evaluator.outfile_prefix={tmp_path / "results"}']
     if boxes == 'det':
-        args += ['--cfg-options', f'val_dataloader.dataset.bbox_file={DETS}']
+        args += [f'val_dataloader.dataset.bbox_file={DETS}']
     val.main(args)
     ours, theirs = _by_image(json.loads(dump.read_text())), _by_image(expected)
     assert {k: len(v) for k, v in ours.items()} == {k: len(v) for k, v in theirs.items()}

@@ -19,7 +19,7 @@ from datasets import build_dataset
 from datasets.transforms import ImageLoadError, PackPoseInputs
 from datasets.transforms.rng import seeded_rng
 from utils.cli import run_main
-from utils.config import add_cfg_options_argument, load_config
+from utils.config import add_cfg_options_argument, add_config_argument, load_config
 from utils.output_files import write_image
 
 
@@ -60,7 +60,7 @@ def augmented_sample(dataset, index: int, seed: int) -> dict:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument('config', help='config file')
+    add_config_argument(parser, help='pose config file (its train_dataloader / val_dataloader dataset)')
     parser.add_argument('--output-dir', required=True, help='folder for the drawn crops')
     parser.add_argument('--phase', choices=('train', 'val'), default='train',
                         help='which dataloader to browse')

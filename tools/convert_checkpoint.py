@@ -25,12 +25,15 @@ from utils.checkpoint import (
     state_dict_of,
 )
 from utils.cli import run_main
+from utils.model_zoo import resolve_checkpoint
 from utils.output_files import refuse_input_as_output
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-    parser.add_argument('src', help='checkpoint to read (.pth)')
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument('src', metavar='CHECKPOINT',
+                        help='checkpoint to read: a file (.pth), a work dir, a model-zoo name or a URL')
     parser.add_argument('dst', help='file to write (replaced atomically)')
     parser.add_argument('--to', required=True, choices=('mmpose', 'original', 'ours'),
                         help='layout of the written checkpoint')
@@ -39,6 +42,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
+    args.src = str(resolve_checkpoint(args.src))
     refuse_input_as_output(args.dst, {'SRC': args.src}, 'DST')
     checkpoint = read_checkpoint(args.src)
     fmt, naming = detect_format(checkpoint), detect_naming(state_dict_of(checkpoint, args.src))

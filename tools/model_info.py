@@ -1,12 +1,14 @@
-"""Print a pose config's parameter counts and FLOPs as one JSON line.
+"""Print a pose or detector config's parameter counts and FLOPs as one JSON line.
 
-Usage: ``python tools/model_info.py CONFIG [--cfg-options ...]``
+Usage: python tools/model_info.py CONFIG [--cfg-options ...]
 
-Output keys: ``params`` (backbone + neck + head, excluding parameters that live only in the loss, such as
-RLE's RealNVP flow), ``backbone``, ``neck``, ``head`` (without its loss module), ``loss_only`` (the loss
-modules' parameters) and ``flops``: multiply-accumulate operations (1 MAC = 1 "FLOP", the fvcore /
-mmengine convention) of every Conv2d, ConvTranspose2d and Linear layer for ONE input at the config's input
-size (from the head's codec), biases, norms and activations not counted.
+Output keys: params (backbone + neck + head, excluding parameters that live only in the loss, such as
+RLE's RealNVP flow), backbone, neck, head (without its loss module), loss_only (the loss modules'
+parameters), flops: multiply-accumulate operations (1 MAC = 1 "FLOP", the fvcore / mmengine convention)
+of every Conv2d, ConvTranspose2d and Linear layer for ONE input at input_size [w, h]: a pose model's crop
+size (its codec's input_size), a detector's padded test image (the Pad size of its test pipeline). Biases,
+norms and activations are not counted. The model is built on the meta device: no weights are read or
+allocated, so it takes well under a second for any config.
 """
 import sys
 from pathlib import Path
@@ -20,9 +22,11 @@ from typing import Any
 import torch
 from torch import nn
 
-from models import build_pose_estimator
+from deploy.export import detector_input_size
+from deploy.loading import is_detector_config
 from utils.cli import run_main
-from utils.config import add_cfg_options_argument, load_config
+from utils.config import add_cfg_options_argument, add_config_argument, load_config
+from utils.registry import MODELS
 
 
 def count_params(module: nn.Module | None, exclude: str | None = None) -> int:
@@ -60,22 +64,26 @@ def count_macs(model: nn.Module, input_shape: tuple[int, ...]) -> int:
     return total
 
 
-def model_info(cfg: Any) -> dict[str, int]:
-    """The six counts for a loaded config (see the module docstring)."""
-    model = build_pose_estimator(cfg.model).eval()
-    head = model.head
-    w, h = cfg.codec['input_size']
-    info = dict(backbone=count_params(model.backbone), neck=count_params(model.neck),
+def model_info(cfg: Any) -> dict[str, Any]:
+    """The counts of a loaded pose or detector config (see the module docstring)."""
+    with torch.device('meta'):
+        model = MODELS.build(cfg.model, cfg_path='model').eval()
+    detector = is_detector_config(cfg)
+    head = model.bbox_head if detector else model.head
+    w, h = detector_input_size(cfg) if detector else cfg.codec['input_size']
+    info = dict(backbone=count_params(model.backbone), neck=count_params(getattr(model, 'neck', None)),
                 head=count_params(head, exclude='loss_module'),
                 loss_only=count_params(getattr(head, 'loss_module', None)))
-    return dict(params=info['backbone'] + info['neck'] + info['head'], **info,
-                flops=count_macs(model, (1, 3, h, w)))
+    with torch.device('meta'):
+        flops = count_macs(model, (1, 3, h, w))
+    return dict(params=info['backbone'] + info['neck'] + info['head'], **info, flops=flops,
+                input_size=[w, h])
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument('config', help='pose config file')
+    add_config_argument(parser, help='pose or detector config file')
     add_cfg_options_argument(parser)
     args = parser.parse_args(argv)
     cfg = load_config(args.config, args.cfg_options)

@@ -30,15 +30,17 @@ from deploy.export import export_pose_model
 from deploy.loading import is_detector_config, load_model
 from deploy.ptq import CALIBRATION_METHODS, quantize_pose_model
 from utils.cli import run_main
-from utils.config import add_cfg_options_argument, load_config
+from utils.config import add_cfg_options_argument, add_config_argument, load_config
 from utils.errors import ArgumentError
+from utils.model_zoo import add_checkpoint_argument, resolve_checkpoint
 from utils.output_files import atomic_output, refuse_input_as_output
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-    parser.add_argument('config', help='pose config file')
-    parser.add_argument('checkpoint', help='float checkpoint')
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_config_argument(parser, help='pose config file')
+    add_checkpoint_argument(parser, help='float checkpoint: a file, a work dir, a model-zoo name or a URL')
     parser.add_argument('--calib-data', required=True,
                         help='COCO-format keypoint annotation file (or a folder holding exactly one)')
     parser.add_argument('--img-dir', help='image folder of the annotation files (default: their folder)')
@@ -74,13 +76,14 @@ def main(argv: list[str] | None = None) -> dict:
     if is_detector_config(cfg):
         raise ArgumentError(f'{args.config}: tools/quantize.py handles pose models; this is a detector '
                             'config')
-    model = load_model(cfg, args.checkpoint)
+    model = load_model(cfg, resolve_checkpoint(args.checkpoint))
     flip_indices = None
     if args.flip_test:
         from apis.pose import dataset_meta_of
         flip_indices = dataset_meta_of(cfg)['flip_indices']
     calib_ann, calib_dir = resolve_annotation(args.calib_data, args.img_dir)
-    eval_ann, eval_dir = resolve_annotation(args.eval_data or args.calib_data, args.img_dir)
+    eval_ann, eval_dir = resolve_annotation(args.eval_data or args.calib_data, args.img_dir,
+                                            '--eval-data' if args.eval_data else '--calib-data')
     with contextlib.ExitStack() as stack:  # outputs are renamed into place only when everything succeeded
         tmp = stack.enter_context(tempfile.TemporaryDirectory())
         int8_path = stack.enter_context(atomic_output(args.output))

@@ -30,13 +30,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
-from numpy._core import multiarray as np_multiarray
 from torch import nn
 
 from utils.errors import UserError
+from utils.model_zoo import MODEL_ZOO, resolve_checkpoint
 from utils.output_files import atomic_output
+from utils.restricted_unpickler import RestrictedPickleModule, safe_globals
 
 CHECKPOINT_MARKER = 'mmpose_clean'
 CHECKPOINT_VERSION = 1
@@ -58,17 +58,6 @@ class LoadReport:
     naming: str | None
     missing: list[str] = field(default_factory=list)
     unexpected: list[str] = field(default_factory=list)
-
-
-def _numpy_safe_globals() -> list[Any]:
-    """The numpy reconstructors/types needed for arrays and scalars in checkpoint metadata."""
-    names = ('numpy.core.multiarray', 'numpy._core.multiarray')  # numpy 1.x and 2.x pickles
-    allowed: list[Any] = [np.ndarray, np.dtype]
-    for module in names:
-        allowed += [(np_multiarray._reconstruct, f'{module}._reconstruct'),
-                    (np_multiarray.scalar, f'{module}.scalar')]
-    allowed += [getattr(np.dtypes, name) for name in dir(np.dtypes) if name.endswith('DType')]
-    return allowed
 
 
 def sniff_non_checkpoint(path: Path) -> str | None:
@@ -94,10 +83,14 @@ def sniff_non_checkpoint(path: Path) -> str | None:
 
 
 def read_checkpoint(path: str | os.PathLike, map_location: Any = 'cpu') -> Any:
-    """``torch.load(path, weights_only=True)``, allowing numpy arrays/scalars in the metadata.
+    """``torch.load(path, weights_only=True)``, allowing numpy arrays/scalars and TorchVersion in the
+    metadata.
 
-    Raises FileNotFoundError for a missing file, and :class:`CheckpointError` for a damaged/non-torch file
-    or one that needs other pickled objects (there is deliberately no ``weights_only=False`` fallback).
+    A checkpoint that names other Python classes or functions (an MMPose / mmengine training checkpoint
+    with ``message_hub`` history buffers, ...) is read again with a restricted unpickler that replaces
+    each of those by an inert :class:`Placeholder` (no foreign code runs); its tensors (``state_dict``)
+    are usable, the replaced objects are not. Raises FileNotFoundError for a missing file, and
+    :class:`CheckpointError` for a damaged/non-torch file.
     """
     path = Path(path)
     if not path.is_file():
@@ -106,7 +99,7 @@ def read_checkpoint(path: str | os.PathLike, map_location: Any = 'cpu') -> Any:
     if problem is not None:
         raise CheckpointError(f'{str(path)!r} is not a torch checkpoint: it is {problem}')
     try:
-        with torch.serialization.safe_globals(_numpy_safe_globals()):
+        with torch.serialization.safe_globals(safe_globals()):
             return torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as err:
         found = re.search(r'GLOBAL (\S+)', str(err)) or re.search(r'but got (<[^>]*>)', str(err))
@@ -115,13 +108,12 @@ def read_checkpoint(path: str | os.PathLike, map_location: Any = 'cpu') -> Any:
                                re.S)
             raise CheckpointError(f'{str(path)!r} is not a readable torch checkpoint: '
                                   f'{detail.group(1) if detail else err}') from err
-        raise CheckpointError(
-            f'{str(path)!r} cannot be loaded with torch.load(weights_only=True): it needs arbitrary '
-            f'pickled Python objects (it contains {found.group(1)}), and loading those could run code, so '
-            'this project refuses to. Re-save only its tensors, e.g. in the trusted environment that wrote '
-            "it: torch.save({'state_dict': torch.load(src, weights_only=False)['state_dict']}, dst)."
-        ) from err
     except (RuntimeError, EOFError) as err:
+        raise CheckpointError(f'{str(path)!r} is not a readable torch checkpoint: {err}') from err
+    try:
+        return torch.load(path, map_location=map_location, weights_only=False,
+                          pickle_module=RestrictedPickleModule)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, TypeError, AttributeError) as err:
         raise CheckpointError(f'{str(path)!r} is not a readable torch checkpoint: {err}') from err
 
 
@@ -327,7 +319,8 @@ def load_checkpoint(model: nn.Module, path_or_state: str | os.PathLike | Mapping
 
 
 def pretrained_cfg(init_cfg: Mapping[str, Any] | None) -> dict[str, Any] | None:
-    """Validate an ``init_cfg``: None, or ``dict(type='Pretrained', checkpoint=PATH[, prefix=...])``."""
+    """Validate an ``init_cfg``: None, or ``dict(type='Pretrained', checkpoint=PATH or ZOO_NAME,
+    prefix=...)`` (prefix optional)."""
     if init_cfg is None:
         return None
     if not isinstance(init_cfg, Mapping) or init_cfg.get('type') != 'Pretrained' \
@@ -341,12 +334,17 @@ def pretrained_cfg(init_cfg: Mapping[str, Any] | None) -> dict[str, Any] | None:
 
 
 def load_pretrained(module: nn.Module, init_cfg: Mapping[str, Any]) -> LoadReport:
-    """Strictly load ``init_cfg['checkpoint']`` (keys under ``init_cfg['prefix']``) into ``module``."""
+    """Strictly load ``init_cfg['checkpoint']`` (keys under ``init_cfg['prefix']``) into ``module``.
+
+    The checkpoint is a file path or a model-zoo name (``utils.model_zoo``: found in ``pretrained_weight/``
+    or downloaded there)."""
     cfg = pretrained_cfg(init_cfg)
     path = Path(cfg['checkpoint'])
     if not path.is_file():
-        raise FileNotFoundError(f'pretrained checkpoint {str(path)!r} (init_cfg of '
-                                f'{type(module).__name__}) not found')
+        if str(cfg['checkpoint']) not in MODEL_ZOO:
+            raise FileNotFoundError(f'pretrained checkpoint {str(path)!r} (init_cfg of '
+                                    f'{type(module).__name__}) not found')
+        path = resolve_checkpoint(cfg['checkpoint'])
     return load_checkpoint(module, path, map_location=cfg.get('map_location', 'cpu'), strict=True,
                            prefix=cfg.get('prefix'))
 

@@ -7,6 +7,7 @@ Config files run as code: load only trusted ones.
 """
 from __future__ import annotations
 
+import argparse
 import ast
 import copy
 import os
@@ -275,6 +276,19 @@ def parse_cfg_options(items: list[str] | None) -> dict[str, CliValue]:
             raise ConfigError(f'--cfg-options expects KEY=VALUE, got {item!r}')
         options[key.strip()] = CliValue(value.strip(), parse_value(value.strip()))
     return options
+
+
+def add_config_argument(parser: Any, required: bool = True, dest: str = 'config',
+                        help: str = 'config file (Python, with _base_ inheritance)') -> None:
+    """Add the config file argument every entry point takes: positional first (MMPose's habit), or
+    ``--cfg_file CONFIG`` / ``--cfg-file CONFIG`` (the original project's spelling), not both.
+
+    The value lands in ``args.<dest>`` (None when ``required`` is False and neither form is given).
+    """
+    group = parser.add_mutually_exclusive_group(required=required)
+    group.add_argument(dest, nargs='?', default=argparse.SUPPRESS, metavar='CONFIG', help=help)
+    group.add_argument('--cfg_file', '--cfg-file', dest=dest, metavar='CONFIG',
+                       help='the config file given as an option (alias of the positional CONFIG)')
 
 
 def add_cfg_options_argument(parser: Any) -> None:

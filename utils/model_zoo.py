@@ -1,12 +1,15 @@
-"""Known checkpoints by name, and downloading checkpoints given as http(s) URLs.
+"""Known checkpoints by name, downloading checkpoints given as http(s) URLs, and the checkpoint argument.
 
-A checkpoint argument (``val.py``, the demo, ``apis.init_model`` / ``init_detector``) may be a file
-path, a model name from :data:`MODEL_ZOO`, or an http(s) URL. Names and URLs are downloaded once into
-``pretrained_weight/`` (resuming a partial ``.part`` file when the server allows it), and checked
-against the SHA-256 published in OpenMMLab file names (the 8 hex digits after the last ``-``).
+A checkpoint argument (``val.py``, the demo, ``tools/``, ``benchmarks/``, ``apis.init_model`` /
+``init_detector``, ``init_cfg`` of configs) may be a file path, a training run's work dir (its
+``best.pth``, else ``last.pth``), a model name from :data:`MODEL_ZOO`, or an http(s) URL. Names and URLs
+are downloaded once into ``pretrained_weight/`` (resuming a partial ``.part`` file when the server allows
+it), and checked against the zoo's SHA-256 or the one published in the file name (the 8+ hex digits after
+the last ``-``, as OpenMMLab and ``tools/publish_model.py`` name files).
 """
 from __future__ import annotations
 
+import argparse
 import hashlib
 import os
 import re
@@ -14,6 +17,7 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlparse
 
 from tqdm import tqdm
@@ -46,6 +50,9 @@ _MMDET = 'https://download.openmmlab.com/mmdetection/v3.0/rtmdet/'
 _MMPOSE = 'https://download.openmmlab.com/mmpose/v1/body_2d_keypoint/'
 _ORIGINAL = ('the original MMPose_Clean project\'s checkpoint with this log name (its work_dirs/); '
              'no public URL')
+# The original project's published files, pinned to one commit of github.com/neesetifa/MMPose_Clean.
+ORIGINAL_COMMIT = '8031fae883696075a3e4b6b1f7bcaf93950f6ca8'
+ORIGINAL_RAW = f'https://github.com/neesetifa/MMPose_Clean/raw/{ORIGINAL_COMMIT}/'
 
 MODEL_ZOO: dict[str, ZooEntry] = {
     'rtmdet-tiny': ZooEntry(
@@ -72,10 +79,30 @@ MODEL_ZOO: dict[str, ZooEntry] = {
         '4b0703bb', 'configs/simcc/simcc_mobilenetv2_wo-deconv-8xb64-210e_coco-256x192.py',
         'MMPose SimCC MobileNetV2-1.0x 256x192, COCO 62.0 AP'),
     'rle-mbv2-0.5x-192x192': ZooEntry(
-        'rle_mbv2-0.5x_aic-coco-192x192_202403131203.pth', None,
+        'rle_mbv2-0.5x_aic-coco-192x192_202403131203.pth',
+        ORIGINAL_RAW + 'work_dirs/202403131203_rle_coco_aic_mb_050_quant/202403281820_ptq/last.pth',
         'f3707015e1365b7a946ec592b772fbc13dff1430ca8f92ac5ed66a8aa747f878',
         'configs/rle/rle_mbv2-0.5x_aic-coco-192x192.py',
-        'RLE MobileNetV2-0.5x 192x192, COCO 48.81 AP, log 202403131203; ' + _ORIGINAL),
+        'RLE MobileNetV2-0.5x 192x192, COCO 48.81 AP, log 202403131203 (the original project\'s float '
+        'weights of the best epoch)'),
+    'mbv2-0.5x-imagenet-backbone': ZooEntry(
+        'mobilenet_v2_0.5x_imagenet_backbone.pth',
+        ORIGINAL_RAW + 'pretrained_weight/0_imagenet/mobilenet_v2_0.5x_pretrained_backbone.pth',
+        '69e4e1ab09f5711916bf3a312e11829d1e773cfa0908a1e3f5cfdf00edffbbcd', None,
+        'ImageNet-pretrained MobileNetV2-0.5x backbone (no prefix); init of the 0.5x heatmap models'),
+    'mbv2-0.5x-heatmap-coco-backbone-192x192': ZooEntry(
+        'mobilenetv2_0.5x_heatmap_coco_backbone_192x192.pth',
+        ORIGINAL_RAW + 'pretrained_weight/1_heatmap/'
+        'mobilenetv2_0.50x_heatmap_coco_pretrained_backbone_192x192.pth',
+        '884adfb84de5fa38b66c3163cf915a6cbb39ad7530d0f6ff88004781d701698e', None,
+        'backbone (backbone.*) of the original project\'s COCO heatmap MobileNetV2-0.5x 192x192'),
+    'mbv2-0.5x-udp-coco-aic-backbone-192x192': ZooEntry(
+        'mobilenetv2_0.5x_udp_coco_aic_backbone_192x192.pth',
+        ORIGINAL_RAW + 'pretrained_weight/2_udp_heatmap/'
+        'mobilenetv2_0.5x_udp_coco_aic_pretrained_backbone_192x192.pth',
+        'b925c2799c6941f703f7e1238fcd5fee05b021738355992092a7449cdbf1a011', None,
+        'backbone (backbone.*) of the original project\'s COCO+AIC UDP-heatmap MobileNetV2-0.5x 192x192; '
+        'init of the RLE-0.5x model'),
     'rle-mbv2-0.75x-192x192': ZooEntry(
         'rle_mobilenet_0.75x_192x192_mmpose_202404121425.pth', None, None,
         'configs/rle/rle_mbv2-0.75x_aic-coco-192x192.py',
@@ -154,21 +181,55 @@ def download(url: str, dst: str | os.PathLike, sha256: str | None = None, progre
     return dst
 
 
-def resolve_checkpoint(checkpoint: str | os.PathLike, root: str | os.PathLike = DEFAULT_ROOT,
-                       progress: bool = True) -> Path:
-    """Local path of a checkpoint given as a file path, a :data:`MODEL_ZOO` name, or an http(s) URL.
+CHECKPOINT_HELP = ('checkpoint: a file (.pth; .onnx where ONNX Runtime serves the model), a training run\'s '
+                   'work dir (its best.pth, else last.pth), a model-zoo name (utils/model_zoo.py) or an '
+                   'http(s) URL (downloaded into pretrained_weight/)')
 
-    Names and URLs are looked up in ``root`` first and downloaded there when absent.
+
+def add_checkpoint_argument(parser: Any, required: bool = True, option: bool = False,
+                            help: str = CHECKPOINT_HELP) -> None:
+    """Add the positional ``CHECKPOINT`` argument (``args.checkpoint``), described the same everywhere.
+
+    With ``option`` it may also be given as ``--checkpoint CHECKPOINT`` (not both); without ``required``
+    it may be left out (``args.checkpoint`` is None).
+    """
+    if not option:
+        parser.add_argument('checkpoint', nargs=None if required else '?', metavar='CHECKPOINT', help=help)
+        return
+    group = parser.add_mutually_exclusive_group(required=required)
+    group.add_argument('checkpoint', nargs='?', default=argparse.SUPPRESS, metavar='CHECKPOINT', help=help)
+    group.add_argument('--checkpoint', dest='checkpoint', metavar='CHECKPOINT',
+                       help='the checkpoint given as an option (alias of the positional CHECKPOINT)')
+
+
+def run_checkpoint(work_dir: str | os.PathLike) -> Path:
+    """The checkpoint of a training run's work dir: its ``best.pth``, else its ``last.pth``."""
+    work_dir = Path(work_dir)
+    for name in ('best.pth', 'last.pth'):
+        if (work_dir / name).is_file():
+            return work_dir / name
+    raise ModelZooError(f'work dir {work_dir} holds neither best.pth nor last.pth')
+
+
+def resolve_checkpoint(checkpoint: str | os.PathLike, root: str | os.PathLike | None = None,
+                       progress: bool = True) -> Path:
+    """Local path of a checkpoint given as a file path, a work dir, a :data:`MODEL_ZOO` name, or an
+    http(s) URL.
+
+    Names and URLs are looked up in ``root`` (default :data:`DEFAULT_ROOT`, ``pretrained_weight/``) first
+    and downloaded there when absent.
 
     Raises:
-        ModelZooError: unknown name / missing file (listing the known names), a known model without
-            a public URL that is not in ``root`` (saying which file to put where), or a failed
-            download.
+        ModelZooError: unknown name / missing file (listing the known names), a work dir without
+            best.pth / last.pth, a known model without a public URL that is not in ``root`` (saying
+            which file to put where), or a failed download.
     """
     text = os.fspath(checkpoint)
     if os.path.isfile(text):
         return Path(text)
-    root = Path(root)
+    if os.path.isdir(text):
+        return run_checkpoint(text)
+    root = Path(DEFAULT_ROOT if root is None else root)
     if text in MODEL_ZOO:
         entry = MODEL_ZOO[text]
         dst = root / entry.filename
@@ -186,5 +247,7 @@ def resolve_checkpoint(checkpoint: str | os.PathLike, root: str | os.PathLike = 
         if dst.is_file():
             return dst
         return download(text, dst, hash_prefix_from_name(filename), progress)
-    raise ModelZooError(f'checkpoint {text!r} is not a file, a known model name ({", ".join(MODEL_ZOO)}) '
-                        'or an http(s) URL')
+    if os.sep in text or Path(text).suffix in ('.pth', '.pt', '.onnx'):
+        raise ModelZooError(f'checkpoint file not found: {text} (neither a file nor a work dir)')
+    raise ModelZooError(f'checkpoint {text!r} is not a file, a work dir, a known model name '
+                        f'({", ".join(MODEL_ZOO)}) or an http(s) URL')

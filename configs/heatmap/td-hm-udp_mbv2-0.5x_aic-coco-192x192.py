@@ -18,7 +18,7 @@ model = dict(
         widen_factor=0.5,
         out_indices=(7, ),
         init_cfg=dict(type='Pretrained',
-                      checkpoint='pretrained_weight/mobilenet_v2_0.5x_imagenet_backbone.pth')),
+                      checkpoint='mbv2-0.5x-imagenet-backbone')),
     head=dict(
         type='HeatmapHead',
         in_channels=1280,

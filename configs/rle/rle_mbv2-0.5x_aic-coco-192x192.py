@@ -19,7 +19,7 @@ model = dict(
         widen_factor=0.5,
         out_indices=(7, ),
         init_cfg=dict(type='Pretrained', prefix='backbone.',
-                      checkpoint='pretrained_weight/mobilenetv2_0.5x_udp_coco_aic_backbone_192x192.pth')),
+                      checkpoint='mbv2-0.5x-udp-coco-aic-backbone-192x192')),
     neck=dict(type='GlobalAveragePooling'),
     head=dict(
         type='RLEHead',
