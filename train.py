@@ -13,43 +13,40 @@ from __future__ import annotations
 
 import argparse
 import logging
-import math
 import sys
-import time
-from collections import defaultdict
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import torch
-from torch import nn
-from torch.nn.parallel import DistributedDataParallel
 from torch.utils.tensorboard import SummaryWriter
 
 from datasets import build_dataloader
 from datasets.batch_picture import train_batch_picture
 from datasets.batched import INPUT_PIPELINES, build_train_loader, choose_input_pipeline
-from deploy.loading import is_qat_config
-from deploy.qat import prepare_qat
+from deploy.qat import prepare_for_training
+from engine import NonFiniteLossError, RunStopped
+from engine.rank_stop import watch_for_peer_stop
+from engine.setup import (
+    build_ema_from_hooks,
+    build_train_model,
+    enable_amp,
+    pin_loader_memory,
+    set_cudnn_benchmark,
+)
+from engine.train_loop import train_one_epoch
 from evaluation import evaluate_model
 from evaluation.prediction_pictures import prediction_mosaic
-from models import build_pose_estimator
-from optim import build_ema, build_optimizer, build_schedulers, scale_lr
-from utils.checkpoint import load_checkpoint, read_checkpoint, save_checkpoint
+from optim import build_optimizer, build_schedulers, scale_lr
+from utils.checkpoint import read_checkpoint, save_checkpoint
 from utils.cli import run_main
 from utils.config import Config, add_cfg_options_argument, add_config_argument, load_config
 from utils.dist import barrier, broadcast_buffers, broadcast_object, cleanup, init_distributed
-from utils.errors import ReportedError
 from utils.logger import FILE_ONLY, RunLog, collect_env, get_logger
-from utils.model_zoo import resolve_checkpoint
 from utils.registry import METRICS
 from utils.run_checks import check_data_sizes, check_training_settings, refuse_overwrite
 from utils.seed import seed_epoch, set_random_seed
 from utils.train_state import checkpoint_payload, restore
-
-
-class NonFiniteLossError(ReportedError, RuntimeError):
-    """A loss term became NaN or infinite; training stops without writing a checkpoint."""
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -139,9 +136,7 @@ def resolve_work_dir(args: argparse.Namespace, cfg_file: str,
 def configure(cfg: Config, args: argparse.Namespace, device: torch.device) -> None:
     """Apply command-line switches to the config (recorded in the dumped config)."""
     if args.amp:
-        cfg.optim_wrapper['type'] = 'AmpOptimWrapper'
-        bf16_ok = device.type != 'cuda' or torch.cuda.is_bf16_supported()
-        cfg.optim_wrapper.setdefault('dtype', 'bfloat16' if bf16_ok else 'float16')
+        enable_amp(cfg, device)
     if args.auto_scale_lr:
         cfg.setdefault('auto_scale_lr', {})['enable'] = True
     randomness = cfg.setdefault('randomness', {})
@@ -153,107 +148,7 @@ def configure(cfg: Config, args: argparse.Namespace, device: torch.device) -> No
         randomness['deterministic'] = True
     if args.input_pipeline:
         cfg['input_pipeline'] = args.input_pipeline
-    if device.type == 'cuda':  # pinned host memory lets the uint8 batch copy overlap the step
-        cfg.train_dataloader.setdefault('pin_memory', True)
-        cfg.val_dataloader.setdefault('pin_memory', True)
-
-
-class StepStats:
-    """Loss terms and grad norms of each iteration, kept on the device and read back one iteration
-    late (or when logging), so the step itself never waits for the device."""
-
-    def __init__(self) -> None:
-        self.pending: tuple[int, list[str], torch.Tensor] | None = None
-        self.window: dict[str, list[float]] = defaultdict(list)
-
-    def push(self, it: int, losses: dict[str, Any], grad_norm: torch.Tensor | None,
-             device: torch.device) -> None:
-        """Keep iteration ``it``'s 0-d loss terms and grad norm on ``device``; read back the previous one."""
-        names = list(losses) + (['grad_norm'] if grad_norm is not None else [])
-        values = [torch.as_tensor(v, device=device).detach().float().reshape(()) for v in losses.values()]
-        if grad_norm is not None:
-            values.append(grad_norm.detach().float().reshape(()))
-        self.resolve()
-        self.pending = (it, names, torch.stack(values))
-
-    def resolve(self) -> None:
-        """Read back the pending iteration; raise NonFiniteLossError naming the iteration and term."""
-        if self.pending is None:
-            return
-        it, names, stacked = self.pending
-        self.pending = None
-        for name, value in zip(names, stacked.tolist()):
-            if name.startswith('loss') and not math.isfinite(value):
-                raise NonFiniteLossError(f'non-finite loss at iteration {it + 1}: {name} = {value}. '
-                                         'The last checkpoint on disk is left as it was; lower the lr or '
-                                         'check the data of this iteration.')
-            self.window[name].append(value)
-
-    def means(self) -> dict[str, float]:
-        """Mean of each term over the iterations since the last call (window then cleared)."""
-        self.resolve()
-        out = {k: sum(v) / len(v) for k, v in self.window.items() if v}
-        self.window.clear()
-        return out
-
-
-class LossModel(nn.Module):
-    """``forward(inputs, targets) -> estimator.loss(...)``: DDP must wrap a forward that computes the
-    loss so that its gradient all-reduce hooks fire."""
-
-    def __init__(self, estimator: nn.Module) -> None:
-        super().__init__()
-        self.estimator = estimator
-
-    def forward(self, inputs: torch.Tensor, targets: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        """uint8 (B, 3, H, W) BGR images and (B, ...) targets -> the estimator's loss dict."""
-        return self.estimator.loss(inputs, targets)
-
-
-def train_one_epoch(run: RunLog, train_model: nn.Module, model: nn.Module, loader: Any, optim: Any,
-                    schedulers: list, ema: Any, epoch: int) -> None:
-    """One pass over ``loader``: forward+loss (under the wrapper's autocast/no_sync), update, EMA,
-    per-iteration schedulers, logging."""
-    device = run.device
-    channels_last = device.type == 'cuda'
-    iters_per_epoch = len(loader)
-    it = epoch * iters_per_epoch
-    stats = StepStats()
-    train_model.train()
-    end = time.perf_counter()
-    data_time = step_time = 0.0
-    for i, batch in enumerate(run.progress(loader, epoch)):
-        data_time += time.perf_counter() - end
-        inputs = batch['inputs'].to(device, non_blocking=True)
-        if channels_last:
-            inputs = inputs.contiguous(memory_format=torch.channels_last)
-        targets = {k: v.to(device, non_blocking=True) for k, v in batch['targets'].items()}
-        lr = optim.param_groups[0]['lr']
-        try:
-            with optim.optim_context(train_model):
-                losses = train_model(inputs, targets)
-            grad_norm = optim.update_params(sum(v for k, v in losses.items() if k.startswith('loss')))
-        except torch.OutOfMemoryError as err:
-            raise SystemExit(
-                f'CUDA out of memory at batch size {run.batch_size} per GPU ({run.world_size} GPUs): lower '
-                f'it, e.g. --cfg-options train_dataloader.batch_size={max(run.batch_size // 2, 1)}, or use '
-                f'--amp. ({err})') from None
-        if ema is not None:
-            ema.update_parameters(model)
-        for scheduler in schedulers:
-            if not scheduler.by_epoch:
-                scheduler.step()
-        stats.push(it, losses, grad_norm, device)
-        it += 1
-        run.iters += 1
-        step_time += time.perf_counter() - end
-        end = time.perf_counter()
-        if (i + 1) % run.log_interval == 0 or i + 1 == iters_per_epoch:
-            means = stats.means()
-            n = i % run.log_interval + 1
-            run.log_train(epoch, i, iters_per_epoch, it, lr, means, step_time / n, data_time / n)
-            data_time = step_time = 0.0
-    stats.resolve()
+    pin_loader_memory(cfg, device)
 
 
 def update_best(best: dict[str, Any], metrics: dict[str, float], rule: str, epoch: int,
@@ -268,35 +163,6 @@ def update_best(best: dict[str, Any], metrics: dict[str, float], rule: str, epoc
         return False
     best.update(score=score, epoch=epoch + 1)
     return True
-
-
-def build_model(cfg: Config, device: torch.device, world_size: int,
-                logger: logging.Logger) -> tuple[nn.Module, nn.Module]:
-    """(estimator, module to train): weights initialised (init_cfg, then ``load_from``), on ``device``
-    (channels_last on CUDA), SyncBN if ``cfg.sync_bn`` on several GPUs, the loss wrapped in DDP."""
-    model = build_pose_estimator(cfg.model)
-    model.init_weights()
-    if cfg.get('load_from'):
-        report = load_checkpoint(model, resolve_checkpoint(cfg.load_from), strict=False)
-        logger.info('load_from %s: missing %s, unexpected %s', cfg.load_from, report.missing,
-                    report.unexpected)
-    if is_qat_config(cfg):  # fine-tune with fake-quant; export with tools/export_onnx.py
-        model = prepare_qat(model, cfg.quantization)
-        logger.info('quantisation-aware training: %s', dict(cfg.quantization))
-    if cfg.get('sync_bn') and world_size > 1:
-        if device.type == 'cuda':
-            model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
-        else:
-            logger.warning('sync_bn needs CUDA; training with per-process BatchNorm')
-    model.to(device)
-    if device.type == 'cuda':
-        model.to(memory_format=torch.channels_last)
-    train_model: nn.Module = LossModel(model)
-    if world_size > 1:
-        train_model = DistributedDataParallel(
-            train_model, device_ids=[device.index] if device.type == 'cuda' else None,
-            find_unused_parameters=bool(cfg.get('find_unused_parameters', False)))
-    return model, train_model
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -320,11 +186,9 @@ def main(argv: list[str] | None = None) -> int:
                 work_dir, device, world_size)
     seed = int(cfg.randomness['seed'])
     set_random_seed(seed, bool(cfg.randomness.get('deterministic', False)))
-    if device.type == 'cuda':
-        torch.backends.cudnn.benchmark = bool(cfg.get('env_cfg', {}).get('cudnn_benchmark', False)) \
-            and not cfg.randomness.get('deterministic', False)
+    set_cudnn_benchmark(cfg)
 
-    model, train_model = build_model(cfg, device, world_size, logger)
+    model, train_model = build_train_model(cfg, device, world_size, logger, prepare_for_training)
     distributed = world_size > 1
     cfg_dir = Path(args.cfg_file).parent
     recipes = choose_input_pipeline(cfg.get('input_pipeline'), device, cfg.train_dataloader['dataset'],
@@ -350,13 +214,7 @@ def main(argv: list[str] | None = None) -> int:
         logger.info('auto_scale_lr: lr x %g (total batch %d, base %d)', ratio, total_batch,
                     cfg.auto_scale_lr['base_batch_size'])
     schedulers = build_schedulers(optim, cfg.get('param_scheduler'), iters_per_epoch, max_epochs)
-    hooks = list(cfg.get('custom_hooks') or [])
-    ema_cfg = next((h for h in hooks if h.get('type') == 'EMAHook'), None)
-    for hook in hooks:
-        if hook.get('type') != 'EMAHook':
-            logger.warning('custom_hooks: %s is not supported and is ignored (stage 2 comes from '
-                           'stage2_num_epochs + the dataset pipeline_stage2)', hook.get('type'))
-    ema = build_ema(model, ema_cfg)
+    ema = build_ema_from_hooks(model, cfg, logger)
     ckpt_cfg = {'save_best': 'coco/AP', 'rule': 'greater', **(cfg.get('checkpoint') or {})}
     best: dict[str, Any] = {'key': ckpt_cfg['save_best'], 'score': None, 'epoch': None}
 
@@ -364,7 +222,7 @@ def main(argv: list[str] | None = None) -> int:
     if resume_from is None and (args.resume or args.resume_ckpt):
         logger.warning('--resume: no last.pth in %s; starting from scratch', work_dir)
     if resume_from:
-        ckpt = read_checkpoint(resume_from, map_location=device)
+        ckpt = read_checkpoint(resume_from, map_location='cpu')  # restore() copies onto the device
         restore(ckpt, model, ema, optim, schedulers)
         start_epoch, best = int(ckpt['epoch']), {**best, **ckpt['best']}
         if int(ckpt['iter']) != start_epoch * iters_per_epoch:
@@ -381,6 +239,9 @@ def main(argv: list[str] | None = None) -> int:
                  batch_picture=lambda batch: train_batch_picture(batch, train_loader.dataset.metainfo))
     run.log_header(model, len(train_loader.dataset), iters_per_epoch, len(val_loader.dataset))
     vis_images = int(cfg.get('vis_num_images', 8))
+    # NCCL: a rank stuck in a collective whose peer has stopped ends with that peer's message
+    peer_watch = watch_for_peer_stop(lambda message: logger.error('%s', message)) if device.type == 'cuda' \
+        else None
 
     try:
         for epoch in range(start_epoch, max_epochs):
@@ -388,7 +249,7 @@ def main(argv: list[str] | None = None) -> int:
                 logger.info('Epoch %d: switched to the stage-2 pipeline (workers restarted)', epoch + 1)
             train_loader.set_epoch(epoch)  # shuffle order and per-sample augmentation seeds of this epoch
             seed_epoch(seed, epoch, rank)  # everything else random in the epoch (e.g. dropout)
-            train_one_epoch(run, train_model, model, train_loader, optim, schedulers, ema, epoch)
+            train_one_epoch(run, train_model, train_loader, optim, schedulers, ema, epoch)
             for scheduler in schedulers:
                 if scheduler.by_epoch:
                     scheduler.step()
@@ -419,10 +280,12 @@ def main(argv: list[str] | None = None) -> int:
         logger.warning('Interrupted: nothing half-written; %s holds the last finished epoch',
                        work_dir / 'last.pth')
         return 130
-    except NonFiniteLossError as err:
+    except (NonFiniteLossError, RunStopped) as err:  # one line on every rank, no checkpoint written
         logger.error('%s', err)
         return 1
     finally:
+        if peer_watch is not None:
+            peer_watch.set()
         run.close()
         cleanup()
     run.log_summary(best['key'], ckpt_cfg['rule'])

@@ -2,18 +2,21 @@
 
     python benchmarks/bench_train.py CONFIG [--synthetic | --synthetic-jpeg [N]]
                                      [--input-pipeline device|cpu] [--iters N] [--warmup N]
-                                     [--device cpu|cuda] [--amp] [--batch-size B] [--cfg-options ...]
+                                     [--device cpu|cuda] [--amp] [--batch-size B] [--json] [--cfg-options ...]
 
-``--synthetic`` feeds random uint8 images and codec targets (no files, no augmentation) to measure
-the model step alone; without it the config's real train loader is used. ``--synthetic-jpeg N``
-trains on N realistic 640x480 JPEGs (several people each, ~110 kB; ``benchmarks/synthetic_jpeg.py``)
-written to a temporary folder, through the config's train pipeline, so that decoding costs what it
-does on COCO. ``--input-pipeline`` picks the per-sample loader (``cpu``) or the batched one that
-decodes, crops and augments on the device (``device``; default as train.py: device on CUDA when the
-recipe allows); the per-sample host work of the loader (reading + augmenting, or reading + drawing
-parameters) is measured in this process too. The step is the one
-train.py runs: optimizer wrapper (fused AdamW on CUDA), channels_last, uint8 transfer with
-normalisation on the device; ``--amp`` adds bfloat16 autocast.
+Runs what train.py runs, through the same functions: the model built by ``engine.setup`` (channels_last
+and fused optimizers on CUDA, SyncBN/QAT as configured), the config's EMA hook and lr schedulers,
+``engine.prepare_batch`` (pinned uint8 batches, ``non_blocking`` copies, normalisation on the device) and
+``engine.train_step`` with its device-side statistics read back once per ``log_interval``. ``--amp`` is
+train.py's ``--amp`` (bfloat16 where supported, else float16 with loss scaling; a dtype in the config wins).
+``--synthetic`` feeds random uint8 images and codec targets (no files, no augmentation) to measure the
+step alone; without it the config's train loader is used. ``--synthetic-jpeg N`` trains on N realistic
+640x480 JPEGs (several people each, ~110 kB; ``benchmarks/synthetic_jpeg.py``) written to a temporary
+folder, through the config's train pipeline, so that decoding costs what it does on COCO.
+``--input-pipeline`` picks the per-sample loader (``cpu``) or the batched one that decodes, crops and
+augments on the device (``device``; default as train.py: device on CUDA when the recipe allows); the
+loader's host work per sample (reading + augmenting, or reading + drawing parameters, and collating) is
+measured in this process too. ``--json`` adds one JSON line with the figures.
 """
 import sys
 from pathlib import Path
@@ -21,7 +24,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository root, for `python tools/x.py`
 
 import argparse
+import functools
 import itertools
+import json
 import logging
 import resource
 import tempfile
@@ -36,15 +41,23 @@ import torch
 from benchmarks.synthetic_jpeg import write_synthetic_coco
 from codec import build_codec
 from datasets.batched import INPUT_PIPELINES, build_train_loader, choose_input_pipeline
-from models import build_pose_estimator
-from optim import build_optimizer
-from train import LossModel
+from deploy.qat import prepare_for_training
+from engine import StepStats, prepare_batch, train_step
+from engine.setup import (
+    build_ema_from_hooks,
+    build_train_model,
+    enable_amp,
+    pin_loader_memory,
+    set_cudnn_benchmark,
+)
+from optim import build_optimizer, build_schedulers
 from utils.cli import run_main
 from utils.config import add_cfg_options_argument, add_config_argument, load_config
 
 
-def synthetic_batches(cfg, batch_size: int, seed: int = 0) -> Iterator[dict]:
-    """Endless random batches shaped like the train pipeline's output (targets from the codec)."""
+def synthetic_batches(cfg, batch_size: int, pin: bool, seed: int = 0) -> Iterator[dict]:
+    """Endless random batches shaped like the train pipeline's output (targets from the codec), in pinned
+    host memory when ``pin`` (as the train loader gives them on CUDA)."""
     codec = build_codec(cfg.codec)
     width, height = cfg.codec['input_size']
     num_kpts = cfg.model['head'].get('num_joints') or cfg.model['head'].get('out_channels', 17)
@@ -59,8 +72,8 @@ def synthetic_batches(cfg, batch_size: int, seed: int = 0) -> Iterator[dict]:
             arrays = [a[0] if a.ndim >= 2 and a.shape[0] == 1 else a for a in arrays]
             targets[name] = torch.from_numpy(np.stack(arrays).astype(np.float32))
         inputs = torch.from_numpy(rng.integers(0, 256, (batch_size, 3, height, width), dtype=np.uint8))
-        if torch.cuda.is_available():
-            inputs = inputs.pin_memory()
+        if pin:
+            inputs, targets = inputs.pin_memory(), {k: v.pin_memory() for k, v in targets.items()}
         pool.append({'inputs': inputs, 'targets': targets})
     return itertools.cycle(pool)
 
@@ -107,77 +120,100 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument('--iters', type=int, default=50, help='timed iterations')
     parser.add_argument('--warmup', type=int, default=5, help='untimed iterations first')
     parser.add_argument('--batch-size', type=int, help='override train_dataloader.batch_size')
-    parser.add_argument('--amp', action='store_true', help='bfloat16 autocast')
+    parser.add_argument('--amp', action='store_true', help="mixed precision, as train.py's --amp")
+    parser.add_argument('--json', action='store_true', help='also print the figures as one JSON line')
     parser.add_argument('--device', choices=['cpu', 'cuda'],
                         default='cuda' if torch.cuda.is_available() else 'cpu')
     add_cfg_options_argument(parser)
     args = parser.parse_args(argv)
     cfg = load_config(args.config, args.cfg_options)
+    device = torch.device(args.device)
     if args.batch_size:
         cfg.train_dataloader['batch_size'] = args.batch_size
     if args.amp:
-        cfg.optim_wrapper.update(type='AmpOptimWrapper', dtype='bfloat16')
+        enable_amp(cfg, device)
+    pin_loader_memory(cfg, device)
+    set_cudnn_benchmark(cfg)
+    cfg.model['backbone']['init_cfg'] = None  # the weights do not change the speed: no pretrained files
+    cfg['load_from'] = None
     batch_size = cfg.train_dataloader['batch_size']
-    device = torch.device(args.device)
-    torch.backends.cudnn.benchmark = device.type == 'cuda'
+    logger = logging.getLogger('bench_train')
 
-    model = build_pose_estimator(cfg.model).to(device)
-    channels_last = device.type == 'cuda'
-    if channels_last:
-        model.to(memory_format=torch.channels_last)
-    train_model = LossModel(model).train()
+    model, train_model = build_train_model(cfg, device, 1, logger, prepare_for_training)
     optim = build_optimizer(model, cfg.optim_wrapper)
-    host_work = None
     if args.synthetic:
-        batches = synthetic_batches(cfg, batch_size)
+        batches = synthetic_batches(cfg, batch_size, pin=device.type == 'cuda')
+        iters_per_epoch = args.warmup + args.iters
+        host_work = None
     else:
         if args.synthetic_jpeg:
             jpeg_dir = tempfile.TemporaryDirectory(prefix='bench_train_jpeg_')  # removed at exit
             use_synthetic_jpegs(cfg, Path(jpeg_dir.name), args.synthetic_jpeg)
         recipes = choose_input_pipeline(args.input_pipeline or cfg.get('input_pipeline'), device,
-                                        cfg.train_dataloader['dataset'], logging.getLogger('bench_train'))
+                                        cfg.train_dataloader['dataset'], logger)
         loader = build_train_loader(cfg.train_dataloader, recipes, device, seed=0, distributed=False,
                                     cfg_dir=Path(args.config).parent)
         host_work = ('batched: read + draw' if recipes else 'per-sample: read + augment',
                      *host_ms_per_sample(loader))
         batches = itertools.chain.from_iterable(itertools.repeat(loader))
+        iters_per_epoch = len(loader)
+    schedulers = build_schedulers(optim, cfg.get('param_scheduler'), iters_per_epoch,
+                                  int(cfg.train_cfg['max_epochs']))
+    ema = build_ema_from_hooks(model, cfg, logger)
+    log_interval = int(cfg.get('log_interval', 50))
+    stats = StepStats(log_interval)
+    prepare = functools.partial(prepare_batch, device=device, channels_last=device.type == 'cuda')
+    train_model.train()
 
-    def step(batch: dict) -> None:
-        inputs = batch['inputs'].to(device, non_blocking=True)
-        if channels_last:
-            inputs = inputs.contiguous(memory_format=torch.channels_last)
-        targets = {k: v.to(device, non_blocking=True) for k, v in batch['targets'].items()}
-        with optim.optim_context(train_model):
-            losses = train_model(inputs, targets)
-        optim.update_params(sum(v for k, v in losses.items() if k.startswith('loss')))
+    def step(it: int) -> float:
+        """One iteration as train.py's loop runs it; returns the seconds spent waiting for the batch."""
+        t0 = time.perf_counter()
+        batch = next(batches)
+        waited = time.perf_counter() - t0
+        train_step(train_model, optim, prepare(batch), it, stats, ema, schedulers)
+        if (it + 1) % log_interval == 0:
+            stats.means()
+        return waited
 
-    for _ in range(args.warmup):
-        step(next(batches))
+    for it in range(args.warmup):
+        step(it)
     if device.type == 'cuda':
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
+    readbacks_before = stats.readbacks
     wait = 0.0
     start = time.perf_counter()
-    for _ in range(args.iters):
-        t0 = time.perf_counter()
-        batch = next(batches)
-        wait += time.perf_counter() - t0
-        step(batch)
+    for it in range(args.warmup, args.warmup + args.iters):
+        wait += step(it)
     if device.type == 'cuda':
         torch.cuda.synchronize()
     total = time.perf_counter() - start
-    mem = f'{torch.cuda.max_memory_allocated() / 2 ** 20:.0f} MB' if device.type == 'cuda' else 'n/a (cpu)'
-    data = ('synthetic' if args.synthetic else
-            f'{args.synthetic_jpeg} synthetic JPEGs' if args.synthetic_jpeg else 'train loader')
-    print(f'config: {args.config}  device: {device}  batch: {batch_size}  amp: {args.amp}  data: {data}')
+    figures = dict(
+        config=args.config, device=str(device), batch=batch_size,
+        amp=cfg.optim_wrapper.get('dtype') if args.amp else None,
+        data=('synthetic' if args.synthetic else
+              f'{args.synthetic_jpeg} synthetic JPEGs' if args.synthetic_jpeg else 'train loader'),
+        input_pipeline=host_work[0].split(':')[0] if host_work else None,
+        host_ms_per_sample=round(host_work[1], 3) if host_work else None, ema=ema is not None,
+        images_per_s=round(args.iters * batch_size / total, 1),
+        ms_per_iter=round(total / args.iters * 1000, 1),
+        data_wait_share=round(wait / total, 4), readbacks=stats.readbacks - readbacks_before,
+        peak_memory_mb=round(torch.cuda.max_memory_allocated() / 2 ** 20) if device.type == 'cuda' else None,
+        peak_host_memory_mb=round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024))
+    print(f"config: {args.config}  device: {device}  batch: {batch_size}  amp: {figures['amp'] or 'off'}  "
+          f"EMA: {'on' if figures['ema'] else 'off'}  data: {figures['data']}")
     if host_work is not None:
         print(f'input pipeline: {host_work[0]}, {host_work[1]:.3f} CPU ms/sample on the host '
               f'({host_work[2]:.3f} ms wall)')
-    print(f'throughput: {args.iters * batch_size / total:.1f} img/s  '
-          f'({total / args.iters * 1000:.1f} ms/iter)')
-    print(f'waiting for data: {100 * wait / total:.1f} % of the time')
-    print(f'peak GPU memory: {mem}; peak host memory (this process): '
-          f'{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB')
+    print(f"throughput: {figures['images_per_s']:.1f} img/s  ({figures['ms_per_iter']:.1f} ms/iter)")
+    print(f"waiting for data: {100 * figures['data_wait_share']:.1f} % of the time")
+    print(f"statistics read back {figures['readbacks']} times in {args.iters} iterations "
+          f'(log_interval {log_interval})')
+    print(f"peak GPU memory: {figures['peak_memory_mb'] if device.type == 'cuda' else 'n/a (cpu)'}"
+          f"{' MB' if device.type == 'cuda' else ''}; peak host memory (this process): "
+          f"{figures['peak_host_memory_mb']} MB")
+    if args.json:
+        print(json.dumps(figures))
 
 
 if __name__ == '__main__':

@@ -11,6 +11,8 @@ that ONNX Runtime runs with int8 kernels.
 from __future__ import annotations
 
 import copy
+import logging
+import types
 import warnings
 from collections.abc import Mapping
 from typing import Any
@@ -18,7 +20,9 @@ from typing import Any
 import torch
 from torch import nn
 
+from deploy.loading import is_qat_config
 from models.pose_estimator import TopdownPoseEstimator
+from utils.logger import LOGGER_NAME
 
 QAT_KEYS = {'mode', 'float_checkpoint', 'observer_momentum'}
 
@@ -27,13 +31,16 @@ def qat_qconfig(averaging_constant: float = 0.01) -> Any:
     """QConfig: per-tensor affine uint8 activations, per-channel symmetric int8 weights in [-127, 127]
     (moving-average min/max observers with ``averaging_constant``). The symmetric [-127, 127] grid puts a
     channel's largest weight exactly on a level (with [-128, 127] it sits on a rounding tie that PyTorch
-    and ONNX Runtime break differently), and matches ONNX Runtime's own symmetric int8 weights."""
+    and ONNX Runtime break differently), and matches ONNX Runtime's own symmetric int8 weights.
+    The fake-quant modules are the fused kind: observing and fake-quantising is one op that reads its
+    enable flags on the device (plain ``FakeQuantize`` tests them with ``if flag[0] == 1`` in Python, a
+    host read-back per module per step on CUDA)."""
     from torch.ao import quantization as tq
 
-    activation = tq.FakeQuantize.with_args(
+    activation = tq.FusedMovingAvgObsFakeQuantize.with_args(
         observer=tq.MovingAverageMinMaxObserver, averaging_constant=averaging_constant, quant_min=0,
         quant_max=255, dtype=torch.quint8, qscheme=torch.per_tensor_affine)
-    weight = tq.FakeQuantize.with_args(
+    weight = tq.FusedMovingAvgObsFakeQuantize.with_args(
         observer=tq.MovingAveragePerChannelMinMaxObserver, averaging_constant=averaging_constant,
         quant_min=-127, quant_max=127, dtype=torch.qint8, qscheme=torch.per_channel_symmetric, ch_axis=0)
     return tq.QConfig(activation=activation, weight=weight)
@@ -143,6 +150,15 @@ def prepare_qat(model: TopdownPoseEstimator, qcfg: Mapping[str, Any] | None = No
     return QATTopdownPoseEstimator(model, network).to(device).train()
 
 
+def prepare_for_training(model: TopdownPoseEstimator, cfg: Mapping[str, Any]) -> nn.Module:
+    """``model`` prepared for QAT when ``cfg.quantization.mode == 'qat'`` (see :func:`prepare_qat`), else
+    ``model`` itself; ``engine.setup.build_train_model``'s ``prepare`` step."""
+    if not is_qat_config(cfg):
+        return model
+    logging.getLogger(LOGGER_NAME).info('quantisation-aware training: %s', dict(cfg['quantization']))
+    return prepare_qat(model, cfg['quantization'])
+
+
 def _fold_bn(network: nn.Module) -> None:
     """Replace each QAT conv+BN(+ReLU) module by a QAT conv(+ReLU) with BN folded into its weight and bias,
     keeping the trained weight fake-quant (its scales were learned on the folded weight), in place."""
@@ -183,9 +199,13 @@ def export_qat_onnx(model: QATTopdownPoseEstimator, cfg: Mapping[str, Any], path
     onnx = require('onnx', 'QAT export')
     frozen = copy.deepcopy(model).cpu().eval()
     frozen.apply(disable_observer)
-    for module in frozen.modules():  # [-127, 127] weights are [-128, 127] ones that never use -128, the
-        if isinstance(module, FakeQuantize) and module.activation_post_process.quant_min == -127:  # only
-            module.quant_min = module.activation_post_process.quant_min = -128  # int8 range ONNX accepts
+    for module in frozen.modules():
+        if not isinstance(module, FakeQuantize):
+            continue
+        # the fused training op has no ONNX form; frozen, the plain FakeQuantize forward computes the same
+        module.forward = types.MethodType(FakeQuantize.forward, module)
+        if module.activation_post_process.quant_min == -127:  # [-127, 127] weights are [-128, 127] ones that
+            module.quant_min = module.activation_post_process.quant_min = -128  # never use -128: ONNX's range
     _fold_bn(frozen.network)
     export_args['opset'] = export_args.get('opset') or 17
     if export_args['opset'] < 13:

@@ -28,29 +28,31 @@ class ExponentialMovingAverage:
         self.momentum, self.interval, self.update_buffers = momentum, interval, update_buffers
         self.steps = 0
 
-    def _averaged(self, model: nn.Module) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+    def _pairs(self, model: nn.Module) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        """(averaged tensors, the model's matching tensors): parameters, plus buffers with update_buffers."""
         if self.update_buffers:
-            return self.module.state_dict(), model.state_dict()
-        return dict(self.module.named_parameters()), dict(model.named_parameters())
+            averaged, source = self.module.state_dict(), model.state_dict()
+        else:
+            averaged, source = dict(self.module.named_parameters()), dict(model.named_parameters())
+        return list(averaged.values()), [source[name] for name in averaged]
 
-    def average_(self, avg: torch.Tensor, source: torch.Tensor, steps: int) -> None:
-        """In place: move ``avg`` towards ``source``; ``steps`` updates have already happened."""
-        avg.lerp_(source, self.momentum)
+    def average_(self, avgs: list[torch.Tensor], sources: list[torch.Tensor], steps: int) -> None:
+        """In place, all at once (foreach kernels): move each of ``avgs`` towards its ``sources``;
+        ``steps`` updates have already happened."""
+        torch._foreach_lerp_(avgs, sources, self.momentum)
 
     @torch.no_grad()
     def update_parameters(self, model: nn.Module) -> None:
-        """Fold the current weights of ``model`` into the average (call after each optimizer step)."""
-        averaged, source = self._averaged(model)
+        """Fold the current weights of ``model`` into the average (call after each optimizer step). A few
+        multi-tensor kernels, whatever the number of tensors; nothing is read back to the host."""
+        avgs, sources = self._pairs(model)
         if self.steps == 0:
-            for name, avg in averaged.items():
-                avg.copy_(source[name])
+            torch._foreach_copy_(avgs, sources)
         elif self.steps % self.interval == 0:
-            for name, avg in averaged.items():
-                if avg.dtype.is_floating_point:
-                    self.average_(avg, source[name].to(avg.device), self.steps)
+            floating = [i for i, avg in enumerate(avgs) if avg.dtype.is_floating_point]
+            self.average_([avgs[i] for i in floating], [sources[i] for i in floating], self.steps)
         if not self.update_buffers:
-            for avg_buf, buf in zip(self.module.buffers(), model.buffers()):
-                avg_buf.copy_(buf)
+            torch._foreach_copy_(list(self.module.buffers()), list(model.buffers()))
         self.steps += 1
 
     def state_dict(self) -> dict[str, Any]:
@@ -72,9 +74,10 @@ class ExpMomentumEMA(ExponentialMovingAverage):
         super().__init__(model, momentum, interval, update_buffers)
         self.gamma = gamma
 
-    def average_(self, avg: torch.Tensor, source: torch.Tensor, steps: int) -> None:
+    def average_(self, avgs: list[torch.Tensor], sources: list[torch.Tensor], steps: int) -> None:
         m = (1 - self.momentum) * math.exp(-float(1 + steps) / self.gamma) + self.momentum
-        avg.mul_(1 - m).add_(source, alpha=m)
+        torch._foreach_mul_(avgs, 1 - m)
+        torch._foreach_add_(avgs, sources, alpha=m)
 
 
 EMA_TYPES = {'ExponentialMovingAverage': ExponentialMovingAverage, 'ExpMomentumEMA': ExpMomentumEMA}

@@ -64,6 +64,16 @@ def test_rle_loss_matches_mmpose(reg_inputs, kwargs, expected):
     assert loss(pred, sigma, target, weight).item() == pytest.approx(value.item(), rel=1e-6)
 
 
+@pytest.mark.parametrize('bad', [float('nan'), float('inf')])
+def test_rle_loss_lets_non_finite_predictions_through(reg_inputs, bad):
+    """No torch.distributions argument check: a NaN/inf prediction gives a non-finite loss (which the
+    training loop reports, naming the iteration) instead of a ValueError."""
+    pred, sigma, target, weight = reg_inputs
+    pred = pred.clone()
+    pred[1, 3, 0] = bad
+    assert not torch.isfinite(RLELoss(use_target_weight=True)(pred, sigma, target, weight))
+
+
 def test_rle_loss_rejects_bad_distribution():
     with pytest.raises(ValueError, match='q_distribution'):
         RLELoss(q_distribution='cauchy')

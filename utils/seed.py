@@ -1,9 +1,8 @@
-"""Seeding and RNG state capture: whole-run seeds, per-epoch seeds, deterministic mode."""
+"""Seeding: whole-run seeds, per-epoch seeds, deterministic mode."""
 from __future__ import annotations
 
 import os
 import random
-from typing import Any
 
 import numpy as np
 import torch
@@ -43,30 +42,3 @@ def seed_epoch(seed: int, epoch: int, rank: int = 0) -> int:
     np.random.seed(epoch_seed)
     torch.manual_seed(epoch_seed)
     return epoch_seed
-
-
-def get_rng_state() -> dict[str, Any]:
-    """States of Python's, NumPy's and torch's (CPU, CUDA) global RNGs, loadable with
-    ``torch.load(weights_only=True)``."""
-    np_state = np.random.get_state()
-    state: dict[str, Any] = {
-        'python': random.getstate(),
-        'numpy': {'keys': torch.from_numpy(np_state[1].astype(np.int64)), 'pos': int(np_state[2]),
-                  'has_gauss': int(np_state[3]), 'cached_gaussian': float(np_state[4])},
-        'torch': torch.get_rng_state(),
-    }
-    if torch.cuda.is_available() and torch.cuda.is_initialized():
-        state['cuda'] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def set_rng_state(state: dict[str, Any]) -> None:
-    """Restore what :func:`get_rng_state` captured."""
-    version, internal, gauss = state['python']
-    random.setstate((version, tuple(internal), gauss))
-    npst = state['numpy']
-    np.random.set_state(('MT19937', npst['keys'].numpy().astype(np.uint32), npst['pos'], npst['has_gauss'],
-                         npst['cached_gaussian']))
-    torch.set_rng_state(state['torch'])
-    if 'cuda' in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state['cuda'])

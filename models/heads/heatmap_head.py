@@ -13,8 +13,9 @@ import torch
 from torch import Tensor, nn
 
 from models.heads.regression_head import build_decoder, last_feature
-from models.losses.accuracy import keypoint_pck_accuracy
+from models.losses.accuracy import constant_norm, keypoint_pck_accuracy
 from structures.flip import flip_heatmaps
+from utils.precision import autocast_off
 from utils.registry import MODELS
 
 _DECONV_PADDING = {4: (1, 0), 3: (1, 1), 2: (0, 0)}  # kernel -> (padding, output_padding) for stride 2
@@ -149,14 +150,14 @@ class HeatmapHead(nn.Module):
         ``keypoint_weights`` (B, K)) and, unless ``train_cfg['compute_acc']`` is False, ``acc_pose``."""
         gt = targets['heatmaps'].float()
         weights = targets['keypoint_weights'].float()
-        with torch.autocast(device_type=outputs.device.type, enabled=False):
+        with autocast_off():
             outputs = outputs.float()
             losses = dict(loss_kpt=self.loss_module(outputs, gt, weights))
         if (train_cfg or {}).get('compute_acc', True):
             b, _, h, w = outputs.shape
             pred_locs, _ = heatmap_maximum(outputs.detach())
             gt_locs, _ = heatmap_maximum(gt)
-            norm = torch.tensor([[h, w]], dtype=torch.float32, device=outputs.device).expand(b, 2)
+            norm = constant_norm(b, (h, w), outputs.device)
             losses['acc_pose'] = keypoint_pck_accuracy(pred_locs, gt_locs, weights > 0, 0.05, norm)
         return losses
 

@@ -13,6 +13,7 @@ from torch import Tensor, nn
 
 from models.losses.accuracy import keypoint_pck_accuracy
 from structures.flip import flip_coordinates
+from utils.precision import autocast_off
 from utils.registry import CODECS, MODELS
 
 
@@ -81,7 +82,7 @@ class RegressionHead(nn.Module):
         the normalised coordinates). ``train_cfg`` is accepted for the common head interface."""
         labels = targets['keypoint_labels'].float()
         weights = targets['keypoint_weights'].float()
-        with torch.autocast(device_type=outputs.device.type, enabled=False):
+        with autocast_off():
             outputs = outputs.float()
             loss = self.compute_loss(outputs, labels, weights)
         coords = outputs[..., :2]

@@ -12,6 +12,7 @@ import torch
 from torch import Tensor, nn
 
 from models.heads.regression_head import RegressionHead, last_feature
+from utils.precision import autocast_enabled, autocast_off
 from utils.registry import MODELS
 
 
@@ -40,10 +41,14 @@ class RLEHead(RegressionHead):
         self.register_load_state_dict_pre_hook(_split_mmpose_fc)
 
     def forward(self, feats: Tensor | Sequence[Tensor]) -> Tensor:
-        """(B, C) feature (last of ``feats``) -> (B, K, 4) coordinates and raw sigmas."""
+        """(B, C) feature (last of ``feats``) -> (B, K, 4) coordinates and raw sigmas, float32 even under
+        autocast (two small Linear layers: fp32 costs nothing and keeps the coordinates exact)."""
         x = torch.flatten(last_feature(feats), 1)
-        coords = self.fc_coord(x).reshape(-1, self.num_joints, 2)
-        sigmas = self.fc_sigma(x).reshape(-1, self.num_joints, 2)
+        if autocast_enabled():  # never while tracing/exporting: the graph keeps the plain path
+            x = x.float()
+        with autocast_off():
+            coords = self.fc_coord(x).reshape(-1, self.num_joints, 2)
+            sigmas = self.fc_sigma(x).reshape(-1, self.num_joints, 2)
         return torch.cat([coords, sigmas], dim=-1)
 
     def compute_loss(self, outputs: Tensor, labels: Tensor, weights: Tensor) -> Tensor:

@@ -15,8 +15,9 @@ from torch import Tensor, nn
 
 from models.heads.heatmap_head import DEFAULT_FINAL_LAYER, HeatmapHead, init_conv_bn
 from models.heads.regression_head import build_decoder, init_linear_normal, last_feature
-from models.losses.accuracy import keypoint_pck_accuracy
+from models.losses.accuracy import constant_norm, keypoint_pck_accuracy
 from structures.flip import flip_vectors
+from utils.precision import autocast_off
 from utils.registry import MODELS
 
 
@@ -109,7 +110,7 @@ class SimCCHead(nn.Module):
         weighted by ``keypoint_weights`` (B, K)) and ``acc_pose`` (PCK@0.05 in input pixels)."""
         gt = (targets['keypoint_x_labels'].float(), targets['keypoint_y_labels'].float())
         weights = targets['keypoint_weights'].float()
-        with torch.autocast(device_type=gt[0].device.type, enabled=False):
+        with autocast_off():
             pred = (outputs[0].float(), outputs[1].float())
             loss = self.loss_module(pred, gt, weights)
         ratio = self.simcc_split_ratio
@@ -118,7 +119,7 @@ class SimCCHead(nn.Module):
         b, _, wx = pred[0].shape
         w, h = int(wx / ratio), int(pred[1].shape[-1] / ratio)
         # (h, w) against (x, y), as MMPose's simcc_pck_accuracy does
-        norm = torch.tensor([[h, w]], dtype=torch.float32, device=weights.device).expand(b, 2)
+        norm = constant_norm(b, (h, w), weights.device)
         acc = keypoint_pck_accuracy(pred_locs / ratio, gt_locs / ratio, weights > 0, 0.05, norm)
         return dict(loss_kpt=loss, acc_pose=acc)
 

@@ -23,7 +23,7 @@ def keypoint_pck_accuracy(pred: Tensor, gt: Tensor, mask: Tensor, thr: float, no
             and non-positive entries are treated as 1e6 (MMPose's convention).
 
     Returns:
-        0-dim float32 tensor on ``pred``'s device.
+        0-dim float32 tensor on ``pred``'s device, computed without reading anything back to the host.
     """
     pred, gt, norm = pred.detach().float(), gt.detach().float(), norm_factor.detach().float().to(pred.device)
     valid = mask.to(pred.device).bool() & ~(norm == 0).any(dim=1, keepdim=True)
@@ -31,7 +31,14 @@ def keypoint_pck_accuracy(pred: Tensor, gt: Tensor, mask: Tensor, thr: float, no
     dist = torch.linalg.vector_norm((pred - gt) / norm[:, None, :], dim=-1)
     hits = ((dist < thr) & valid).sum(dim=0).float()
     counts = valid.sum(dim=0).float()
-    has_valid = counts > 0
-    if not bool(has_valid.any()):
-        return torch.zeros((), dtype=torch.float32, device=pred.device)
-    return (hits[has_valid] / counts[has_valid]).mean()
+    has_valid = (counts > 0).float()  # masked arithmetic: no host read-back, no data-dependent shape
+    per_kpt = hits / counts.clamp(min=1)
+    return (per_kpt * has_valid).sum() / has_valid.sum().clamp(min=1)
+
+
+def constant_norm(batch: int, values: tuple[float, float], device: torch.device | str) -> Tensor:
+    """(batch, 2) float32 normaliser with every row ``values``, filled on ``device`` (no host-to-device
+    copy, which would wait for the device)."""
+    norm = torch.full((batch, 2), float(values[0]), device=device)
+    norm[:, 1] = float(values[1])
+    return norm

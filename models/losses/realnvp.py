@@ -6,9 +6,12 @@ checkpoints carrying ``head.loss_module.flow_model.*`` load unchanged (53,784 pa
 """
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import Tensor, nn
-from torch.distributions import MultivariateNormal
+
+_LOG_2PI = math.log(2 * math.pi)
 
 
 def _coupling_net(final_tanh: bool) -> nn.Sequential:
@@ -21,7 +24,12 @@ def _coupling_net(final_tanh: bool) -> nn.Sequential:
 
 
 class RealNVP(nn.Module):
-    """Density model over 2-D residuals with a standard-normal prior (RLE, Li et al. 2021)."""
+    """Density model over 2-D residuals with a standard-normal prior (RLE, Li et al. 2021).
+
+    The prior's ``loc`` (zeros) and ``cov`` (identity) buffers are kept for checkpoint compatibility; the
+    log-density is the closed form of that standard normal (no ``torch.distributions`` object, whose
+    argument checks read values back to the host and reject NaN/inf instead of letting them reach the loss).
+    """
 
     def __init__(self) -> None:
         super().__init__()
@@ -52,6 +60,8 @@ class RealNVP(nn.Module):
         return z, log_det
 
     def log_prob(self, x: Tensor) -> Tensor:
-        """Log-density of points ``x`` (M, 2) under the flow; returns (M,)."""
+        """Log-density of points ``x`` (M, 2) under the flow; returns (M,). Non-finite points give
+        non-finite densities (no exception)."""
         z, log_det = self.backward_p(x)
-        return MultivariateNormal(self.loc, self.cov).log_prob(z) + log_det
+        prior = -0.5 * (z - self.loc).square().sum(dim=1) - 0.5 * z.shape[1] * _LOG_2PI
+        return prior + log_det

@@ -1,0 +1,208 @@
+"""Training stops cleanly and exactly: a NaN/inf loss is reported with its first iteration and term even
+when noticed at a later log line; with two ranks, a problem on one rank stops both with one message (no
+hang); a resume restores exactly from a checkpoint read to the CPU, whatever device wrote its RNG states."""
+import os
+import re
+import socket
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+import train
+from engine import LossModel, StepStats, train_step
+from engine.rank_stop import agree_first_bad
+from models import build_pose_estimator
+from models.heads.rle_head import RLEHead
+from optim import build_ema, build_optimizer, build_schedulers
+from tests.test_train import needs_data, one_torch_thread, tiny_config  # noqa: F401 (autouse fixture)
+from tests.test_train_step import codec_batch
+from utils.checkpoint import read_checkpoint, save_checkpoint
+from utils.config import load_config
+from utils.train_state import checkpoint_payload, restore
+
+REPO = Path(__file__).resolve().parents[1]
+NAN = float('nan')
+
+
+def test_step_stats_name_the_first_bad_iteration_after_one_read_back():
+    stats = StepStats(capacity=4)
+    values = [(1.0, 0.5), (NAN, 0.5), (float('inf'), 0.5), (2.0, 0.5)]
+    for it, (loss, acc) in enumerate(values, start=10):
+        stats.push(it, {'loss_kpt': torch.tensor(loss), 'acc_pose': torch.tensor(acc)},
+                   torch.tensor(3.0) if it % 2 else None)
+    assert stats.readbacks == 0 and stats.first_bad is None
+    means = stats.means()
+    assert stats.readbacks == 1 and stats.first_bad[:2] == (11, 'loss_kpt')
+    assert means['acc_pose'] == 0.5 and means['grad_norm'] == 3.0  # only iterations that stepped
+    message = agree_first_bad(stats.first_bad, stats.names, torch.device('cpu'))
+    assert message.startswith('non-finite loss at iteration 12: loss_kpt = nan.')
+    stats.push(14, {'loss_kpt': torch.tensor(1.0), 'acc_pose': torch.tensor(1.0)}, None)
+    assert stats.first_bad[0] == 11  # the first one stays
+
+
+@needs_data
+def test_rle_prediction_with_inf_stops_naming_iteration_and_term(tmp_path, monkeypatch):
+    # 3 iterations per epoch, a log line every 3: iteration 5 (epoch 2) is poisoned, noticed at iteration 6
+    cfg_file = tiny_config(tmp_path, 'rle', max_epochs=2, extra='log_interval = 3\n')
+    real_forward = RLEHead.forward
+    calls = []
+
+    def poisoned(self, feats):
+        outputs = real_forward(self, feats)
+        if self.training:
+            calls.append(1)
+            if len(calls) == 5:
+                outputs = outputs.clone()
+                outputs[0, 0, 0] = float('inf')
+        return outputs
+
+    monkeypatch.setattr(RLEHead, 'forward', poisoned)
+    work_dir = tmp_path / 'work'
+    assert train.main(['--cfg_file', str(cfg_file), '--work-dir', str(work_dir), '--device', 'cpu']) == 1
+    log = (work_dir / 'train.log').read_text()
+    assert re.search(r'non-finite loss at iteration 5: loss_kpt = (nan|inf)\.', log), log[-2000:]
+    assert 'Epoch(train) [2]' not in log  # stopped at the epoch's log line, before logging it
+    assert read_checkpoint(work_dir / 'last.pth')['epoch'] == 1  # epoch 1's checkpoint, untouched
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(('127.0.0.1', 0))
+        return s.getsockname()[1]
+
+
+DRIVER = """
+    import os, sys
+    sys.path.insert(0, {repo!r})
+    import torch
+    import train
+    from engine import LossModel
+
+    real, calls = LossModel.forward, []
+
+    def on_rank_1(self, inputs, targets):
+        losses = real(self, inputs, targets)
+        calls.append(1)
+        if os.environ['RANK'] == '1' and len(calls) == 2:
+            {action}
+        return losses
+
+    LossModel.forward = on_rank_1
+    from utils.cli import run_main
+    run_main(train.main)
+    """
+
+
+def run_two_ranks(tmp_path: Path, action: str) -> tuple[list[subprocess.CompletedProcess], float, Path]:
+    """train.py as two gloo ranks (plain processes, no torchrun: each rank's output and exit code apart);
+    ``action`` runs on rank 1 in its second iteration. 3 iterations per epoch, one log line at the end."""
+    cfg_file = tiny_config(tmp_path, 'rle', max_epochs=1, batch_size=2, extra='log_interval = 3\n')
+    driver = tmp_path / 'driver.py'
+    driver.write_text(textwrap.dedent(DRIVER.format(repo=str(REPO), action=action)))
+    work_dir = tmp_path / 'work'
+    port = free_port()
+    procs = []
+    for rank in (0, 1):
+        env = {**os.environ, 'OMP_NUM_THREADS': '1', 'RANK': str(rank), 'LOCAL_RANK': str(rank),
+               'WORLD_SIZE': '2', 'MASTER_ADDR': '127.0.0.1', 'MASTER_PORT': str(port)}
+        procs.append(subprocess.Popen(
+            [sys.executable, str(driver), '--cfg_file', str(cfg_file), '--work-dir', str(work_dir),
+             '--device', 'cpu'], cwd=REPO, env=env, text=True,
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE))
+    results, first_exit = [], None
+    try:
+        for proc in procs:
+            out, err = proc.communicate(timeout=300)
+            first_exit = first_exit or time.monotonic()
+            results.append(subprocess.CompletedProcess(proc.args, proc.returncode, out, err))
+    finally:
+        for proc in procs:
+            proc.kill()
+    return results, time.monotonic() - first_exit, work_dir
+
+
+@needs_data
+def test_non_finite_loss_on_rank_1_stops_both_ranks_with_one_message(tmp_path):
+    poison = "losses['loss_kpt'] = losses['loss_kpt'] * float('nan')"
+    results, spread, work_dir = run_two_ranks(tmp_path, poison)
+    expected = 'non-finite loss at iteration 2: loss_kpt = nan (rank 1).'
+    for rank, result in enumerate(results):
+        assert result.returncode == 1, (rank, result.stderr[-3000:])
+        assert expected in result.stdout + result.stderr, (rank, result.stdout[-2000:], result.stderr[-2000:])
+    assert spread < 30, f'the second rank exited {spread:.1f} s after the first'
+    assert not (work_dir / 'last.pth').exists()
+
+
+@needs_data
+def test_out_of_memory_on_rank_1_stops_both_ranks_with_its_message(tmp_path):
+    results, spread, work_dir = run_two_ranks(
+        tmp_path, "raise torch.OutOfMemoryError('CUDA out of memory. Tried to allocate 2.00 GiB')")
+    for rank, result in enumerate(results):
+        assert result.returncode == 1, (rank, result.stderr[-3000:])
+        message = 'rank 1: CUDA out of memory at batch size 2 per GPU (2 GPUs)'
+        assert message in result.stdout + result.stderr, (rank, result.stdout[-2000:], result.stderr[-2000:])
+    assert spread < 30, f'the second rank exited {spread:.1f} s after the first'
+    assert not (work_dir / 'last.pth').exists()
+
+
+def test_resume_restores_exactly_from_a_checkpoint_of_another_device(tmp_path):
+    """A checkpoint read with map_location='cpu' restores model, EMA, optimizer and schedulers bit for
+    bit; RNG states written by older versions (here as if from 8 GPUs, on 'meta') do not matter."""
+    cfg = load_config(REPO / 'configs/rle/rle_mbv2-0.5x_aic-coco-192x192.py')
+    cfg.codec['input_size'] = (64, 64)  # small crops: a fast step (the head pools globally)
+    ema_cfg = dict(type='EMAHook', ema_type='ExpMomentumEMA', momentum=0.0002, update_buffers=True)
+
+    def build():
+        torch.manual_seed(0)
+        model = build_pose_estimator(cfg.model)
+        optim = build_optimizer(model, cfg.optim_wrapper)
+        return model, LossModel(model).train(), optim, build_schedulers(optim, cfg.param_scheduler, 10, 20), \
+            build_ema(model, ema_cfg)
+
+    batch = codec_batch(cfg, 2)
+    model, train_model, optim, schedulers, ema = build()
+    for it in range(2):
+        train_step(train_model, optim, batch, it, None, ema, schedulers)
+    payload = checkpoint_payload(model, ema, optim, schedulers, cfg, 1, 2, {'score': None})
+    payload['rng'] = {'torch': torch.empty(5056, dtype=torch.uint8, device='meta'),
+                      'cuda': [torch.empty(16, dtype=torch.uint8, device='meta')] * 8}
+    save_checkpoint(tmp_path / 'last.pth', payload)
+
+    model2, train_model2, optim2, schedulers2, ema2 = build()
+    restore(read_checkpoint(tmp_path / 'last.pth', map_location='cpu'), model2, ema2, optim2, schedulers2)
+    for it in (2, 3):  # both continue identically
+        train_step(train_model, optim, batch, it, None, ema, schedulers)
+        train_step(train_model2, optim2, batch, it, None, ema2, schedulers2)
+    for a, b in ((model, model2), (ema.module, ema2.module)):
+        sa, sb = a.state_dict(), b.state_dict()
+        assert all(torch.equal(sa[k], sb[k]) for k in sa)
+    assert [s.state_dict() for s in schedulers] == [s.state_dict() for s in schedulers2]
+    assert np.isclose(optim.param_groups[0]['lr'], optim2.param_groups[0]['lr'], rtol=0, atol=0)
+
+
+def test_peer_stop_watch_reports_another_ranks_message(tmp_path):
+    """The NCCL fallback, on a one-process gloo group: a message left by another rank is reported and the
+    process ended (here: recorded), the rank's own message is not."""
+    import threading
+
+    import torch.distributed as dist
+
+    from engine.rank_stop import _STOP_KEY, _store, watch_for_peer_stop
+
+    store = dist.FileStore(str(tmp_path / 'store'), 1)
+    dist.init_process_group('gloo', store=store, rank=0, world_size=1)
+    try:
+        seen, exited = [], threading.Event()
+        _store().set(_STOP_KEY, 'rank 0: my own stop')
+        done = watch_for_peer_stop(seen.append, interval=0.01, exit_process=lambda code: exited.set())
+        assert not exited.wait(0.2) and not seen
+        _store().set(_STOP_KEY, 'rank 1: CUDA out of memory')
+        assert exited.wait(10) and seen == ['rank 1: CUDA out of memory']
+        done.set()
+    finally:
+        dist.destroy_process_group()
