@@ -34,6 +34,7 @@ from dataclasses import asdict, dataclass, field
 import torch
 
 from utils.checkpoint import read_checkpoint
+from utils.cli import run_main
 
 SAMPLE_CONFIG = 'configs/rle/rle_mbv2-0.5x_coco-sample-192x192.py'
 RECIPES = {'RLE-0.5x': 'configs/rle/rle_mbv2-0.5x_aic-coco-192x192.py',
@@ -203,4 +204,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == '__main__':
-    sys.exit(main())
+    run_main(main)

@@ -28,7 +28,16 @@ import topdown_demo_with_mmdet as demo
 import train
 import val
 from models import build_pose_estimator
-from tools import browse_dataset, convert_checkpoint, eval_predictions, export_onnx, model_info, quantize
+from tools import (
+    browse_dataset,
+    convert_checkpoint,
+    eval_predictions,
+    export_onnx,
+    model_info,
+    plot_curves,
+    publish_model,
+    quantize,
+)
 from utils.checkpoint import save_checkpoint
 from utils.cli import run_main
 from utils.config import Config, load_config
@@ -473,6 +482,19 @@ def test_model_info_and_quantize_mistakes(env, capsys, unchanged, tmp_path):
     one_error(*run(quantize.main, args, capsys), 'handles pose models; this is a detector config')
 
 
+def test_publish_model_and_plot_curves_mistakes(env, bad_checkpoints, capsys, unchanged, tmp_path):
+    one_error(*run(publish_model.main, [bad_checkpoints['html'], tmp_path / 'pub.pth'], capsys),
+              'HTML/XML page')
+    one_error(*run(publish_model.main, [tmp_path / 'gone.pth', tmp_path / 'pub.pth'], capsys), r'gone\.pth')
+    assert list(tmp_path.iterdir()) == []
+    one_error(*run(plot_curves.main, [tmp_path, '--out', tmp_path / 'c.png'], capsys),
+              r'neither results\.csv nor scalars\.json')
+    write(tmp_path / 'results.csv', 'epoch,loss\n1,abc\n')
+    one_error(*run(plot_curves.main, [tmp_path / 'results.csv', '--out', tmp_path / 'c.png'], capsys),
+              r'results\.csv:2: expected numbers')
+    assert not (tmp_path / 'c.png').exists()
+
+
 # ------------------------------------------------------------------------------------------ outputs
 def test_outputs_get_the_umask_permissions(tmp_path):
     mask = os.umask(0o027)
@@ -512,3 +534,12 @@ def test_scripts_print_one_line_without_traceback(env, tmp_path):
                               timeout=120)
         assert proc.returncode == 2, proc.stderr
         assert proc.stderr.count('\n') == 1 and proc.stderr.startswith('error: '), proc.stderr
+
+
+def test_every_entry_point_reports_through_run_main():
+    scripts = [*REPO.glob('*.py'), *(REPO / 'tools').glob('*.py'), *(REPO / 'benchmarks').glob('*.py')]
+    entry_points = [p for p in scripts if "if __name__ == '__main__':" in p.read_text()]
+    assert len(entry_points) >= 15
+    offenders = [str(p.relative_to(REPO)) for p in entry_points
+                 if not re.search(r"if __name__ == '__main__':\n    run_main\(main\)\n\Z", p.read_text())]
+    assert offenders == []

@@ -22,6 +22,7 @@ from typing import Any
 import torch
 
 from utils.checkpoint import detect_format, read_checkpoint, save_checkpoint, state_dict_of
+from utils.cli import run_main
 from utils.model_zoo import add_checkpoint_argument, resolve_checkpoint, sha256_of
 from utils.restricted_unpickler import Placeholder
 
@@ -75,4 +76,4 @@ def main(argv: list[str] | None = None) -> Path:
 
 
 if __name__ == '__main__':
-    main()
+    run_main(main)
