@@ -17,6 +17,8 @@ import json
 import cv2
 import numpy as np
 
+from utils.cli import run_main
+
 # A standing person's 17 COCO keypoints in box units (x, y in [0, 1]).
 _POSE = np.array([[.50, .08], [.54, .06], [.46, .06], [.58, .08], [.42, .08], [.66, .22], [.34, .22],
                   [.74, .38], [.26, .38], [.78, .52], [.22, .52], [.60, .55], [.40, .55], [.62, .76],
@@ -75,11 +77,11 @@ def write_synthetic_coco(folder: str | Path, n_images: int = 64, seed: int = 0,
     return path
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('out_dir')
     parser.add_argument('--images', type=int, default=64)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     ann = write_synthetic_coco(args.out_dir, args.images)
     sizes = [p.stat().st_size for p in Path(args.out_dir).glob('*.jpg')]
     print(f'{ann}: {len(sizes)} images, {np.mean(sizes) / 1000:.0f} kB mean '
@@ -88,4 +90,4 @@ def main() -> int:
 
 
 if __name__ == '__main__':
-    raise SystemExit(main())
+    run_main(main)
