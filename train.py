@@ -23,6 +23,7 @@ from torch.utils.tensorboard import SummaryWriter
 
 from datasets import build_dataloader
 from datasets.batch_picture import train_batch_picture
+from datasets.batched import INPUT_PIPELINES, build_train_loader, choose_input_pipeline
 from engine import NonFiniteLossError, RunStopped
 from engine.rank_stop import watch_for_peer_stop
 from engine.setup import build_train_model, enable_amp, pin_loader_memory, set_cudnn_benchmark
@@ -61,6 +62,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument('--deterministic', action='store_true', help='deterministic algorithms')
     parser.add_argument('--device', choices=['cpu', 'cuda'],
                         help='default cuda when available, else cpu')
+    parser.add_argument('--input-pipeline', '--input_pipeline', dest='input_pipeline',
+                        choices=INPUT_PIPELINES,
+                        help="'device': decode, crop and augment whole batches on the training device; "
+                             "'cpu': per sample in loader workers; default: the config's input_pipeline "
+                             "('auto': device on CUDA when the recipe allows)")
     add_cfg_options_argument(parser)
     return parser.parse_args(argv)
 
@@ -133,6 +139,8 @@ def configure(cfg: Config, args: argparse.Namespace, device: torch.device) -> No
         randomness['seed'] = 0
     if args.deterministic:
         randomness['deterministic'] = True
+    if args.input_pipeline:
+        cfg['input_pipeline'] = args.input_pipeline
     pin_loader_memory(cfg, device)
 
 
@@ -176,8 +184,11 @@ def main(argv: list[str] | None = None) -> int:
     model, train_model = build_train_model(cfg, device, world_size, logger)
     distributed = world_size > 1
     cfg_dir = Path(args.cfg_file).parent
-    train_loader = build_dataloader(cfg.train_dataloader, seed=seed, distributed=distributed, cfg_dir=cfg_dir,
-                                    cfg_path='train_dataloader')
+    recipes = choose_input_pipeline(cfg.get('input_pipeline'), device, cfg.train_dataloader['dataset'],
+                                    logger)
+    logger.info('Input pipeline: %s', f'batched on {device}' if recipes else 'per-sample (loader workers)')
+    train_loader = build_train_loader(cfg.train_dataloader, recipes, device, seed=seed,
+                                      distributed=distributed, cfg_dir=cfg_dir, cfg_path='train_dataloader')
     val_loader = build_dataloader(cfg.val_dataloader, seed=seed, distributed=distributed, cfg_dir=cfg_dir,
                                   cfg_path='val_dataloader')
     metric = METRICS.build(cfg.val_evaluator, cfg_path='val_evaluator')

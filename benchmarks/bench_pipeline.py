@@ -2,10 +2,13 @@
 
     python benchmarks/bench_pipeline.py CONFIG [--data-dir ../shared/data/coco] [--ann-file test_coco.json]
         [--n 600] [--workers 2] [--batch-size 32] [--repeats 3] [--default-threads] [--phase train|val]
+        [--batched]
 
 The config's ``train_pipeline`` (or ``val_pipeline``) runs on the instances of a COCO-format file
 (default: the 4-image sample beside the repository), repeated to ``--n`` samples; the figures are
-the median and best of ``--repeats`` timed runs after a warm-up.
+the median and best of ``--repeats`` timed runs after a warm-up. ``--batched`` also times the
+device-side pipeline (``datasets.batched``) on the CPU: the loader side (read + draw + collate) and
+the per-batch side (decode, crop, targets) of ``--batch-size`` samples.
 """
 import sys
 from pathlib import Path
@@ -19,7 +22,8 @@ import time
 import cv2
 import torch
 
-from datasets import CocoStyleDataset, RepeatDataset, build_dataloader
+from datasets import RepeatDataset, build_dataloader, build_dataset
+from datasets.batched import DeviceTopdownPipeline, RawSampleDataset, collate_raw, dataset_recipes
 from utils.cli import run_main
 from utils.config import add_cfg_options_argument, add_config_argument, load_config
 
@@ -56,6 +60,27 @@ def _with_workers(dataset, n: int, workers: int, batch_size: int) -> float:
     return count / (time.perf_counter() - start)
 
 
+def _batched(dataset_cfg: dict, n: int, batch_size: int, repeats: int) -> tuple[list[float], list[float]]:
+    """Per-sample ms of the batched pipeline's loader side and of its per-batch side, one per repeat."""
+    recipes = dataset_recipes(dataset_cfg)
+    raw_ds = RawSampleDataset(build_dataset(dataset_cfg), recipes)
+    pipeline = DeviceTopdownPipeline(recipes, 'cpu')
+    pipeline(collate_raw([raw_ds[(i % len(raw_ds), i)] for i in range(batch_size)]))  # warm-up
+    host, device = [], []
+    for r in range(repeats):
+        t_host = t_device = 0.0
+        for start in range(0, n, batch_size):
+            t0 = time.perf_counter()
+            keys = [(i % len(raw_ds), r * n + i) for i in range(start, start + batch_size)]
+            raw = collate_raw([raw_ds[k] for k in keys])
+            t1 = time.perf_counter()
+            pipeline(raw)
+            t_host, t_device = t_host + t1 - t0, t_device + time.perf_counter() - t1
+        host.append(1000 * t_host / n)
+        device.append(1000 * t_device / n)
+    return host, device
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -70,13 +95,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument('--default-threads', action='store_true',
                         help='keep the OpenCV/torch thread defaults in the single-process run (default: '
                              'one thread each, as in a loader worker)')
+    parser.add_argument('--batched', action='store_true',
+                        help='also time the batched pipeline (loader side + per-batch side on the CPU)')
     add_cfg_options_argument(parser)
     args = parser.parse_args(argv)
     cfg = load_config(args.config, args.cfg_options)
     data_dir = Path(args.data_dir)
-    base = CocoStyleDataset(ann_file=str(data_dir / args.ann_file), data_prefix=dict(img=str(data_dir)),
-                            metainfo=dict(from_file='configs/_base_/datasets/coco.py'),
-                            pipeline=cfg[f'{args.phase}_pipeline'])
+    dataset_cfg = dict(type='CocoDataset', ann_file=str(data_dir / args.ann_file),
+                       data_prefix=dict(img=str(data_dir)), pipeline=cfg[f'{args.phase}_pipeline'])
+    base = build_dataset(dataset_cfg)
     dataset = RepeatDataset(base, times=max(1, -(-args.n // len(base))))
     if not args.default_threads:
         cv2.setNumThreads(0)
@@ -91,6 +118,12 @@ def main(argv: list[str] | None = None) -> int:
         if w > 0:
             rate = _with_workers(dataset, args.n, w, args.batch_size)
             print(f'{w} workers, batch {args.batch_size}: {rate:.1f} samples/s')
+    if args.batched:
+        timed = _batched(dataset_cfg, args.n, args.batch_size, args.repeats)
+        host, device = (statistics.median(v) for v in timed)
+        print(f'batched pipeline, batch {args.batch_size}: loader side (read + draw + collate) {host:.3f} '
+              f'ms/sample; per-batch side on the CPU (decode, crop, targets) {device:.3f} ms/sample; '
+              f'together {1000 / (host + device):.0f} samples/s')
     return 0
 
 

@@ -1,7 +1,8 @@
 """Training throughput of a config: images/s, share of time waiting for data, peak GPU memory.
 
-    python benchmarks/bench_train.py CONFIG [--synthetic] [--iters N] [--warmup N] [--device cpu|cuda]
-                                     [--amp] [--batch-size B] [--json] [--cfg-options ...]
+    python benchmarks/bench_train.py CONFIG [--synthetic | --synthetic-jpeg [N]]
+                                     [--input-pipeline device|cpu] [--iters N] [--warmup N]
+                                     [--device cpu|cuda] [--amp] [--batch-size B] [--json] [--cfg-options ...]
 
 Runs what train.py runs, through the same functions: the model built by ``engine.setup`` (channels_last
 and fused optimizers on CUDA, SyncBN/QAT as configured), the config's EMA hook and lr schedulers,
@@ -9,7 +10,13 @@ and fused optimizers on CUDA, SyncBN/QAT as configured), the config's EMA hook a
 ``engine.train_step`` with its device-side statistics read back once per ``log_interval``. ``--amp`` is
 train.py's ``--amp`` (bfloat16 where supported, else float16 with loss scaling; a dtype in the config wins).
 ``--synthetic`` feeds random uint8 images and codec targets (no files, no augmentation) to measure the
-step alone; without it the config's train loader is used. ``--json`` adds one JSON line with the figures.
+step alone; without it the config's train loader is used. ``--synthetic-jpeg N`` trains on N realistic
+640x480 JPEGs (several people each, ~110 kB; ``benchmarks/synthetic_jpeg.py``) written to a temporary
+folder, through the config's train pipeline, so that decoding costs what it does on COCO.
+``--input-pipeline`` picks the per-sample loader (``cpu``) or the batched one that decodes, crops and
+augments on the device (``device``; default as train.py: device on CUDA when the recipe allows); the
+loader's host work per sample (reading + augmenting, or reading + drawing parameters, and collating) is
+measured in this process too. ``--json`` adds one JSON line with the figures.
 """
 import sys
 from pathlib import Path
@@ -21,13 +28,19 @@ import functools
 import itertools
 import json
 import logging
+import resource
+import tempfile
 import time
 from collections.abc import Iterator
+from typing import Any
 
+import cv2
 import numpy as np
 import torch
 
+from benchmarks.synthetic_jpeg import write_synthetic_coco
 from codec import build_codec
+from datasets.batched import INPUT_PIPELINES, build_train_loader, choose_input_pipeline
 from engine import StepStats, prepare_batch, train_step
 from engine.setup import (
     build_train_model,
@@ -63,11 +76,45 @@ def synthetic_batches(cfg, batch_size: int, pin: bool, seed: int = 0) -> Iterato
     return itertools.cycle(pool)
 
 
+def use_synthetic_jpegs(cfg, folder: Path, n_images: int) -> None:
+    """Train on ``n_images`` synthetic JPEGs written to ``folder``, through the config's train pipelines
+    (repeated 10 times per epoch, so that epoch ends rarely interrupt the loader's prefetching)."""
+    ann = write_synthetic_coco(folder, n_images)
+    dataset = cfg.train_dataloader['dataset']
+    while dataset.get('type') == 'RepeatDataset':
+        dataset = dataset['dataset']
+    pipelines = {k: dataset[k] for k in ('pipeline', 'pipeline_stage2') if dataset.get(k)}
+    images = dict(type='CocoDataset', ann_file=str(ann), data_prefix=dict(img=str(folder)), **pipelines)
+    cfg.train_dataloader['dataset'] = dict(type='RepeatDataset', times=10, dataset=images)
+
+
+def host_ms_per_sample(loader: Any, n: int = 256) -> tuple[float, float]:
+    """(CPU ms, wall ms) per sample of what a loader worker does, run in this thread with one OpenCV
+    thread: ``dataset[(i, seed)]`` and the collate function over ``n`` samples in loader-sized batches
+    (the per-sample pipeline's whole work, or the batched pipeline's reading and parameter drawing)."""
+    raw = getattr(loader, 'loader', loader)  # a DeviceBatchLoader wraps the raw-batch loader
+    dataset, collate, batch = raw.dataset, raw.collate_fn, raw.batch_sampler.batch_size
+    threads = cv2.getNumThreads()
+    cv2.setNumThreads(0)
+    collate([dataset[(i % len(dataset), i)] for i in range(min(batch, 32))])  # warm-up: page cache, imports
+    cpu, wall = time.thread_time(), time.perf_counter()
+    for start in range(0, n, batch):
+        collate([dataset[(i % len(dataset), 1000 + i)] for i in range(start, min(start + batch, n))])
+    cpu, wall = time.thread_time() - cpu, time.perf_counter() - wall
+    cv2.setNumThreads(threads)
+    return 1000 * cpu / n, 1000 * wall / n
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     add_config_argument(parser, help='pose config file (its model, optimizer and train loader)')
     parser.add_argument('--synthetic', action='store_true', help='random batches instead of the train loader')
+    parser.add_argument('--synthetic-jpeg', type=int, nargs='?', const=256, metavar='N',
+                        help='train on N (default 256) synthetic 640x480 JPEGs written to a temporary folder')
+    parser.add_argument('--input-pipeline', choices=INPUT_PIPELINES,
+                        help="per-sample loader ('cpu') or batched on the device ('device'); default: as "
+                             'train.py')
     parser.add_argument('--iters', type=int, default=50, help='timed iterations')
     parser.add_argument('--warmup', type=int, default=5, help='untimed iterations first')
     parser.add_argument('--batch-size', type=int, help='override train_dataloader.batch_size')
@@ -95,10 +142,17 @@ def main(argv: list[str] | None = None) -> None:
     if args.synthetic:
         batches = synthetic_batches(cfg, batch_size, pin=device.type == 'cuda')
         iters_per_epoch = args.warmup + args.iters
+        host_work = None
     else:
-        from datasets import build_dataloader
-        loader = build_dataloader(cfg.train_dataloader, seed=0, distributed=False,
-                                  cfg_dir=Path(args.config).parent)
+        if args.synthetic_jpeg:
+            jpeg_dir = tempfile.TemporaryDirectory(prefix='bench_train_jpeg_')  # removed at exit
+            use_synthetic_jpegs(cfg, Path(jpeg_dir.name), args.synthetic_jpeg)
+        recipes = choose_input_pipeline(args.input_pipeline or cfg.get('input_pipeline'), device,
+                                        cfg.train_dataloader['dataset'], logger)
+        loader = build_train_loader(cfg.train_dataloader, recipes, device, seed=0, distributed=False,
+                                    cfg_dir=Path(args.config).parent)
+        host_work = ('batched: read + draw' if recipes else 'per-sample: read + augment',
+                     *host_ms_per_sample(loader))
         batches = itertools.chain.from_iterable(itertools.repeat(loader))
         iters_per_epoch = len(loader)
     schedulers = build_schedulers(optim, cfg.get('param_scheduler'), iters_per_epoch,
@@ -135,19 +189,27 @@ def main(argv: list[str] | None = None) -> None:
     figures = dict(
         config=args.config, device=str(device), batch=batch_size,
         amp=cfg.optim_wrapper.get('dtype') if args.amp else None,
-        data='synthetic' if args.synthetic else 'train loader', ema=ema is not None,
+        data=('synthetic' if args.synthetic else
+              f'{args.synthetic_jpeg} synthetic JPEGs' if args.synthetic_jpeg else 'train loader'),
+        input_pipeline=host_work[0].split(':')[0] if host_work else None,
+        host_ms_per_sample=round(host_work[1], 3) if host_work else None, ema=ema is not None,
         images_per_s=round(args.iters * batch_size / total, 1),
         ms_per_iter=round(total / args.iters * 1000, 1),
         data_wait_share=round(wait / total, 4), readbacks=stats.readbacks - readbacks_before,
-        peak_memory_mb=round(torch.cuda.max_memory_allocated() / 2 ** 20) if device.type == 'cuda' else None)
+        peak_memory_mb=round(torch.cuda.max_memory_allocated() / 2 ** 20) if device.type == 'cuda' else None,
+        peak_host_memory_mb=round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024))
     print(f"config: {args.config}  device: {device}  batch: {batch_size}  amp: {figures['amp'] or 'off'}  "
           f"EMA: {'on' if figures['ema'] else 'off'}  data: {figures['data']}")
+    if host_work is not None:
+        print(f'input pipeline: {host_work[0]}, {host_work[1]:.3f} CPU ms/sample on the host '
+              f'({host_work[2]:.3f} ms wall)')
     print(f"throughput: {figures['images_per_s']:.1f} img/s  ({figures['ms_per_iter']:.1f} ms/iter)")
     print(f"waiting for data: {100 * figures['data_wait_share']:.1f} % of the time")
     print(f"statistics read back {figures['readbacks']} times in {args.iters} iterations "
           f'(log_interval {log_interval})')
     print(f"peak GPU memory: {figures['peak_memory_mb'] if device.type == 'cuda' else 'n/a (cpu)'}"
-          f"{' MB' if device.type == 'cuda' else ''}")
+          f"{' MB' if device.type == 'cuda' else ''}; peak host memory (this process): "
+          f"{figures['peak_host_memory_mb']} MB")
     if args.json:
         print(json.dumps(figures))
 

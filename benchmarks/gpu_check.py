@@ -1,4 +1,4 @@
-"""Everything CUDA-only, checked with one command on one GPU (about 5-8 minutes), summarised in one table.
+"""Everything CUDA-only, checked with one command on one GPU (about 8-12 minutes), summarised in one table.
 
     python benchmarks/gpu_check.py --out-dir gpu_check/          # on a machine with a CUDA GPU
     python benchmarks/gpu_check.py --out-dir gpu_check/ --dry-run  # on the CPU: checks this script's plumbing
@@ -7,7 +7,8 @@ Rows: the environment; the CUDA-marked tests (``pytest -m cuda``: AMP bf16/fp16 
 AdamW, EMA, resume, evaluation, one-process NCCL DDP, QAT); the no-host-sync check (the training step under
 ``torch.cuda.set_sync_debug_mode('error')``); a 1-epoch ``train.py --device cuda --amp`` run on the sample
 config and its ``--resume`` to epoch 2; ``bench_train.py`` for the RLE-0.5x and SimCC-0.75x recipes with
-synthetic batches (fp32 and AMP) and with the real train loader (the sample images beside the repository),
+synthetic batches (fp32 and AMP), with the real train loader (the sample images beside the repository) and
+with 256 synthetic JPEGs through the per-sample and the device-side input pipelines (AMP),
 giving images/s, data-wait share and peak memory. The table is printed and written, with every figure and
 the tail of each failed command, to ``OUT_DIR/gpu_check.json``. Needs only requirements.txt (and
 requirements-test.txt for pytest); the sample data and weights in ``../shared`` for the rows that use them.
@@ -120,7 +121,8 @@ def train_rows(out_dir: Path, device: str, dry_run: bool) -> list[Row]:
 
 
 def bench_rows(device: str, dry_run: bool) -> list[Row]:
-    """bench_train.py per recipe: synthetic fp32, synthetic AMP, real loader AMP."""
+    """bench_train.py per recipe: synthetic fp32, synthetic AMP, real loader AMP, and synthetic JPEGs through
+    the per-sample (cpu) and the batched (device) input pipelines, AMP."""
     size = ['--iters', '1', '--warmup', '1', '--batch-size', '2'] if dry_run else \
         ['--iters', '60', '--warmup', '15']
     workers = ['train_dataloader.num_workers=0', 'train_dataloader.persistent_workers=False'] \
@@ -128,6 +130,11 @@ def bench_rows(device: str, dry_run: bool) -> list[Row]:
     variants = [('synthetic fp32', ['--synthetic']), ('synthetic AMP', ['--synthetic', '--amp'])]
     if SHARED_DATA.is_dir():
         variants.append(('train loader AMP', ['--amp', '--cfg-options', *SAMPLE_TRAIN_DATA, *workers]))
+    jpegs = '4' if dry_run else '256'
+    for pipeline in ('cpu', 'device'):
+        variants.append((f'{jpegs} JPEGs, {pipeline} input pipeline, AMP',
+                         ['--amp', '--synthetic-jpeg', jpegs, '--input-pipeline', pipeline,
+                          *(['--cfg-options', *workers] if workers else [])]))
     rows = []
     for recipe, config in RECIPES.items():
         for label, extra in variants:
@@ -140,6 +147,9 @@ def bench_rows(device: str, dry_run: bool) -> list[Row]:
                 memory = f'{f["peak_memory_mb"]} MB' if f['peak_memory_mb'] is not None else 'n/a'
                 row.summary = (f'{f["images_per_s"]} img/s, batch {f["batch"]}, data wait '
                                f'{100 * f["data_wait_share"]:.0f} %, peak memory {memory}')
+                if f.get('input_pipeline'):
+                    row.summary += (f', {f["input_pipeline"]} input pipeline, host '
+                                    f'{f["host_ms_per_sample"]} CPU ms/sample')
             rows.append(row)
     return rows
 

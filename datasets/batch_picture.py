@@ -30,12 +30,13 @@ def target_keypoints(targets: Mapping[str, torch.Tensor],
         kpts = targets['keypoint_labels'].float().cpu().numpy()[..., :2] * np.array([w, h])
     elif 'keypoint_x_labels' in targets:
         x, y = targets['keypoint_x_labels'].float(), targets['keypoint_y_labels'].float()
-        kpts = torch.stack([x.argmax(-1) * (w / x.shape[-1]), y.argmax(-1) * (h / y.shape[-1])], -1).numpy()
+        kpts = torch.stack([x.argmax(-1) * (w / x.shape[-1]), y.argmax(-1) * (h / y.shape[-1])], -1)
+        kpts = kpts.cpu().numpy()
     elif 'heatmaps' in targets:
         maps = targets['heatmaps'].float()
         flat = maps.flatten(2).argmax(-1)
         hh, hw = maps.shape[-2:]
-        kpts = torch.stack([(flat % hw) * (w / hw), (flat // hw) * (h / hh)], -1).numpy()
+        kpts = torch.stack([(flat % hw) * (w / hw), (flat // hw) * (h / hh)], -1).cpu().numpy()
     else:
         raise KeyError(f'target_keypoints: no keypoint target among {sorted(targets)} (expected '
                        'keypoint_labels, keypoint_x_labels/keypoint_y_labels or heatmaps)')

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import os
 import random
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import cv2
@@ -64,7 +64,8 @@ class PoseDataLoader(DataLoader):
 
 def build_dataloader(cfg: Mapping[str, Any], seed: int | None = None, distributed: bool | None = None,
                      cfg_dir: str | os.PathLike | None = None, dataset: Any = None,
-                     cfg_path: str = 'dataloader') -> PoseDataLoader:
+                     cfg_path: str = 'dataloader', collate_fn: Callable[[list], Any] = pose_collate
+                     ) -> PoseDataLoader:
     """Build a loader from an MMPose-style ``*_dataloader`` config.
 
     Args:
@@ -77,8 +78,7 @@ def build_dataloader(cfg: Mapping[str, Any], seed: int | None = None, distribute
         cfg_dir: folder of the config file, for relative ``metainfo.from_file`` paths.
         dataset: an already built dataset to use instead of ``cfg['dataset']``.
         cfg_path: where ``cfg`` sits in the whole config (e.g. ``'val_dataloader'``), for error messages.
-
-    Batches are ``datasets.collate.pose_collate`` dicts.
+        collate_fn: batches the samples (default ``datasets.collate.pose_collate``).
     """
     cfg = dict(cfg)
     if dataset is None:
@@ -102,5 +102,5 @@ def build_dataloader(cfg: Mapping[str, Any], seed: int | None = None, distribute
         if cfg.get('prefetch_factor') is not None:
             extra['prefetch_factor'] = int(cfg['prefetch_factor'])
     return PoseDataLoader(dataset, batch_sampler=batch_sampler, num_workers=num_workers,
-                          collate_fn=pose_collate, pin_memory=bool(cfg.get('pin_memory', False)),
+                          collate_fn=collate_fn, pin_memory=bool(cfg.get('pin_memory', False)),
                           worker_init_fn=_WorkerInit(seed, rank), **extra)

@@ -76,8 +76,12 @@ class RandomFlip(BaseTransform):
         self._choices = [*directions, None]
         self._cum = np.cumsum(probs)  # u ~ U[0, 1) picks direction i where cum[i-1] <= u < cum[i]
 
+    def draw_direction(self, rng: np.random.Generator) -> str | None:
+        """The flip direction of one sample ('horizontal', ...), or ``None`` for no flip."""
+        return self._choices[int(np.searchsorted(self._cum, rng.random(), side='right'))]
+
     def transform(self, results: dict) -> dict:
-        flip_dir = self._choices[int(np.searchsorted(self._cum, sample_rng(results).random(), side='right'))]
+        flip_dir = self.draw_direction(sample_rng(results))
         results['flip'] = flip_dir is not None
         results['flip_direction'] = flip_dir
         if flip_dir is None:
@@ -122,8 +126,10 @@ class RandomHalfBody(BaseTransform):
         self.prob = prob
         self.upper_prioritized_prob = upper_prioritized_prob
 
-    def _select(self, visible: np.ndarray, upper_ids: Sequence[int], lower_ids: Sequence[int],
-                rng: np.random.Generator) -> list[int] | None:
+    def select(self, visible: np.ndarray, upper_ids: Sequence[int], lower_ids: Sequence[int],
+               rng: np.random.Generator) -> list[int] | None:
+        """Draw whether one instance (``visible`` (K,)) gets a half-body box: the keypoint indices
+        to frame, or ``None`` to keep its box."""
         if visible.sum() < self.min_total_keypoints or rng.random() > self.prob:
             return None
         upper = [i for i in upper_ids if visible[i] > 0]
@@ -146,7 +152,7 @@ class RandomHalfBody(BaseTransform):
         rng = sample_rng(results)
         centers, scales = [], []
         for i, vis in enumerate(visible):
-            ids = self._select(vis, results['upper_body_ids'], results['lower_body_ids'], rng)
+            ids = self.select(vis, results['upper_body_ids'], results['lower_body_ids'], rng)
             if ids is None:
                 centers.append(results['bbox_center'][i])
                 scales.append(results['bbox_scale'][i])

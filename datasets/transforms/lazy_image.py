@@ -16,6 +16,7 @@ from utils.image_io import ImageLoadError, jpeg_segments
 _REDUCED_FLAGS = {1: cv2.IMREAD_COLOR, 2: cv2.IMREAD_REDUCED_COLOR_2, 4: cv2.IMREAD_REDUCED_COLOR_4,
                   8: cv2.IMREAD_REDUCED_COLOR_8}
 _SOF_MARKERS = set(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
+JPEG_HEADER_BYTES = 65536 * 4  # where a JPEG's frame header is looked for (EXIF thumbnails come first)
 
 
 def _exif_orientation(segment: bytes) -> int:
@@ -38,9 +39,9 @@ def _exif_orientation(segment: bytes) -> int:
     return 1
 
 
-def jpeg_size(data: bytes) -> tuple[int, int] | None:
-    """(height, width) from a JPEG's frame header, or ``None`` if ``data`` is not a plain JPEG or
-    carries a non-identity EXIF orientation (such files are decoded eagerly instead)."""
+def jpeg_frame(data: bytes | memoryview) -> tuple[int, int, int] | None:
+    """(height, width, colour components) from a JPEG's frame header, or ``None`` if ``data`` is not a
+    plain JPEG or carries a non-identity EXIF orientation (such files are decoded eagerly instead)."""
     if data[:2] != b'\xff\xd8':
         return None
     for marker, pos, length in jpeg_segments(data):
@@ -48,11 +49,17 @@ def jpeg_size(data: bytes) -> tuple[int, int] | None:
             if _exif_orientation(data[pos + 4:pos + 2 + length]) != 1:
                 return None
         if marker in _SOF_MARKERS:
-            if pos + 9 > len(data):
+            if pos + 10 > len(data):
                 return None
             h, w = struct.unpack('>HH', data[pos + 5:pos + 9])
-            return (h, w) if h > 0 and w > 0 else None
+            return (h, w, data[pos + 9]) if h > 0 and w > 0 else None
     return None  # start of scan before any frame header, or malformed
+
+
+def jpeg_size(data: bytes | memoryview) -> tuple[int, int] | None:
+    """(height, width) of a plain JPEG (see :func:`jpeg_frame`), else ``None``."""
+    frame = jpeg_frame(data)
+    return None if frame is None else frame[:2]
 
 
 class LazyImage:

@@ -5,7 +5,7 @@ import cv2
 import numpy as np
 
 from datasets.transforms.base import BaseTransform
-from datasets.transforms.lazy_image import LazyImage, jpeg_size
+from datasets.transforms.lazy_image import JPEG_HEADER_BYTES, LazyImage, jpeg_size
 from utils.image_io import ImageLoadError, check_complete, decode_image, read_file_bytes
 from utils.registry import TRANSFORMS
 
@@ -70,7 +70,7 @@ class LoadImage(BaseTransform):
 
     def _load(self, data: np.ndarray, path: str) -> np.ndarray | LazyImage:
         if self.lazy and self.color_type == 'color' and not self.to_float32:
-            shape = jpeg_size(data[:65536 * 4].tobytes()) if data.size else None
+            shape = jpeg_size(memoryview(data)[:JPEG_HEADER_BYTES]) if data.size else None  # no copy
             if shape is not None:
                 check_complete(data, path)
                 return LazyImage(data, shape, path, self.reduce_min_ratio)

@@ -1,0 +1,122 @@
+"""Loader side of the device pipeline: read a sample's file bytes and annotations and draw all its
+random augmentation parameters, without decoding or touching pixels.
+
+The draws reuse the per-sample transforms' own methods, in the per-sample pipeline's order, from the
+same seeded per-sample generator, so for a given sample seed the geometric parameters are exactly
+those the per-sample pipeline would use.
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from datasets.base import BasePoseDataset
+from datasets.batched.geometry import FLIP_CODES
+from datasets.batched.recipe import BatchedRecipe
+from datasets.transforms.lazy_image import JPEG_HEADER_BYTES, jpeg_frame
+from utils.image_io import check_complete, decode_image, read_file_bytes
+
+_NO_SHIFT = np.zeros(2, dtype=np.float32)
+
+
+def read_image_source(path: str) -> tuple[np.ndarray | None, np.ndarray | None, tuple[int, int]]:
+    """``(jpeg bytes, None, (h, w))`` for a plain JPEG (1 or 3 components, no EXIF rotation), else
+    ``(None, BGR image (h, w, 3), (h, w))`` decoded here with OpenCV, as ``LoadImage`` does.
+
+    Raises:
+        ImageLoadError: naming the file when it is missing, truncated or cannot be decoded (the
+            checks of ``LoadImage``).
+    """
+    data = read_file_bytes(path)
+    frame = jpeg_frame(memoryview(data)[:JPEG_HEADER_BYTES]) if data.size else None
+    if frame is not None and frame[2] in (1, 3):
+        check_complete(data, path)
+        return data, None, frame[:2]
+    img = decode_image(data, path)  # other formats, CMYK, EXIF-rotated
+    return None, img, img.shape[:2]
+
+
+def draw_params(recipe: BatchedRecipe, info: dict[str, Any], visible: np.ndarray,
+                rng: np.random.Generator) -> dict[str, Any]:
+    """The random parameters of one sample: ``flip`` (code of ``geometry.FLIP_CODES``), ``half_body``
+    (K,) bool joints framing the box (all False: box kept), ``shift`` (2,) in box sizes, ``scale``
+    factor, ``rotation`` degrees, and ``photometric`` (one ``draw`` dict per augmentation)."""
+    direction = recipe.flip.draw_direction(rng) if recipe.flip is not None else None
+    half_body = np.zeros(visible.shape[0], dtype=bool)
+    if recipe.half_body is not None:
+        flipped = visible if direction in (None, 'diagonal') else visible[np.asarray(info['flip_indices'])]
+        ids = recipe.half_body.select(flipped, info['upper_body_ids'], info['lower_body_ids'], rng)
+        if ids:
+            half_body[ids] = True
+    shift, scale, rotation = _NO_SHIFT, np.float32(1), np.float32(0)
+    if recipe.bbox_transform is not None:
+        offset, factor, rotate = recipe.bbox_transform.get_params(1, rng)
+        shift, scale, rotation = offset[0], factor[0, 0], rotate[0]
+    return {'flip': FLIP_CODES[direction], 'half_body': half_body, 'shift': shift, 'scale': scale,
+            'rotation': rotation, 'photometric': [op.draw(rng) for op in recipe.photometric]}
+
+
+def raw_sample(info: dict[str, Any], recipe: BatchedRecipe, rng: np.random.Generator,
+               stage: int) -> dict[str, Any]:
+    """One sample of the raw batch: the image source (:func:`read_image_source`), its annotations
+    (first instance; ``keypoints`` (K, 2) image px, ``keypoints_visible`` (K,)), meta values and
+    the drawn parameters (:func:`draw_params`)."""
+    path = str(info['img_path'])
+    jpeg, image, hw = read_image_source(path)
+    visible = np.asarray(info['keypoints_visible'], dtype=np.float32)[0]
+    if visible.ndim == 2:  # (K, 2) (visibility, weight) from KeypointConverter
+        visible = visible[:, 0]
+    return {
+        'jpeg': jpeg, 'image': image, 'img_hw': hw, 'stage': stage,
+        'img_path': path, 'dataset_name': str(info.get('dataset_name') or ''),
+        'img_id': int(info.get('img_id', -1)), 'id': int(info.get('id', -1)),
+        'category_id': int(np.asarray(info.get('category_id', 1)).reshape(-1)[0]),
+        'bbox': np.asarray(info['bbox'], dtype=np.float32).reshape(-1, 4)[0],
+        'bbox_score': float(np.asarray(info.get('bbox_score', 1.0)).reshape(-1)[0]),
+        'area': float(np.asarray(info.get('area', 0.0)).reshape(-1)[0]),
+        'keypoints': np.asarray(info['keypoints'], dtype=np.float32)[0, :, :2],
+        'keypoints_visible': visible,
+        'flip_indices': np.asarray(info['flip_indices'], dtype=np.int64),
+        'dataset_keypoint_weights': np.asarray(info.get('dataset_keypoint_weights', 1.0), dtype=np.float32),
+        **draw_params(recipe, info, visible, rng),
+    }
+
+
+class RawSampleDataset(BasePoseDataset):
+    """Wrap a pose dataset so that ``ds[(i, seed)]`` gives :func:`raw_sample` dicts instead of
+    running its pipeline; refetching and ``skip_bad_images`` behave as in the wrapped dataset.
+
+    Args:
+        dataset: a built dataset (``CocoDataset``, ``CombinedDataset``, ``RepeatDataset``, ...) whose
+            pipelines were read into ``recipes``.
+        recipes: ``[stage 1]`` or ``[stage 1, stage 2]`` (``recipe.dataset_recipes``).
+    """
+
+    def __init__(self, dataset: BasePoseDataset, recipes: Sequence[BatchedRecipe]) -> None:
+        super().__init__((), None, dataset.test_mode, dataset.max_refetch, dataset.skip_bad_images)
+        self.dataset = dataset
+        self.recipes = list(recipes)
+        self.stage = 0
+        self._metainfo = dataset._metainfo
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def _follow(self, changed: bool) -> bool:
+        if changed:
+            self.stage = min(self.stage + 1, len(self.recipes) - 1)
+        return changed
+
+    def switch_to_stage2(self) -> bool:
+        return self._follow(bool(self.dataset.switch_to_stage2()))
+
+    def get_data_info(self, idx: int) -> dict | None:
+        return self.dataset.get_data_info(idx)
+
+    def sample_info(self, idx: int, rng: np.random.Generator) -> dict | None:
+        """The :func:`raw_sample` of sample ``idx``, its parameters drawn from ``rng`` (the wrapped
+        dataset's sample as its own pipeline would receive it, e.g. after a sub-dataset's converter)."""
+        info = self.dataset.sample_info(idx, rng)
+        return None if info is None else raw_sample(info, self.recipes[self.stage], rng, self.stage)
