@@ -155,7 +155,7 @@ def test_resume_restores_exactly_from_a_checkpoint_of_another_device(tmp_path):
     bit; RNG states written by older versions (here as if from 8 GPUs, on 'meta') do not matter."""
     cfg = load_config(REPO / 'configs/rle/rle_mbv2-0.5x_aic-coco-192x192.py')
     cfg.codec['input_size'] = (64, 64)  # small crops: a fast step (the head pools globally)
-    ema_cfg = dict(type='EMAHook', ema_type='ExpMomentumEMA', momentum=0.0002, update_buffers=True)
+    ema_cfg = dict(type='ExpMomentumEMA', momentum=0.0002, update_buffers=True)
 
     def build():
         torch.manual_seed(0)
