@@ -19,11 +19,22 @@ import difflib
 import fnmatch
 import inspect
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
-from utils.config import DELETE_KEY, CliValue, ConfigDict, ConfigError, merge_dicts, strip_delete
+from utils.config_dict import DELETE_KEY, ConfigDict, ConfigError, merge_dicts, strip_delete
+from utils.registry import find_registered
 
 NEW_KEY_PREFIX = '+'
+
+
+@dataclass(frozen=True)
+class CliValue:
+    """A ``--cfg-options`` value: ``text`` as typed and ``value``, its parse as a Python literal."""
+
+    text: str
+    value: Any
+
 
 # Keys that the code reads with a default, so a config need not set them (dotted patterns, fnmatch)
 OPTIONAL_KEYS: dict[str, tuple[str, ...]] = {
@@ -45,8 +56,6 @@ OPTIONAL_KEYS: dict[str, tuple[str, ...]] = {
 
 def _constructor_keys(node: Mapping) -> set[str] | None:
     """Argument names of the constructor ``node['type']`` names; None if unknown or it takes **kwargs."""
-    from utils.registry import find_registered
-
     obj = node.get('type')
     obj = find_registered(obj) if isinstance(obj, str) else obj
     if not callable(obj):

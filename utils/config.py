@@ -11,117 +11,18 @@ from __future__ import annotations
 
 import argparse
 import ast
-import copy
 import os
 import pprint
 import types
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from utils.errors import UserError
+from utils.cfg_options import CliValue, apply_options
+from utils.config_dict import ConfigDict, ConfigError, merge_dicts, to_plain
 from utils.output_files import write_text_atomic
 
 BASE_KEY = '_base_'
-DELETE_KEY = '_delete_'
-
-
-class ConfigError(UserError, ValueError):
-    """A config file that cannot be read, parsed, merged or overridden."""
-
-
-class ConfigDict(dict):
-    """A dict whose keys are also attributes (``cfg.model.head.type``); nested dicts convert."""
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__()
-        for key, value in dict(*args, **kwargs).items():
-            self[key] = value
-
-    @staticmethod
-    def _wrap(value: Any) -> Any:
-        if isinstance(value, dict) and not isinstance(value, ConfigDict):
-            return ConfigDict(value)
-        if isinstance(value, list):
-            return [ConfigDict._wrap(v) for v in value]
-        if isinstance(value, tuple):
-            return tuple(ConfigDict._wrap(v) for v in value)
-        return value
-
-    def __setitem__(self, key: str, value: Any) -> None:
-        super().__setitem__(key, self._wrap(value))
-
-    def __getattr__(self, name: str) -> Any:
-        try:
-            return self[name]
-        except KeyError:
-            raise AttributeError(f"config has no key '{name}'") from None
-
-    def __setattr__(self, name: str, value: Any) -> None:
-        self[name] = value
-
-    def __delattr__(self, name: str) -> None:
-        try:
-            del self[name]
-        except KeyError:
-            raise AttributeError(f"config has no key '{name}'") from None
-
-    def __deepcopy__(self, memo: dict) -> ConfigDict:
-        return ConfigDict({k: copy.deepcopy(v, memo) for k, v in self.items()})
-
-    def update(self, *args: Any, **kwargs: Any) -> None:  # keep wrapping on update()
-        for key, value in dict(*args, **kwargs).items():
-            self[key] = value
-
-    def setdefault(self, key: str, default: Any = None) -> Any:
-        if key not in self:
-            self[key] = default
-        return self[key]
-
-    def to_dict(self) -> dict:
-        """A plain ``dict`` copy (nested ConfigDicts converted too)."""
-        return _to_plain(self)
-
-
-def _to_plain(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {k: _to_plain(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_to_plain(v) for v in value]
-    if isinstance(value, tuple):
-        return tuple(_to_plain(v) for v in value)
-    return value
-
-
-def merge_dicts(base: Mapping, child: Mapping) -> dict:
-    """Merge ``child`` into a copy of ``base``: dicts recursively, everything else replaced.
-
-    A child dict holding ``_delete_=True`` replaces the base value instead of merging into it.
-    """
-    merged = {k: copy.deepcopy(v) for k, v in base.items()}
-    for key, value in child.items():
-        if isinstance(value, Mapping):
-            value = dict(value)
-            delete = value.pop(DELETE_KEY, False)
-            if not delete and isinstance(merged.get(key), Mapping):
-                merged[key] = merge_dicts(merged[key], value)
-            else:
-                merged[key] = strip_delete(value)
-        else:
-            merged[key] = copy.deepcopy(value)
-    return merged
-
-
-def strip_delete(value: Any) -> Any:
-    """A deep copy of ``value`` without its ``_delete_`` keys."""
-    if isinstance(value, Mapping):
-        return {k: strip_delete(v) for k, v in value.items() if k != DELETE_KEY}
-    if isinstance(value, list):
-        return [strip_delete(v) for v in value]
-    return copy.deepcopy(value)
-
-
 def _is_config_value(name: str, value: Any) -> bool:
     if name.startswith('_'):
         return False
@@ -270,15 +171,13 @@ class Config(ConfigDict):
         """Apply ``{'a.b.c': value}`` overrides in place, strictly: an unknown key or a value of another
         type is a :class:`ConfigError`; ``+a.b`` adds a new key; a dict value merges unless it holds
         ``_delete_=True``. Rules in ``utils/cfg_options.py``."""
-        from utils.cfg_options import apply_options
-
         apply_options(self, options)
 
     def pretty_text(self) -> str:
         """The resolved config as Python source that :meth:`fromfile` loads back to an equal config."""
         lines = ['# Resolved config written by MMPose_Clean. It is Python: load only trusted files.']
         for key, value in self.items():
-            lines.append(f'{key} = {pprint.pformat(_to_plain(value), width=100, sort_dicts=False)}')
+            lines.append(f'{key} = {pprint.pformat(to_plain(value), width=100, sort_dicts=False)}')
         return '\n'.join(lines) + '\n'
 
     def dump(self, path: str | os.PathLike) -> None:
@@ -290,14 +189,6 @@ class Config(ConfigDict):
             raise ConfigError(
                 f'config holds values that cannot be written as Python literals: {e}') from None
         write_text_atomic(path, text)
-
-
-@dataclass(frozen=True)
-class CliValue:
-    """A ``--cfg-options`` value: ``text`` as typed and ``value``, its parse as a Python literal."""
-
-    text: str
-    value: Any
 
 
 def parse_cfg_options(items: list[str] | None) -> dict[str, CliValue]:
