@@ -42,6 +42,8 @@ from utils.model_zoo import add_checkpoint_argument, resolve_checkpoint
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    # Starts like tools/quantize.py's on purpose: both take a pose config and a float checkpoint, export it
+    # and quantise it; the shared pieces are add_config_argument / add_checkpoint_argument.
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     add_config_argument(parser, help='pose config file')
