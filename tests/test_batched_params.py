@@ -92,3 +92,12 @@ def test_same_seed_draws_the_same_parameters():
     for key in a:
         np.testing.assert_allclose(a[key].astype(np.float64), b[key].astype(np.float64), rtol=1e-5, atol=1e-6,
                                    err_msg=key)
+
+
+def test_repeat_dataset_draws_through_the_repeated_pipeline():
+    cfg = coco_cfg(pipeline=box_pipeline((64, 64)))
+    repeated = {'type': 'RepeatDataset', 'times': 3, 'dataset': cfg}
+    seeds = range(20)
+    plain, wrapped = batched_draws(cfg, seeds), batched_draws(repeated, seeds)
+    for key in plain:
+        np.testing.assert_array_equal(plain[key], wrapped[key], err_msg=key)

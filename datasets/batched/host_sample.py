@@ -16,6 +16,7 @@ from datasets.base import BasePoseDataset
 from datasets.batched.geometry import FLIP_CODES
 from datasets.batched.recipe import BatchedRecipe
 from datasets.transforms.lazy_image import JPEG_HEADER_BYTES, jpeg_frame
+from datasets.wrappers import RepeatDataset
 from utils.image_io import check_complete, decode_image, read_file_bytes
 
 _NO_SHIFT = np.zeros(2, dtype=np.float32)
@@ -118,5 +119,8 @@ class RawSampleDataset(BasePoseDataset):
     def sample_info(self, idx: int, rng: np.random.Generator) -> dict | None:
         """The :func:`raw_sample` of sample ``idx``, its parameters drawn from ``rng`` (the wrapped
         dataset's sample as its own pipeline would receive it, e.g. after a sub-dataset's converter)."""
-        info = self.dataset.sample_info(idx, rng)
+        dataset = self.dataset
+        while isinstance(dataset, RepeatDataset):  # its pipeline is the repeated dataset's (recipe.py)
+            dataset, idx = dataset.dataset, idx % len(dataset.dataset)
+        info = dataset.sample_info(idx, rng)
         return None if info is None else raw_sample(info, self.recipes[self.stage], rng, self.stage)
