@@ -30,7 +30,7 @@ from tqdm import tqdm
 from apis import inference_detector, inference_topdown, init_detector, init_model, select_boxes
 from apis.inputs import ImageReadError, as_config, read_image
 from utils.cli import run_main
-from utils.config import add_cfg_options_argument, parse_cfg_options
+from utils.config import add_cfg_options_argument
 from utils.errors import UserError
 from utils.output_files import atomic_output, write_image, write_text_atomic
 from utils.visualization import draw_pose
@@ -126,8 +126,7 @@ class TopdownDemo:
         self.detector = None
         if args.det_config.lower() != 'none':
             self.detector = init_detector(args.det_config, args.det_checkpoint, device=args.device)
-        pose_cfg = as_config(args.pose_config, 'pose config')
-        pose_cfg.merge_from_options(parse_cfg_options(args.cfg_options))
+        pose_cfg = as_config(args.pose_config, 'pose config', args.cfg_options)
         self.pose = init_model(pose_cfg, args.pose_checkpoint, device=args.device)
         self.timings = Timings()
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from utils.config import Config
+from utils.config import Config, parse_cfg_options
 from utils.errors import DataError
 from utils.image_io import ImageLoadError, decode_image, read_file_bytes
 from utils.model_zoo import zoo_config
@@ -44,19 +44,23 @@ def read_image(img: ImageLike) -> np.ndarray:
         raise ImageReadError(str(err)) from None
 
 
-def as_config(config: str | os.PathLike | Mapping, what: str = 'config') -> Config:
+def as_config(config: str | os.PathLike | Mapping, what: str = 'config',
+              cfg_options: list[str] | None = None) -> Config:
     """A loaded :class:`Config` from a config file path, a model-zoo name (its config), a Config, or a
-    plain dict.
+    plain dict, with ``--cfg-options`` items applied (to a file as ``utils.config.load_config`` does:
+    entries built from an overridden variable follow it; to a Config in place).
 
     Raises:
         FileNotFoundError: naming the missing file (``what`` says which config it is).
+        ConfigError: an override that does not fit.
     """
-    if isinstance(config, Config):
-        return config
+    options = parse_cfg_options(cfg_options)
     if isinstance(config, Mapping):
-        return Config(config)
+        cfg = config if isinstance(config, Config) else Config(config)
+        cfg.merge_from_options(options)
+        return cfg
     if not os.path.isfile(config) and zoo_config(os.fspath(config)) is not None:
         config = zoo_config(os.fspath(config))
     if not os.path.isfile(config):
         raise FileNotFoundError(f'{what} file not found: {str(config)!r}')
-    return Config.fromfile(config)
+    return Config.fromfile(config, options)

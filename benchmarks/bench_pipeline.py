@@ -1,14 +1,17 @@
 """Training-pipeline throughput (samples/s) on real images, in one process and with loader workers.
 
-    python benchmarks/bench_pipeline.py CONFIG [--data-dir ../shared/data/coco] [--ann-file test_coco.json]
-        [--n 600] [--workers 2] [--batch-size 32] [--repeats 3] [--default-threads] [--phase train|val]
-        [--batched]
+    python benchmarks/bench_pipeline.py CONFIG [--cfg-options ...] [--phase train|val] [--n 600]
+        [--workers 2] [--batch-size 32] [--repeats 3] [--default-threads] [--batched]
+        [--data-dir DIR --ann-file FILE]
 
-The config's ``train_pipeline`` (or ``val_pipeline``) runs on the instances of a COCO-format file
-(default: the 4-image sample beside the repository), repeated to ``--n`` samples; the figures are
-the median and best of ``--repeats`` timed runs after a warm-up. ``--batched`` also times the
-device-side pipeline (``datasets.batched``) on the CPU: the loader side (read + draw + collate) and
-the per-batch side (decode, crop, targets) of ``--batch-size`` samples.
+The config's ``train_dataloader.dataset`` (or ``val_dataloader.dataset``) is built as training builds it
+(a CombinedDataset's members with their own pipelines, a RepeatDataset's repeated dataset) and its
+samples run through its pipeline, repeated to ``--n`` samples; the figures are the median and best of
+``--repeats`` timed runs after a warm-up. Point it at other data with ``--cfg-options`` (e.g.
+``data_root=DIR/``), or time the dataset's pipeline on one COCO-format file with ``--data-dir DIR
+[--ann-file FILE]`` (e.g. ``--data-dir ../shared/data/coco``, the 4-image sample). ``--batched`` also
+times the device-side pipeline (``datasets.batched``) on the CPU: the loader side (read + draw + collate)
+and the per-batch side (decode, crop, targets) of ``--batch-size`` samples.
 """
 import sys
 from pathlib import Path
@@ -27,7 +30,19 @@ from datasets.batched import DeviceTopdownPipeline, RawSampleDataset, collate_ra
 from utils.cli import run_main
 from utils.config import add_cfg_options_argument, add_config_argument, load_config
 
-DEFAULT_DATA = Path(__file__).resolve().parents[2] / 'shared' / 'data' / 'coco'
+
+def dataset_config(cfg, phase: str, data_dir: str | None, ann_file: str) -> dict:
+    """The dataset config to time: the config's ``{phase}_dataloader.dataset``, or with ``data_dir`` a
+    CocoDataset on ``data_dir/ann_file`` with the pipelines of the config's dataset that owns them (a
+    RepeatDataset passes them to the dataset it repeats)."""
+    dataset = cfg[f'{phase}_dataloader']['dataset']
+    if data_dir is None:
+        return dataset
+    while dataset.get('type') == 'RepeatDataset':
+        dataset = dataset['dataset']
+    pipelines = {k: dataset[k] for k in ('pipeline', 'pipeline_stage2') if dataset.get(k)}
+    return dict(type='CocoDataset', ann_file=str(Path(data_dir) / ann_file), data_prefix=dict(img=data_dir),
+                **pipelines)
 
 
 def _single_process(dataset, n: int, repeats: int) -> tuple[list[float], list[float]]:
@@ -84,8 +99,10 @@ def _batched(dataset_cfg: dict, n: int, batch_size: int, repeats: int) -> tuple[
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_config_argument(parser, help='pose config file (its train_pipeline / val_pipeline is timed)')
-    parser.add_argument('--data-dir', default=str(DEFAULT_DATA), help='folder with the images and ann file')
+    add_config_argument(parser, help='pose config file (its train_dataloader / val_dataloader dataset '
+                                     'is timed)')
+    parser.add_argument('--data-dir', help="time the dataset's pipeline on the images and ann file of this "
+                                           "folder instead of the config's data")
     parser.add_argument('--ann-file', default='test_coco.json', help='COCO keypoint file in --data-dir')
     parser.add_argument('--phase', choices=('train', 'val'), default='train')
     parser.add_argument('--n', type=int, default=600, help='samples per timed run')
@@ -100,16 +117,16 @@ def main(argv: list[str] | None = None) -> int:
     add_cfg_options_argument(parser)
     args = parser.parse_args(argv)
     cfg = load_config(args.config, args.cfg_options)
-    data_dir = Path(args.data_dir)
-    dataset_cfg = dict(type='CocoDataset', ann_file=str(data_dir / args.ann_file),
-                       data_prefix=dict(img=str(data_dir)), pipeline=cfg[f'{args.phase}_pipeline'])
-    base = build_dataset(dataset_cfg)
+    dataset_cfg = dataset_config(cfg, args.phase, args.data_dir, args.ann_file)
+    base = build_dataset(dataset_cfg, cfg_dir=Path(args.config).resolve().parent,
+                         cfg_path=f'{args.phase}_dataloader.dataset')
     dataset = RepeatDataset(base, times=max(1, -(-args.n // len(base))))
     if not args.default_threads:
         cv2.setNumThreads(0)
         torch.set_num_threads(1)
     rates, cpu_rates = _single_process(dataset, args.n, args.repeats)
-    print(f'{args.phase} pipeline, {len(base)} instances of {data_dir / args.ann_file}, OpenCV threads '
+    source = Path(args.data_dir) / args.ann_file if args.data_dir else f'{args.phase}_dataloader.dataset'
+    print(f'{args.phase} pipeline, {len(base)} instances of {source}, OpenCV threads '
           f'{cv2.getNumThreads()}, torch threads {torch.get_num_threads()}')
     print(f'single process: {statistics.median(rates):.1f} samples/s median, {max(rates):.1f} best '
           f'({1000 / statistics.median(rates):.2f} ms/sample); {statistics.median(cpu_rates):.1f} per CPU '

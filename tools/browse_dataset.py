@@ -2,8 +2,11 @@
 
     python tools/browse_dataset.py CONFIG --output-dir DIR [--phase train|val] [--n N] [--seed S]
 
-Each file ``NNNNN_img<img_id>_ann<id>.jpg`` is the network input crop (after every transform
-but packing), drawn with the metainfo's keypoint and link colours (RGB in the metainfo).
+The samples come from the config's ``train_dataloader.dataset`` (or ``val_dataloader.dataset``), built as
+training builds it: a CombinedDataset's members run their own pipelines first (AIC's KeypointConverter),
+then the dataset's pipeline runs (a RepeatDataset's is that of the dataset it repeats). Each file
+``NNNNN_img<img_id>_ann<id>.jpg`` is the network input crop (after every transform but packing), drawn
+with the metainfo's keypoint and link colours (RGB in the metainfo).
 """
 import sys
 from pathlib import Path
@@ -15,7 +18,7 @@ import argparse
 import cv2
 import numpy as np
 
-from datasets import build_dataset
+from datasets import RepeatDataset, build_dataset
 from datasets.transforms import ImageLoadError, PackPoseInputs
 from utils.cli import run_main
 from utils.config import add_cfg_options_argument, add_config_argument, load_config
@@ -70,6 +73,8 @@ def main(argv: list[str] | None = None) -> int:
     dataset = build_dataset(cfg[f'{args.phase}_dataloader']['dataset'],
                             cfg_dir=Path(args.config).resolve().parent,
                             cfg_path=f'{args.phase}_dataloader.dataset')
+    while isinstance(dataset, RepeatDataset):  # the pipeline is the repeated dataset's
+        dataset = dataset.dataset
     out_dir = Path(args.output_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     metainfo = dataset.metainfo

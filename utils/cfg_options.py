@@ -6,19 +6,31 @@
   error naming the closest existing keys; ``+KEY=VALUE`` adds a new key deliberately (and replaces an
   existing one without the type check below).
 - ``VALUE`` is a Python literal (``2``, ``1e-3``, ``[1, 2]``, ``{'a': 1}``, ``None``, ``True``); anything
-  else is a string. It must have the type of the value it replaces (an int for an int, a number for a
-  float, a list or tuple for a list or tuple, ...); ``None`` replaces anything and anything replaces
-  ``None``. A string replacing a string is taken as typed (``data_root=2017`` stays ``'2017'``).
+  else is a string. Its type is checked: where the dict it goes into has a registered ``type`` whose
+  argument ``KEY`` has a type annotation, the annotation decides (``rotate_factor: float`` takes ``30.5``
+  and ``30``); otherwise it must have the type of the value it replaces (an int for an int, a number for
+  a float, a list or tuple for a list or tuple, ...). An int is accepted where a float is expected, never
+  the reverse. ``None`` replaces anything and anything replaces ``None``. A string replacing a string
+  is taken as typed (``data_root=2017`` stays ``'2017'``).
 - A dict merges into the existing dict, unless it holds ``_delete_=True``: then it replaces it, as in
   a config file.
 - ``a.0.b`` indexes into a list.
+
+:func:`override_variable` applies the same overrides to one top-level variable while a config file runs
+(leniently: a key the partial value lacks is left to the final, strict pass), so that the entries a file
+builds from ``codec`` or ``data_root`` are built from the overridden value (``utils/config.py``).
 """
 from __future__ import annotations
 
+import collections.abc
+import copy
 import difflib
 import fnmatch
 import inspect
-from collections.abc import Mapping
+import sys
+import types
+import typing
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -54,19 +66,43 @@ OPTIONAL_KEYS: dict[str, tuple[str, ...]] = {
 }
 
 
-def _constructor_keys(node: Mapping) -> set[str] | None:
-    """Argument names of the constructor ``node['type']`` names; None if unknown or it takes **kwargs."""
+def _constructor(node: Mapping) -> tuple[Callable, dict[str, inspect.Parameter]] | None:
+    """The callable ``node['type']`` names and its parameters; None if unknown or not inspectable."""
     obj = node.get('type')
     obj = find_registered(obj) if isinstance(obj, str) else obj
     if not callable(obj):
         return None
     try:
-        params = inspect.signature(obj).parameters.values()
+        return obj, dict(inspect.signature(obj).parameters)
     except (TypeError, ValueError):
         return None
-    if any(p.kind is p.VAR_KEYWORD for p in params):
+
+
+def _constructor_keys(node: Mapping) -> set[str] | None:
+    """Argument names of the constructor ``node['type']`` names; None if unknown or it takes **kwargs."""
+    found = _constructor(node)
+    if found is None or any(p.kind is p.VAR_KEYWORD for p in found[1].values()):
         return None
-    return {p.name for p in params}
+    return set(found[1])
+
+
+def _argument_annotation(node: Any, key: str) -> tuple[Any, str] | None:
+    """(evaluated annotation, description) of argument ``key`` of the ``type`` of dict ``node``, or None
+    when ``node`` has no registered type, the type no such annotated argument, or the annotation cannot
+    be evaluated."""
+    found = _constructor(node) if isinstance(node, Mapping) else None
+    param = found[1].get(key) if found else None
+    if param is None or param.annotation is param.empty:
+        return None
+    obj, annotation = found[0], param.annotation
+    if isinstance(annotation, str):  # `from __future__ import annotations`: evaluate in its module
+        module = sys.modules.get(getattr(obj, '__module__', None) or '')
+        try:
+            annotation = eval(annotation, dict(vars(module)) if module else {})  # noqa: S307 - our own code
+        except Exception:  # noqa: BLE001 - a name only imported for type checking: fall back
+            return None
+    shown = param.annotation if isinstance(param.annotation, str) else inspect.formatannotation(annotation)
+    return annotation, f"{getattr(obj, '__name__', obj)}'s argument {key}: {shown}"
 
 
 def _known_keys(node: Mapping, path: str) -> set[str] | None:
@@ -91,44 +127,77 @@ def _unknown_key_error(option: str, path: str, key: str, node: Mapping, known: s
                        f'to add a new key on purpose write {NEW_KEY_PREFIX}{option}')
 
 
-def _type_name(value: Any) -> str:
+def _kind(value: Any) -> str:
+    """The kind of a config value the type rules talk about."""
     if isinstance(value, bool):
-        return 'bool (True or False)'
-    if isinstance(value, float):
-        return 'a number'
-    if isinstance(value, Mapping):
-        return 'dict'
+        return 'bool'
+    if isinstance(value, (int, float, str)):
+        return type(value).__name__
     if isinstance(value, (list, tuple)):
-        return 'list or tuple'
-    return type(value).__name__
+        return 'seq'
+    if isinstance(value, Mapping):
+        return 'map'
+    return 'none' if value is None else 'other'
 
 
-def _typed(option: str, key: str, old: Any, new: Any, text: str | None) -> Any:
-    """``new`` checked against (and converted to) the type of ``old``; ConfigError naming key and type."""
-    if old is None or new is None:
+_KIND_NAMES = {'bool': 'bool (True or False)', 'int': 'int', 'float': 'a number', 'str': 'str',
+               'seq': 'list or tuple', 'map': 'dict', 'none': 'None'}
+
+
+def _annotation_kinds(annotation: Any) -> frozenset[str] | None:
+    """The kinds of value an annotation admits; None where it cannot tell (``Any``, a class, a callable)."""
+    if annotation is None or annotation is type(None):
+        return frozenset({'none'})
+    origin = typing.get_origin(annotation)
+    if origin is typing.Union or origin is types.UnionType:
+        parts = [_annotation_kinds(a) for a in typing.get_args(annotation)]
+        return None if any(p is None for p in parts) else frozenset().union(*parts)
+    if origin is typing.Literal:
+        kinds = frozenset(_kind(a) for a in typing.get_args(annotation))
+        return None if 'other' in kinds else kinds
+    base = origin or annotation
+    if base in (bool, int, float, str):
+        return frozenset({base.__name__})
+    if isinstance(base, type) and not issubclass(base, str):
+        if issubclass(base, collections.abc.Sequence):
+            return frozenset({'seq'})
+        if issubclass(base, Mapping):
+            return frozenset({'map'})
+    return None
+
+
+def _value_kinds(old: Any) -> frozenset[str] | None:
+    """The kinds of value that may replace ``old``; None for anything."""
+    kind = _kind(old)
+    return None if kind in ('none', 'other') else frozenset({kind})
+
+
+def _typed(option: str, key: str, old: Any, new: Any, text: str | None,
+           argument: tuple[Any, str] | None = None) -> Any:
+    """``new`` checked against what ``key`` takes: the annotation of the constructor ``argument``
+    (:func:`_argument_annotation`) where known, else the type of ``old``; an int becomes a float where a
+    float is expected and a list a tuple where a tuple is. ConfigError naming the key and the type."""
+    if new is None:
         return new
-    if isinstance(old, bool):
-        ok = isinstance(new, bool)
-    elif isinstance(old, int):
-        ok = isinstance(new, int) and not isinstance(new, bool)
-    elif isinstance(old, float):
-        ok = isinstance(new, (int, float)) and not isinstance(new, bool)
-        new = float(new) if ok else new
-    elif isinstance(old, str):
-        if not isinstance(new, str) and text is not None and not isinstance(new, (Mapping, list, tuple)):
-            new = text  # a number or word typed where a string is expected: keep what was typed
-        ok = isinstance(new, str)
-    elif isinstance(old, (list, tuple)):
-        ok = isinstance(new, (list, tuple))
-        new = type(old)(new) if ok else new
-    elif isinstance(old, Mapping):
-        ok = isinstance(new, Mapping)
-    else:
-        ok = True
-    if not ok:
+    expected = _annotation_kinds(argument[0]) if argument is not None else None
+    why = f'as {argument[1]}' if expected is not None else f'like its current value {old!r:.60}'
+    if expected is None:
+        expected = _value_kinds(old)
+    if expected is None:
+        return new
+    if 'str' in expected and _kind(new) not in expected and text is not None \
+            and _kind(new) not in ('seq', 'map'):
+        new = text  # a number or word typed where a string is expected: keep what was typed
+    kind = _kind(new)
+    if kind == 'int' and 'float' in expected and 'int' not in expected:
+        new, kind = float(new), 'float'
+    if kind not in expected:
         shown = text if text is not None else repr(new)
-        raise ConfigError(f'--cfg-options {option}: {key} expects {_type_name(old)} (like its current value '
-                          f'{old!r:.60}), got {shown!r}; values are Python literals')
+        wanted = ' or '.join(_KIND_NAMES[k] for k in sorted(expected))
+        raise ConfigError(f'--cfg-options {option}: {key} expects {wanted} ({why}), got {shown!r}; '
+                          'values are Python literals')
+    if kind == 'seq' and isinstance(old, (list, tuple)):
+        new = type(old)(new)
     return new
 
 
@@ -140,36 +209,39 @@ def _index(node: list, key: str, option: str) -> int:
 
 
 def _set(node: Any, key: str, value: Any, option: str, dotted: str, add: bool, text: str | None) -> None:
+    value = copy.deepcopy(value)  # the same override may be applied in several places
     if isinstance(node, list):
         i = _index(node, key, option)
         node[i] = ConfigDict._wrap(value if add else _typed(option, dotted, node[i], value, text))
         return
     if isinstance(value, Mapping) and value.get(DELETE_KEY):
         node[key] = strip_delete(value)
-    elif key in node and not add:
-        old = node[key]
-        new = _typed(option, dotted, old, value, text)
-        node[key] = merge_dicts(old, new) if isinstance(new, Mapping) else new
-    elif isinstance(value, Mapping) and isinstance(node.get(key), Mapping):
-        node[key] = merge_dicts(node[key], value)
+    elif add:
+        both_dicts = isinstance(value, Mapping) and isinstance(node.get(key), Mapping)
+        node[key] = merge_dicts(node[key], value) if both_dicts else value
     else:
-        node[key] = value
+        old = node.get(key)
+        new = _typed(option, dotted, old, value, text, _argument_annotation(node, key))
+        node[key] = merge_dicts(old, new) if isinstance(new, Mapping) and isinstance(old, Mapping) else new
 
 
-def apply_options(cfg: ConfigDict, options: Mapping[str, Any]) -> None:
-    """Apply ``{'a.b.c': value or CliValue}`` overrides to ``cfg`` in place (rules: module docstring)."""
-    for dotted, raw in options.items():
-        text, value = (raw.text, raw.value) if isinstance(raw, CliValue) else (None, raw)
-        add = dotted.startswith(NEW_KEY_PREFIX)
-        path = dotted[len(NEW_KEY_PREFIX):] if add else dotted
-        option = f'{dotted}={text}' if text is not None else dotted
-        keys = path.split('.')
-        node: Any = cfg
+def _apply(cfg: Mapping, dotted: str, raw: Any, lenient: bool) -> None:
+    """Apply one override; ``lenient``: skip it where ``cfg`` lacks its path or the value does not fit
+    (a partial dict in a config file), instead of raising."""
+    text, value = (raw.text, raw.value) if isinstance(raw, CliValue) else (None, raw)
+    add = dotted.startswith(NEW_KEY_PREFIX)
+    path = dotted[len(NEW_KEY_PREFIX):] if add else dotted
+    option = f'{dotted}={text}' if text is not None else dotted
+    keys = path.split('.')
+    node: Any = cfg
+    try:
         for i, key in enumerate(keys):
             here = '.'.join(keys[:i])
             if not isinstance(node, (Mapping, list)):
                 raise ConfigError(f'--cfg-options {option}: {here} is a {type(node).__name__}, not a dict '
                                   'or list')
+            if isinstance(node, Mapping) and key not in node and (lenient and (not add or i < len(keys) - 1)):
+                return
             if isinstance(node, Mapping) and key not in node and not add:
                 known = _known_keys(node, here)
                 if known is not None and key not in known:
@@ -182,3 +254,27 @@ def apply_options(cfg: ConfigDict, options: Mapping[str, Any]) -> None:
                 if key not in node:
                     node[key] = ConfigDict()
                 node = node[key]
+    except ConfigError:
+        if not lenient:
+            raise
+
+
+def apply_options(cfg: ConfigDict, options: Mapping[str, Any]) -> None:
+    """Apply ``{'a.b.c': value or CliValue}`` overrides to ``cfg`` in place (rules: module docstring)."""
+    for dotted, raw in options.items():
+        _apply(cfg, dotted, raw, lenient=False)
+
+
+def option_variable(dotted: str) -> str:
+    """The top-level variable an override key is under: ``codec`` for ``codec.input_size`` or ``+codec.x``."""
+    return dotted.removeprefix(NEW_KEY_PREFIX).split('.')[0]
+
+
+def override_variable(name: str, value: Any, options: Mapping[str, Any]) -> Any:
+    """A copy of ``value``, the value of top-level variable ``name`` just assigned in a config file,
+    with the ``options`` under ``name`` applied where they fit (see :func:`_apply`)."""
+    holder = {name: copy.deepcopy(value)}
+    for dotted, raw in options.items():
+        if option_variable(dotted) == name:
+            _apply(holder, dotted, raw, lenient=True)
+    return holder[name]

@@ -4,48 +4,63 @@ A config file is Python: every public top-level variable becomes a key. ``_base_
 list of paths relative to the file's own folder) names files merged first, in order; the child's keys
 win. Dicts merge recursively unless the child's dict sets ``_delete_=True``; lists and other values
 replace. ``_base_`` is the one way configs share anything: a file runs with its bases' resolved values
-and public functions already defined (so ``codec`` or a pipeline builder from a base is simply used,
-never imported). Config files run as code: load only trusted ones.
+already defined (so ``codec`` from a base is simply used, never imported). Config files are data written
+as Python (no functions: MMPose's habit), but they run as code: load only trusted ones.
+
+Overrides (``--cfg-options``, :meth:`Config.fromfile`) apply while the files run: right after a statement
+assigns a top-level variable that an override names (``codec`` for ``codec.input_size=(192, 256)``), so
+that everything built from it later (pipelines, head, evaluator paths) follows; then strictly to the
+resolved config (rules in ``utils/cfg_options.py``).
 """
 from __future__ import annotations
 
 import argparse
 import ast
+import logging
 import os
 import pprint
 import types
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from utils.cfg_options import CliValue, apply_options
+from utils.cfg_options import NEW_KEY_PREFIX, CliValue, apply_options, option_variable, override_variable
 from utils.config_dict import ConfigDict, ConfigError, merge_dicts, to_plain
 from utils.output_files import write_text_atomic
 
 BASE_KEY = '_base_'
+LOGGER_NAME = 'mmpose_clean'  # utils.logger's project logger (that module imports torch; this one must not)
+# the stage-1 and stage-2 pipelines of the training dataset, and the variables recipes build them in
+STAGE1 = ('train_dataloader', 'dataset', 'pipeline')
+STAGE2 = ('train_dataloader', 'dataset', 'pipeline_stage2')
+STAGE_VARIABLES = {STAGE1: 'train_pipeline', STAGE2: 'train_pipeline_stage2'}
+_UNBOUND = object()
+
+
 def _is_config_value(name: str, value: Any) -> bool:
     if name.startswith('_'):
         return False
     return not isinstance(value, (types.ModuleType, types.FunctionType, type))
 
 
-def _read_source(path: Path) -> tuple[str, Any]:
-    """The file's text and its compiled code."""
+def _parse(path: Path) -> ast.Module:
+    """The file's syntax tree."""
     try:
         source = path.read_text()
     except OSError as e:
         raise ConfigError(f'cannot read config file {path}: {e.strerror}') from None
     try:
-        return source, compile(source, str(path), 'exec')
+        return ast.parse(source, str(path))
     except SyntaxError as e:
         raise ConfigError(f'syntax error in config file {path}, line {e.lineno}: {e.msg}: '
                           f'{(e.text or "").strip()}') from None
 
 
-def _base_paths(path: Path, source: str) -> list[str]:
+def _base_paths(path: Path, tree: ast.Module) -> list[str]:
     """The ``_base_`` entry of a config file, read without running it (it must be a literal)."""
     bases: Any = []
-    for node in ast.parse(source, str(path)).body:
+    for node in tree.body:
         if isinstance(node, ast.Assign) and any(
                 isinstance(t, ast.Name) and t.id == BASE_KEY for t in node.targets):
             try:
@@ -60,30 +75,76 @@ def _base_paths(path: Path, source: str) -> list[str]:
     return list(bases)
 
 
-def _exec_file(path: Path, code: Any, inherited: dict[str, Any]) -> dict[str, Any]:
-    """Run one config file with the names its bases define and return its whole namespace."""
+def _assigned_roots(stmt: ast.stmt) -> set[str]:
+    """Names whose value a top-level statement assigns or changes in place (``a = ..``, ``a['k'] = ..``)."""
+    targets = {ast.Assign: lambda s: s.targets, ast.AugAssign: lambda s: [s.target],
+               ast.AnnAssign: lambda s: [s.target]}.get(type(stmt), lambda s: [])(stmt)
+    roots = set()
+    for target in targets:
+        for node in ast.walk(target):
+            if isinstance(node, ast.Name):
+                roots.add(node.id)
+    return roots
+
+
+def _exec_file(path: Path, tree: ast.Module, inherited: dict[str, Any],
+               options: Mapping[str, Any]) -> dict[str, Any]:
+    """Run one config file, statement by statement, with the values its bases define; return its whole
+    namespace. Right after a statement assigns a variable that ``options`` override (``codec`` for
+    ``codec.input_size=...``), the override is applied to it, so the later statements build on the new
+    value."""
     namespace: dict[str, Any] = {**inherited, '__file__': str(path), '__name__': '__config__'}
-    try:
-        exec(code, namespace)  # noqa: S102 - config files are trusted Python by design
-    except Exception as e:
-        tb = e.__traceback__
-        line = None
-        while tb is not None:
-            if tb.tb_frame.f_code.co_filename == str(path):
-                line = tb.tb_lineno
-            tb = tb.tb_next
-        at = f', line {line}' if line else ''
-        raise ConfigError(f'error while running config file {path}{at}: '
-                          f'{type(e).__name__}: {e}') from e
+    overridden = {option_variable(k) for k in options}
+    for stmt in tree.body:
+        before = {name: namespace.get(name, _UNBOUND) for name in overridden}
+        try:
+            exec(compile(ast.Module([stmt], type_ignores=[]), str(path), 'exec'),  # noqa: S102 - trusted
+                 namespace)
+        except Exception as e:
+            tb = e.__traceback__
+            line = None
+            while tb is not None:
+                if tb.tb_frame.f_code.co_filename == str(path):
+                    line = tb.tb_lineno
+                tb = tb.tb_next
+            at = f', line {line}' if line else ''
+            raise ConfigError(f'error while running config file {path}{at}: '
+                              f'{type(e).__name__}: {e}') from e
+        changed = _assigned_roots(stmt)
+        for name in overridden:
+            if name in namespace and (namespace[name] is not before[name] or name in changed):
+                namespace[name] = override_variable(name, namespace[name], options)
     return namespace
 
 
-def _load(path: Path, chain: tuple[Path, ...]) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Resolve one file: ``(config values, helper functions)`` of it and its ``_base_`` chain.
+@dataclass
+class _Loaded:
+    """A resolved file: its values and, for the stage-1 / stage-2 pipelines, the file that set each last."""
 
-    The file runs with its bases' merged values and helper functions already defined, so it can
-    read them (``codec``) and call them (pipeline builders) without importing anything.
-    """
+    values: dict[str, Any]
+    set_by: dict[tuple[str, ...], tuple[int, Path]] = field(default_factory=dict)
+
+
+def _sets(values: Mapping[str, Any], key: tuple[str, ...]) -> bool:
+    """Whether a file's own ``values`` hold the dotted ``key`` (a child dict holding only part of it)."""
+    node: Any = values
+    for part in key:
+        if not isinstance(node, Mapping) or part not in node:
+            return False
+        node = node[part]
+    return True
+
+
+def _get(values: Mapping[str, Any], key: tuple[str, ...]) -> Any:
+    node: Any = values
+    for part in key:
+        node = node.get(part) if isinstance(node, Mapping) else None
+    return node
+
+
+def _load(path: Path, chain: tuple[Path, ...], options: Mapping[str, Any], counter: list[int]) -> _Loaded:
+    """Resolve one file and its ``_base_`` chain. The file runs with its bases' merged values already
+    defined, so it reads them (``codec``, ``data_root``) without importing anything."""
     path = path.resolve()
     if path in chain:
         cycle = ' -> '.join(str(p) for p in (*chain, path))
@@ -93,20 +154,55 @@ def _load(path: Path, chain: tuple[Path, ...]) -> tuple[dict[str, Any], dict[str
         raise ConfigError(f'config file not found: {path}{parent}')
     if path.suffix != '.py':
         raise ConfigError(f'config files must be Python (.py): {path}')
-    source, code = _read_source(path)
-    merged: dict[str, Any] = {}
-    helpers: dict[str, Any] = {}
-    for base in _base_paths(path, source):
-        values, functions = _load(path.parent / base, (*chain, path))
-        merged = merge_dicts(merged, values)
-        helpers.update(functions)
-    namespace = _exec_file(path, code, {**helpers, **merged})
+    tree = _parse(path)
+    merged = _Loaded({})
+    for base in _base_paths(path, tree):
+        loaded = _load(path.parent / base, (*chain, path), options, counter)
+        merged = _Loaded(merge_dicts(merged.values, loaded.values), {**merged.set_by, **loaded.set_by})
+    namespace = _exec_file(path, tree, merged.values, options)
     # a name still bound to the inherited object was not assigned here: the merged value stands
     own = {k: v for k, v in namespace.items()
-           if _is_config_value(k, v) and not (k in merged and v is merged[k])}
-    helpers.update({k: v for k, v in namespace.items()
-                    if isinstance(v, types.FunctionType) and not k.startswith('_')})
-    return merge_dicts(merged, own), helpers
+           if _is_config_value(k, v) and not (k in merged.values and v is merged.values[k])}
+    counter[0] += 1
+    set_here = {key: (counter[0], path) for key in STAGE_VARIABLES if _sets(own, key)}
+    return _Loaded(merge_dicts(merged.values, own), {**merged.set_by, **set_here})
+
+
+def _stage2_left_behind(loaded: _Loaded, options: Mapping[str, Any]) -> str | None:
+    """A warning when the stage-1 training pipeline was changed (by a child file or an override) after
+    the stage-2 one was set, so that the last ``stage2_num_epochs`` epochs would switch to a pipeline the
+    change did not reach; None otherwise."""
+    values = loaded.values
+    epochs = values.get('stage2_num_epochs')
+    if not _get(values, STAGE2) or not isinstance(epochs, int) or epochs <= 0:
+        return None
+    stage1, stage2 = ('.'.join(k) for k in (STAGE1, STAGE2))
+    if any(_overrides_pipeline(k, v, STAGE2) for k, v in options.items()):
+        return None
+    touched = [k for k, v in options.items() if _overrides_pipeline(k, v, STAGE1)]
+    if touched:
+        where = f'--cfg-options {touched[0]}'
+    elif STAGE1 in loaded.set_by and loaded.set_by[STAGE1][0] > loaded.set_by.get(STAGE2, (0,))[0]:
+        where = str(loaded.set_by[STAGE1][1])
+    else:
+        return None
+    origin = loaded.set_by.get(STAGE2, (0, 'a base file'))[1]
+    epochs_text = f'{epochs} epoch' + ('s' if epochs != 1 else '')
+    return (f'{where} changes {stage1} but not {stage2} (set in {origin}): the last {epochs_text} '
+            f'(stage2_num_epochs) still switch to that stage-2 pipeline; set {stage2} (or the '
+            f'{STAGE_VARIABLES[STAGE2]} it is built from) too, or stage2_num_epochs=0')
+
+
+def _overrides_pipeline(dotted: str, raw: Any, key: tuple[str, ...]) -> bool:
+    """Whether the override ``dotted`` (with its value) sets or changes the pipeline at ``key`` (or the
+    top-level variable recipes build it from)."""
+    value = raw.value if isinstance(raw, CliValue) else raw
+    path = tuple(dotted.removeprefix(NEW_KEY_PREFIX).split('.'))
+    if path[0] == STAGE_VARIABLES[key]:
+        return True
+    if path == key[:len(path)]:  # a dict above the pipeline: does it hold the pipeline?
+        return _sets(value, key[len(path):]) if len(path) < len(key) else True
+    return path[:len(key)] == key
 
 
 def _literal(node: ast.AST) -> Any:
@@ -142,15 +238,28 @@ class Config(ConfigDict):
     filename: str | None = None
 
     @classmethod
-    def fromfile(cls, path: str | os.PathLike) -> Config:
-        """Load a Python config file and its ``_base_`` chain.
+    def fromfile(cls, path: str | os.PathLike, options: Mapping[str, Any] | None = None) -> Config:
+        """Load a Python config file and its ``_base_`` chain, with ``{'a.b.c': value or CliValue}``
+        overrides (:func:`parse_cfg_options`).
+
+        An override applies where its top-level variable is assigned, in every file of the chain, so
+        that what a file builds from it follows (``codec.input_size`` reaches the pipelines and the
+        head); then, strictly, to the resolved config (:meth:`merge_from_options`). A stage-1 training
+        pipeline changed without its stage-2 pipeline is logged as a warning.
 
         Raises:
             ConfigError: a missing file (a base included), a syntax error, an error while running
-                the file, or a ``_base_`` cycle; the message names the file (and line).
+                the file, a ``_base_`` cycle (the message names the file and line), or an override
+                that does not fit (naming the key).
         """
-        cfg = cls(_load(Path(path), ())[0])
+        options = dict(options or {})
+        loaded = _load(Path(path), (), options, [0])
+        cfg = cls(loaded.values)
+        cfg.merge_from_options(options)
         dict.__setattr__(cfg, 'filename', str(Path(path).resolve()))
+        warning = _stage2_left_behind(_Loaded(cfg, loaded.set_by), options)
+        if warning:
+            logging.getLogger(LOGGER_NAME).warning(warning)
         return cfg
 
     @classmethod
@@ -216,16 +325,16 @@ def add_config_argument(parser: Any, required: bool = True, dest: str = 'config'
 
 
 def add_cfg_options_argument(parser: Any) -> None:
-    """Add the shared ``--cfg-options KEY=VALUE ...`` flag to an argparse parser."""
+    """Add the shared ``--cfg-options KEY=VALUE ...`` flag to an argparse parser; given more than once,
+    the lists add up (as in MMPose)."""
     parser.add_argument(
-        '--cfg-options', nargs='+', default=None, metavar='KEY=VALUE',
+        '--cfg-options', nargs='+', action='extend', default=None, metavar='KEY=VALUE',
         help='override config entries, e.g. train_dataloader.batch_size=32 '
-             'optim_wrapper.optimizer.lr=1e-3 (values are Python literals of the type of the value they '
-             'replace; an unknown key is an error, +KEY=VALUE adds a new one)')
+             'optim_wrapper.optimizer.lr=1e-3 (values are Python literals of the type the entry takes; an '
+             'unknown key is an error, +KEY=VALUE adds a new one; a top-level variable such as codec or '
+             'data_root also changes the entries built from it)')
 
 
 def load_config(path: str | os.PathLike, cfg_options: list[str] | None = None) -> Config:
-    """``Config.fromfile`` plus ``--cfg-options`` overrides: what every entry script uses."""
-    cfg = Config.fromfile(path)
-    cfg.merge_from_options(parse_cfg_options(cfg_options))
-    return cfg
+    """``Config.fromfile`` with ``--cfg-options`` overrides: what every entry script uses."""
+    return Config.fromfile(path, parse_cfg_options(cfg_options))

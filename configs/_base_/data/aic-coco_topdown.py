@@ -1,5 +1,6 @@
 # COCO train2017 (x3) + AI Challenger (its 14 joints mapped onto COCO's 17) training and the shared
-# COCO val2017 evaluation. Recipes add the pipelines: aic_coco_pipelines(codec).
+# COCO val2017 evaluation. Recipes add the pipelines to the combined dataset (each sub-dataset keeps its
+# own: AIC's KeypointConverter): dict(dataset=dict(pipeline=..., pipeline_stage2=...)).
 _base_ = './coco_topdown.py'
 
 # AIC keypoint index -> COCO keypoint index

@@ -1,5 +1,6 @@
 # COCO train2017 training (MMPose's official top-down data settings, with this project's data/ layout)
-# and the shared val2017 evaluation. Recipes add the pipelines: coco_pipelines(codec).
+# and the shared val2017 evaluation. Recipes add the pipelines: train_dataloader = dict(dataset=dict(
+# pipeline=train_pipeline)) and val_dataloader = dict(dataset=dict(pipeline=val_pipeline)).
 _base_ = './coco_val.py'
 
 train_dataloader = dict(

@@ -1,7 +1,6 @@
 # COCO val2017 evaluation on the AP_H_56 person detections (as MMPose reports its numbers), shared by
-# every pose recipe; the pipelines come from the recipe's codec (see ../topdown_pipelines.py).
-_base_ = '../topdown_pipelines.py'
-
+# every pose recipe. The recipe adds the pipeline (val_dataloader = dict(dataset=dict(pipeline=...))), built
+# from its codec. `--cfg-options data_root=DIR/` moves every dataset and the evaluator's ann_file.
 data_mode = 'topdown'
 data_root = 'data/'
 
