@@ -7,13 +7,14 @@ the batched warp does neither), keypoints within 1e-3 px, targets and meta equal
 """
 from __future__ import annotations
 
+from pathlib import Path
+
 import cv2
 import numpy as np
 import pytest
 import torch
 
 from codec import build_codec
-from configs._base_.topdown_pipelines import aic_coco_pipelines
 from datasets import build_dataset, pose_collate
 from datasets.batched import (
     DeviceTopdownPipeline,
@@ -25,6 +26,10 @@ from datasets.batched import (
 from datasets.batched.recipe import UnsupportedRecipeError
 from datasets.batched.targets import encode_targets
 from tests.test_data_helpers import coco_cfg, combined_cfg
+from utils.config import Config
+
+# the COCO+AIC recipe's pipelines, built for another codec by overriding the recipe's codec variable
+AIC_COCO_RECIPE = Path(__file__).resolve().parents[1] / 'configs/rle/rle_mbv2-0.5x_aic-coco-192x192.py'
 
 CROP_MEAN_ABS_BOUND = 0.5  # grey levels, per crop; observed <= 0.26 on the COCO + AIC samples
 
@@ -92,8 +97,8 @@ def test_batched_equals_per_sample_on_coco_and_aic(use_udp):
 @pytest.mark.parametrize('codec', [RLE, SIMCC])
 def test_full_recipe_with_photometric_steps_equals_per_sample(codec):
     # the COCO+AIC recipes: box jitter, HSV, blur, median blur, coarse dropout (stage 1 and 2)
-    train, _ = aic_coco_pipelines(codec)
-    stage1, stage2 = train['dataset']['pipeline'], train['dataset']['pipeline_stage2']
+    recipe = Config.fromfile(AIC_COCO_RECIPE, {'codec': {'_delete_': True, **codec}}).to_dict()
+    stage1, stage2 = recipe['train_pipeline'], recipe['train_pipeline_stage2']
     for pipeline in (stage1, stage2):
         cfg = combined_cfg(pipeline)
         keys = [(i % 39, 500 + i) for i in range(39)]
