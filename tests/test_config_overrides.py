@@ -227,3 +227,42 @@ def test_train_script_merges_repeated_flags():
 
     args = train.parse_args(['CFG', '--cfg-options', 'a=1', '--cfg-options', 'b=2', 'c=3'])
     assert args.cfg_options == ['a=1', 'b=2', 'c=3']
+
+
+# --------------------------------------------------------------------- MMPose's PipelineSwitchHook
+HOOK_FORM = """
+stage2_num_epochs = {stage2}
+train_dataloader = dict(dataset=dict(pipeline_stage2=None))
+custom_hooks = [
+    dict(type='EMAHook', ema_type='ExpMomentumEMA', momentum=0.0002, update_buffers=True, priority=49),
+    dict(type='mmdet.PipelineSwitchHook', switch_epoch={switch}, switch_pipeline=train_pipeline_stage2),
+]
+"""
+
+
+def test_pipeline_switch_hook_reads_as_stage2(tmp_path, warnings_logged):
+    from optim.ema import ema_config
+
+    path = child(tmp_path, RLE, HOOK_FORM.format(stage2=10, switch='max_epochs - stage2_num_epochs'))
+    cfg = Config.fromfile(path)
+    assert cfg.stage2_num_epochs == 10
+    assert cfg.train_dataloader.dataset.pipeline_stage2 == cfg.train_pipeline_stage2
+    assert [h.type for h in cfg.custom_hooks] == ['EMAHook']
+    assert ema_config(cfg)['type'] == 'ExpMomentumEMA'
+    same = load_config(child(tmp_path, RLE, name='plain.py'), ['stage2_num_epochs=10'])
+    assert {k: v for k, v in cfg.items() if k != 'custom_hooks'} == same
+    assert warnings_of(warnings_logged) == []
+    # a child changing only the stage-1 pipeline of the hook form is warned about too
+    grandchild = child(tmp_path, path, NEW_STAGE1.format(stage2=''), name='grandchild.py')
+    Config.fromfile(grandchild)
+    (line,) = warnings_of(warnings_logged)
+    assert str(grandchild) in line and f'(set in {path})' in line
+
+
+@pytest.mark.parametrize('stage2, switch, message', [
+    (30, 'max_epochs - 10', r'switch_epoch=410\) and stage2_num_epochs = 30 .* differently; keep one'),
+    (None, 'max_epochs + 1', r'switch_epoch = 421 must be a whole number from 0 to train_cfg\.max_epochs'),
+])
+def test_pipeline_switch_hook_conflicts_are_errors(tmp_path, stage2, switch, message):
+    with pytest.raises(ConfigError, match=message):
+        Config.fromfile(child(tmp_path, RLE, HOOK_FORM.format(stage2=stage2, switch=switch)))

@@ -25,16 +25,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from utils.cfg_options import NEW_KEY_PREFIX, CliValue, apply_options, option_variable, override_variable
+from utils.cfg_options import CliValue, apply_options, option_variable, override_variable
 from utils.config_dict import ConfigDict, ConfigError, merge_dicts, to_plain
+from utils.config_stage2 import (
+    HOOKS,
+    STAGE2,
+    TRACKED,
+    SetBy,
+    holds,
+    read_pipeline_switch_hook,
+    stage2_left_behind,
+)
 from utils.output_files import write_text_atomic
 
 BASE_KEY = '_base_'
 LOGGER_NAME = 'mmpose_clean'  # utils.logger's project logger (that module imports torch; this one must not)
-# the stage-1 and stage-2 pipelines of the training dataset, and the variables recipes build them in
-STAGE1 = ('train_dataloader', 'dataset', 'pipeline')
-STAGE2 = ('train_dataloader', 'dataset', 'pipeline_stage2')
-STAGE_VARIABLES = {STAGE1: 'train_pipeline', STAGE2: 'train_pipeline_stage2'}
 _UNBOUND = object()
 
 
@@ -119,27 +124,10 @@ def _exec_file(path: Path, tree: ast.Module, inherited: dict[str, Any],
 
 @dataclass
 class _Loaded:
-    """A resolved file: its values and, for the stage-1 / stage-2 pipelines, the file that set each last."""
+    """A resolved file: its values and, for the keys stage 2 is checked on, the file that set each last."""
 
     values: dict[str, Any]
-    set_by: dict[tuple[str, ...], tuple[int, Path]] = field(default_factory=dict)
-
-
-def _sets(values: Mapping[str, Any], key: tuple[str, ...]) -> bool:
-    """Whether a file's own ``values`` hold the dotted ``key`` (a child dict holding only part of it)."""
-    node: Any = values
-    for part in key:
-        if not isinstance(node, Mapping) or part not in node:
-            return False
-        node = node[part]
-    return True
-
-
-def _get(values: Mapping[str, Any], key: tuple[str, ...]) -> Any:
-    node: Any = values
-    for part in key:
-        node = node.get(part) if isinstance(node, Mapping) else None
-    return node
+    set_by: SetBy = field(default_factory=dict)
 
 
 def _load(path: Path, chain: tuple[Path, ...], options: Mapping[str, Any], counter: list[int]) -> _Loaded:
@@ -164,45 +152,8 @@ def _load(path: Path, chain: tuple[Path, ...], options: Mapping[str, Any], count
     own = {k: v for k, v in namespace.items()
            if _is_config_value(k, v) and not (k in merged.values and v is merged.values[k])}
     counter[0] += 1
-    set_here = {key: (counter[0], path) for key in STAGE_VARIABLES if _sets(own, key)}
+    set_here = {key: (counter[0], path) for key in TRACKED if holds(own, key)}
     return _Loaded(merge_dicts(merged.values, own), {**merged.set_by, **set_here})
-
-
-def _stage2_left_behind(loaded: _Loaded, options: Mapping[str, Any]) -> str | None:
-    """A warning when the stage-1 training pipeline was changed (by a child file or an override) after
-    the stage-2 one was set, so that the last ``stage2_num_epochs`` epochs would switch to a pipeline the
-    change did not reach; None otherwise."""
-    values = loaded.values
-    epochs = values.get('stage2_num_epochs')
-    if not _get(values, STAGE2) or not isinstance(epochs, int) or epochs <= 0:
-        return None
-    stage1, stage2 = ('.'.join(k) for k in (STAGE1, STAGE2))
-    if any(_overrides_pipeline(k, v, STAGE2) for k, v in options.items()):
-        return None
-    touched = [k for k, v in options.items() if _overrides_pipeline(k, v, STAGE1)]
-    if touched:
-        where = f'--cfg-options {touched[0]}'
-    elif STAGE1 in loaded.set_by and loaded.set_by[STAGE1][0] > loaded.set_by.get(STAGE2, (0,))[0]:
-        where = str(loaded.set_by[STAGE1][1])
-    else:
-        return None
-    origin = loaded.set_by.get(STAGE2, (0, 'a base file'))[1]
-    epochs_text = f'{epochs} epoch' + ('s' if epochs != 1 else '')
-    return (f'{where} changes {stage1} but not {stage2} (set in {origin}): the last {epochs_text} '
-            f'(stage2_num_epochs) still switch to that stage-2 pipeline; set {stage2} (or the '
-            f'{STAGE_VARIABLES[STAGE2]} it is built from) too, or stage2_num_epochs=0')
-
-
-def _overrides_pipeline(dotted: str, raw: Any, key: tuple[str, ...]) -> bool:
-    """Whether the override ``dotted`` (with its value) sets or changes the pipeline at ``key`` (or the
-    top-level variable recipes build it from)."""
-    value = raw.value if isinstance(raw, CliValue) else raw
-    path = tuple(dotted.removeprefix(NEW_KEY_PREFIX).split('.'))
-    if path[0] == STAGE_VARIABLES[key]:
-        return True
-    if path == key[:len(path)]:  # a dict above the pipeline: does it hold the pipeline?
-        return _sets(value, key[len(path):]) if len(path) < len(key) else True
-    return path[:len(key)] == key
 
 
 def _literal(node: ast.AST) -> Any:
@@ -244,8 +195,9 @@ class Config(ConfigDict):
 
         An override applies where its top-level variable is assigned, in every file of the chain, so
         that what a file builds from it follows (``codec.input_size`` reaches the pipelines and the
-        head); then, strictly, to the resolved config (:meth:`merge_from_options`). A stage-1 training
-        pipeline changed without its stage-2 pipeline is logged as a warning.
+        head); then, strictly, to the resolved config (:meth:`merge_from_options`). MMPose's
+        ``PipelineSwitchHook`` is read as ``stage2_num_epochs`` + ``pipeline_stage2``, and a stage-1 training
+        pipeline changed without its stage-2 pipeline is logged as a warning (``utils/config_stage2.py``).
 
         Raises:
             ConfigError: a missing file (a base included), a syntax error, an error while running
@@ -257,7 +209,10 @@ class Config(ConfigDict):
         cfg = cls(loaded.values)
         cfg.merge_from_options(options)
         dict.__setattr__(cfg, 'filename', str(Path(path).resolve()))
-        warning = _stage2_left_behind(_Loaded(cfg, loaded.set_by), options)
+        set_by = dict(loaded.set_by)
+        if read_pipeline_switch_hook(cfg) and HOOKS in set_by:
+            set_by[STAGE2] = set_by[HOOKS]
+        warning = stage2_left_behind(cfg, set_by, options)
         if warning:
             logging.getLogger(LOGGER_NAME).warning(warning)
         return cfg
