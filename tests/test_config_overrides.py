@@ -266,3 +266,11 @@ def test_pipeline_switch_hook_reads_as_stage2(tmp_path, warnings_logged):
 def test_pipeline_switch_hook_conflicts_are_errors(tmp_path, stage2, switch, message):
     with pytest.raises(ConfigError, match=message):
         Config.fromfile(child(tmp_path, RLE, HOOK_FORM.format(stage2=stage2, switch=switch)))
+
+
+def test_inference_api_config_follows_a_variable_override(tmp_path):
+    from apis.inputs import as_config  # what the demo loads its pose config with
+
+    cfg = as_config(child(tmp_path, RLE), 'pose config', ['codec.input_size=(128,160)'])
+    assert cfg.val_dataloader.dataset.pipeline[2].input_size == (128, 160)
+    assert cfg.model.head.decoder.input_size == (128, 160)
