@@ -19,6 +19,7 @@ import ast
 import logging
 import os
 import pprint
+import sys
 import types
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -80,16 +81,22 @@ def _base_paths(path: Path, tree: ast.Module) -> list[str]:
     return list(bases)
 
 
+def _target_roots(target: ast.expr) -> set[str]:
+    """The variables an assignment target binds or changes in place: ``a`` for ``a``, ``a['k']``, ``a.b``."""
+    if isinstance(target, (ast.Tuple, ast.List)):
+        return set().union(*(_target_roots(t) for t in target.elts))
+    while isinstance(target, (ast.Subscript, ast.Attribute, ast.Starred)):
+        target = target.value
+    return {target.id} if isinstance(target, ast.Name) else set()
+
+
 def _assigned_roots(stmt: ast.stmt) -> set[str]:
-    """Names whose value a top-level statement assigns or changes in place (``a = ..``, ``a['k'] = ..``)."""
-    targets = {ast.Assign: lambda s: s.targets, ast.AugAssign: lambda s: [s.target],
-               ast.AnnAssign: lambda s: [s.target]}.get(type(stmt), lambda s: [])(stmt)
-    roots = set()
-    for target in targets:
-        for node in ast.walk(target):
-            if isinstance(node, ast.Name):
-                roots.add(node.id)
-    return roots
+    """The variables a top-level statement assigns or changes in place (``a = ..``, ``a['k'] += ..``)."""
+    if isinstance(stmt, ast.Assign):
+        return set().union(*(_target_roots(t) for t in stmt.targets))
+    if isinstance(stmt, (ast.AugAssign, ast.AnnAssign)):
+        return _target_roots(stmt.target)
+    return set()
 
 
 def _exec_file(path: Path, tree: ast.Module, inherited: dict[str, Any],
@@ -156,6 +163,16 @@ def _load(path: Path, chain: tuple[Path, ...], options: Mapping[str, Any], count
     return _Loaded(merge_dicts(merged.values, own), {**merged.set_by, **set_here})
 
 
+def _warn(message: str) -> None:
+    """Log ``message`` as a warning on the project logger; before a script has set the logger up (configs
+    are loaded first), print it to stderr as ``warning: <message>``."""
+    logger = logging.getLogger(LOGGER_NAME)
+    if logger.hasHandlers():
+        logger.warning(message)
+    else:
+        print(f'warning: {message}', file=sys.stderr)
+
+
 def _literal(node: ast.AST) -> Any:
     """A Python literal, where ``dict(a=1, ...)`` (as config files write dicts) counts as one."""
     if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == 'dict' \
@@ -214,7 +231,7 @@ class Config(ConfigDict):
             set_by[STAGE2] = set_by[HOOKS]
         warning = stage2_left_behind(cfg, set_by, options)
         if warning:
-            logging.getLogger(LOGGER_NAME).warning(warning)
+            _warn(warning)
         return cfg
 
     @classmethod
