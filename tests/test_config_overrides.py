@@ -276,13 +276,9 @@ def test_inference_api_config_follows_a_variable_override(tmp_path):
     assert cfg.model.head.decoder.input_size == (128, 160)
 
 
-def test_stage2_warning_before_any_logging_set_up_is_one_stderr_line(tmp_path):
-    import subprocess
-    import sys
-
-    options = ['max_epochs=5', 'train_pipeline.4.rotate_factor=30']
-    code = f'from utils.config import load_config; load_config({str(child(tmp_path, RLE))!r}, {options!r})'
-    out = subprocess.run([sys.executable, '-c', code], cwd=REPO, capture_output=True, text=True, timeout=120)
-    assert out.returncode == 0, out.stderr
-    (line,) = out.stderr.splitlines()
+def test_stage2_warning_before_logging_is_set_up_is_one_stderr_line(tmp_path, monkeypatch, capsys):
+    # scripts load their config before they set up the project logger (pytest's root handlers hide that)
+    monkeypatch.setattr(logging.getLogger('mmpose_clean'), 'hasHandlers', lambda: False)
+    load_config(child(tmp_path, RLE), ['train_pipeline.4.rotate_factor=30'])
+    (line,) = capsys.readouterr().err.splitlines()
     assert line.startswith('warning: --cfg-options train_pipeline.4.rotate_factor changes ')
