@@ -1,7 +1,8 @@
 """The tools that read a config's pipelines take them from its dataloaders' datasets, for every shape of
 dataset: benchmarks/bench_pipeline.py and tools/browse_dataset.py on the COCO+AIC recipe (a CombinedDataset
 whose AIC member runs its own KeypointConverter) pointed at the sample data with --cfg-options, and on a
-child config whose training dataset is a RepeatDataset. Skipped without ../shared/data."""
+child config whose training dataset is a RepeatDataset (skipped without ../shared/data); and the pipelines
+every shipped pose config gives them."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -11,6 +12,7 @@ import pytest
 
 import benchmarks.bench_pipeline as bench_pipeline
 from tools import browse_dataset
+from utils.config import load_config
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO.parent / 'shared' / 'data'
@@ -25,14 +27,30 @@ ON_SAMPLE = [f'data_root={DATA}/',
              'val_dataloader.dataset.data_prefix.img=coco/']
 
 
-@pytest.fixture(autouse=True)
-def _need_data():
+POSE_CONFIGS = sorted(p for p in (REPO / 'configs').rglob('*.py')
+                      if '_base_' not in p.parts and 'detection' not in p.parts)
+
+
+@pytest.mark.parametrize('path', POSE_CONFIGS, ids=lambda p: p.name)
+def test_every_pose_config_gives_the_tools_its_pipelines(path):
+    cfg = load_config(path)
+    for phase in ('train', 'val'):
+        dataset = cfg[f'{phase}_dataloader'].dataset
+        on_file = bench_pipeline.dataset_config(cfg, phase, '/data', 'ann.json')
+        assert on_file['ann_file'] == '/data/ann.json'
+        assert on_file['pipeline'][-1]['type'] == 'PackPoseInputs'
+        assert on_file.get('pipeline_stage2') == dataset.get('pipeline_stage2')
+        assert bench_pipeline.dataset_config(cfg, phase, None, 'ann.json') is dataset
+
+
+@pytest.fixture
+def need_data():
     if not (DATA / 'coco' / 'test_coco.json').is_file() or not (DATA / 'aic' / 'test_aic.json').is_file():
         pytest.skip('../shared/data is not available')
 
 
 @pytest.fixture
-def repeat_cfg(tmp_path) -> Path:
+def repeat_cfg(tmp_path, need_data) -> Path:
     """A child of the RLE recipe training on the COCO sample through a RepeatDataset owning the pipeline."""
     path = tmp_path / 'repeat.py'
     path.write_text(
@@ -51,14 +69,14 @@ def bench(capsys, config, *extra: str) -> str:
     return capsys.readouterr().out
 
 
-def test_bench_pipeline_on_a_combined_dataset(capsys):
+def test_bench_pipeline_on_a_combined_dataset(capsys, need_data):
     out = bench(capsys, RLE, '--batched', '--batch-size', '2', '--cfg-options', *ON_SAMPLE)
     # 12 COCO people x 3 + the AIC people, through their own pipelines and the combined one
     assert 'train pipeline, 45 instances of train_dataloader.dataset' in out
     assert 'single process:' in out and 'batched pipeline, batch 2' in out
 
 
-def test_bench_pipeline_val_phase_and_data_dir(capsys):
+def test_bench_pipeline_val_phase_and_data_dir(capsys, need_data):
     assert 'val pipeline, 12 instances of val_dataloader.dataset' in bench(
         capsys, RLE, '--phase', 'val', '--cfg-options', *ON_SAMPLE)
     out = bench(capsys, RLE, '--data-dir', str(DATA / 'coco'), '--ann-file', 'test_coco.json')
@@ -79,7 +97,7 @@ def crops(tmp_path: Path, config: Path, *options: str, phase: str = 'train') -> 
     return [cv2.imread(str(f)) for f in sorted(out.glob('*.jpg'))]
 
 
-def test_browse_dataset_on_a_combined_dataset_follows_a_codec_override(tmp_path):
+def test_browse_dataset_on_a_combined_dataset_follows_a_codec_override(tmp_path, need_data):
     written = crops(tmp_path, RLE, *ON_SAMPLE, 'codec.input_size=(128,160)')
     assert len(written) == 3 and all(c.shape == (160, 128, 3) for c in written)
     written = crops(tmp_path, RLE, *ON_SAMPLE, phase='val')
