@@ -43,8 +43,9 @@ def check_unique_ids(path: str, field: str, ids: Iterable[Any]) -> None:
     more = f' and {len(repeats) - _SHOWN} more' if len(repeats) > _SHOWN else ''
     what = 'image' if field == 'images' else 'annotation'
     raise DataError(f'{path}: {len(repeats)} repeated {what} id{"s" * (len(repeats) > 1)} in "{field}": '
-                    f'{shown}{more}; ids must be unique (files merged by hand? renumber one of them'
-                    f'{", and its annotations image_id" if field == "images" else ""})')
+                    f'{shown}{more}; ids must be unique (files merged by hand? '
+                    + ('give the images of one file new ids and its annotations the new image_id)'
+                       if field == 'images' else 'renumber the annotations of one file)'))
 
 
 def _exact_values(value: list, where: str) -> np.ndarray:
@@ -56,7 +57,9 @@ def _exact_values(value: list, where: str) -> np.ndarray:
         elif isinstance(v, (int, float)) and not isinstance(v, bool):
             out[i] = v
         else:
-            raise DataError(f'{where}: keypoint {i // 3} ({"xyv"[i % 3]}) is {v!r:.40}: expected a number')
+            k = i // 3
+            raise DataError(f'{where}: keypoint {k} is (x, y, v) = '
+                            f'{json.dumps(value[3 * k:3 * k + 3])[:80]}: {"xyv"[i % 3]} must be a number')
     return out
 
 

@@ -48,12 +48,16 @@ def check_metric_coverage(dataset: Any, metrics: Any | Sequence[Any]) -> list[st
             continue
         unknown = sampled - {img['id'] for img in data['images']}
         uncovered = evaluated_image_ids(data) - covered
-        if unknown or uncovered:
-            warnings.append(
-                f'the metric\'s ann_file {metric.ann_file} does not match the evaluated dataset\'s '
-                f'{getattr(dataset, "ann_file", "annotations")}: {len(unknown)} of the dataset\'s '
-                f'{len(sampled)} images are not in it (their predictions cannot be evaluated), and '
-                f'{len(uncovered)} of its images with annotated people are not in the dataset (they count '
-                'as missed, so AP comes out too low); give both the same file')
+        parts = []
+        if unknown:
+            parts.append(f'{len(unknown)} of the dataset\'s {len(sampled)} images are not in the metric\'s '
+                         '(their predictions cannot be evaluated)')
+        if uncovered:
+            parts.append(f'{len(uncovered)} of the metric\'s images with annotated people are not in the '
+                         'dataset (they count as missed: AP comes out too low)')
+        if parts:
+            warnings.append(f'the metric\'s ann_file {metric.ann_file} and the evaluated dataset\'s '
+                            f'{getattr(dataset, "ann_file", "")} hold different images: '
+                            + '; '.join(parts) + '; give both the same annotation file')
             logger.warning(warnings[-1])
     return warnings
