@@ -15,7 +15,7 @@ from datasets.image_size import INFO_KEY, SIZE_MISMATCH_MODES, AnnotatedSize, ch
 from datasets.metainfo import parse_pose_metainfo
 from datasets.transforms.lazy_image import jpeg_size
 from structures.bbox import bbox_xywh2xyxy
-from utils.errors import DataError
+from utils.errors import DataError, SettingsError
 from utils.image_io import ImageLoadError, decode_image, read_file_bytes
 from utils.registry import DATASETS
 
@@ -131,13 +131,13 @@ class CocoStyleDataset(BasePoseDataset):
                  lazy_init: bool = False, max_refetch: int = 1000, sample_interval: int = 1,
                  skip_bad_images: bool = False, size_mismatch: str = 'error') -> None:
         if size_mismatch not in SIZE_MISMATCH_MODES:
-            raise ValueError(f'{type(self).__name__}: size_mismatch must be one of {SIZE_MISMATCH_MODES}, '
+            raise SettingsError(f'{type(self).__name__}: size_mismatch must be one of {SIZE_MISMATCH_MODES}, '
                              f'got {size_mismatch!r}')
         if data_mode != 'topdown':
-            raise ValueError(f'{type(self).__name__}: only data_mode="topdown" is supported, '
+            raise SettingsError(f'{type(self).__name__}: only data_mode="topdown" is supported, '
                              f'got {data_mode!r}')
         if bbox_file and not test_mode:
-            raise ValueError(f'{type(self).__name__}: bbox_file is only used with test_mode=True')
+            raise SettingsError(f'{type(self).__name__}: bbox_file is only used with test_mode=True')
         super().__init__(pipeline, pipeline_stage2, test_mode, max_refetch, skip_bad_images)
         self.data_mode = data_mode
         self.data_root = data_root

@@ -215,6 +215,9 @@ def test_resized_images_in_validation(data, capsys, unchanged):
                                     capsys),
                    rf'image file .*small/{name} is {w // 2}x{h // 2} pixels but {re.escape(str(data.ann))} '
                    rf'gives width {w}, height {h}', "size_mismatch='rescale'")
+    typo = _val(data.cfg, 'val_dataloader.dataset.size_mismatch=resize')
+    one_error_line(*run_entry_point(val.main, typo, capsys),
+                   r"CocoDataset: size_mismatch must be one of \('error', 'rescale'\), got 'resize'")
 
 
 def test_resized_images_in_batched_training(data, capsys, unchanged, tmp_path, project_log):
