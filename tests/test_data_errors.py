@@ -209,10 +209,11 @@ def test_unlabelled_keypoints_may_be_null(data, capsys, unchanged, tmp_path):
 
 # ------------------------------------------------------------------------------------------ image size
 def test_resized_images_in_validation(data, capsys, unchanged):
+    """Raised in a loader worker (as with every real config), reported as the same one line."""
     name = data.coco['images'][0]['file_name']
     w, h = data.coco['images'][0]['width'], data.coco['images'][0]['height']
-    one_error_line(*run_entry_point(val.main, _val(data.cfg, 'val_dataloader.dataset.data_prefix.img=small/'),
-                                    capsys),
+    opts = ('val_dataloader.dataset.data_prefix.img=small/', 'val_dataloader.num_workers=1')
+    one_error_line(*run_entry_point(val.main, _val(data.cfg, *opts), capsys),
                    rf'image file .*small/{name} is {w // 2}x{h // 2} pixels but {re.escape(str(data.ann))} '
                    rf'gives width {w}, height {h}', "size_mismatch='rescale'")
     typo = _val(data.cfg, 'val_dataloader.dataset.size_mismatch=resize')
