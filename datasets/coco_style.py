@@ -131,11 +131,11 @@ class CocoStyleDataset(BasePoseDataset):
                  lazy_init: bool = False, max_refetch: int = 1000, sample_interval: int = 1,
                  skip_bad_images: bool = False, size_mismatch: str = 'error') -> None:
         if size_mismatch not in SIZE_MISMATCH_MODES:
-            raise SettingsError(f'{type(self).__name__}: size_mismatch must be one of {SIZE_MISMATCH_MODES}, '
-                             f'got {size_mismatch!r}')
+            raise SettingsError(f'{type(self).__name__}: size_mismatch must be one of '
+                                f'{SIZE_MISMATCH_MODES}, got {size_mismatch!r}')
         if data_mode != 'topdown':
             raise SettingsError(f'{type(self).__name__}: only data_mode="topdown" is supported, '
-                             f'got {data_mode!r}')
+                                f'got {data_mode!r}')
         if bbox_file and not test_mode:
             raise SettingsError(f'{type(self).__name__}: bbox_file is only used with test_mode=True')
         super().__init__(pipeline, pipeline_stage2, test_mode, max_refetch, skip_bad_images)
