@@ -30,6 +30,7 @@ from engine.setup import build_train_model, enable_amp, pin_loader_memory, set_c
 from engine.train_loop import train_one_epoch
 from engine.train_state import checkpoint_payload, restore
 from evaluation import evaluate_model
+from evaluation.metric_coverage import check_metric_coverage
 from evaluation.prediction_pictures import prediction_mosaic
 from optim import build_ema, build_optimizer, build_schedulers, ema_config, scale_lr
 from utils.checkpoint import read_checkpoint, save_checkpoint
@@ -193,6 +194,7 @@ def main(argv: list[str] | None = None) -> int:
                                   cfg_path='val_dataloader')
     metric = METRICS.build(cfg.val_evaluator, cfg_path='val_evaluator')
     metric.dataset_meta = val_loader.dataset.metainfo
+    check_metric_coverage(val_loader.dataset, metric)
     check_data_sizes(cfg, len(train_loader.dataset), len(train_loader), len(val_loader.dataset), world_size)
     iters_per_epoch = len(train_loader)
     max_epochs = int(cfg.train_cfg['max_epochs'])

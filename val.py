@@ -23,6 +23,7 @@ from pathlib import Path
 
 from datasets import build_dataloader
 from evaluation import CocoMetric, evaluate_model
+from evaluation.metric_coverage import check_metric_coverage
 from evaluation.prediction_file import write_predictions
 from evaluation.prediction_pictures import save_prediction_pictures
 from models import build_pose_estimator
@@ -138,6 +139,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         loader = build_dataloader(cfg.val_dataloader, seed=0, cfg_dir=cfg_file.resolve().parent,
                                   cfg_path='val_dataloader')
         metrics = build_metrics(cfg)
+        check_metric_coverage(loader.dataset, metrics)
         for flag in ('dump', 'show_dir'):
             if getattr(args, flag) and not any(isinstance(m, CocoMetric) for m in metrics):
                 raise ArgumentError(f'--{flag.replace("_", "-")} needs a CocoMetric in val_evaluator')

@@ -9,10 +9,14 @@ from typing import Any
 
 import numpy as np
 
+from datasets.annotation_checks import check_unique_ids, keypoint_array
 from datasets.base import BasePoseDataset, PipelineCfg
+from datasets.image_size import INFO_KEY, SIZE_MISMATCH_MODES, AnnotatedSize, check_image_size
 from datasets.metainfo import parse_pose_metainfo
+from datasets.transforms.lazy_image import jpeg_size
 from structures.bbox import bbox_xywh2xyxy
-from utils.errors import DataError
+from utils.errors import DataError, SettingsError
+from utils.image_io import ImageLoadError, decode_image, read_file_bytes
 from utils.registry import DATASETS
 
 logger = logging.getLogger('mmpose_clean.datasets')  # a child of utils.logger's logger: in train.log
@@ -69,6 +73,22 @@ class _Field:
             raise self.error(field, f'{length} numbers')
         return arr
 
+    def keypoints(self, num_keypoints: int) -> np.ndarray:
+        """The ``keypoints`` field as (K, 3) x, y, v (see ``annotation_checks.keypoint_array``)."""
+        where = f'{self.file}: {self.kind}[{self.index}] (id {self.record.get("id", "?")}) field "keypoints"'
+        return keypoint_array(self.record.get('keypoints'), num_keypoints, where)
+
+
+def _image_file_size(path: str) -> tuple[int, int] | None:
+    """(h, w) of an image file as ``LoadImage`` decodes it: from a plain JPEG's header, else decoded;
+    ``None`` when it cannot be read (the per-sample path reports that)."""
+    try:
+        with open(path, 'rb') as f:
+            size = jpeg_size(f.read(1 << 16))
+        return size if size is not None else decode_image(read_file_bytes(path), path).shape[:2]
+    except (OSError, ImageLoadError):
+        return None
+
 
 @DATASETS.register_module()
 @DATASETS.register_module(name='BaseCocoStyleDataset')  # MMPose's name, for custom-keypoint configs
@@ -88,12 +108,17 @@ class CocoStyleDataset(BasePoseDataset):
         filter_cfg: ``dict(bbox_score_thr=T)`` drops boxes scoring below T.
         indices: keep only the first N samples (int) or those listed.
         sample_interval: keep only images whose id is a multiple of it.
+        size_mismatch: what to do with an image whose decoded size differs from the ``width`` /
+            ``height`` of the annotation file (resized after annotation): ``'error'`` (default) names
+            it; ``'rescale'`` resizes it to the annotated size when read (``datasets/image_size.py``)
+            and logs how many images differ once, reading every image's header when the dataset is built.
         pipeline, pipeline_stage2, test_mode, max_refetch, skip_bad_images: see ``BasePoseDataset``.
 
     With GT boxes, crowd instances, instances without labelled keypoints and empty boxes are
-    dropped (MMPose's top-down filter, in training and test mode alike). Annotations are stored as
-    numpy arrays (not per-instance dicts) to keep loader workers small; ``segmentation`` and the
-    raw annotation are not kept.
+    dropped (MMPose's top-down filter, in training and test mode alike). Repeated image or annotation
+    ids and labelled keypoints without numeric coordinates are errors naming the file and entry.
+    Annotations are stored as numpy arrays (not per-instance dicts) to keep loader workers small;
+    ``segmentation`` and the raw annotation are not kept.
     """
 
     METAINFO: dict = {}
@@ -104,12 +129,15 @@ class CocoStyleDataset(BasePoseDataset):
                  indices: int | Sequence[int] | None = None, serialize_data: bool = True,
                  pipeline: PipelineCfg = (), pipeline_stage2: PipelineCfg = None, test_mode: bool = False,
                  lazy_init: bool = False, max_refetch: int = 1000, sample_interval: int = 1,
-                 skip_bad_images: bool = False) -> None:
+                 skip_bad_images: bool = False, size_mismatch: str = 'error') -> None:
+        if size_mismatch not in SIZE_MISMATCH_MODES:
+            raise SettingsError(f'{type(self).__name__}: size_mismatch must be one of '
+                                f'{SIZE_MISMATCH_MODES}, got {size_mismatch!r}')
         if data_mode != 'topdown':
-            raise ValueError(f'{type(self).__name__}: only data_mode="topdown" is supported, '
-                             f'got {data_mode!r}')
+            raise SettingsError(f'{type(self).__name__}: only data_mode="topdown" is supported, '
+                                f'got {data_mode!r}')
         if bbox_file and not test_mode:
-            raise ValueError(f'{type(self).__name__}: bbox_file is only used with test_mode=True')
+            raise SettingsError(f'{type(self).__name__}: bbox_file is only used with test_mode=True')
         super().__init__(pipeline, pipeline_stage2, test_mode, max_refetch, skip_bad_images)
         self.data_mode = data_mode
         self.data_root = data_root
@@ -118,6 +146,7 @@ class CocoStyleDataset(BasePoseDataset):
         self.img_prefix = _join(data_root, dict(data_prefix or {}).get('img', '')) or ''
         self.filter_cfg = dict(filter_cfg or {})
         self.sample_interval = sample_interval
+        self.size_mismatch = size_mismatch
         self._metainfo = parse_pose_metainfo(metainfo if metainfo is not None else self.METAINFO)
         self._num_keypoints = self._metainfo['num_keypoints']
         self._load(indices)
@@ -149,8 +178,26 @@ class CocoStyleDataset(BasePoseDataset):
             order = order[:indices] if isinstance(indices, int) else order[np.asarray(indices, np.int64)]
         self._inst = {k: np.ascontiguousarray(v[order]) for k, v in inst.items()}
         del self._img_row  # a per-image dict would be copied into every loader worker on write
+        if self.size_mismatch == 'rescale':
+            self._log_resized_images()
+
+    def _log_resized_images(self) -> None:
+        """Count (and log once) the images of the samples whose size differs from the annotated one."""
+        rows, first = np.unique(self._inst['img_row'], return_index=True)
+        resized = 0
+        for row, idx in zip(rows, first):
+            if self._img_hw[row, 0] > 0:
+                info = self.get_data_info(int(idx))
+                hw = _image_file_size(info['img_path'])
+                resized += hw is not None and check_image_size(info, hw, info['img_path']) is not None
+        if resized:
+            logger.warning("%s: %d of %d images differ in size from its width/height; they are resized to "
+                           "the annotated size when read (size_mismatch='rescale')", self.ann_file, resized,
+                           len(rows))
 
     def _read_images(self, images: list) -> None:
+        check_unique_ids(self.ann_file, 'images', (img.get('id') if isinstance(img, Mapping) else None
+                                                   for img in images))
         ids, names, hw = [], [], []
         for i, img in enumerate(images):
             rec = _Field(self.ann_file, 'images', i, img)
@@ -159,7 +206,8 @@ class CocoStyleDataset(BasePoseDataset):
             if not isinstance(name, str):
                 raise rec.error('file_name', 'a string')
             names.append(name)
-            hw.append((int(rec.number('height')), int(rec.number('width'))))
+            known = 'height' in img or 'width' in img  # (0, 0): no size given, nothing to check
+            hw.append((int(rec.number('height')), int(rec.number('width'))) if known else (0, 0))
         self._img_ids = np.asarray(ids, dtype=np.int64)
         self._img_names = np.asarray(names, dtype=np.str_)
         self._img_hw = np.asarray(hw, dtype=np.int32).reshape(-1, 2)
@@ -173,6 +221,8 @@ class CocoStyleDataset(BasePoseDataset):
 
     def _read_annotations(self, anns: list) -> dict[str, np.ndarray]:
         k = self._num_keypoints
+        check_unique_ids(self.ann_file, 'annotations', (a.get('id') if isinstance(a, Mapping) else None
+                                                        for a in anns))
         per_image: dict[int, list[int]] = {}
         recs = []
         for i, ann in enumerate(anns):
@@ -190,9 +240,9 @@ class CocoStyleDataset(BasePoseDataset):
             for r in per_image.get(row, ()):
                 rec = recs[r]
                 x, y, bw, bh = rec.numbers('bbox', 4)
-                kpts = rec.numbers('keypoints', 3 * k).reshape(k, 3)
-                x1, x2 = np.clip([x, x + bw], 0, w - 1)
-                y1, y2 = np.clip([y, y + bh], 0, h - 1)
+                kpts = rec.keypoints(k)
+                x1, x2 = np.clip([x, x + bw], 0, w - 1) if w > 0 else (x, x + bw)
+                y1, y2 = np.clip([y, y + bh], 0, h - 1) if h > 0 else (y, y + bh)
                 rows.append(row)
                 cols['id'].append(int(rec.number('id')))
                 cols['category_id'].append(int(rec.number('category_id', 1)))
@@ -269,6 +319,13 @@ class CocoStyleDataset(BasePoseDataset):
     def __len__(self) -> int:
         return len(self._inst['id'])
 
+    def image_ids(self, with_samples: bool = False) -> np.ndarray:
+        """Ids of the images the dataset covers: those of its annotation file that ``sample_interval``
+        keeps, or (``with_samples``) only the images its samples come from."""
+        if with_samples:
+            return self._img_ids[np.unique(self._inst['img_row'])]
+        return self._img_ids[self._img_ids % self.sample_interval == 0]
+
     def get_data_info(self, idx: int) -> dict[str, Any]:
         """Instance ``idx`` as a data-contract dict (arrays with a leading instance dim of 1)."""
         if not -len(self) <= idx < len(self):
@@ -288,8 +345,11 @@ class CocoStyleDataset(BasePoseDataset):
             'id': int(inst['id'][idx]),
             'category_id': int(inst['category_id'][idx]),
         }
+        h, w = (int(v) for v in self._img_hw[row])
+        if h > 0:
+            info[INFO_KEY] = AnnotatedSize(h, w, self.ann_file, self.size_mismatch)
         if self.bbox_file:
-            info['img_shape'] = tuple(int(v) for v in self._img_hw[row])
+            info['img_shape'] = (h, w)
         for key in SAMPLE_META_KEYS:  # shared, read-only: transforms never modify them in place
             info[key] = self._metainfo[key]
         return info

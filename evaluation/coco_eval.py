@@ -26,6 +26,7 @@ import numpy as np
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
+from datasets.annotation_checks import check_unique_ids, keypoint_array
 from utils.errors import DataError
 
 STATS_NAMES = ('AP', 'AP .5', 'AP .75', 'AP (M)', 'AP (L)', 'AR', 'AR .5', 'AR .75', 'AR (M)', 'AR (L)')
@@ -48,10 +49,13 @@ def load_coco_annotations(path: str | os.PathLike, require_annotations: bool = T
         require_annotations: whether ``annotations`` must be present (not for format-only runs).
 
     Returns:
-        The parsed dict (``images``, ``annotations``, ``categories``).
+        The parsed dict (``images``, ``annotations``, ``categories``); ``null`` coordinates of unlabelled
+        keypoints read as 0.
 
     Raises:
         AnnotationFileError: naming the file and the missing or malformed field.
+        DataError: repeated image or annotation ids, or a labelled keypoint (v > 0) without numeric x
+            and y (``datasets.annotation_checks``), naming the file and entry.
     """
     path = str(path)
     if not os.path.isfile(path):
@@ -65,6 +69,7 @@ def load_coco_annotations(path: str | os.PathLike, require_annotations: bool = T
     _require(isinstance(data.get('images'), list), path, '"images"', 'a list of {"id", ...}')
     for i, img in enumerate(data['images']):
         _require(isinstance(img, dict) and 'id' in img, path, f'images[{i}]', 'an object with "id"')
+    check_unique_ids(path, 'images', (img['id'] for img in data['images']))
     data.setdefault('categories', [{'id': 1, 'name': 'person'}])
     _require(isinstance(data['categories'], list), path, '"categories"', 'a list of {"id", "name"}')
     if 'annotations' not in data:
@@ -86,6 +91,10 @@ def load_coco_annotations(path: str | os.PathLike, require_annotations: bool = T
         num_values = len(kpts)
         _require(isinstance(ann['bbox'], list) and len(ann['bbox']) == 4, path, f'{where}.bbox',
                  '[x, y, w, h]')
+        checked = keypoint_array(kpts, num_values // 3, f'{path}: {where} (id {ann["id"]}).keypoints')
+        if None in kpts:  # unlabelled keypoints without coordinates: pycocotools needs numbers
+            ann['keypoints'] = checked.ravel().tolist()
+    check_unique_ids(path, 'annotations', (ann['id'] for ann in data['annotations']))
     return data
 
 

@@ -8,14 +8,12 @@ The entry points' ``main`` functions run in-process through the shared ``utils.c
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
 import re
 import subprocess
 import sys
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,6 +26,9 @@ import topdown_demo_with_mmdet as demo
 import train
 import val
 from models import build_pose_estimator
+from tests.conftest import file_states as _snapshot
+from tests.conftest import one_error_line as one_error
+from tests.conftest import run_entry_point as run
 from tools import (
     browse_dataset,
     convert_checkpoint,
@@ -45,7 +46,6 @@ from utils.config import Config, load_config
 REPO = Path(__file__).resolve().parents[1]
 BASE_CFG = REPO / 'configs' / 'rle' / 'rle_mbv2-0.5x_coco-sample-192x192.py'
 DET_CFG = REPO / 'configs' / 'detection' / 'rtmdet_tiny_8xb32-300e_coco.py'
-MAX_LINE = 400  # "short": one line of at most this many characters
 
 
 @dataclass
@@ -108,11 +108,6 @@ def env(tmp_path_factory) -> Env:
                root / 'badimg' / '1.jpg', root / 'raw.json')
 
 
-def _snapshot(root: Path) -> dict[Path, tuple[str, int]]:
-    return {p: (hashlib.sha256(p.read_bytes()).hexdigest(), p.stat().st_mtime_ns)
-            for p in root.rglob('*') if p.is_file()}
-
-
 @pytest.fixture
 def unchanged(env):
     """Every file that existed under the test data folder before the case is byte-for-byte the same after."""
@@ -148,26 +143,6 @@ def project_log(caplog):
     yield caplog
     logger.removeHandler(caplog.handler)
     logger.setLevel(old_level)
-
-
-def run(main: Callable, argv: list[str], capsys) -> tuple[int, str]:
-    """(exit status, stderr) of ``run_main(main, argv)``: the path every entry point's __main__ takes."""
-    with pytest.raises(SystemExit) as info:
-        run_main(main, [str(a) for a in argv])
-    return info.value.code, capsys.readouterr().err
-
-
-def one_error(status: int, err: str, *needles: str, expected: int = 2) -> str:
-    """Assert one short ``error:`` line holding every regex in ``needles``, no traceback; return it."""
-    assert 'Traceback' not in err, err
-    lines = [line for line in err.splitlines() if line.startswith('error: ')]
-    assert len(lines) == 1, err
-    line = lines[0]
-    assert len(line) <= MAX_LINE, f'{len(line)} characters: {line}'
-    for needle in needles:
-        assert re.search(needle, line), f'{needle!r} not in {line!r}'
-    assert status == expected, (status, err)
-    return line
 
 
 def tiny(env: Env, *options: str) -> list[str]:

@@ -32,10 +32,20 @@ def debug_requested(argv: list[str]) -> bool:
     return DEBUG_FLAG in argv or os.environ.get(DEBUG_ENV, '').strip().lower() not in ('', '0', 'false', 'no')
 
 
+def _unwrap_worker_error(message: str, kind: type) -> str:
+    """The original message of an error a DataLoader worker raised, which torch re-raises in the main
+    process as ``kind('Caught <kind> in DataLoader worker process N.', the traceback, '<module>.<kind>:
+    <message>')`` (lines)."""
+    marker = f'\n{kind.__module__}.{kind.__qualname__}: '
+    if not message.startswith(f'Caught {kind.__name__} in DataLoader worker') or marker not in message:
+        return message
+    return message[message.rindex(marker) + len(marker):].strip()
+
+
 def describe(error: BaseException) -> tuple[str, int] | None:
     """(one-line message, exit status) for an error reported without a traceback, else None."""
     if isinstance(error, ReportedError):
-        return str(error), error.exit_code
+        return _unwrap_worker_error(str(error), type(error)), error.exit_code
     if isinstance(error, OSError):
         if error.filename is not None and error.strerror:
             message = f'{error.filename}: {error.strerror}'

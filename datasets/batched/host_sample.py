@@ -15,6 +15,7 @@ import numpy as np
 from datasets.base import BasePoseDataset
 from datasets.batched.geometry import FLIP_CODES
 from datasets.batched.recipe import BatchedRecipe
+from datasets.image_size import fit_image_source
 from datasets.transforms.lazy_image import JPEG_HEADER_BYTES, jpeg_frame
 from datasets.wrappers import RepeatDataset
 from utils.image_io import check_complete, decode_image, read_file_bytes
@@ -65,7 +66,7 @@ def raw_sample(info: dict[str, Any], recipe: BatchedRecipe, rng: np.random.Gener
     (first instance; ``keypoints`` (K, 2) image px, ``keypoints_visible`` (K,)), meta values and
     the drawn parameters (:func:`draw_params`)."""
     path = str(info['img_path'])
-    jpeg, image, hw = read_image_source(path)
+    jpeg, image, hw = fit_image_source(info, path, *read_image_source(path))  # datasets/image_size.py
     visible = np.asarray(info['keypoints_visible'], dtype=np.float32)[0]
     if visible.ndim == 2:  # (K, 2) (visibility, weight) from KeypointConverter
         visible = visible[:, 0]

@@ -4,6 +4,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from datasets.image_size import fit_image_size
 from datasets.transforms.base import BaseTransform
 from datasets.transforms.lazy_image import JPEG_HEADER_BYTES, LazyImage, jpeg_size
 from utils.image_io import ImageLoadError, check_complete, decode_image, read_file_bytes
@@ -60,7 +61,7 @@ class LoadImage(BaseTransform):
                 if self.ignore_empty:
                     return None
                 raise
-            img = self._load(data, str(path))
+            img = fit_image_size(results, self._load(data, str(path)), str(path))  # datasets/image_size.py
         if self.to_float32 and isinstance(img, np.ndarray):
             img = img.astype(np.float32)
         results['img'] = img
