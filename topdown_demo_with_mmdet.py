@@ -5,7 +5,7 @@
 
 Same command line as MMPose 1.3.2's demo. ``DET_CONFIG none`` skips detection (the whole image is
 one person box). Checkpoints may be files, model-zoo names or http(s) URLs, and configs model-zoo names
-(see utils/model_zoo.py).
+(see models/checkpoints/model_zoo.py).
 Outputs: the drawn image (same name) or an .mp4 named after the video, and with --save-predictions
 ``results_<name>.json`` (``meta_info`` with keypoint names, skeleton and colours; ``instance_info``
 with keypoints, keypoint_scores, bbox, bbox_score per person, per frame for videos).

@@ -31,8 +31,8 @@ from engine.train_loop import train_one_epoch
 from engine.train_state import checkpoint_payload, restore
 from evaluation import evaluate_model
 from evaluation.prediction_pictures import prediction_mosaic
+from models.checkpoints import read_checkpoint, save_checkpoint
 from optim import build_ema, build_optimizer, build_schedulers, ema_config, scale_lr
-from utils.checkpoint import read_checkpoint, save_checkpoint
 from utils.cli import run_main
 from utils.config import Config, add_cfg_options_argument, add_config_argument, load_config
 from utils.dist import barrier, broadcast_buffers, broadcast_object, cleanup, init_distributed

@@ -9,10 +9,10 @@ from torch.nn.parallel import DistributedDataParallel
 
 from engine.loss_model import LossModel
 from models import build_pose_estimator
+from models.checkpoints import load_checkpoint
+from models.checkpoints.model_zoo import resolve_checkpoint
 from models.loading import prepare_for_training
-from utils.checkpoint import load_checkpoint
 from utils.config import Config
-from utils.model_zoo import resolve_checkpoint
 
 
 def enable_amp(cfg: Config, device: torch.device) -> None:

@@ -9,8 +9,8 @@ from typing import Any
 
 from torch import nn
 
+from models.checkpoints import load_checkpoint, read_checkpoint, state_dict_of
 from models.qat import prepare_qat
-from utils.checkpoint import load_checkpoint, read_checkpoint, state_dict_of
 from utils.logger import LOGGER_NAME
 from utils.registry import MODELS
 

@@ -12,7 +12,7 @@ import pytest
 from apis import inference_topdown, init_model
 from apis.inputs import ImageReadError
 from datasets import build_dataloader
-from utils.checkpoint import CheckpointError
+from models.checkpoints import CheckpointError
 from utils.config import Config
 
 REPO = Path(__file__).resolve().parents[1]

@@ -8,9 +8,9 @@ from torch import nn
 
 from models.backbones.mobilenet_v2 import MobileNetV2
 from models.backbones.shufflenet_v2 import ShuffleNetV2
+from models.checkpoints import convert_state_dict, load_checkpoint
 from models.layers import Add, ConvBNAct, build_activation, make_divisible
 from models.necks.global_average_pooling import GlobalAveragePooling
-from utils.checkpoint import convert_state_dict, load_checkpoint
 from utils.registry import MODELS
 
 WEIGHTS = Path(__file__).resolve().parents[2] / 'shared' / 'weights'

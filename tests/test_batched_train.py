@@ -5,9 +5,9 @@ import signal
 
 import torch
 
+from models.checkpoints import read_checkpoint
 from tests.test_resume import command, run, start_and_wait_for
 from tests.test_train import needs_data, tiny_config
-from utils.checkpoint import read_checkpoint
 from utils.config import Config
 
 # a stage-2 pipeline the per-sample loader runs but the batched one cannot: a top-level KeypointConverter

@@ -9,9 +9,7 @@ import torch
 from torch import nn
 
 from models.backbones.mobilenet_v2 import MobileNetV2
-from models.necks.global_average_pooling import GlobalAveragePooling
-from tools.convert_checkpoint import main as convert_main
-from utils.checkpoint import (
+from models.checkpoints import (
     CHECKPOINT_MARKER,
     CheckpointError,
     convert_state_dict,
@@ -21,7 +19,9 @@ from utils.checkpoint import (
     read_checkpoint,
     save_checkpoint,
 )
-from utils.restricted_unpickler import Placeholder
+from models.checkpoints.unpickler import Placeholder
+from models.necks.global_average_pooling import GlobalAveragePooling
+from tools.convert_checkpoint import main as convert_main
 
 WEIGHTS = Path(__file__).resolve().parents[2] / 'shared' / 'weights'
 RLE = WEIGHTS / 'rle_mbv2-0.5x_aic-coco-192x192_202403131203.pth'

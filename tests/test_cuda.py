@@ -15,11 +15,11 @@ from engine import LossModel, StepStats, train_step
 from engine.setup import build_train_model
 from evaluation import evaluate_model
 from models import build_pose_estimator
+from models.checkpoints import load_checkpoint, read_checkpoint
 from models.qat import prepare_qat
 from optim import build_ema, build_optimizer, ema_config
 from tests.test_train import needs_data
 from tests.test_train_step import LOGGER, cuda_batch, recipe
-from utils.checkpoint import load_checkpoint, read_checkpoint
 from utils.config import load_config
 from utils.registry import METRICS
 

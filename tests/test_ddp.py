@@ -10,8 +10,8 @@ import pytest
 from datasets import build_dataloader
 from evaluation import evaluate_model
 from models import build_pose_estimator
+from models.checkpoints import load_checkpoint, read_checkpoint
 from tests.test_train import needs_data, tiny_config
-from utils.checkpoint import load_checkpoint, read_checkpoint
 from utils.config import Config
 from utils.registry import METRICS
 

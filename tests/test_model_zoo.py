@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from apis.inputs import as_config
-from utils.model_zoo import (
+from models.checkpoints.model_zoo import (
     MODEL_ZOO,
     ORIGINAL_COMMIT,
     ORIGINAL_RAW,
@@ -198,8 +198,7 @@ def test_init_cfg_zoo_name_downloads_and_loads_the_backbone(github, tmp_path, mo
     import torch
 
     from models import build_pose_estimator
-    from utils import model_zoo
-    from utils.checkpoint import read_checkpoint
+    from models.checkpoints import model_zoo, read_checkpoint
 
     monkeypatch.setattr(model_zoo, 'DEFAULT_ROOT', tmp_path)
     cfg = as_config(str(REPO / 'configs/rle/rle_mbv2-0.5x_aic-coco-192x192.py'))
@@ -223,7 +222,7 @@ def test_work_dir_checkpoint(tmp_path):
 def test_checkpoint_argument_forms():
     import argparse
 
-    from utils.model_zoo import add_checkpoint_argument
+    from models.checkpoints.model_zoo import add_checkpoint_argument
 
     parser = argparse.ArgumentParser()
     add_checkpoint_argument(parser, option=True)

@@ -10,9 +10,9 @@ import torch
 
 from datasets import build_dataset, pose_collate
 from models import build_pose_estimator
+from models.checkpoints import load_checkpoint
 from models.data_preprocessor import PoseDataPreprocessor
 from models.pose_estimator import crop_to_image
-from utils.checkpoint import load_checkpoint
 from utils.config import Config
 from utils.registry import RegistryError
 

@@ -6,10 +6,10 @@ import numpy as np
 import torch
 
 from models.backbones.mobilenet_v2 import MobileNetV2
+from models.checkpoints import CHECKPOINT_MARKER, load_checkpoint, read_checkpoint, save_checkpoint
+from models.checkpoints.model_zoo import hash_prefix_from_name
 from tests.test_checkpoint import _HistoryBuffer
 from tools.publish_model import main
-from utils.checkpoint import CHECKPOINT_MARKER, load_checkpoint, read_checkpoint, save_checkpoint
-from utils.model_zoo import hash_prefix_from_name
 
 
 def test_publish_strips_training_state_and_names_the_hash(tmp_path: Path, capsys) -> None:

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import torch
 
+from models.checkpoints import read_checkpoint
 from tests.test_train import needs_data, tiny_config
-from utils.checkpoint import read_checkpoint
 
 REPO = Path(__file__).resolve().parents[1]
 ENV = {**os.environ, 'OMP_NUM_THREADS': '1'}  # both runs alike; one thread is fastest on a busy 2-core box

@@ -14,9 +14,9 @@ import pytest
 import torch
 
 from apis.detector import inference_detector, init_detector
+from models.checkpoints import CheckpointError
 from models.detection.det_transforms import DetTestTransform, rescale_size
 from models.detection.point_generator import MlvlPointGenerator, distance2bbox
-from utils.checkpoint import CheckpointError
 from utils.config import Config
 from utils.registry import MODELS
 

@@ -12,7 +12,7 @@ from datasets import build_dataloader
 from engine import LossModel
 from evaluation import evaluate_model
 from models import build_pose_estimator
-from utils.checkpoint import load_checkpoint, read_checkpoint
+from models.checkpoints import load_checkpoint, read_checkpoint
 from utils.config import Config
 from utils.registry import METRICS
 

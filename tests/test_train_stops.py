@@ -18,11 +18,11 @@ from engine import LossModel, StepStats, train_step
 from engine.rank_stop import agree_first_bad
 from engine.train_state import checkpoint_payload, restore
 from models import build_pose_estimator
+from models.checkpoints import read_checkpoint, save_checkpoint
 from models.heads.rle_head import RLEHead
 from optim import build_ema, build_optimizer, build_schedulers
 from tests.test_train import needs_data, one_torch_thread, tiny_config  # noqa: F401 (autouse fixture)
 from tests.test_train_step import codec_batch
-from utils.checkpoint import read_checkpoint, save_checkpoint
 from utils.config import load_config
 
 REPO = Path(__file__).resolve().parents[1]

@@ -28,6 +28,7 @@ import topdown_demo_with_mmdet as demo
 import train
 import val
 from models import build_pose_estimator
+from models.checkpoints import save_checkpoint
 from tools import (
     browse_dataset,
     convert_checkpoint,
@@ -38,7 +39,6 @@ from tools import (
     publish_model,
     quantize,
 )
-from utils.checkpoint import save_checkpoint
 from utils.cli import run_main
 from utils.config import Config, load_config
 

@@ -1,7 +1,7 @@
 """val.py end to end with the published RLE-0.5x weights on the 4-image COCO sample, and evaluate_model.
 
 Reference APs: upstream MMPose 1.3.2 (mmengine Runner.test) with the same weights (converted to MMPose
-naming with utils.checkpoint.convert_checkpoint), an equivalent config (MobileNetV2-0.5x, GAP neck,
+naming with models.checkpoints.convert_checkpoint), an equivalent config (MobileNetV2-0.5x, GAP neck,
 RLEHead, RegressionLabel 192x192, flip test with shift_coords, LoadImage -> GetBBoxCenterScale ->
 TopdownAffine -> PackPoseInputs) on ../shared/data/coco/test_coco.json gave
 AP 0.6721232123212321 (ground-truth boxes, flip), 0.6224422442244225 (ground-truth boxes, no flip)
@@ -21,9 +21,9 @@ from torch import nn
 
 import val
 from evaluation import CocoMetric, evaluate_model
-from utils.checkpoint import CheckpointError, convert_checkpoint, read_checkpoint
+from models.checkpoints import CheckpointError, convert_checkpoint, read_checkpoint
+from models.checkpoints.model_zoo import ModelZooError
 from utils.config import load_config
-from utils.model_zoo import ModelZooError
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(__file__).resolve().parents[2] / 'shared'
