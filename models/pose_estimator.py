@@ -14,7 +14,7 @@ import torch
 from torch import Tensor, nn
 
 from models.checkpoints import load_pretrained, pretrained_cfg
-from utils.arrays import to_numpy
+from structures.arrays import to_numpy
 from utils.registry import MODELS
 
 HeadOutputs = Tensor | tuple[Tensor, ...]

@@ -13,10 +13,10 @@ import torch
 
 from datasets import build_dataset, pose_collate
 from datasets.batched import DeviceTopdownPipeline, RawSampleDataset, collate_raw, dataset_recipes
+from datasets.image_io import jpeg_segments
 from datasets.transforms import ImageLoadError
 from tests.test_batched_pipeline import RLE, assert_crops_close, geometric_pipeline
 from tests.test_data_helpers import need_data
-from utils.image_io import jpeg_segments
 
 
 def copy_sample(tmp_path: Path, damage: dict[str, bytes]) -> dict:

@@ -14,7 +14,7 @@ from torch import Tensor, nn
 
 from models.checkpoints.naming import split_fc
 from models.heads.regression_head import RegressionHead, last_feature
-from utils.precision import autocast_enabled, autocast_off
+from models.precision import autocast_enabled, autocast_off
 from utils.registry import MODELS
 
 

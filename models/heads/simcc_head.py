@@ -16,8 +16,8 @@ from torch import Tensor, nn
 from models.heads.heatmap_head import DEFAULT_FINAL_LAYER, HeatmapHead, init_conv_bn
 from models.heads.regression_head import build_decoder, init_linear_normal, last_feature
 from models.losses.accuracy import constant_norm, keypoint_pck_accuracy
+from models.precision import autocast_off
 from structures.flip import flip_vectors
-from utils.precision import autocast_off
 from utils.registry import MODELS
 
 
