@@ -33,7 +33,7 @@ from utils.cli import run_main
 from utils.config import add_cfg_options_argument, parse_cfg_options
 from utils.errors import UserError
 from utils.output_files import atomic_output, write_image, write_text_atomic
-from utils.visualization import draw_pose
+from visualization.drawing import draw_pose
 
 IMAGE_EXTS = {'.jpg', '.jpeg', '.png', '.bmp', '.webp', '.tif', '.tiff'}
 VIDEO_EXTS = {'.mp4', '.avi', '.mov', '.mkv', '.webm', '.m4v', '.mpg', '.mpeg', '.wmv', '.flv'}

@@ -24,7 +24,6 @@ from pathlib import Path
 from datasets import build_dataloader
 from evaluation import CocoMetric, evaluate_model
 from evaluation.prediction_file import write_predictions
-from evaluation.prediction_pictures import save_prediction_pictures
 from models import build_pose_estimator
 from models.checkpoints import CheckpointError, load_checkpoint
 from models.checkpoints.model_zoo import (
@@ -41,6 +40,7 @@ from utils.dist import cleanup, init_distributed, is_main_process
 from utils.errors import ArgumentError
 from utils.output_files import refuse_input_as_output, write_text_atomic
 from utils.registry import METRICS
+from visualization.prediction_pictures import save_prediction_pictures
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

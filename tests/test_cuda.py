@@ -11,15 +11,14 @@ import torch
 
 import train
 from datasets import build_dataloader
-from engine import LossModel, StepStats, train_step
-from engine.setup import build_train_model
+from engine import LossModel, StepStats, build_train_model, train_step
 from evaluation import evaluate_model
 from models import build_pose_estimator
 from models.checkpoints import load_checkpoint, read_checkpoint
 from models.qat import prepare_qat
 from optim import build_ema, build_optimizer, ema_config
 from tests.test_train import needs_data
-from tests.test_train_step import LOGGER, cuda_batch, recipe
+from tests.test_train_step import cuda_batch, recipe
 from utils.config import load_config
 from utils.registry import METRICS
 
@@ -35,7 +34,7 @@ RLE_WEIGHTS = SHARED / 'weights' / 'rle_mbv2-0.5x_aic-coco-192x192_202403131203.
 def test_amp_step_with_channels_last_fused_adamw_and_ema(family, dtype):
     cfg = recipe(family, False, 'cuda')
     cfg.optim_wrapper.update(type='AmpOptimWrapper', dtype=dtype)
-    model, train_model = build_train_model(cfg, torch.device('cuda'), 1, LOGGER)
+    model, train_model = build_train_model(cfg, torch.device('cuda'), 1)
     optim = build_optimizer(model, cfg.optim_wrapper)
     ema = build_ema(model, ema_config(cfg))
     assert optim.optimizer.defaults.get('fused') is True

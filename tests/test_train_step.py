@@ -11,8 +11,7 @@ import pytest
 import torch
 
 from codec import build_codec
-from engine import LossModel, StepStats, prepare_batch, train_step
-from engine.setup import build_train_model
+from engine import LossModel, StepStats, build_train_model, prepare_batch, train_step
 from models import build_pose_estimator
 from optim import build_ema, build_optimizer, build_schedulers, ema_config
 from utils.config import load_config
@@ -93,7 +92,7 @@ def test_step_on_cuda_never_synchronises(family, amp):
     device = torch.device('cuda')
     torch.backends.cudnn.benchmark = True
     cfg = recipe(family, amp, 'cuda')
-    model, train_model = build_train_model(cfg, device, 1, LOGGER)
+    model, train_model = build_train_model(cfg, device, 1)
     run_steps(cfg, model, train_model, cuda_batch(cfg))  # warm-up: cuDNN autotuning, lazy init may sync
     batch = cuda_batch(cfg)
     torch.cuda.synchronize()

@@ -492,7 +492,10 @@ def test_publish_model_and_plot_curves_mistakes(env, bad_checkpoints, capsys, un
     write(tmp_path / 'results.csv', 'epoch,loss\n1,abc\n')
     one_error(*run(plot_curves.main, [tmp_path / 'results.csv', '--out', tmp_path / 'c.png'], capsys),
               r'results\.csv:2: expected numbers')
-    assert not (tmp_path / 'c.png').exists()
+    write(tmp_path / 'results.csv', 'epoch,loss\n1,0.5\n')
+    one_error(*run(plot_curves.main, [tmp_path / 'results.csv', '--out', tmp_path / 'c.bmp'], capsys),
+              r'--out .*c\.bmp.*unsupported chart extension .\.bmp.', r'\.png, \.pdf, \.svg')
+    assert not (tmp_path / 'c.png').exists() and not (tmp_path / 'c.bmp').exists()
 
 
 # ------------------------------------------------------------------------------------------ outputs
