@@ -42,8 +42,6 @@ from utils.config import add_cfg_options_argument, add_config_argument, load_con
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    # Starts like tools/quantize.py's on purpose: both take a pose config and a float checkpoint, export it
-    # and quantise it; the shared pieces are add_config_argument / add_checkpoint_argument.
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     add_config_argument(parser, help='pose config file')

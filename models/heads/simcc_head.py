@@ -52,8 +52,6 @@ class SimCCHead(nn.Module):
         init_cfg: unused; accepted for MMPose config compatibility.
     """
 
-    # The deconv/conv/final-layer arguments repeat HeatmapHead's on purpose: MMPose's SimCCHead takes the same
-    # ones (and builds the same layers through models.heads.heatmap_head's helpers).
     def __init__(self, in_channels: int, out_channels: int, input_size: tuple[int, int],
                  in_featuremap_size: tuple[int, int], simcc_split_ratio: float = 2.0,
                  deconv_type: str = 'heatmap',
