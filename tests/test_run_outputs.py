@@ -22,7 +22,7 @@ import val
 from codec import MSRAHeatmap, RegressionLabel, SimCCLabel
 from datasets import parse_pose_metainfo
 from engine import RunRecord, RunReport, TrainWindow, read_results, read_scalars, summary_table
-from tests.test_train import DATA, tiny_config
+from tests.conftest import COCO_ANN, REPO, needs_data, tiny_config
 from tools import plot_curves
 from utils.cli import run_main
 from utils.logger import get_logger
@@ -30,7 +30,6 @@ from visualization.batch_picture import target_keypoints
 from visualization.curves import PALETTE
 from visualization.prediction_pictures import GT_COLOR, draw_predictions
 
-REPO = Path(__file__).resolve().parents[1]
 EPOCHS, ITERS = 2, 3  # 12 sample instances, batch 4
 COCO_META = parse_pose_metainfo(dict(from_file=str(REPO / 'configs/_base_/datasets/coco.py')))
 
@@ -46,9 +45,8 @@ def _train(cfg_file: Path, work_dir: Path, *extra: str) -> str:
 
 @pytest.fixture(scope='module')
 def run(tmp_path_factory):
-    """(config, work dir, console text) of one 2-epoch run; the work dir must not be modified."""
-    if not (DATA / 'coco' / 'test_coco.json').is_file():
-        pytest.skip('../shared/data (COCO sample) not available')
+    """(config, work dir, console text) of one 2-epoch run (tests marked needs_data); the work dir must not
+    be modified."""
     tmp = tmp_path_factory.mktemp('run')
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
@@ -67,6 +65,7 @@ def log_values(log: str, pattern: str) -> list[dict[str, float]]:
             for line in lines]
 
 
+@needs_data
 def test_console_is_short_and_config_only_in_files(run):
     cfg_file, work_dir, console = run
     lines = console.splitlines()
@@ -83,6 +82,7 @@ def test_console_is_short_and_config_only_in_files(run):
     assert (work_dir / cfg_file.name).is_file()
 
 
+@needs_data
 def test_results_csv_has_a_row_per_epoch_equal_to_the_log(run):
     _, work_dir, _ = run
     rows = read_results(work_dir / 'results.csv')
@@ -120,6 +120,7 @@ def load_json_log(path: Path) -> dict:
     return log_dict
 
 
+@needs_data
 def test_scalars_json_is_mmpose_format(run):
     _, work_dir, _ = run
     path = work_dir / 'scalars.json'
@@ -154,6 +155,7 @@ def _tensorboard_images(work_dir: Path) -> dict[str, list[int]]:
     return {tag: [image.step for image in events.Images(tag)] for tag in events.Tags()['images']}
 
 
+@needs_data
 def test_pictures_have_the_expected_size_and_place(run):
     _, work_dir, _ = run
     curves = cv2.imread(str(work_dir / 'results.png'))
@@ -176,6 +178,7 @@ def test_pictures_have_the_expected_size_and_place(run):
     assert images['train/batch'] == [1]
 
 
+@needs_data
 def test_resume_appends(run, tmp_path):
     cfg_file, work_dir, _ = run
     resumed = tmp_path / 'work'
@@ -205,6 +208,7 @@ def test_resume_appends(run, tmp_path):
     assert b'<svg' in out.read_bytes()
 
 
+@needs_data
 def test_plot_curves_names_a_missing_key(run, tmp_path, capsys):
     _, work_dir, _ = run
     with pytest.raises(SystemExit) as exit_info:
@@ -214,13 +218,14 @@ def test_plot_curves_names_a_missing_key(run, tmp_path, capsys):
     assert "no 'coco/APX'" in err and 'coco/AP' in err and not (tmp_path / 'x.png').exists()
 
 
+@needs_data
 def test_val_show_dir_writes_one_picture_per_image(run, tmp_path, monkeypatch):
     _, work_dir, _ = run
     monkeypatch.chdir(REPO)
     show = tmp_path / 'show'
     with contextlib.redirect_stdout(io.StringIO()):
         val.main(['--checkpoint', str(work_dir), '--device', 'cpu', '--show-dir', str(show)])
-    images = json.loads((DATA / 'coco' / 'test_coco.json').read_text())['images']
+    images = json.loads(COCO_ANN.read_text())['images']
     assert sorted(p.name for p in show.iterdir()) == sorted(img['file_name'] for img in images)
     for img in images:
         pic = cv2.imread(str(show / img['file_name']))

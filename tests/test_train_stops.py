@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 
 import train
@@ -20,11 +21,10 @@ from models import build_pose_estimator
 from models.checkpoints import read_checkpoint, save_checkpoint
 from models.heads.rle_head import RLEHead
 from optim import build_ema, build_optimizer, build_schedulers
-from tests.test_train import needs_data, one_torch_thread, tiny_config  # noqa: F401 (autouse fixture)
-from tests.test_train_step import codec_batch
+from tests.conftest import REPO, codec_batch, needs_data, tiny_config
 from utils.config import load_config
 
-REPO = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.usefixtures('one_torch_thread')
 NAN = float('nan')
 
 

@@ -200,8 +200,8 @@ CONFIG_OPTION_CASES = [
 
 
 @pytest.mark.parametrize('options, needles', CONFIG_OPTION_CASES, ids=[c[0][0] for c in CONFIG_OPTION_CASES])
-def test_train_cfg_option_mistakes(env, capsys, unchanged, options, needles):
-    one_error(*run(train.main, tiny(env, *options), capsys), *needles)
+def test_train_cfg_option_mistakes(env, capsys, unchanged, tmp_path, options, needles):
+    one_error(*run(train.main, [*tiny(env, *options), '--work-dir', tmp_path / 'work'], capsys), *needles)
 
 
 CONFIG_FILE_CASES = [
