@@ -5,7 +5,7 @@
 
 Same command line as MMPose 1.3.2's demo. ``DET_CONFIG none`` skips detection (the whole image is
 one person box). Checkpoints may be files, model-zoo names or http(s) URLs, and configs model-zoo names
-(see utils/model_zoo.py).
+(see models/checkpoints/model_zoo.py).
 Outputs: the drawn image (same name) or an .mp4 named after the video, and with --save-predictions
 ``results_<name>.json`` (``meta_info`` with keypoint names, skeleton and colours; ``instance_info``
 with keypoints, keypoint_scores, bbox, bbox_score per person, per frame for videos).
@@ -33,7 +33,7 @@ from utils.cli import run_main
 from utils.config import add_cfg_options_argument
 from utils.errors import UserError
 from utils.output_files import atomic_output, write_image, write_text_atomic
-from utils.visualization import draw_pose
+from visualization.drawing import draw_pose
 
 IMAGE_EXTS = {'.jpg', '.jpeg', '.png', '.bmp', '.webp', '.tif', '.tiff'}
 VIDEO_EXTS = {'.mp4', '.avi', '.mov', '.mkv', '.webm', '.m4v', '.mpg', '.mpeg', '.wmv', '.flv'}

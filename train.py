@@ -19,28 +19,37 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch.utils.tensorboard import SummaryWriter
 
 from datasets import build_dataloader
-from datasets.batch_picture import train_batch_picture
 from datasets.batched import INPUT_PIPELINES, build_train_loader, choose_input_pipeline
-from engine import NonFiniteLossError, RunStopped
-from engine.rank_stop import watch_for_peer_stop
-from engine.setup import build_train_model, enable_amp, pin_loader_memory, set_cudnn_benchmark
-from engine.train_loop import train_one_epoch
-from engine.train_state import checkpoint_payload, restore
+from engine import (
+    NonFiniteLossError,
+    RunReport,
+    RunStopped,
+    build_train_model,
+    check_data_paths,
+    check_data_sizes,
+    check_training_settings,
+    checkpoint_payload,
+    enable_amp,
+    pin_loader_memory,
+    refuse_overwrite,
+    restore,
+    set_cudnn_benchmark,
+    train_one_epoch,
+    watch_for_peer_stop,
+)
 from evaluation import evaluate_model
 from evaluation.metric_coverage import check_metric_coverage
-from evaluation.prediction_pictures import prediction_mosaic
+from models.checkpoints import read_checkpoint, save_checkpoint
 from optim import build_ema, build_optimizer, build_schedulers, ema_config, scale_lr
-from utils.checkpoint import read_checkpoint, save_checkpoint
 from utils.cli import run_main
 from utils.config import Config, add_cfg_options_argument, add_config_argument, load_config
 from utils.dist import barrier, broadcast_buffers, broadcast_object, cleanup, init_distributed
-from utils.logger import FILE_ONLY, RunLog, collect_env, get_logger
+from utils.logger import FILE_ONLY, collect_env, get_logger
 from utils.registry import METRICS
-from utils.run_checks import check_data_sizes, check_training_settings, refuse_overwrite
 from utils.seed import seed_epoch, set_random_seed
+from visualization.prediction_pictures import prediction_mosaic
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -70,39 +79,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                              "('auto': device on CUDA when the recipe allows)")
     add_cfg_options_argument(parser)
     return parser.parse_args(argv)
-
-
-def dataset_paths(node: Any) -> list[Path]:
-    """Files and folders a dataset config (nested datasets included) reads."""
-    paths: list[Path] = []
-    if isinstance(node, dict):
-        if 'ann_file' in node and 'type' in node:
-            root = Path(node.get('data_root') or '')
-            paths.append(root / node['ann_file'])
-            img = (node.get('data_prefix') or {}).get('img')
-            if img:
-                paths.append(root / img)
-            if node.get('bbox_file'):
-                paths.append(Path(node['bbox_file']))
-        for key in ('dataset', 'datasets'):
-            if key in node:
-                paths += dataset_paths(node[key])
-    elif isinstance(node, (list, tuple)):
-        for item in node:
-            paths += dataset_paths(item)
-    return paths
-
-
-def check_data_paths(cfg: Config) -> None:
-    """Fail before any work when a dataset or annotation path of the config does not exist."""
-    for where in ('train_dataloader', 'val_dataloader'):
-        for path in dataset_paths(cfg[where]['dataset']):
-            if not path.exists():
-                raise FileNotFoundError(f'{where}: dataset path {str(path)!r} does not exist (set data_root '
-                                        '/ ann_file / data_prefix; see README "Data preparation")')
-    ann = cfg.get('val_evaluator', {}).get('ann_file')
-    if ann and not Path(ann).exists():
-        raise FileNotFoundError(f'val_evaluator.ann_file {ann!r} does not exist')
 
 
 def resolve_work_dir(args: argparse.Namespace, cfg_file: str,
@@ -182,7 +158,7 @@ def main(argv: list[str] | None = None) -> int:
     set_random_seed(seed, bool(cfg.randomness.get('deterministic', False)))
     set_cudnn_benchmark(cfg)
 
-    model, train_model = build_train_model(cfg, device, world_size, logger)
+    model, train_model = build_train_model(cfg, device, world_size)
     distributed = world_size > 1
     cfg_dir = Path(args.cfg_file).parent
     recipes = choose_input_pipeline(cfg.get('input_pipeline'), device, cfg.train_dataloader['dataset'],
@@ -203,11 +179,8 @@ def main(argv: list[str] | None = None) -> int:
     switch_epoch = max_epochs - stage2_epochs if stage2_epochs else None  # 0-based: the last stage2_epochs
 
     optim = build_optimizer(model, cfg.optim_wrapper)
-    total_batch = cfg.train_dataloader['batch_size'] * world_size
-    ratio = scale_lr(optim, cfg.get('auto_scale_lr'), total_batch)
-    if ratio != 1.0:
-        logger.info('auto_scale_lr: lr x %g (total batch %d, base %d)', ratio, total_batch,
-                    cfg.auto_scale_lr['base_batch_size'])
+    batch_size = cfg.train_dataloader['batch_size']
+    scale_lr(optim, cfg.get('auto_scale_lr'), batch_size * world_size)
     schedulers = build_schedulers(optim, cfg.get('param_scheduler'), iters_per_epoch, max_epochs)
     ema = build_ema(model, ema_config(cfg))
     ckpt_cfg = {'save_best': 'coco/AP', 'rule': 'greater', **(cfg.get('checkpoint') or {})}
@@ -227,13 +200,11 @@ def main(argv: list[str] | None = None) -> int:
         logger.info('Resumed from %s: continuing at epoch %d', resume_from, start_epoch + 1)
     max_iters = max_epochs * iters_per_epoch
     optim.initialize_count_status(start_epoch * iters_per_epoch, max_iters)
-    run = RunLog(logger, SummaryWriter(str(work_dir / 'tensorboard')) if rank == 0 else None, device,
-                 int(cfg.get('log_interval', 50)), max_iters, rank == 0 and sys.stdout.isatty(),
-                 cfg.train_dataloader['batch_size'], world_size, work_dir=work_dir if rank == 0 else None,
-                 start_epoch=start_epoch, max_epochs=max_epochs, val_iters=len(val_loader),
-                 batch_picture=lambda batch: train_batch_picture(batch, train_loader.dataset.metainfo))
-    run.log_header(model, len(train_loader.dataset), iters_per_epoch, len(val_loader.dataset))
-    vis_images = int(cfg.get('vis_num_images', 8))
+    show_bar = rank == 0 and sys.stdout.isatty()
+    report = RunReport(logger, work_dir if rank == 0 else None, max_epochs, start_epoch, show_bar)
+    report.log_header(model, train_size=len(train_loader.dataset), iters_per_epoch=iters_per_epoch,
+                      batch_size=batch_size, world_size=world_size, val_size=len(val_loader.dataset))
+    log_interval, vis_images = int(cfg.get('log_interval', 50)), int(cfg.get('vis_num_images', 8))
     # NCCL: a rank stuck in a collective whose peer has stopped ends with that peer's message
     peer_watch = watch_for_peer_stop(lambda message: logger.error('%s', message)) if device.type == 'cuda' \
         else None
@@ -245,19 +216,20 @@ def main(argv: list[str] | None = None) -> int:
                 logger.info('Epoch %d: switched to the stage-2 pipeline (new loader workers)', epoch + 1)
             train_loader.set_epoch(epoch)  # shuffle order and per-sample augmentation seeds of this epoch
             seed_epoch(seed, epoch, rank)  # everything else random in the epoch (e.g. dropout)
-            train_one_epoch(run, train_model, train_loader, optim, schedulers, ema, epoch)
+            train_one_epoch(train_model, optim, train_loader, epoch, report, device=device,
+                            log_interval=log_interval, batch_size=batch_size, ema=ema, schedulers=schedulers)
             for scheduler in schedulers:
                 if scheduler.by_epoch:
                     scheduler.step()
             for module in (model, ema.module if ema is not None else None):
                 if module is not None:  # validate, everywhere, the BN statistics rank 0 will save
                     broadcast_buffers(module)
-            improved = False
+            validated = improved = False
             if (epoch + 1) % val_interval == 0 or epoch + 1 == max_epochs:
                 metrics = evaluate_model(ema.module if ema is not None else model, val_loader, metric, device,
-                                         progress=run.show_bar)
-                run.log_metrics(metrics, epoch)
-                improved = update_best(best, metrics, ckpt_cfg['rule'], epoch, logger)
+                                         progress=show_bar)
+                report.log_metrics(metrics, epoch, len(val_loader))
+                validated, improved = True, update_best(best, metrics, ckpt_cfg['rule'], epoch, logger)
             if rank == 0:
                 it = (epoch + 1) * iters_per_epoch
                 payload = checkpoint_payload(model, ema, optim, schedulers, cfg, epoch + 1, it, best)
@@ -266,11 +238,10 @@ def main(argv: list[str] | None = None) -> int:
                     logger.info('Best %s = %.4f at epoch %d: saved best.pth', best['key'], best['score'],
                                 epoch + 1)
                 save_checkpoint(work_dir / 'last.pth', payload)
-                if run.metrics and vis_images > 0:
-                    run.log_picture(f'val_epoch{epoch + 1}_pred.jpg',
-                                    prediction_mosaic(metric, val_loader.dataset, vis_images), epoch + 1,
-                                    'val/predictions')
-                run.end_epoch(epoch)
+                if validated and vis_images > 0:
+                    report.log_predictions(prediction_mosaic(metric, val_loader.dataset, vis_images), epoch,
+                                           best=improved)
+                report.end_epoch(epoch)
             barrier()
     except KeyboardInterrupt:
         logger.warning('Interrupted: nothing half-written; %s holds the last finished epoch',
@@ -282,9 +253,9 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         if peer_watch is not None:
             peer_watch.set()
-        run.close()
+        report.close()
         cleanup()
-    run.log_summary(best['key'], ckpt_cfg['rule'])
+    report.log_summary(best['key'], ckpt_cfg['rule'])
     score = 'none' if best['score'] is None else f"{best['score']:.4f}"
     logger.info('Training finished after %d epochs; best %s = %s (epoch %s). Work dir: %s', max_epochs,
                 best['key'], score, best['epoch'], work_dir)

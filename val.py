@@ -25,17 +25,23 @@ from datasets import build_dataloader
 from evaluation import CocoMetric, evaluate_model
 from evaluation.metric_coverage import check_metric_coverage
 from evaluation.prediction_file import write_predictions
-from evaluation.prediction_pictures import save_prediction_pictures
 from models import build_pose_estimator
+from models.checkpoints import CheckpointError, load_checkpoint
+from models.checkpoints.model_zoo import (
+    MODEL_ZOO,
+    add_checkpoint_argument,
+    resolve_checkpoint,
+    run_checkpoint,
+    zoo_config,
+)
 from models.loading import is_qat_config, load_model
-from utils.checkpoint import CheckpointError, load_checkpoint
 from utils.cli import run_main
 from utils.config import Config, ConfigError, add_cfg_options_argument, add_config_argument, load_config
 from utils.dist import cleanup, init_distributed, is_main_process
 from utils.errors import ArgumentError
-from utils.model_zoo import MODEL_ZOO, add_checkpoint_argument, resolve_checkpoint, run_checkpoint, zoo_config
 from utils.output_files import refuse_input_as_output, write_text_atomic
 from utils.registry import METRICS
+from visualization.prediction_pictures import save_prediction_pictures
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

@@ -12,10 +12,10 @@ from torchvision.ops import nms
 
 from apis.inputs import ImageLike, as_config, read_image
 from deploy.ort_backend import load_onnx_detector
+from models.checkpoints.model_zoo import resolve_checkpoint
 from models.detection.det_transforms import DetTestTransform
 from models.loading import load_model
 from utils.config import Config
-from utils.model_zoo import resolve_checkpoint
 
 DEFAULT_TEST_PIPELINE = [dict(type='Resize', scale=(640, 640), keep_ratio=True),
                          dict(type='Pad', size=(640, 640), pad_val=dict(img=(114, 114, 114)))]
@@ -40,7 +40,7 @@ def init_detector(config: str | os.PathLike | Mapping, checkpoint: str | os.Path
         device: where the model runs.
 
     The model gets ``cfg`` (the config) and ``test_transform`` (resize + pad of the test pipeline).
-    Raises ``utils.checkpoint.CheckpointError`` naming missing/unexpected keys when the checkpoint
+    Raises ``models.checkpoints.CheckpointError`` naming missing/unexpected keys when the checkpoint
     does not fit the config.
     """
     cfg = as_config(config, 'detector config')

@@ -8,10 +8,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from datasets.image_io import ImageLoadError, decode_image, read_file_bytes
+from models.checkpoints.model_zoo import zoo_config
 from utils.config import Config, parse_cfg_options
 from utils.errors import DataError
-from utils.image_io import ImageLoadError, decode_image, read_file_bytes
-from utils.model_zoo import zoo_config
 
 ImageLike = str | os.PathLike | np.ndarray
 

@@ -22,9 +22,9 @@ from datasets.collate import pose_collate
 from datasets.metainfo import parse_pose_metainfo
 from datasets.transforms.base import Compose
 from deploy.ort_backend import load_onnx_pose_model
+from models.checkpoints.model_zoo import resolve_checkpoint
 from models.loading import load_model
 from utils.config import Config
-from utils.model_zoo import resolve_checkpoint
 from utils.registry import DATASETS
 
 
@@ -68,7 +68,7 @@ def init_model(config: str | os.PathLike | Mapping, checkpoint: str | os.PathLik
 
     The model gets ``cfg``, ``dataset_meta`` (see :func:`dataset_meta_of`) and ``pipeline`` (the
     validation pipeline). A checkpoint that does not fit the config raises
-    ``utils.checkpoint.CheckpointError`` naming the missing / unexpected keys.
+    ``models.checkpoints.CheckpointError`` naming the missing / unexpected keys.
     """
     cfg = as_config(config, 'pose config')
     path = None if checkpoint is None else resolve_checkpoint(checkpoint)

@@ -35,10 +35,10 @@ from torch import nn
 from torch.fx.experimental.optimization import fuse
 
 from models import build_pose_estimator
-from utils.checkpoint import load_checkpoint
+from models.checkpoints import load_checkpoint
+from models.checkpoints.model_zoo import add_checkpoint_argument, resolve_checkpoint
 from utils.cli import run_main
 from utils.config import add_cfg_options_argument, add_config_argument, load_config
-from utils.model_zoo import add_checkpoint_argument, resolve_checkpoint
 
 
 def prepare(model: nn.Module, mode: str, example: torch.Tensor) -> Callable[[torch.Tensor], object]:

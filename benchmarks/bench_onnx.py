@@ -35,15 +35,13 @@ import torch
 from deploy.deps import require
 from deploy.export import export_pose_model
 from deploy.ptq import quantize_pose_model
+from models.checkpoints.model_zoo import add_checkpoint_argument, resolve_checkpoint
 from models.loading import load_model
 from utils.cli import run_main
 from utils.config import add_cfg_options_argument, add_config_argument, load_config
-from utils.model_zoo import add_checkpoint_argument, resolve_checkpoint
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    # Starts like tools/quantize.py's on purpose: both take a pose config and a float checkpoint, export it
-    # and quantise it; the shared pieces are add_config_argument / add_checkpoint_argument.
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     add_config_argument(parser, help='pose config file')

@@ -4,7 +4,7 @@
                                      [--input-pipeline device|cpu] [--iters N] [--warmup N]
                                      [--device cpu|cuda] [--amp] [--batch-size B] [--json] [--cfg-options ...]
 
-Runs what train.py runs, through the same functions: the model built by ``engine.setup`` (channels_last
+Runs what train.py runs, through the same functions: the model built by ``engine.run`` (channels_last
 and fused optimizers on CUDA, SyncBN/QAT as configured), the config's EMA hook and lr schedulers,
 ``engine.prepare_batch`` (pinned uint8 batches, ``non_blocking`` copies, normalisation on the device) and
 ``engine.train_step`` with its device-side statistics read back once per ``log_interval``. ``--amp`` is
@@ -41,12 +41,14 @@ import torch
 from benchmarks.synthetic_jpeg import write_synthetic_coco
 from codec import build_codec
 from datasets.batched import INPUT_PIPELINES, build_train_loader, choose_input_pipeline
-from engine import StepStats, prepare_batch, train_step
-from engine.setup import (
+from engine import (
+    StepStats,
     build_train_model,
     enable_amp,
     pin_loader_memory,
+    prepare_batch,
     set_cudnn_benchmark,
+    train_step,
 )
 from optim import build_ema, build_optimizer, build_schedulers, ema_config
 from utils.cli import run_main
@@ -135,9 +137,9 @@ def main(argv: list[str] | None = None) -> None:
     cfg.model['backbone']['init_cfg'] = None  # the weights do not change the speed: no pretrained files
     cfg['load_from'] = None
     batch_size = cfg.train_dataloader['batch_size']
-    logger = logging.getLogger('bench_train')
+    logger = logging.getLogger('mmpose_clean.benchmarks')
 
-    model, train_model = build_train_model(cfg, device, 1, logger)
+    model, train_model = build_train_model(cfg, device, 1)
     optim = build_optimizer(model, cfg.optim_wrapper)
     if args.synthetic:
         batches = synthetic_batches(cfg, batch_size, pin=device.type == 'cuda')

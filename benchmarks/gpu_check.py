@@ -33,7 +33,7 @@ from dataclasses import asdict, dataclass, field
 
 import torch
 
-from utils.checkpoint import read_checkpoint
+from models.checkpoints import read_checkpoint
 from utils.cli import run_main
 
 SAMPLE_CONFIG = 'configs/rle/rle_mbv2-0.5x_coco-sample-192x192.py'

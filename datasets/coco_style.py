@@ -11,12 +11,12 @@ import numpy as np
 
 from datasets.annotation_checks import check_unique_ids, keypoint_array
 from datasets.base import BasePoseDataset, PipelineCfg
+from datasets.image_io import ImageLoadError, decode_image, read_file_bytes
 from datasets.image_size import INFO_KEY, SIZE_MISMATCH_MODES, AnnotatedSize, check_image_size
 from datasets.metainfo import parse_pose_metainfo
 from datasets.transforms.lazy_image import jpeg_size
 from structures.bbox import bbox_xywh2xyxy
 from utils.errors import DataError, SettingsError
-from utils.image_io import ImageLoadError, decode_image, read_file_bytes
 from utils.registry import DATASETS
 
 logger = logging.getLogger('mmpose_clean.datasets')  # a child of utils.logger's logger: in train.log

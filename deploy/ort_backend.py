@@ -22,7 +22,7 @@ import torch
 from deploy.deps import require
 from deploy.metadata import METADATA_KEY
 from models.pose_estimator import crop_to_image
-from utils.arrays import to_numpy
+from structures.arrays import to_numpy
 from utils.registry import MODELS
 
 

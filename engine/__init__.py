@@ -1,13 +1,40 @@
-"""The training engine: one training step, its device-side statistics, the epoch loop, run setup and the
-resumable checkpoint state.
+"""The training engine, above models/, optim/, datasets/, evaluation/ and visualization/; used by train.py,
+benchmarks/ and the tests, so that all of them run the same step.
 
-Above models/, optim/ and datasets/; used by train.py, benchmarks/ and the tests, so that all of them run
-the same step."""
-from engine.batch import prepare_batch
-from engine.loss_model import LossModel, estimator_of
-from engine.rank_stop import RunStopped, stop_run
-from engine.step_stats import NonFiniteLossError, StepStats
-from engine.train_step import total_loss, train_step
+- ``step``: one iteration (``prepare_batch``, ``LossModel``, ``train_step``, ``StepStats``);
+- ``loop``: one epoch (``train_one_epoch``) and stopping every rank together (``RunStopped``);
+- ``run``: setting a run up (checks, AMP, cuDNN, ``build_train_model``) and its checkpoint state;
+- ``report``: the console, log and work-dir reporting (``RunReport``); ``record``: results.csv and
+  scalars.json.
+"""
+from engine.loop import RunStopped, stop_run, train_one_epoch, watch_for_peer_stop
+from engine.record import RunRecord, read_results, read_scalars, run_series, summary_table
+from engine.report import RunReport, TrainWindow
+from engine.run import (
+    build_train_model,
+    check_data_paths,
+    check_data_sizes,
+    check_training_settings,
+    checkpoint_payload,
+    enable_amp,
+    pin_loader_memory,
+    refuse_overwrite,
+    restore,
+    set_cudnn_benchmark,
+)
+from engine.step import (
+    LossModel,
+    NonFiniteLossError,
+    StepStats,
+    estimator_of,
+    prepare_batch,
+    total_loss,
+    train_step,
+)
 
-__all__ = ['prepare_batch', 'LossModel', 'estimator_of', 'RunStopped', 'stop_run', 'NonFiniteLossError',
-           'StepStats', 'total_loss', 'train_step']
+__all__ = ['RunStopped', 'stop_run', 'train_one_epoch', 'watch_for_peer_stop', 'RunRecord', 'read_results',
+           'read_scalars', 'run_series', 'summary_table', 'RunReport', 'TrainWindow', 'build_train_model',
+           'check_data_paths', 'check_data_sizes', 'check_training_settings', 'checkpoint_payload',
+           'enable_amp', 'pin_loader_memory', 'refuse_overwrite', 'restore', 'set_cudnn_benchmark',
+           'LossModel', 'NonFiniteLossError', 'StepStats', 'estimator_of', 'prepare_batch', 'total_loss',
+           'train_step']

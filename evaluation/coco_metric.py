@@ -13,8 +13,8 @@ from evaluation.base_metric import BaseMetric
 from evaluation.coco_eval import evaluate_keypoints, load_coco_annotations, num_annotated_keypoints
 from evaluation.keypoint_mapping import map_annotation_keypoints, map_keypoints, map_sigmas
 from evaluation.nms import oks_nms, soft_oks_nms
+from structures.arrays import to_numpy
 from structures.bbox import bbox_xyxy2xywh
-from utils.arrays import to_numpy
 from utils.errors import DataError
 from utils.output_files import write_text_atomic
 from utils.registry import METRICS

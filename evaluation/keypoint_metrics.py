@@ -13,7 +13,7 @@ import numpy as np
 
 from evaluation.base_metric import BaseMetric
 from evaluation.keypoint_eval import keypoint_auc, keypoint_epe, keypoint_pck_accuracy
-from utils.arrays import to_numpy
+from structures.arrays import to_numpy
 from utils.registry import METRICS
 
 NORM_ITEMS = {'bbox': 'PCK', 'head': 'PCKh', 'torso': 'tPCK'}

@@ -9,10 +9,11 @@ from typing import Any
 
 from torch import nn
 
+from models.checkpoints import load_checkpoint, read_checkpoint, state_dict_of
 from models.qat import prepare_qat
-from utils.checkpoint import load_checkpoint, read_checkpoint, state_dict_of
-from utils.logger import LOGGER_NAME
 from utils.registry import MODELS
+
+logger = logging.getLogger('mmpose_clean.models')
 
 
 def is_detector_config(cfg: Mapping[str, Any]) -> bool:
@@ -49,5 +50,5 @@ def prepare_for_training(model: nn.Module, cfg: Mapping[str, Any]) -> nn.Module:
     :func:`models.qat.prepare_qat`), else ``model`` itself."""
     if not is_qat_config(cfg):
         return model
-    logging.getLogger(LOGGER_NAME).info('quantisation-aware training: %s', dict(cfg['quantization']))
+    logger.info('quantisation-aware training: %s', dict(cfg['quantization']))
     return prepare_qat(model, cfg['quantization'])

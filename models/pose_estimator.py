@@ -13,8 +13,8 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from utils.arrays import to_numpy
-from utils.checkpoint import load_pretrained, pretrained_cfg
+from models.checkpoints import load_pretrained, pretrained_cfg
+from structures.arrays import to_numpy
 from utils.registry import MODELS
 
 HeadOutputs = Tensor | tuple[Tensor, ...]

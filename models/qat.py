@@ -19,8 +19,8 @@ from torch.ao import quantization as tq
 from torch.ao.quantization import QConfigMapping
 from torch.ao.quantization.quantize_fx import prepare_qat_fx
 
+from models.checkpoints import load_checkpoint
 from models.pose_estimator import TopdownPoseEstimator
-from utils.checkpoint import load_checkpoint
 
 QAT_KEYS = {'mode', 'float_checkpoint', 'observer_momentum'}
 

@@ -11,7 +11,8 @@ from optim.optimizers import fast_kernel_args
 from optim.param_groups import build_param_groups
 from utils.registry import OPTIM_WRAPPERS, OPTIMIZERS
 
-logger = logging.getLogger(__name__)
+logger = logging.getLogger('mmpose_clean.optim')
+
 
 def build_optimizer(model: nn.Module, optim_wrapper_cfg: dict[str, Any]) -> OptimWrapper:
     """Build ``OptimWrapper``/``AmpOptimWrapper`` and its torch optimizer for ``model``'s parameters.
@@ -56,7 +57,7 @@ def scale_lr(optim_wrapper: OptimWrapper, auto_scale_lr: dict[str, Any] | None,
     if 'base_batch_size' not in auto_scale_lr:
         raise KeyError('auto_scale_lr has no "base_batch_size"')
     ratio = float(total_batch_size) / float(auto_scale_lr['base_batch_size'])
-    logger.info('LR scaled by %s: total batch size %d, base batch size %d', ratio, total_batch_size,
+    logger.info('auto_scale_lr: lr x %g (total batch %d, base %d)', ratio, total_batch_size,
                 auto_scale_lr['base_batch_size'])
     for group in optim_wrapper.param_groups:
         group['lr'] = group['lr'] * ratio

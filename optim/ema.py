@@ -10,8 +10,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from utils.logger import LOGGER_NAME
 from utils.registry import EMA_MODELS
+
+logger = logging.getLogger('mmpose_clean.optim')
 
 
 @EMA_MODELS.register_module()
@@ -102,7 +103,7 @@ def ema_config(cfg: Mapping[str, Any]) -> dict[str, Any] | None:
     hooks = list(cfg.get('custom_hooks') or [])
     for hook in hooks:
         if hook.get('type') != 'EMAHook':
-            logging.getLogger(LOGGER_NAME).warning(
+            logger.warning(
                 'custom_hooks: %s is not supported and is ignored (EMA comes from the ema entry or an '
                 'EMAHook, stage 2 from stage2_num_epochs + the pipeline_stage2)', hook.get('type'))
     ema_hooks = [h for h in hooks if h.get('type') == 'EMAHook']

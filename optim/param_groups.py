@@ -7,7 +7,7 @@ from typing import Any
 
 from torch import nn
 
-logger = logging.getLogger(__name__)
+logger = logging.getLogger('mmpose_clean.optim')
 
 _NORM_TYPES = (nn.modules.batchnorm._BatchNorm, nn.modules.instancenorm._InstanceNorm,
                nn.GroupNorm, nn.LayerNorm)

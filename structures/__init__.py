@@ -1,1 +1,1 @@
-"""Box and keypoint geometry shared by transforms, models and metrics."""
+"""Box and keypoint geometry shared by transforms, models and metrics; tensor <-> array conversion."""

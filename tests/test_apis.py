@@ -3,7 +3,6 @@ pose_collate + model.predict, what val.py runs), on the real RLE-0.5x weights an
 from __future__ import annotations
 
 from collections import defaultdict
-from pathlib import Path
 
 import cv2
 import numpy as np
@@ -12,29 +11,25 @@ import pytest
 from apis import inference_topdown, init_model
 from apis.inputs import ImageReadError
 from datasets import build_dataloader
-from utils.checkpoint import CheckpointError
+from models.checkpoints import CheckpointError
+from tests.conftest import COCO, DATA, REPO, RLE_WEIGHTS, needs_data, needs_weights
 from utils.config import Config
 
-REPO = Path(__file__).resolve().parents[1]
-SHARED = REPO.parent / 'shared'
 POSE_CFG = REPO / 'configs' / 'rle' / 'rle_mbv2-0.5x_aic-coco-192x192.py'
-POSE_CKPT = SHARED / 'weights' / 'rle_mbv2-0.5x_aic-coco-192x192_202403131203.pth'
-COCO = SHARED / 'data' / 'coco'
 
-pytestmark = pytest.mark.skipif(not (POSE_CKPT.is_file() and COCO.is_dir()),
-                                reason='needs ../shared/weights and ../shared/data/coco')
+pytestmark = [needs_data, needs_weights]
 
 
 @pytest.fixture(scope='module')
 def model():
-    return init_model(POSE_CFG, POSE_CKPT)
+    return init_model(POSE_CFG, RLE_WEIGHTS)
 
 
 def _val_path_predictions(model) -> dict[str, list[tuple[np.ndarray, np.ndarray, np.ndarray]]]:
     """Per image path: (bbox, keypoints, scores) of every GT instance through the validation loader."""
     cfg = Config.fromfile(POSE_CFG)
     loader_cfg = dict(cfg.val_dataloader, num_workers=0, persistent_workers=False, batch_size=8)
-    loader_cfg['dataset'] = dict(loader_cfg['dataset'], data_root=str(SHARED / 'data'), bbox_file=None,
+    loader_cfg['dataset'] = dict(loader_cfg['dataset'], data_root=str(DATA), bbox_file=None,
                                  ann_file='coco/test_coco.json', data_prefix=dict(img='coco/'))
     out = defaultdict(list)
     for batch in build_dataloader(loader_cfg, seed=0, cfg_dir=POSE_CFG.parent):
@@ -81,10 +76,10 @@ def test_bad_inputs_are_named(model, tmp_path):
     with pytest.raises(ImageReadError, match='nope.jpg'):
         inference_topdown(model, str(tmp_path / 'nope.jpg'))
     with pytest.raises(FileNotFoundError, match='no_such_config.py'):
-        init_model(tmp_path / 'no_such_config.py', POSE_CKPT)
+        init_model(tmp_path / 'no_such_config.py', RLE_WEIGHTS)
 
 
 def test_checkpoint_not_matching_config_names_keys():
     other = REPO / 'configs' / 'rle' / 'rle_mbv2-0.75x_aic-coco-192x192.py'
     with pytest.raises(CheckpointError, match=r'backbone\.\S+'):
-        init_model(other, POSE_CKPT)
+        init_model(other, RLE_WEIGHTS)

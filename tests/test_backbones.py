@@ -1,6 +1,5 @@
 """Backbones, the GAP neck and shared layers against figures produced by MMPose 1.3.2 (recorded below)."""
 import hashlib
-from pathlib import Path
 
 import pytest
 import torch
@@ -8,13 +7,11 @@ from torch import nn
 
 from models.backbones.mobilenet_v2 import MobileNetV2
 from models.backbones.shufflenet_v2 import ShuffleNetV2
+from models.checkpoints import convert_state_dict, load_checkpoint
 from models.layers import Add, ConvBNAct, build_activation, make_divisible
 from models.necks.global_average_pooling import GlobalAveragePooling
-from utils.checkpoint import convert_state_dict, load_checkpoint
+from tests.conftest import IMAGENET_BACKBONE, needs_weights
 from utils.registry import MODELS
-
-WEIGHTS = Path(__file__).resolve().parents[2] / 'shared' / 'weights'
-IMAGENET_MBV2 = WEIGHTS / 'mobilenet_v2_0.5x_imagenet_backbone.pth'
 
 # sum(p.numel() for p in upstream.parameters()) / buffers, mmpose.models.backbones in MMPose 1.3.2.
 MBV2_PARAMS = {0.5: 687_680, 0.75: 1_355_424, 1.0: 2_223_872, 1.4: 4_315_776}
@@ -82,9 +79,9 @@ def test_mobilenetv2_names_and_shapes():
         MobileNetV2(out_indices=(8,))
 
 
-@pytest.mark.skipif(not IMAGENET_MBV2.is_file(), reason='shared weights absent')
+@needs_weights
 def test_mobilenetv2_output_equals_mmpose():
-    weights = torch.load(IMAGENET_MBV2, map_location='cpu', weights_only=True)
+    weights = torch.load(IMAGENET_BACKBONE, map_location='cpu', weights_only=True)
     model = MobileNetV2(widen_factor=0.5, out_indices=tuple(range(8))).eval()
     report = load_checkpoint(model, convert_state_dict(weights, 'original', 'mmpose'))
     assert report.naming == 'mmpose' and not report.missing and not report.unexpected
@@ -132,13 +129,13 @@ def test_mobilenetv2_frozen_stages_and_norm_eval():
     assert all(p.requires_grad for p in model.parameters())
 
 
-@pytest.mark.skipif(not IMAGENET_MBV2.is_file(), reason='shared weights absent')
+@needs_weights
 def test_mobilenetv2_pretrained_init_cfg(tmp_path):
     cfg = dict(type='MobileNetV2', widen_factor=0.5,
-               init_cfg=dict(type='Pretrained', checkpoint=str(IMAGENET_MBV2), prefix='backbone.'))
+               init_cfg=dict(type='Pretrained', checkpoint=str(IMAGENET_BACKBONE), prefix='backbone.'))
     model = MODELS.build(cfg)
     model.init_weights()
-    weights = torch.load(IMAGENET_MBV2, map_location='cpu', weights_only=True)
+    weights = torch.load(IMAGENET_BACKBONE, map_location='cpu', weights_only=True)
     torch.testing.assert_close(model.block_3[1].dw_conv.weight, weights['block_3.2.dw_conv.weight'])
     missing = tmp_path / 'nope.pth'
     model = MODELS.build({**cfg, 'init_cfg': dict(type='Pretrained', checkpoint=str(missing))})

@@ -3,9 +3,7 @@
 a damaged scan that OpenCV still decodes gives the same crops."""
 from __future__ import annotations
 
-import json
 import logging
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,37 +11,18 @@ import torch
 
 from datasets import build_dataset, pose_collate
 from datasets.batched import DeviceTopdownPipeline, RawSampleDataset, collate_raw, dataset_recipes
+from datasets.image_io import jpeg_segments
 from datasets.transforms import ImageLoadError
-from tests.test_batched_pipeline import RLE, assert_crops_close, geometric_pipeline
-from tests.test_data_helpers import need_data
-from utils.image_io import jpeg_segments
-
-
-def copy_sample(tmp_path: Path, damage: dict[str, bytes]) -> dict:
-    """The 4-image COCO sample copied to ``tmp_path``; files named in ``damage`` get those bytes
-    (``b''``: the file is left out)."""
-    src = need_data() / 'coco'
-    ann = json.loads((src / 'test_coco.json').read_text())
-    for img in ann['images']:
-        data = (src / img['file_name']).read_bytes()
-        data = damage.get(img['file_name'], data)
-        if data:
-            (tmp_path / img['file_name']).write_bytes(data)
-    (tmp_path / 'ann.json').write_text(json.dumps(ann))
-    return dict(type='CocoDataset', ann_file=str(tmp_path / 'ann.json'), data_prefix=dict(img=str(tmp_path)),
-                pipeline=geometric_pipeline(RLE))
-
-
-NAME = '000000196141.jpg'  # instances 8.. of the sample (ann order); the other images stay intact
+from tests.conftest import COCO, DAMAGED_NAME, assert_crops_close, copy_sample, needs_coco
 
 
 def _original() -> bytes:
-    return (need_data() / 'coco' / NAME).read_bytes()
+    return (COCO / DAMAGED_NAME).read_bytes()
 
 
 def _bad_index(cfg: dict) -> int:
     ds = build_dataset(cfg)
-    return next(i for i in range(len(ds)) if ds.get_data_info(i)['img_path'].endswith(NAME))
+    return next(i for i in range(len(ds)) if ds.get_data_info(i)['img_path'].endswith(DAMAGED_NAME))
 
 
 @pytest.fixture
@@ -53,28 +32,31 @@ def project_log(caplog, monkeypatch):
     return caplog
 
 
+@needs_coco
 @pytest.mark.parametrize('damage', ['missing', 'not_a_jpeg', 'header_only', 'truncated'])
 def test_unreadable_file_names_itself_or_is_skipped(tmp_path, damage, project_log):
     caplog = project_log
     data = {'missing': b'', 'not_a_jpeg': b'<html>not an image</html>', 'header_only': _original()[:200],
             'truncated': _original()[:len(_original()) // 2]}[damage]
-    cfg = copy_sample(tmp_path, {NAME: data})
+    cfg = copy_sample(tmp_path, {DAMAGED_NAME: data})
     idx = _bad_index(cfg)
-    with pytest.raises(ImageLoadError, match=NAME):
+    with pytest.raises(ImageLoadError, match=DAMAGED_NAME):
         build_dataset(cfg)[(idx, 1)]
-    with pytest.raises(ImageLoadError, match=NAME):
+    with pytest.raises(ImageLoadError, match=DAMAGED_NAME):
         RawSampleDataset(build_dataset(cfg), dataset_recipes(cfg))[(idx, 1)]
     skipping = RawSampleDataset(build_dataset({**cfg, 'skip_bad_images': True}), dataset_recipes(cfg))
     with caplog.at_level(logging.WARNING):
         sample = skipping[(idx, 1)]
-    assert NAME not in sample['img_path'] and NAME in caplog.text and 'skip_bad_images' in caplog.text
+    assert DAMAGED_NAME not in sample['img_path']
+    assert DAMAGED_NAME in caplog.text and 'skip_bad_images' in caplog.text
 
 
+@needs_coco
 def test_corrupt_scan_decodes_like_opencv(tmp_path):
     # header and end marker intact: torchvision refuses the scan, OpenCV decodes what it can
     data = bytearray(_original())
     data[len(data) // 2:len(data) // 2 + 2000] = np.random.default_rng(0).integers(0, 256, 2000).tobytes()
-    cfg = copy_sample(tmp_path, {NAME: bytes(data)})
+    cfg = copy_sample(tmp_path, {DAMAGED_NAME: bytes(data)})
     idx = _bad_index(cfg)
     keys = [(idx, 11), (idx, 12), (0, 13)]
     expected = pose_collate([build_dataset(cfg)[k] for k in keys])
@@ -86,6 +68,7 @@ def test_corrupt_scan_decodes_like_opencv(tmp_path):
     assert_crops_close(expected['inputs'], got['inputs'])
 
 
+@needs_coco
 def test_undecodable_scan_names_the_file_or_is_replaced_in_the_batch(tmp_path, project_log):
     caplog = project_log
     # complete and well-formed as far as the loader's checks go, but its frame header is invalid
@@ -93,17 +76,18 @@ def test_undecodable_scan_names_the_file_or_is_replaced_in_the_batch(tmp_path, p
     data = bytearray(_original())
     sof = next(pos for marker, pos, _ in jpeg_segments(bytes(data)) if marker == 0xC0)
     data[sof + 11] = 0x00
-    cfg = copy_sample(tmp_path, {NAME: bytes(data)})
+    cfg = copy_sample(tmp_path, {DAMAGED_NAME: bytes(data)})
     idx = _bad_index(cfg)
-    with pytest.raises(ImageLoadError, match=NAME):
+    with pytest.raises(ImageLoadError, match=DAMAGED_NAME):
         build_dataset(cfg)[(idx, 1)]
     recipes = dataset_recipes(cfg)
     raw_ds = RawSampleDataset(build_dataset(cfg), recipes)
     raw = collate_raw([raw_ds[k] for k in [(0, 1), (idx, 2), (1, 3)]])  # passes the loader's header checks
-    with pytest.raises(ImageLoadError, match=NAME):
+    with pytest.raises(ImageLoadError, match=DAMAGED_NAME):
         DeviceTopdownPipeline(recipes, 'cpu')(raw)
     with caplog.at_level(logging.WARNING):
         batch = DeviceTopdownPipeline(recipes, 'cpu', skip_bad_images=True)(raw)
-    assert NAME in caplog.text and 'skip_bad_images' in caplog.text
-    assert batch['inputs'].shape == (3, 3, 192, 192) and NAME not in ''.join(batch['meta']['img_path'])
+    assert DAMAGED_NAME in caplog.text and 'skip_bad_images' in caplog.text
+    assert batch['inputs'].shape == (3, 3, 192, 192)
+    assert DAMAGED_NAME not in ''.join(batch['meta']['img_path'])
     assert torch.equal(batch['meta']['id'], raw['id'][[0, 2, 2]])  # the bad one became another sample

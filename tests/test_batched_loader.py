@@ -8,9 +8,7 @@ import torch
 
 from datasets.batched import DeviceBatchLoader, build_train_loader, choose_input_pipeline
 from datasets.transforms import ImageLoadError
-from tests.test_batched_bad_files import NAME, copy_sample
-from tests.test_batched_pipeline import RLE, geometric_pipeline
-from tests.test_data_helpers import coco_cfg
+from tests.conftest import DAMAGED_NAME, RLE_CODEC, coco_cfg, copy_sample, geometric_pipeline, needs_coco
 
 LOGGER = logging.getLogger('test_batched_loader')
 
@@ -20,15 +18,16 @@ def loader_cfg(dataset: dict, batch_size: int = 4, num_workers: int = 0) -> dict
                 sampler=dict(type='DefaultSampler', shuffle=True), dataset=dataset)
 
 
+@needs_coco
 def test_choice_of_pipeline(caplog):
-    supported = coco_cfg(pipeline=geometric_pipeline(RLE))
+    supported = coco_cfg(pipeline=geometric_pipeline(RLE_CODEC))
     cpu, cuda = torch.device('cpu'), torch.device('cuda')
     assert choose_input_pipeline('cpu', cuda, supported, LOGGER) is None
     assert choose_input_pipeline(None, cpu, supported, LOGGER) is None  # auto: device only on CUDA
     assert len(choose_input_pipeline('auto', cuda, supported, LOGGER)) == 1
     assert len(choose_input_pipeline('device', cpu, supported, LOGGER)) == 1
-    unsupported = coco_cfg(pipeline=[*geometric_pipeline(RLE)[:6], dict(type='RandomResize'),
-                                     *geometric_pipeline(RLE)[6:]])
+    unsupported = coco_cfg(pipeline=[*geometric_pipeline(RLE_CODEC)[:6], dict(type='RandomResize'),
+                                     *geometric_pipeline(RLE_CODEC)[6:]])
     with caplog.at_level(logging.WARNING, logger='test_batched_loader'):
         assert choose_input_pipeline('device', cpu, unsupported, LOGGER) is None
     assert 'train_dataloader.dataset.pipeline[6] RandomResize' in caplog.text
@@ -37,9 +36,10 @@ def test_choice_of_pipeline(caplog):
         choose_input_pipeline('gpu', cpu, supported, LOGGER)
 
 
+@needs_coco
 @pytest.mark.parametrize('num_workers', [0, 2])
 def test_device_loader_yields_the_pipeline_batches_in_order(num_workers):
-    dataset = coco_cfg(pipeline=geometric_pipeline(RLE))
+    dataset = coco_cfg(pipeline=geometric_pipeline(RLE_CODEC))
     cfg = loader_cfg(dataset, num_workers=num_workers)
     recipes = choose_input_pipeline('device', torch.device('cpu'), dataset, LOGGER)
     device_loader = build_train_loader(cfg, recipes, torch.device('cpu'), seed=3)
@@ -56,9 +56,10 @@ def test_device_loader_yields_the_pipeline_batches_in_order(num_workers):
     assert torch.equal(first['inputs'], got[0]['inputs'])
 
 
+@needs_coco
 def test_device_loader_raises_the_loading_error(tmp_path):
-    dataset = copy_sample(tmp_path, {NAME: b'not an image'})
+    dataset = copy_sample(tmp_path, {DAMAGED_NAME: b'not an image'})
     loader = build_train_loader(loader_cfg(dataset, batch_size=12), choose_input_pipeline(
         'device', torch.device('cpu'), dataset, LOGGER), torch.device('cpu'), seed=0)
-    with pytest.raises(ImageLoadError, match=NAME):
+    with pytest.raises(ImageLoadError, match=DAMAGED_NAME):
         list(loader)

@@ -10,7 +10,7 @@ from datasets import build_dataset
 from datasets.batched import RawSampleDataset, dataset_recipes
 from datasets.batched.geometry import FLIP_CODES
 from datasets.transforms import GetBBoxCenterScale, RandomBBoxTransform, RandomFlip, RandomHalfBody
-from tests.test_data_helpers import coco_cfg
+from tests.conftest import coco_cfg, needs_coco
 
 N = 2000
 P_MIN = 1e-3  # fixed seeds: the p-values are fixed too; a real mismatch gives p << 1e-6 at this N
@@ -69,6 +69,7 @@ def draws():
     return per_sample_draws(build_dataset(cfg), range(N)), batched_draws(cfg, range(N, 2 * N))
 
 
+@needs_coco
 @pytest.mark.parametrize('name', ['flip', 'half_body'])
 def test_discrete_draws_match(draws, name):
     per_sample, batched = draws
@@ -78,6 +79,7 @@ def test_discrete_draws_match(draws, name):
     assert stats.chi2_contingency(table).pvalue > P_MIN, table
 
 
+@needs_coco
 @pytest.mark.parametrize('name', ['shift_x', 'shift_y', 'scale', 'rotation'])
 def test_continuous_draws_match(draws, name):
     per_sample, batched = draws
@@ -85,6 +87,7 @@ def test_continuous_draws_match(draws, name):
     assert stats.ks_2samp(per_sample[name], batched[name]).pvalue > P_MIN
 
 
+@needs_coco
 def test_same_seed_draws_the_same_parameters():
     cfg = coco_cfg(pipeline=box_pipeline((64, 64)))
     seeds = range(200)
@@ -94,6 +97,7 @@ def test_same_seed_draws_the_same_parameters():
                                    err_msg=key)
 
 
+@needs_coco
 def test_repeat_dataset_draws_through_the_repeated_pipeline():
     cfg = coco_cfg(pipeline=box_pipeline((64, 64)))
     repeated = {'type': 'RepeatDataset', 'times': 3, 'dataset': cfg}

@@ -25,30 +25,22 @@ from datasets.batched import (
 )
 from datasets.batched.recipe import UnsupportedRecipeError
 from datasets.batched.targets import encode_targets
-from tests.test_data_helpers import coco_cfg, combined_cfg
+from tests.conftest import (
+    REPO,
+    RLE_CODEC,
+    assert_crops_close,
+    coco_cfg,
+    combined_cfg,
+    geometric_pipeline,
+    needs_coco,
+    needs_data,
+)
 from utils.config import Config
 
 # the COCO+AIC recipe's pipelines, built for another codec by overriding the recipe's codec variable
-AIC_COCO_RECIPE = Path(__file__).resolve().parents[1] / 'configs/rle/rle_mbv2-0.5x_aic-coco-192x192.py'
-
-CROP_MEAN_ABS_BOUND = 0.5  # grey levels, per crop; observed <= 0.26 on the COCO + AIC samples
+AIC_COCO_RECIPE = REPO / 'configs/rle/rle_mbv2-0.5x_aic-coco-192x192.py'
 
 SIMCC = dict(type='SimCCLabel', input_size=(192, 256), sigma=(4.9, 5.66), simcc_split_ratio=2.0)
-RLE = dict(type='RegressionLabel', input_size=(192, 192))
-
-
-def geometric_pipeline(codec: dict, use_udp: bool = False, flip: dict | None = None) -> list[dict]:
-    """A photometric-free training pipeline (MMPose's COCO recipe with a stronger box jitter)."""
-    return [
-        dict(type='LoadImage'),
-        dict(type='GetBBoxCenterScale'),
-        dict(type='RandomFlip', **(flip or dict(direction='horizontal'))),
-        dict(type='RandomHalfBody', prob=0.5),
-        dict(type='RandomBBoxTransform', scale_factor=[0.6, 1.4], rotate_factor=80),
-        dict(type='TopdownAffine', input_size=codec['input_size'], use_udp=use_udp),
-        dict(type='GenerateTarget', encoder=codec),
-        dict(type='PackPoseInputs'),
-    ]
 
 
 def both_batches(dataset_cfg: dict, keys: list[tuple[int, int]]) -> tuple[dict, dict]:
@@ -61,12 +53,6 @@ def both_batches(dataset_cfg: dict, keys: list[tuple[int, int]]) -> tuple[dict, 
     return expected, got
 
 
-def assert_crops_close(expected: torch.Tensor, got: torch.Tensor) -> None:
-    assert got.dtype == torch.uint8 and got.shape == expected.shape
-    diff = (expected.int() - got.int()).abs().float().mean(dim=(1, 2, 3))
-    assert diff.max() < CROP_MEAN_ABS_BOUND, diff
-
-
 def assert_meta_equal(expected: dict, got: dict) -> None:
     assert expected.keys() == got.keys()
     for key, value in expected.items():
@@ -77,16 +63,17 @@ def assert_meta_equal(expected: dict, got: dict) -> None:
             torch.testing.assert_close(got[key], value, rtol=0, atol=1e-3, msg=key)
 
 
+@needs_data
 @pytest.mark.parametrize('use_udp', [False, True])
 def test_batched_equals_per_sample_on_coco_and_aic(use_udp):
     # COCO (x3) + AIC through KeypointConverter: images of different sizes share one canvas
-    cfg = combined_cfg(geometric_pipeline(RLE, use_udp))
+    cfg = combined_cfg(geometric_pipeline(RLE_CODEC, use_udp))
     n = len(build_dataset(cfg))
     keys = [(i % n, 7000 + i) for i in range(2 * n)]
     expected, got = both_batches(cfg, keys)
     assert_crops_close(expected['inputs'], got['inputs'])
     # RegressionLabel: labels are the crop keypoints over the input size
-    size = torch.tensor(RLE['input_size'], dtype=torch.float64)
+    size = torch.tensor(RLE_CODEC['input_size'], dtype=torch.float64)
     kp_expected = expected['targets']['keypoint_labels'].double() * size
     kp_got = got['targets']['keypoint_labels'].double() * size
     assert (kp_expected - kp_got).abs().max() < 1e-3
@@ -94,7 +81,8 @@ def test_batched_equals_per_sample_on_coco_and_aic(use_udp):
     assert_meta_equal(expected['meta'], got['meta'])
 
 
-@pytest.mark.parametrize('codec', [RLE, SIMCC])
+@needs_data
+@pytest.mark.parametrize('codec', [RLE_CODEC, SIMCC])
 def test_full_recipe_with_photometric_steps_equals_per_sample(codec):
     # the COCO+AIC recipes: box jitter, HSV, blur, median blur, coarse dropout (stage 1 and 2)
     recipe = Config.fromfile(AIC_COCO_RECIPE, {'codec': {'_delete_': True, **codec}}).to_dict()
@@ -109,6 +97,7 @@ def test_full_recipe_with_photometric_steps_equals_per_sample(codec):
         assert_meta_equal(expected['meta'], got['meta'])
 
 
+@needs_coco
 @pytest.mark.parametrize('flip', [dict(direction='vertical', prob=0.5),
                                   dict(direction=['horizontal', 'vertical', 'diagonal'],
                                        prob=[0.3, 0.3, 0.3])])
@@ -123,8 +112,9 @@ def test_every_flip_direction_folds_into_the_warp(flip):
     assert_meta_equal(expected['meta'], got['meta'])
 
 
+@needs_data
 def test_canvas_budget_splits_the_warp():
-    cfg = combined_cfg(geometric_pipeline(RLE))  # COCO (about 640x430) and AIC (about 900x600) images
+    cfg = combined_cfg(geometric_pipeline(RLE_CODEC))  # COCO (about 640x430) and AIC (about 900x600) images
     recipes = dataset_recipes(cfg)
     raw_ds = RawSampleDataset(build_dataset(cfg), recipes)
     raw = collate_raw([raw_ds[(i, 40 + i)] for i in (0, 36, 1, 37, 2)])
@@ -148,7 +138,7 @@ def _random_keypoints(rng: np.random.Generator, n: int,
 
 
 @pytest.mark.parametrize('codec_cfg', [
-    RLE, SIMCC, dict(SIMCC, smoothing_type='standard', label_smooth_weight=0.1, sigma=6.0),
+    RLE_CODEC, SIMCC, dict(SIMCC, smoothing_type='standard', label_smooth_weight=0.1, sigma=6.0),
     dict(SIMCC, normalize=False, simcc_split_ratio=1.5),
     dict(type='MSRAHeatmap', input_size=(192, 256), heatmap_size=(48, 64), sigma=2),
     dict(type='MSRAHeatmap', input_size=(192, 256), heatmap_size=(48, 64), sigma=1.5),
@@ -189,8 +179,9 @@ def test_meta_device_pipeline_runs_shape_only():
     assert targets['keypoint_x_labels'].shape == (b, k, 384) and geo.image_to_crop.shape == (b, 3, 3)
 
 
+@needs_data
 def test_unsupported_steps_are_named():
-    pipeline = geometric_pipeline(RLE)
+    pipeline = geometric_pipeline(RLE_CODEC)
     with pytest.raises(UnsupportedRecipeError, match=r'pipeline\[3\] RandomFlip: out of the order'):
         parse_recipe([pipeline[0], pipeline[1], pipeline[3], pipeline[2], *pipeline[4:]])
     with pytest.raises(UnsupportedRecipeError, match='codec IntegralRegressionLabel'):
@@ -217,7 +208,6 @@ def test_unsupported_steps_are_named():
 def _write_png_copy(tmp_path, cfg: dict) -> dict:
     """The COCO sample with every image re-encoded as PNG (the OpenCV fallback path)."""
     import json
-    from pathlib import Path
 
     ann = json.loads(Path(cfg['data_root'], cfg['ann_file']).read_text())
     for img in ann['images']:
@@ -228,8 +218,9 @@ def _write_png_copy(tmp_path, cfg: dict) -> dict:
     return dict(cfg, data_root=None, ann_file=str(tmp_path / 'ann.json'), data_prefix=dict(img=str(tmp_path)))
 
 
+@needs_coco
 def test_other_formats_take_the_opencv_fallback(tmp_path):
-    cfg = _write_png_copy(tmp_path, coco_cfg(pipeline=geometric_pipeline(RLE)))
+    cfg = _write_png_copy(tmp_path, coco_cfg(pipeline=geometric_pipeline(RLE_CODEC)))
     keys = [(i, 50 + i) for i in range(12)]
     raw_ds = RawSampleDataset(build_dataset(cfg), dataset_recipes(cfg))
     raw = collate_raw([raw_ds[k] for k in keys])

@@ -5,9 +5,8 @@ import signal
 
 import torch
 
-from tests.test_resume import command, run, start_and_wait_for
-from tests.test_train import needs_data, tiny_config
-from utils.checkpoint import read_checkpoint
+from models.checkpoints import read_checkpoint
+from tests.conftest import needs_data, run_training, start_and_wait_for, tiny_config, train_command
 from utils.config import Config
 
 # a stage-2 pipeline the per-sample loader runs but the batched one cannot: a top-level KeypointConverter
@@ -25,19 +24,19 @@ def test_device_pipeline_trains_resumes_bitwise_and_validates(tmp_path):
     cfg_file = tiny_config(tmp_path, 'rle', max_epochs=2, batch_size=2,
                            extra='train_cfg = dict(max_epochs=2, val_interval=2)\n')
     straight, interrupted = tmp_path / 'straight', tmp_path / 'interrupted'
-    run(command(cfg_file, straight, '--input-pipeline', 'device'))
+    run_training(train_command(cfg_file, straight, '--input-pipeline', 'device'))
     log = (straight / 'train.log').read_text()
     assert 'Input pipeline: batched on cpu' in log
     assert 'Epoch 2: switched to the stage-2 pipeline' in log
     assert re.search(r'Epoch\(val\) \[2\]  coco/AP: [0-9.]+', log)
     assert Config.fromfile(straight / cfg_file.name).input_pipeline == 'device'
 
-    proc = start_and_wait_for(command(cfg_file, interrupted, '--input-pipeline', 'device'),
+    proc = start_and_wait_for(train_command(cfg_file, interrupted, '--input-pipeline', 'device'),
                               interrupted / 'train.log', 'Epoch(train) [2][2/6]')
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert read_checkpoint(interrupted / 'last.pth')['epoch'] == 1
-    run(command(cfg_file, interrupted, '--input-pipeline', 'device', '--resume'))
+    run_training(train_command(cfg_file, interrupted, '--input-pipeline', 'device', '--resume'))
     a, b = read_checkpoint(straight / 'last.pth'), read_checkpoint(interrupted / 'last.pth')
     different = [k for k in a['state_dict'] if not torch.equal(a['state_dict'][k], b['state_dict'][k])]
     assert not different
@@ -49,7 +48,7 @@ def test_unsupported_recipe_falls_back_with_a_warning(tmp_path):
     cfg_file = tiny_config(tmp_path, 'rle', max_epochs=1, batch_size=6,
                            train_dataset_args=f'pipeline_stage2={STAGE2_WITH_CONVERTER}')
     work_dir = tmp_path / 'work'
-    run(command(cfg_file, work_dir, '--input-pipeline', 'device'))
+    run_training(train_command(cfg_file, work_dir, '--input-pipeline', 'device'))
     log = (work_dir / 'train.log').read_text()
     assert 'pipeline_stage2[1] KeypointConverter: not supported' in log
     assert 'using the per-sample CPU pipeline' in log

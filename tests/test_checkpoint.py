@@ -9,9 +9,7 @@ import torch
 from torch import nn
 
 from models.backbones.mobilenet_v2 import MobileNetV2
-from models.necks.global_average_pooling import GlobalAveragePooling
-from tools.convert_checkpoint import main as convert_main
-from utils.checkpoint import (
+from models.checkpoints import (
     CHECKPOINT_MARKER,
     CheckpointError,
     convert_state_dict,
@@ -21,13 +19,10 @@ from utils.checkpoint import (
     read_checkpoint,
     save_checkpoint,
 )
-from utils.restricted_unpickler import Placeholder
-
-WEIGHTS = Path(__file__).resolve().parents[2] / 'shared' / 'weights'
-RLE = WEIGHTS / 'rle_mbv2-0.5x_aic-coco-192x192_202403131203.pth'
-IMAGENET = WEIGHTS / 'mobilenet_v2_0.5x_imagenet_backbone.pth'
-UDP_BACKBONE = WEIGHTS / 'mobilenetv2_0.5x_udp_coco_aic_backbone_192x192.pth'
-needs_weights = pytest.mark.skipif(not RLE.is_file(), reason='shared weights absent')
+from models.checkpoints.unpickler import Placeholder
+from models.necks.global_average_pooling import GlobalAveragePooling
+from tests.conftest import IMAGENET_BACKBONE, RLE_WEIGHTS, UDP_BACKBONE, HistoryBuffer, needs_weights
+from tools.convert_checkpoint import main as convert_main
 
 # Key names of MMPose 1.3.2's RLEHead(in_channels=1280, num_joints=17) outside its flow model.
 MMPOSE_RLE_FC = {'head.fc.weight': (68, 1280), 'head.fc.bias': (68,)}
@@ -81,15 +76,14 @@ def _assert_same(a, b):
 
 @pytest.fixture(scope='module')
 def rle_original():
-    if not RLE.is_file():
-        pytest.skip('shared weights absent')
-    return torch.load(RLE, map_location='cpu', weights_only=True)
+    """The original project's RLE-0.5x state dict (tests marked needs_weights)."""
+    return torch.load(RLE_WEIGHTS, map_location='cpu', weights_only=True)
 
 
 @needs_weights
 def test_real_original_checkpoint_loads_strictly(rle_original):
     model = _RLEModel()
-    report = load_checkpoint(model, RLE)
+    report = load_checkpoint(model, RLE_WEIGHTS)
     assert (report.format, report.naming) == ('original', 'original')
     assert report.missing == report.unexpected == []
     _assert_same(model.state_dict(), {k: rle_original[k] for k in model.state_dict()})
@@ -101,7 +95,7 @@ def test_real_original_checkpoint_loads_strictly(rle_original):
 @needs_weights
 def test_original_checkpoint_reproduces_mmpose_output():
     model = _RLEModel().eval()
-    load_checkpoint(model, RLE)
+    load_checkpoint(model, RLE_WEIGHTS)
     torch.manual_seed(0)
     with torch.no_grad():
         feats = model.neck(model.backbone(torch.randn(2, 3, 192, 192)))[0]
@@ -153,7 +147,7 @@ def test_official_mmpose_checkpoint_with_numpy_meta(tmp_path, rle_original):
 
 
 @needs_weights
-@pytest.mark.parametrize('path', [IMAGENET, UDP_BACKBONE], ids=['no-prefix', 'backbone-prefix'])
+@pytest.mark.parametrize('path', [IMAGENET_BACKBONE, UDP_BACKBONE], ids=['no-prefix', 'backbone-prefix'])
 def test_backbone_only_files(path):
     source = torch.load(path, map_location='cpu', weights_only=True)
     expected = {k.removeprefix('backbone.'): v for k, v in source.items()}
@@ -208,14 +202,6 @@ def test_own_checkpoint_format_and_atomic_save(tmp_path):
     assert sorted(os.listdir(path.parent)) == ['epoch_1.pth']  # no temporary file left behind
 
 
-class _HistoryBuffer:
-    """Stands for mmengine's ``HistoryBuffer``: a class this project does not know, in ``message_hub``."""
-
-    def __init__(self) -> None:
-        self._log_history = np.array([1.5, 2.5])
-        self.max_length = 1000000
-
-
 class _SystemCall:
     """A malicious payload: unpickling it would call ``os.system`` (creating ``marker``)."""
 
@@ -246,13 +232,13 @@ def test_mmengine_training_checkpoint_gives_its_state_dict(tmp_path):
     torch.save({'meta': {'epoch': 3, 'mmengine_version': '0.10.7', 'dataset_meta': {'sigmas': np.ones(17)},
                          'torch': torch.__version__},
                 'state_dict': state,
-                'message_hub': {'log_scalars': {'train/loss': _HistoryBuffer()},
+                'message_hub': {'log_scalars': {'train/loss': HistoryBuffer()},
                                 'runtime_info': {'epoch': 3}},
                 'optimizer': {'state': {0: {'exp_avg': torch.zeros(3)}}, 'param_groups': [{'lr': 1e-3}]}},
                path)
     checkpoint = read_checkpoint(path)
     buffer = checkpoint['message_hub']['log_scalars']['train/loss']
-    assert isinstance(buffer, Placeholder) and buffer.target.endswith('_HistoryBuffer')
+    assert isinstance(buffer, Placeholder) and buffer.target.endswith('.HistoryBuffer')
     np.testing.assert_array_equal(buffer.state['_log_history'], [1.5, 2.5])
     report = load_checkpoint(model, path, strict=True)
     assert report.format == 'backbone' and not report.missing
@@ -307,7 +293,7 @@ def test_strict_errors_name_the_keys():
 
 @needs_weights
 def test_convert_tool_round_trip(tmp_path, rle_original, capsys):
-    convert_main([str(RLE), str(tmp_path / 'mm.pth'), '--to', 'mmpose'])
+    convert_main([str(RLE_WEIGHTS), str(tmp_path / 'mm.pth'), '--to', 'mmpose'])
     mm = read_checkpoint(tmp_path / 'mm.pth')
     assert detect_format(mm) == 'mmpose' and 'head.fc.weight' in mm['state_dict']
     convert_main([str(tmp_path / 'mm.pth'), str(tmp_path / 'ours.pth'), '--to', 'ours'])

@@ -23,11 +23,8 @@ import torch
 from evaluation.coco_eval import AnnotationFileError
 from evaluation.coco_metric import CocoMetric
 from evaluation.nms import oks_nms, soft_oks_nms
+from tests.conftest import COCO_ANN, needs_coco
 from utils.registry import METRICS
-
-SHARED = Path(__file__).resolve().parents[2] / 'shared'
-ANN = SHARED / 'data' / 'coco' / 'test_coco.json'
-needs_coco = pytest.mark.skipif(not ANN.is_file(), reason='../shared/data/coco not available')
 
 COCO_SIGMAS = np.array([.026, .025, .025, .035, .035, .079, .079, .072, .072, .062, .062, .107, .107,
                         .087, .087, .089, .089], dtype=np.float32)
@@ -107,7 +104,7 @@ def batches(preds: dict[str, np.ndarray], batch_size: int = 8):
 
 
 def run_metric(preds: dict[str, np.ndarray], **kwargs) -> dict[str, float]:
-    metric = CocoMetric(ann_file=str(ANN), **kwargs)
+    metric = CocoMetric(ann_file=str(COCO_ANN), **kwargs)
     metric.dataset_meta = META
     for p, m in batches(preds):
         metric.process(p, m)
@@ -253,7 +250,7 @@ def ground_truth_predictions(ann_path: Path) -> dict[str, np.ndarray]:
 @needs_coco
 @pytest.mark.parametrize('nms_mode', ['oks_nms', 'soft_oks_nms', 'none'])
 def test_ground_truth_as_predictions_gives_ap_1(nms_mode: str) -> None:
-    metrics = run_metric(ground_truth_predictions(ANN), nms_mode=nms_mode)
+    metrics = run_metric(ground_truth_predictions(COCO_ANN), nms_mode=nms_mode)
     assert set(metrics) == {f'coco/{k}' for k in ('AP', 'AP .5', 'AP .75', 'AP (M)', 'AP (L)', 'AR', 'AR .5',
                                                     'AR .75', 'AR (M)', 'AR (L)')}
     assert all(v == pytest.approx(1.0) for v in metrics.values()), metrics
@@ -262,7 +259,7 @@ def test_ground_truth_as_predictions_gives_ap_1(nms_mode: str) -> None:
 @needs_coco
 @pytest.mark.parametrize('name', sorted(VARIANTS))
 def test_numbers_equal_mmpose(name: str) -> None:
-    metrics = run_metric(make_predictions(ANN), **VARIANTS[name])
+    metrics = run_metric(make_predictions(COCO_ANN), **VARIANTS[name])
     got = tuple(metrics[f'coco/{k}'] for k in ('AP', 'AP .5', 'AP .75', 'AP (M)', 'AP (L)', 'AR', 'AR .5',
                                                 'AR .75', 'AR (M)', 'AR (L)'))
     assert got == pytest.approx(EXPECTED[name], abs=1e-12)
@@ -286,14 +283,14 @@ def test_nms_empty_input() -> None:
 
 @needs_coco
 def test_results_file_and_format_only(tmp_path: Path) -> None:
-    preds = make_predictions(ANN)
+    preds = make_predictions(COCO_ANN)
     metrics = run_metric(preds, nms_mode='none', outfile_prefix=str(tmp_path / 'res'))
     results = json.loads((tmp_path / 'res.keypoints.json').read_text())
     unique = {(int(i), int(j)) for i, j in zip(preds['img_id'], preds['id'])}
     assert len(results) == len(unique)  # same-id duplicates removed, nothing else with nms_mode='none'
     assert set(results[0]) == {'bbox', 'category_id', 'image_id', 'keypoints', 'score'}
     assert len(results[0]['keypoints']) == 17 * 3 and metrics['coco/AP'] > 0
-    metric = CocoMetric(ann_file=str(ANN), format_only=True, outfile_prefix=str(tmp_path / 'only'))
+    metric = CocoMetric(ann_file=str(COCO_ANN), format_only=True, outfile_prefix=str(tmp_path / 'only'))
     metric.dataset_meta = META
     for p, m in batches(preds):
         metric.process(p, m)
@@ -306,14 +303,14 @@ def test_converters_with_the_same_permutation_change_nothing() -> None:
     perm = list(np.random.default_rng(3).permutation(17))
     mapping = [(int(p), i) for i, p in enumerate(perm)]
     conv = dict(num_keypoints=17, mapping=mapping)
-    preds = make_predictions(ANN)
+    preds = make_predictions(COCO_ANN)
     assert run_metric(preds, pred_converter=conv, gt_converter=conv) == run_metric(preds)
     assert run_metric(preds, pred_converter=conv)['coco/AP'] != run_metric(preds)['coco/AP']
 
 
 @needs_coco
 def test_registry_build() -> None:
-    metric = METRICS.build(dict(type='CocoMetric', ann_file=str(ANN), score_mode='bbox'))
+    metric = METRICS.build(dict(type='CocoMetric', ann_file=str(COCO_ANN), score_mode='bbox'))
     assert isinstance(metric, CocoMetric) and metric.score_mode == 'bbox'
 
 
@@ -328,18 +325,18 @@ def _one(preds: dict[str, np.ndarray], **changes) -> dict[str, np.ndarray]:
 
 @needs_coco
 def test_error_unknown_image_id() -> None:
-    preds = _one(make_predictions(ANN), img_id=np.array([123456789]))
+    preds = _one(make_predictions(COCO_ANN), img_id=np.array([123456789]))
     with pytest.raises(ValueError, match=r'image ids not in .*test_coco\.json: \[123456789\]'):
         run_metric(preds)
 
 
 @needs_coco
 def test_error_keypoint_count_mismatch() -> None:
-    preds = make_predictions(ANN)
+    preds = make_predictions(COCO_ANN)
     preds = _one(preds, keypoints=preds['keypoints'][:1, :14],
                  keypoint_scores=preds['keypoint_scores'][:1, :14])
     meta14 = dict(META, num_keypoints=14, sigmas=COCO_SIGMAS[:14])
-    metric = CocoMetric(ann_file=str(ANN))
+    metric = CocoMetric(ann_file=str(COCO_ANN))
     metric.dataset_meta = meta14
     for p, m in batches(preds):
         metric.process(p, m)
@@ -352,12 +349,12 @@ def test_error_keypoint_count_mismatch() -> None:
 
 @needs_coco
 def test_error_empty_and_missing_meta() -> None:
-    metric = CocoMetric(ann_file=str(ANN))
+    metric = CocoMetric(ann_file=str(COCO_ANN))
     metric.dataset_meta = META
     with pytest.raises(ValueError, match='no predictions to evaluate'):
         metric.evaluate()
-    metric = CocoMetric(ann_file=str(ANN))
-    for p, m in batches(make_predictions(ANN)):
+    metric = CocoMetric(ann_file=str(COCO_ANN))
+    for p, m in batches(make_predictions(COCO_ANN)):
         metric.process(p, m)
     with pytest.raises(ValueError, match='dataset_meta'):
         metric.evaluate()
@@ -449,8 +446,8 @@ def _eval_tool(capsys, *argv: str) -> tuple[int, str, str]:
     ('oks_nms/bbox_rle/nms_thr0.5', ['--score-mode', 'bbox_rle', '--nms-thr', '0.5']),
 ])
 def test_eval_predictions_tool_equals_mmpose(tmp_path: Path, capsys, name: str, flags: list[str]) -> None:
-    raw = write_raw(make_predictions(ANN), tmp_path / 'raw.json')
-    code, out, _ = _eval_tool(capsys, '--ann-file', str(ANN), '--predictions', str(raw), *flags)
+    raw = write_raw(make_predictions(COCO_ANN), tmp_path / 'raw.json')
+    code, out, _ = _eval_tool(capsys, '--ann-file', str(COCO_ANN), '--predictions', str(raw), *flags)
     assert code == 0 and len(out.strip().splitlines()) == 1
     metrics = json.loads(out)
     assert metrics['coco/AP'] == pytest.approx(EXPECTED[name][0], abs=1e-12)
@@ -459,7 +456,7 @@ def test_eval_predictions_tool_equals_mmpose(tmp_path: Path, capsys, name: str, 
 
 @needs_coco
 def test_eval_predictions_tool_errors(tmp_path: Path, capsys) -> None:
-    preds = make_predictions(ANN)
+    preds = make_predictions(COCO_ANN)
     raw = write_raw(preds, tmp_path / 'raw.json')
     items = json.loads(raw.read_text())
     cases = [
@@ -475,7 +472,7 @@ def test_eval_predictions_tool_errors(tmp_path: Path, capsys) -> None:
     ]
     for content, message in cases:
         (tmp_path / 'bad.json').write_text(json.dumps(content))
-        code, out, err = _eval_tool(capsys, '--ann-file', str(ANN), '--predictions',
+        code, out, err = _eval_tool(capsys, '--ann-file', str(COCO_ANN), '--predictions',
                                     str(tmp_path / 'bad.json'))
         assert code == 2 and out == '' and 'Traceback' not in err
         assert re.search(message, err), err
@@ -485,9 +482,9 @@ def test_eval_predictions_tool_errors(tmp_path: Path, capsys) -> None:
 
 @needs_coco
 def test_eval_predictions_cli(tmp_path: Path) -> None:
-    raw = write_raw(make_predictions(ANN), tmp_path / 'raw.json')
+    raw = write_raw(make_predictions(COCO_ANN), tmp_path / 'raw.json')
     repo = Path(__file__).resolve().parents[1]
-    proc = subprocess.run([sys.executable, 'tools/eval_predictions.py', '--ann-file', str(ANN),
+    proc = subprocess.run([sys.executable, 'tools/eval_predictions.py', '--ann-file', str(COCO_ANN),
                            '--predictions', str(raw), '--outfile-prefix', str(tmp_path / 'out')],
                           cwd=repo, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr

@@ -4,38 +4,40 @@ the GPU equal to the CPU's; train.py with --amp and --resume on CUDA."""
 import math
 import os
 import socket
-from pathlib import Path
 
 import pytest
 import torch
 
 import train
 from datasets import build_dataloader
-from engine import LossModel, StepStats, train_step
-from engine.setup import build_train_model
+from engine import LossModel, StepStats, build_train_model, train_step
 from evaluation import evaluate_model
 from models import build_pose_estimator
+from models.checkpoints import load_checkpoint, read_checkpoint
 from models.qat import prepare_qat
 from optim import build_ema, build_optimizer, ema_config
-from tests.test_train import needs_data
-from tests.test_train_step import LOGGER, cuda_batch, recipe
-from utils.checkpoint import load_checkpoint, read_checkpoint
+from tests.conftest import (
+    REPO,
+    RLE_WEIGHTS,
+    SAMPLE_CONFIG,
+    cuda_batch,
+    needs_data,
+    needs_weights,
+    sample_config_options,
+    step_recipe,
+)
 from utils.config import load_config
 from utils.registry import METRICS
 
 pytestmark = pytest.mark.cuda
-REPO = Path(__file__).resolve().parents[1]
-SHARED = REPO.parent / 'shared'
-SAMPLE = REPO / 'configs/rle/rle_mbv2-0.5x_coco-sample-192x192.py'
-RLE_WEIGHTS = SHARED / 'weights' / 'rle_mbv2-0.5x_aic-coco-192x192_202403131203.pth'
 
 
 @pytest.mark.parametrize('dtype', ['bfloat16', 'float16'])
 @pytest.mark.parametrize('family', ['rle', 'simcc'])
 def test_amp_step_with_channels_last_fused_adamw_and_ema(family, dtype):
-    cfg = recipe(family, False, 'cuda')
+    cfg = step_recipe(family, False, 'cuda')
     cfg.optim_wrapper.update(type='AmpOptimWrapper', dtype=dtype)
-    model, train_model = build_train_model(cfg, torch.device('cuda'), 1, LOGGER)
+    model, train_model = build_train_model(cfg, torch.device('cuda'), 1)
     optim = build_optimizer(model, cfg.optim_wrapper)
     ema = build_ema(model, ema_config(cfg))
     assert optim.optimizer.defaults.get('fused') is True
@@ -56,7 +58,7 @@ def test_amp_step_with_channels_last_fused_adamw_and_ema(family, dtype):
 
 
 def test_qat_forward_backward_on_cuda():
-    cfg = recipe('rle', False, 'cuda')
+    cfg = step_recipe('rle', False, 'cuda')
     model = build_pose_estimator(cfg.model).cuda()
     qat = prepare_qat(model, dict(mode='qat'))
     optim = build_optimizer(qat, cfg.optim_wrapper)
@@ -80,7 +82,7 @@ def test_one_process_nccl_ddp_step():
     store = dist.TCPStore('127.0.0.1', port, 1, is_master=True)
     dist.init_process_group('nccl', store=store, rank=0, world_size=1, device_id=torch.device('cuda', 0))
     try:
-        cfg = recipe('rle', True, 'cuda')
+        cfg = step_recipe('rle', True, 'cuda')
         model = build_pose_estimator(cfg.model).cuda().to(memory_format=torch.channels_last)
         train_model = DistributedDataParallel(LossModel(model), device_ids=[0])
         optim = build_optimizer(model, cfg.optim_wrapper)
@@ -93,13 +95,13 @@ def test_one_process_nccl_ddp_step():
 
 
 @needs_data
-@pytest.mark.skipif(not RLE_WEIGHTS.is_file(), reason='../shared/weights not available')
+@needs_weights
 def test_evaluation_on_cuda_equals_cpu():
-    cfg = load_config(SAMPLE)
+    cfg = load_config(SAMPLE_CONFIG, sample_config_options())
     model = build_pose_estimator(cfg.model)
     load_checkpoint(model, RLE_WEIGHTS)
     loader = build_dataloader({**cfg.val_dataloader, 'pin_memory': True}, seed=0, distributed=False,
-                              cfg_dir=SAMPLE.parent)
+                              cfg_dir=SAMPLE_CONFIG.parent)
     metric = METRICS.build(cfg.val_evaluator)
     ap_cpu = evaluate_model(model, loader, metric, 'cpu', progress=False)['coco/AP']
     ap_cuda = evaluate_model(model.cuda(), loader, metric, 'cuda', progress=False)['coco/AP']
@@ -107,13 +109,14 @@ def test_evaluation_on_cuda_equals_cpu():
 
 
 @needs_data
-@pytest.mark.skipif(not RLE_WEIGHTS.is_file(), reason='../shared/weights not available')
+@needs_weights
 def test_train_amp_then_resume_on_cuda(tmp_path, monkeypatch):
-    monkeypatch.chdir(REPO)  # the sample config names ../shared relative to the repository
+    monkeypatch.chdir(REPO)
     work_dir = tmp_path / 'work'
-    args = ['--cfg_file', str(SAMPLE), '--work-dir', str(work_dir), '--device', 'cuda', '--amp']
-    assert train.main(args + ['--cfg-options', 'train_cfg.max_epochs=1']) == 0
-    assert train.main(args + ['--resume', '--cfg-options', 'train_cfg.max_epochs=2']) == 0
+    args = ['--cfg_file', str(SAMPLE_CONFIG), '--work-dir', str(work_dir), '--device', 'cuda', '--amp']
+    assert train.main(args + ['--cfg-options', 'train_cfg.max_epochs=1', *sample_config_options()]) == 0
+    assert train.main(args + ['--resume', '--cfg-options', 'train_cfg.max_epochs=2',
+                              *sample_config_options()]) == 0
     log = (work_dir / 'train.log').read_text()
     assert 'Resumed from' in log and "'dtype': 'bfloat16'" in log
     assert read_checkpoint(work_dir / 'last.pth')['epoch'] == 2

@@ -3,17 +3,13 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from pathlib import Path
 
 import cv2
 import numpy as np
 
 from datasets import parse_pose_metainfo
-from tests.test_data_helpers import need_data
+from tests.conftest import REPO, SAMPLE_CONFIG, needs_coco, sample_config_options
 from tools.browse_dataset import draw_pose
-
-ROOT = Path(__file__).resolve().parents[1]
-SAMPLE_CFG = ROOT / 'configs' / 'rle' / 'rle_mbv2-0.5x_coco-sample-192x192.py'
 
 
 def test_draw_pose_puts_metainfo_colours_on_keypoints():
@@ -32,10 +28,11 @@ def test_draw_pose_puts_metainfo_colours_on_keypoints():
     assert (img == 0).all()  # input untouched
 
 
+@needs_coco
 def test_browse_dataset_writes_crops(tmp_path):
-    need_data()
-    out = subprocess.run([sys.executable, 'tools/browse_dataset.py', str(SAMPLE_CFG), '--output-dir',
-                          str(tmp_path), '--n', '3'], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    out = subprocess.run([sys.executable, 'tools/browse_dataset.py', str(SAMPLE_CONFIG), '--output-dir',
+                          str(tmp_path), '--n', '3', '--cfg-options', *sample_config_options()], cwd=REPO,
+                         capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     files = sorted(tmp_path.glob('*.jpg'))
     assert len(files) == 3

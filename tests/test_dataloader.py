@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from datasets import DefaultSampler, build_dataloader, pose_collate
-from tests.test_data_helpers import combined_cfg, rle_pipelines
+from tests.conftest import combined_cfg, needs_data, needs_weights, rle_pipelines
 
 
 def _loader(seed=7, num_workers=0, batch_size=8, stage2=False, **kw):
@@ -28,6 +28,8 @@ def _same(a, b):
             and torch.equal(a['meta']['id'], b['meta']['id']))
 
 
+@needs_data
+@needs_weights
 def test_batch_layout_follows_contract():
     batch = _first_batches(_loader(), 1)[0]
     assert batch['inputs'].shape == (8, 3, 192, 192) and batch['inputs'].dtype == torch.uint8
@@ -40,6 +42,8 @@ def test_batch_layout_follows_contract():
     assert isinstance(meta['img_path'], list) and len(meta['img_path']) == 8
 
 
+@needs_data
+@needs_weights
 def test_same_seed_same_batches_new_epoch_new_batches():
     a, b = _loader(seed=7), _loader(seed=7)
     first_a, first_b = _first_batches(a), _first_batches(b)
@@ -49,6 +53,8 @@ def test_same_seed_same_batches_new_epoch_new_batches():
     assert not _same(_first_batches(_loader(seed=8), 1)[0], first_a[0])
 
 
+@needs_data
+@needs_weights
 def test_workers_give_the_same_batches_as_the_main_process():
     single = _first_batches(_loader(seed=3), 2)
     multi = _first_batches(_loader(seed=3, num_workers=2), 2)
@@ -72,6 +78,8 @@ def test_distributed_sharding_and_round_up():
     assert [i for i, _ in s] != e0 and sorted(e0) == data
 
 
+@needs_data
+@needs_weights
 def test_stage2_switch_reaches_persistent_workers():
     loader = _loader(num_workers=1, persistent_workers=True, stage2=True, batch_size=4)
     assert 'keypoint_labels' in _first_batches(loader, 1)[0]['targets']

@@ -11,7 +11,7 @@ import pytest
 
 from datasets import build_dataset, parse_pose_metainfo
 from datasets.metainfo import REPO_ROOT
-from tests.test_data_helpers import aic_cfg, coco_cfg, combined_cfg, need_data, write_tiny_coco
+from tests.conftest import COCO_DETS, aic_cfg, coco_cfg, combined_cfg, needs_coco, needs_data, write_tiny_coco
 
 # MMPose 1.3.2: CocoDataset / AicDataset (top-down, GT boxes) on the shared test files.
 COCO_IDS = [442619, 198196, 230195, 460541, 488308, 1717641, 1724673, 437295, 467657, 531914, 533949,
@@ -21,6 +21,7 @@ AIC_IDS = [4, 5, 6, 7, 8, 9, 10, 11, 12]
 DET_LENS = {None: 118, 0.3: 33, 0.9: 14}
 
 
+@needs_data
 def test_coco_and_aic_instances_match_mmpose():
     coco = build_dataset(coco_cfg())
     aic = build_dataset(aic_cfg())
@@ -35,10 +36,10 @@ def test_coco_and_aic_instances_match_mmpose():
     assert aic.metainfo['num_keypoints'] == 14 and aic.get_data_info(0)['keypoints'].shape == (1, 14, 2)
 
 
+@needs_coco
 @pytest.mark.parametrize('thr', [None, 0.3, 0.9])
 def test_detection_boxes_and_score_filter(thr):
-    data = need_data()
-    ds = build_dataset(coco_cfg(bbox_file=str(data / 'coco' / 'test_coco_det_AP_H_56.json'), test_mode=True,
+    ds = build_dataset(coco_cfg(bbox_file=str(COCO_DETS), test_mode=True,
                                 filter_cfg=dict(bbox_score_thr=thr) if thr else None))
     assert len(ds) == DET_LENS[thr]
     first = ds.get_data_info(0)
@@ -47,6 +48,7 @@ def test_detection_boxes_and_score_filter(thr):
     assert first['keypoints_visible'].min() == 1 and first['keypoints'].max() == 0
 
 
+@needs_coco
 def test_bbox_file_needs_test_mode():
     with pytest.raises(ValueError, match='test_mode'):
         build_dataset(coco_cfg(bbox_file='x.json'))
@@ -62,6 +64,7 @@ def test_coco_metainfo_flip_and_skeleton():
     assert meta['sigmas'][0] == pytest.approx(0.026) and meta['joint_weights'][9] == pytest.approx(1.5)
 
 
+@needs_data
 def test_metainfo_file_resolves_against_config_dir_and_repo_root_not_cwd(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)  # a cwd where the relative path does not exist
     ds = build_dataset(coco_cfg(metainfo=dict(from_file='configs/_base_/datasets/coco.py')))
@@ -75,6 +78,7 @@ def test_metainfo_file_resolves_against_config_dir_and_repo_root_not_cwd(tmp_pat
         build_dataset(coco_cfg(metainfo=dict(from_file='nowhere.py')), cfg_dir=cfg_dir)
 
 
+@needs_data
 def test_combined_and_repeat_lengths_and_aic_to_coco_mapping():
     comb = build_dataset(combined_cfg())
     assert len(comb) == 45 and comb.lens == [36, 9]  # MMPose: 3 x 12 COCO + 9 AIC
@@ -90,6 +94,7 @@ def test_combined_and_repeat_lengths_and_aic_to_coco_mapping():
     assert info['flip_indices'] == comb.metainfo['flip_indices'] and info['dataset_name'] == 'aic'
 
 
+@needs_data
 def test_stage2_switch_changes_pipeline():
     marker = []
 
@@ -121,6 +126,7 @@ def test_training_skips_unlabelled_and_crowd_instances(tmp_path):
     assert len(ds) == 1 and ds.get_data_info(0)['id'] == 1
 
 
+@needs_coco
 def test_compact_storage():
     ds = build_dataset(coco_cfg())
     assert all(isinstance(v, np.ndarray) for v in ds._inst.values())

@@ -3,28 +3,24 @@ import os
 import re
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
 from datasets import build_dataloader
 from evaluation import evaluate_model
 from models import build_pose_estimator
-from tests.test_train import needs_data, tiny_config
-from utils.checkpoint import load_checkpoint, read_checkpoint
+from models.checkpoints import load_checkpoint, read_checkpoint
+from tests.conftest import REPO, RLE_WEIGHTS, needs_data, needs_weights, tiny_config
 from utils.config import Config
 from utils.registry import METRICS
 
-REPO = Path(__file__).resolve().parents[1]
-TRAINED = REPO.parent / 'shared' / 'weights' / 'rle_mbv2-0.5x_aic-coco-192x192_202403131203.pth'
-
 
 @needs_data
-@pytest.mark.skipif(not TRAINED.is_file(), reason='../shared/weights (trained RLE model) not available')
+@needs_weights
 def test_torchrun_two_processes_on_cpu(tmp_path):
     # start from the trained model (load_from) with a tiny lr so that validation scores something
     cfg_file = tiny_config(tmp_path, 'rle', max_epochs=1, batch_size=2, extra=f"""
-        load_from = '{TRAINED}'
+        load_from = '{RLE_WEIGHTS}'
         optim_wrapper = dict(optimizer=dict(lr=1e-7))
         sync_bn = True  # needs CUDA: warned about and skipped on CPU
         """)

@@ -15,29 +15,21 @@ import pytest
 
 import topdown_demo_with_mmdet as demo
 from apis import select_boxes
-from tests.test_rtmdet import TINY, save_seeded_rtmdet
+from tests.conftest import COCO, REPO, RLE_WEIGHTS, RTMDET_TINY, VIDEO, needs_data, needs_weights
 
-REPO = Path(__file__).resolve().parents[1]
-SHARED = REPO.parent / 'shared'
 POSE_CFG = str(REPO / 'configs' / 'rle' / 'rle_mbv2-0.5x_aic-coco-192x192.py')
-POSE_CKPT = SHARED / 'weights' / 'rle_mbv2-0.5x_aic-coco-192x192_202403131203.pth'
-COCO = SHARED / 'data' / 'coco'
-VIDEO = SHARED / 'data' / 'video' / 'demo.mp4'
 # the seeded detector scores its best person box 0.3166, the next ones below 0.3159
 ONE_BOX_THR = '0.3162'
 
-needs_data = pytest.mark.skipif(not (POSE_CKPT.is_file() and COCO.is_dir() and VIDEO.is_file()),
-                                reason='needs ../shared/weights and ../shared/data')
-
 
 @pytest.fixture(scope='module')
-def det_ckpt(tmp_path_factory) -> str:
-    return str(save_seeded_rtmdet(tmp_path_factory.mktemp('det') / 'rtmdet_tiny_seeded.pth'))
+def det_ckpt(seeded_rtmdet_tiny) -> str:
+    return str(seeded_rtmdet_tiny)
 
 
 def _run(det_ckpt: str | None, src: Path | str, out: Path, *extra: str) -> int:
-    det = [str(TINY), det_ckpt] if det_ckpt else ['none', 'none']
-    return demo.main([*det, POSE_CFG, str(POSE_CKPT), '--input', str(src), '--output-root', str(out),
+    det = [str(RTMDET_TINY), det_ckpt] if det_ckpt else ['none', 'none']
+    return demo.main([*det, POSE_CFG, str(RLE_WEIGHTS), '--input', str(src), '--output-root', str(out),
                       '--device', 'cpu', *extra])
 
 
@@ -50,6 +42,7 @@ def _check_instances(instances: list) -> None:
 
 
 @needs_data
+@needs_weights
 def test_image_with_detector(det_ckpt, tmp_path):
     src = COCO / '000000196141.jpg'
     assert _run(det_ckpt, src, tmp_path, '--save-predictions', '--draw-bbox', '--bbox-thr', ONE_BOX_THR) == 0
@@ -65,6 +58,7 @@ def test_image_with_detector(det_ckpt, tmp_path):
 
 
 @needs_data
+@needs_weights
 def test_no_person_found_still_writes_outputs(det_ckpt, tmp_path):
     src = COCO / '000000040083.jpg'
     assert _run(det_ckpt, src, tmp_path, '--save-predictions', '--bbox-thr', '0.99') == 0
@@ -73,6 +67,7 @@ def test_no_person_found_still_writes_outputs(det_ckpt, tmp_path):
 
 
 @needs_data
+@needs_weights
 def test_folder_skips_unreadable_images(tmp_path):
     folder = tmp_path / 'imgs'
     folder.mkdir()
@@ -91,6 +86,7 @@ def test_folder_skips_unreadable_images(tmp_path):
 
 
 @needs_data
+@needs_weights
 def test_video_first_frames_with_det_interval(det_ckpt, tmp_path, capsys):
     # --kpt-thr 0: every keypoint counts when following a person into the next frame
     assert _run(det_ckpt, VIDEO, tmp_path, '--save-predictions', '--max-frames', '2', '--det-interval', '2',
@@ -128,6 +124,7 @@ def test_select_boxes_filters_class_score_and_overlaps():
 
 
 @needs_data
+@needs_weights
 def test_bad_inputs_give_messages(tmp_path):
     with pytest.raises(demo.DemoError, match='input not found: .*missing.jpg'):
         _run(None, tmp_path / 'missing.jpg', tmp_path / 'out')

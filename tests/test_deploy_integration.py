@@ -15,35 +15,39 @@ import topdown_demo_with_mmdet as demo  # noqa: E402
 import train  # noqa: E402
 import val  # noqa: E402
 from deploy.metadata import read_metadata  # noqa: E402
+from tests.conftest import (  # noqa: E402
+    COCO,
+    COCO_ANN,
+    REPO,
+    RLE_WEIGHTS,
+    SAMPLE_CONFIG,
+    needs_coco,
+    needs_weights,
+    sample_config_options,
+)
 from tools import export_onnx  # noqa: E402
 
-REPO = Path(__file__).resolve().parents[1]
-SHARED = REPO.parent / 'shared'
-WEIGHTS = SHARED / 'weights' / 'rle_mbv2-0.5x_aic-coco-192x192_202403131203.pth'
-COCO = SHARED / 'data' / 'coco'
-SAMPLE_CFG = 'configs/rle/rle_mbv2-0.5x_coco-sample-192x192.py'
 POSE_CFG = 'configs/rle/rle_mbv2-0.5x_aic-coco-192x192.py'
-needs_shared = pytest.mark.skipif(not (WEIGHTS.is_file() and COCO.is_dir()),
-                                  reason='needs ../shared/weights and ../shared/data')
 
 
 @pytest.fixture(autouse=True)
 def _repo_cwd(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.chdir(REPO)  # the sample config's data paths are relative to the repository root
+    monkeypatch.chdir(REPO)  # the entry points run from the repository root, as in the README
 
 
-@needs_shared
+@needs_coco
+@needs_weights
 def test_qat_run_trains_resumes_validates_and_exports_int8(tmp_path: Path) -> None:
     work = tmp_path / 'qat'
-    common = ['--cfg_file', SAMPLE_CFG, '--device', 'cpu', '--work-dir', str(work), '--cfg-options',
-              "quantization={'mode': 'qat'}", 'train_dataloader.batch_size=6']
+    common = ['--cfg_file', str(SAMPLE_CONFIG), '--device', 'cpu', '--work-dir', str(work), '--cfg-options',
+              "quantization={'mode': 'qat'}", 'train_dataloader.batch_size=6', *sample_config_options()]
     assert train.main([*common, 'train_cfg.max_epochs=1']) == 0
     log = (work / 'train.log').read_text()
     assert 'quantisation-aware training' in log
     assert train.main([*common, 'train_cfg.max_epochs=2', '--resume', 'auto']) == 0
     assert 'continuing at epoch 2' in (work / 'train.log').read_text()
 
-    dumped = work / Path(SAMPLE_CFG).name
+    dumped = work / SAMPLE_CONFIG.name
     metrics = val.main(['--cfg_file', str(dumped), '--checkpoint', str(work / 'last.pth'),
                         '--device', 'cpu', '--no-flip'])
     assert 0.0 <= metrics['coco/AP'] <= 1.0
@@ -63,13 +67,14 @@ def _instances(path: Path) -> tuple[list, np.ndarray]:
     return data['meta_info'], np.asarray(kpts, dtype=np.float64)
 
 
-@needs_shared
+@needs_coco
+@needs_weights
 def test_demo_with_onnx_pose_model_writes_the_same_predictions(tmp_path: Path) -> None:
     onnx_path = tmp_path / 'rle.onnx'
-    export_onnx.main([POSE_CFG, str(WEIGHTS), '--output', str(onnx_path), '--dynamic-batch',
-                      '--check-data', str(COCO / 'test_coco.json')])
+    export_onnx.main([POSE_CFG, str(RLE_WEIGHTS), '--output', str(onnx_path), '--dynamic-batch',
+                      '--check-data', str(COCO_ANN)])
     outputs = {}
-    for name, ckpt in (('torch', WEIGHTS), ('onnx', onnx_path)):
+    for name, ckpt in (('torch', RLE_WEIGHTS), ('onnx', onnx_path)):
         out = tmp_path / name
         assert demo.main(['none', 'none', POSE_CFG, str(ckpt), '--input', str(COCO), '--output-root',
                           str(out), '--save-predictions', '--device', 'cpu']) == 0

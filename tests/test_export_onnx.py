@@ -13,61 +13,27 @@ from deploy.export import compare_with_torch, export_detector, export_pose_model
 from deploy.graph import PoseExportModule  # noqa: E402
 from deploy.metadata import read_metadata  # noqa: E402
 from models import build_pose_estimator  # noqa: E402
+from tests.conftest import (  # noqa: E402
+    COCO_ANN,
+    FLIP,
+    REPO,
+    RLE_WEIGHTS,
+    SAMPLE_CONFIG,
+    build_small,
+    crops,
+    needs_coco,
+    needs_weights,
+    rle_cfg,
+    simcc_cfg,
+)
 from utils.config import load_config  # noqa: E402
 from utils.registry import MODELS  # noqa: E402
-
-REPO = Path(__file__).resolve().parents[1]
-SHARED = Path(__file__).resolve().parents[2] / 'shared'
-RLE_CKPT = SHARED / 'weights' / 'rle_mbv2-0.5x_aic-coco-192x192_202403131203.pth'
-COCO_ANN = SHARED / 'data' / 'coco' / 'test_coco.json'
-FLIP = [0, 2, 1, 4, 3, 6, 5, 8, 7, 10, 9, 12, 11, 14, 13, 16, 15]
-PREPROCESSOR = dict(type='PoseDataPreprocessor', mean=[123.675, 116.28, 103.53], std=[58.395, 57.12, 57.375],
-                    bgr_to_rgb=True)
-
-
-def rle_cfg(size: tuple[int, int] = (64, 64)) -> dict:
-    """A small RLE MobileNetV2-0.5x pose config (64x64 crops keep the tests fast)."""
-    codec = dict(type='RegressionLabel', input_size=size)
-    return dict(codec=codec, model=dict(
-        type='TopdownPoseEstimator', data_preprocessor=PREPROCESSOR,
-        backbone=dict(type='MobileNetV2', widen_factor=0.5, out_indices=(7,)),
-        neck=dict(type='GlobalAveragePooling'),
-        head=dict(type='RLEHead', in_channels=1280, num_joints=17, decoder=codec,
-                  loss=dict(type='RLELoss', use_target_weight=True)),
-        test_cfg=dict(flip_test=True, shift_coords=True)))
-
-
-def simcc_cfg() -> dict:
-    """A small SimCC MobileNetV2-0.5x config without deconvolutions (64x64 crops, 2x2 feature map)."""
-    codec = dict(type='SimCCLabel', input_size=(64, 64), sigma=(4.9, 5.66), simcc_split_ratio=2.0,
-                 normalize=False)
-    return dict(codec=codec, model=dict(
-        type='TopdownPoseEstimator', data_preprocessor=PREPROCESSOR,
-        backbone=dict(type='MobileNetV2', widen_factor=0.5, out_indices=(7,)),
-        head=dict(type='SimCCHead', in_channels=1280, out_channels=17, input_size=codec['input_size'],
-                  in_featuremap_size=(2, 2), simcc_split_ratio=2.0, deconv_out_channels=None, decoder=codec),
-        test_cfg=dict(flip_test=True)))
-
-
-def build(cfg: dict) -> torch.nn.Module:
-    torch.manual_seed(0)
-    model = build_pose_estimator(cfg['model']).eval()
-    if hasattr(model.head, 'mlp_head_x'):  # well separated SimCC maxima: argmax must not hinge on 1e-7
-        with torch.no_grad():
-            model.head.mlp_head_x.bias.copy_(torch.randn_like(model.head.mlp_head_x.bias) * 5)
-            model.head.mlp_head_y.bias.copy_(torch.randn_like(model.head.mlp_head_y.bias) * 5)
-    return model
-
-
-def crops(batch: int, size: tuple[int, int] = (64, 64)) -> torch.Tensor:
-    torch.manual_seed(1)
-    return torch.randint(0, 256, (batch, 3, size[1], size[0]), dtype=torch.uint8)
 
 
 @pytest.mark.parametrize('with_decode,with_preprocess', [(False, False), (True, True)])
 def test_rle_round_trip(tmp_path: Path, with_decode: bool, with_preprocess: bool) -> None:
     cfg = rle_cfg()
-    model = build(cfg)
+    model = build_small(cfg)
     path, wrapper, _ = export_pose_model(model, cfg, tmp_path / 'rle.onnx', with_decode=with_decode,
                                          with_preprocess=with_preprocess)
     x = crops(1) if with_preprocess else model.preprocess(crops(1))
@@ -84,7 +50,7 @@ def test_rle_round_trip(tmp_path: Path, with_decode: bool, with_preprocess: bool
 
 def test_dynamic_batch_and_flip_in_graph(tmp_path: Path) -> None:
     cfg = rle_cfg()
-    model = build(cfg)
+    model = build_small(cfg)
     path, wrapper, _ = export_pose_model(model, cfg, tmp_path / 'rle.onnx', with_decode=True,
                                          with_preprocess=True, dynamic_batch=True, flip_indices=FLIP,
                                          batch_size=2)
@@ -102,7 +68,7 @@ def test_dynamic_batch_and_flip_in_graph(tmp_path: Path) -> None:
 
 def test_simcc_round_trip(tmp_path: Path) -> None:
     cfg = simcc_cfg()
-    model = build(cfg)
+    model = build_small(cfg)
     path, wrapper, _ = export_pose_model(model, cfg, tmp_path / 'raw.onnx', dynamic_batch=True)
     assert max(compare_with_torch(path, wrapper, model.preprocess(crops(2))).values()) < 1e-4
     path, wrapper, _ = export_pose_model(model, cfg, tmp_path / 'dec.onnx', with_decode=True,
@@ -142,13 +108,13 @@ def test_missing_onnx_gives_install_hint(monkeypatch: pytest.MonkeyPatch) -> Non
         deps.require('onnxruntime', 'ONNX Runtime inference')
 
 
-@pytest.mark.skipif(not (RLE_CKPT.is_file() and COCO_ANN.is_file()),
-                    reason='needs ../shared weights and data')
+@needs_coco
+@needs_weights
 def test_export_tool_real_rle_weights(tmp_path: Path) -> None:
     from tools.export_onnx import main
 
     out = tmp_path / 'rle.onnx'
-    diffs = main([str(REPO / 'configs' / 'rle' / 'rle_mbv2-0.5x_coco-sample-192x192.py'), str(RLE_CKPT),
+    diffs = main([str(SAMPLE_CONFIG), str(RLE_WEIGHTS),
                   '--output', str(out), '--with-decode', '--with-preprocess', '--dynamic-batch',
                   '--check-data', str(COCO_ANN)])
     assert read_metadata(out)['flip_test']  # the config's test_cfg.flip_test: in the decoded graph
@@ -160,7 +126,7 @@ def test_export_tool_real_rle_weights(tmp_path: Path) -> None:
 def test_outputs_have_exact_shapes_and_batch_name(tmp_path: Path) -> None:
     onnx = pytest.importorskip('onnx')
     cfg = rle_cfg()
-    path, _, _ = export_pose_model(build(cfg), cfg, tmp_path / 'rle.onnx', with_decode=True,
+    path, _, _ = export_pose_model(build_small(cfg), cfg, tmp_path / 'rle.onnx', with_decode=True,
                                    dynamic_batch=True)
     dims = {o.name: [d.dim_param or d.dim_value for d in o.type.tensor_type.shape.dim]
             for o in onnx.load(path).graph.output}
@@ -205,7 +171,7 @@ def test_export_tool_flip_default(tmp_path: Path) -> None:
 
     from tools.export_onnx import pose_flip_test
 
-    cfg = load_config(REPO / 'configs' / 'rle' / 'rle_mbv2-0.5x_coco-sample-192x192.py')
+    cfg = load_config(SAMPLE_CONFIG)
     assert cfg.model.test_cfg.flip_test
     for with_decode, flag, expected in [(True, None, True), (True, False, False), (False, None, False),
                                         (False, True, True)]:

@@ -2,6 +2,10 @@
 
 Every ``import`` of every first-party module is read from the source (function-local ones included;
 only the optional ``onnx`` / ``onnxruntime`` packages may be imported lazily, and they are third-party).
+The registries of ``utils/registry.py`` import the packages that define their members through importlib,
+at their first lookup: a module that imports a registry (``from utils.registry import MODELS``) therefore
+imports its ``locations`` too, and those edges are checked like the others (not for cycles: they run
+after every import has finished).
 """
 from __future__ import annotations
 
@@ -15,8 +19,14 @@ ROOT = Path(__file__).resolve().parents[1]
 LAYERS = {
     'utils': 0, 'structures': 0,
     'codec': 1, 'models': 1, 'datasets': 1, 'evaluation': 1, 'optim': 1,
-    'engine': 2,
-    'apis': 3, 'deploy': 3,
+    'visualization': 2,
+    'engine': 3,
+    'apis': 4, 'deploy': 4,
+}
+# Modules allowed to use a registry whose members live in a higher layer, and why.
+REGISTRY_USERS_BELOW_MEMBERS = {
+    'utils.cfg_options': 'checks a --cfg-options key against the arguments of the class a "type" names, '
+                         'in any registry (utils.registry.find_registered)',
 }
 SCRIPT_PACKAGES = ('tools', 'benchmarks')  # entry points: may import anything, nothing imports them
 SCRIPTS = {p.stem for p in ROOT.glob('*.py')}  # train, val, topdown_demo_with_mmdet
@@ -37,9 +47,45 @@ MODULES = _modules()
 FIRST_PARTY = (*LAYERS, *SCRIPT_PACKAGES, *SCRIPTS)
 
 
+def _registry_locations() -> dict[str, set[str]]:
+    """Each public name of utils/registry.py -> the packages that using it imports through importlib: a
+    ``Registry(..., locations=(...))`` its locations; a name built from registries (``ALL_REGISTRIES``,
+    ``find_registered``) theirs."""
+    tree = ast.parse((ROOT / 'utils' / 'registry.py').read_text())
+    direct: dict[str, set[str]] = {}
+    refers: dict[str, set[str]] = {}
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
+            name = node.targets[0].id
+        elif isinstance(node, (ast.FunctionDef, ast.ClassDef)):
+            name = node.name
+        else:
+            continue
+        value = node.value if isinstance(node, ast.Assign) else None
+        if isinstance(value, ast.Call) and getattr(value.func, 'id', None) == 'Registry':
+            locations = next((kw.value for kw in value.keywords if kw.arg == 'locations'), None)
+            direct[name] = set(ast.literal_eval(locations)) if locations is not None else set()
+        else:
+            refers[name] = {n.id for n in ast.walk(node) if isinstance(n, ast.Name)} - {name}
+    found = dict(direct)
+    changed = True
+    while changed:  # names built from registries, or from names built from registries
+        changed = False
+        for name, names in refers.items():
+            locations = set().union(*(found.get(n, set()) for n in names))
+            if locations - found.get(name, set()):
+                found[name] = found.get(name, set()) | locations
+                changed = True
+    return {name: locations for name, locations in found.items() if locations}
+
+
+REGISTRY_LOCATIONS = _registry_locations()
+
+
 def _imports(path: Path, top_level_only: bool = False) -> list[tuple[str, int]]:
     """First-party modules imported by ``path`` (``from a.b import c`` gives ``a.b.c`` when that is a
-    module, else ``a.b``), with line numbers."""
+    module, else ``a.b``), with line numbers; unless ``top_level_only``, also the packages the registries
+    it imports load (:data:`REGISTRY_LOCATIONS`)."""
     tree = ast.parse(path.read_text(), str(path))
     nodes = tree.body if top_level_only else list(ast.walk(tree))
     out = []
@@ -49,6 +95,8 @@ def _imports(path: Path, top_level_only: bool = False) -> list[tuple[str, int]]:
         elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
             names = [f'{node.module}.{alias.name}' if f'{node.module}.{alias.name}' in MODULES
                      else node.module for alias in node.names]
+            if node.module == 'utils.registry' and not top_level_only:
+                names += sorted(set().union(*(REGISTRY_LOCATIONS.get(a.name, set()) for a in node.names)))
         else:
             continue
         out += [(name, node.lineno) for name in names if name.split('.')[0] in FIRST_PARTY]
@@ -64,7 +112,7 @@ def test_no_upward_or_script_imports(module: str) -> None:
     own = _layer(module)
     bad = [f'{MODULES[module].relative_to(ROOT)}:{line} imports {name}'
            for name, line in _imports(MODULES[module])
-           if _layer(name) is None or _layer(name) > own]
+           if _layer(name) is None or _layer(name) > own and module not in REGISTRY_USERS_BELOW_MEMBERS]
     assert not bad, 'a lower layer imports a higher one or a script:\n' + '\n'.join(bad)
 
 
@@ -92,3 +140,32 @@ def test_no_import_cycles() -> None:
 
     for m in sorted(graph):
         visit(m, [m])
+
+
+def test_registries_load_first_party_packages_the_layering_sees():
+    """Every registry location is a package of the layers, and the registry lookups are seen: a head that
+    builds its codec through CODECS imports codec; the config-option checks (find_registered) import
+    every location."""
+    assert REGISTRY_LOCATIONS['MODELS'] == {'models'}
+    for name, locations in REGISTRY_LOCATIONS.items():
+        assert all(loc in MODULES and _layer(loc) is not None for loc in locations), (name, locations)
+    assert REGISTRY_LOCATIONS['find_registered'] == set().union(
+        *(REGISTRY_LOCATIONS[n] for n in REGISTRY_LOCATIONS if n.isupper() and n != 'ALL_REGISTRIES'))
+    assert 'codec' in {name for name, _ in _imports(MODULES['models.heads.regression_head'])}
+    upward = {name for name, _ in _imports(MODULES['utils.cfg_options']) if _layer(name) > 0}
+    assert {'models', 'optim', 'evaluation'} <= upward  # seen, and allowed only by the listed exception
+
+
+def test_every_module_logs_under_the_project_logger():
+    """``logging.getLogger`` is only called with the project logger's name (utils.logger.LOGGER_NAME) or a
+    child of it (``'mmpose_clean.<package>'``), so that every record reaches train.log (once)."""
+    bad = []
+    for path in MODULES.values():
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) \
+                    and node.func.attr == 'getLogger' and getattr(node.func.value, 'id', None) == 'logging':
+                arg = node.args[0] if node.args else None
+                name = arg.value if isinstance(arg, ast.Constant) else getattr(arg, 'id', None)
+                if not (name == 'LOGGER_NAME' or isinstance(name, str) and name.startswith('mmpose_clean.')):
+                    bad.append(f'{path.relative_to(ROOT)}:{node.lineno} logs to {name!r}')
+    assert not bad, '\n'.join(bad)

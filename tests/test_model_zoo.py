@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from apis.inputs import as_config
-from utils.model_zoo import (
+from models.checkpoints.model_zoo import (
     MODEL_ZOO,
     ORIGINAL_COMMIT,
     ORIGINAL_RAW,
@@ -20,8 +20,8 @@ from utils.model_zoo import (
     resolve_checkpoint,
     zoo_config,
 )
+from tests.conftest import REPO, WEIGHTS, needs_weights
 
-REPO = Path(__file__).resolve().parents[1]
 PAYLOAD = bytes(range(256)) * 400  # 102,400 bytes
 DIGEST = hashlib.sha256(PAYLOAD).hexdigest()
 
@@ -129,15 +129,12 @@ def test_existing_file_is_returned_as_is(tmp_path):
 
 
 # ------------------------------------------------- the original project's files, served as GitHub does
-SHARED_WEIGHTS = Path(__file__).resolve().parents[2] / 'shared' / 'weights'
 ORIGINAL_FILES = {  # zoo name -> the identical file beside the repository
     'rle-mbv2-0.5x-192x192': 'rle_mbv2-0.5x_aic-coco-192x192_202403131203.pth',
     'mbv2-0.5x-imagenet-backbone': 'mobilenet_v2_0.5x_imagenet_backbone.pth',
     'mbv2-0.5x-heatmap-coco-backbone-192x192': 'mobilenetv2_0.5x_heatmap_coco_backbone_192x192.pth',
     'mbv2-0.5x-udp-coco-aic-backbone-192x192': 'mobilenetv2_0.5x_udp_coco_aic_backbone_192x192.pth',
 }
-needs_weights = pytest.mark.skipif(not all((SHARED_WEIGHTS / f).is_file() for f in ORIGINAL_FILES.values()),
-                                   reason='../shared/weights absent')
 
 
 class _GitHubRawHandler(http.server.BaseHTTPRequestHandler):
@@ -165,7 +162,7 @@ def github(monkeypatch):
     """A local server holding the real files at their URL paths; zoo URLs point at it."""
     from urllib.parse import urlparse
 
-    _GitHubRawHandler.files = {urlparse(MODEL_ZOO[name].url).path: SHARED_WEIGHTS / f
+    _GitHubRawHandler.files = {urlparse(MODEL_ZOO[name].url).path: WEIGHTS / f
                                for name, f in ORIGINAL_FILES.items()}
     httpd = http.server.ThreadingHTTPServer(('127.0.0.1', 0), _GitHubRawHandler)
     thread = threading.Thread(target=httpd.serve_forever, daemon=True)
@@ -189,7 +186,7 @@ def test_original_project_urls_give_the_real_files(github, tmp_path):
         assert f'/neesetifa/MMPose_Clean/raw/{ORIGINAL_COMMIT}/' in entry.url
         path = resolve_checkpoint(name, root=tmp_path, progress=False)
         assert path == tmp_path / entry.filename
-        assert path.read_bytes() == (SHARED_WEIGHTS / filename).read_bytes()
+        assert path.read_bytes() == (WEIGHTS / filename).read_bytes()
         assert hashlib.sha256(path.read_bytes()).hexdigest() == entry.sha256
 
 
@@ -198,15 +195,14 @@ def test_init_cfg_zoo_name_downloads_and_loads_the_backbone(github, tmp_path, mo
     import torch
 
     from models import build_pose_estimator
-    from utils import model_zoo
-    from utils.checkpoint import read_checkpoint
+    from models.checkpoints import model_zoo, read_checkpoint
 
     monkeypatch.setattr(model_zoo, 'DEFAULT_ROOT', tmp_path)
     cfg = as_config(str(REPO / 'configs/rle/rle_mbv2-0.5x_aic-coco-192x192.py'))
     assert cfg.model.backbone.init_cfg.checkpoint == 'mbv2-0.5x-udp-coco-aic-backbone-192x192'
     model = build_pose_estimator(cfg.model)
     model.init_weights()
-    expected = read_checkpoint(SHARED_WEIGHTS / ORIGINAL_FILES['mbv2-0.5x-udp-coco-aic-backbone-192x192'])
+    expected = read_checkpoint(WEIGHTS / ORIGINAL_FILES['mbv2-0.5x-udp-coco-aic-backbone-192x192'])
     assert all(torch.equal(v, expected[f'backbone.{k}']) for k, v in model.backbone.state_dict().items())
     assert (tmp_path / MODEL_ZOO['mbv2-0.5x-udp-coco-aic-backbone-192x192'].filename).is_file()
 
@@ -223,7 +219,7 @@ def test_work_dir_checkpoint(tmp_path):
 def test_checkpoint_argument_forms():
     import argparse
 
-    from utils.model_zoo import add_checkpoint_argument
+    from models.checkpoints.model_zoo import add_checkpoint_argument
 
     parser = argparse.ArgumentParser()
     add_checkpoint_argument(parser, option=True)

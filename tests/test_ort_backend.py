@@ -11,11 +11,9 @@ pytest.importorskip('onnxruntime')
 
 from deploy.export import export_detector, export_module, export_pose_model  # noqa: E402
 from deploy.ort_backend import load_onnx_detector, load_onnx_pose_model  # noqa: E402
-from tests.test_export_onnx import FLIP, build, crops, rle_cfg, simcc_cfg  # noqa: E402
+from tests.conftest import FLIP, REPO, build_small, crops, rle_cfg, simcc_cfg  # noqa: E402
 from utils.config import load_config  # noqa: E402
 from utils.registry import MODELS  # noqa: E402
-
-REPO = Path(__file__).resolve().parents[1]
 
 
 def batch_meta(batch: int) -> dict:
@@ -28,7 +26,7 @@ def batch_meta(batch: int) -> dict:
 def test_pose_predict_matches_pytorch_with_runtime_flip(tmp_path: Path, make_cfg) -> None:
     """Raw-output graph (float input): the wrapper normalises, flips and decodes with the config's head."""
     cfg = make_cfg()
-    model = build(cfg)
+    model = build_small(cfg)
     path, _, _ = export_pose_model(model, cfg, tmp_path / 'raw.onnx', dynamic_batch=True)
     ort_model = load_onnx_pose_model(path, cfg)
     x, meta = crops(3), batch_meta(3)
@@ -41,7 +39,7 @@ def test_pose_predict_matches_pytorch_with_runtime_flip(tmp_path: Path, make_cfg
 def test_fixed_batch_graph_runs_crop_by_crop_and_decoded_graph(tmp_path: Path) -> None:
     cfg = rle_cfg()
     cfg['model']['test_cfg']['flip_test'] = False
-    model = build(cfg)
+    model = build_small(cfg)
     path, _, _ = export_pose_model(model, cfg, tmp_path / 'dec.onnx', with_decode=True, with_preprocess=True)
     ort_model = load_onnx_pose_model(path, cfg)
     x, meta = crops(4), batch_meta(4)
@@ -81,7 +79,7 @@ def test_decoded_regression_graph_flips_at_run_time(tmp_path: Path) -> None:
     """A decoded RLE graph exported without the flip: ONNX Runtime runs it on the mirrored crops too and
     merges the decoded keypoints / scores exactly as the in-graph (and PyTorch) flip test does."""
     cfg = rle_cfg()
-    model = build(cfg)
+    model = build_small(cfg)
     path, _, _ = export_pose_model(model, cfg, tmp_path / 'dec.onnx', with_decode=True, dynamic_batch=True)
     ort_model = load_onnx_pose_model(path, cfg)
     assert ort_model.flip_test and ort_model.runtime_flip and not ort_model.is_quantized
@@ -93,7 +91,7 @@ def test_decoded_regression_graph_flips_at_run_time(tmp_path: Path) -> None:
 
 def test_decoded_simcc_graph_without_flip_warns(tmp_path: Path) -> None:
     cfg = simcc_cfg()
-    path, _, _ = export_pose_model(build(cfg), cfg, tmp_path / 'dec.onnx', with_decode=True)
+    path, _, _ = export_pose_model(build_small(cfg), cfg, tmp_path / 'dec.onnx', with_decode=True)
     with pytest.warns(UserWarning, match='decoded SimCCLabel graph exported without the flip test'):
         ort_model = load_onnx_pose_model(path, cfg)
     assert not ort_model.flip_test

@@ -2,7 +2,6 @@
 COCO sample images, MMPose-layout checkpoints, training loss, tracing and ONNX export."""
 import io
 import re
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -10,17 +9,14 @@ import torch
 
 from datasets import build_dataset, pose_collate
 from models import build_pose_estimator
+from models.checkpoints import load_checkpoint
 from models.data_preprocessor import PoseDataPreprocessor
 from models.pose_estimator import crop_to_image
-from utils.checkpoint import load_checkpoint
+from tests.conftest import DATA, RLE_WEIGHTS, SAMPLE_CONFIG, UDP_BACKBONE, needs_coco, needs_weights
 from utils.config import Config
 from utils.registry import RegistryError
 
-SHARED = Path(__file__).resolve().parents[2] / 'shared'
-RLE_WEIGHTS = SHARED / 'weights' / 'rle_mbv2-0.5x_aic-coco-192x192_202403131203.pth'
-UDP_BACKBONE = SHARED / 'weights' / 'mobilenetv2_0.5x_udp_coco_aic_backbone_192x192.pth'
 RLE_CFG = 'configs/rle/rle_mbv2-0.5x_aic-coco-192x192.py'
-SAMPLE_CFG = 'configs/rle/rle_mbv2-0.5x_coco-sample-192x192.py'
 SIMCC_CFG = 'configs/simcc/simcc_mbv2-0.75x-wo-deconv_aic-coco-256x192.py'
 
 # MMPose 1.3.2 TopdownPoseEstimator (MobileNetV2-0.5x + RLEHead) with the real weights (renamed to MMPose's
@@ -29,8 +25,6 @@ MMPOSE_FIRST = [0.4152349829673767, 0.45034047961235046, 6.275588035583496, 11.7
                 0.4443792700767517, 0.437541127204895, 7.012729167938232, 11.33702564239502,
                 0.38733404874801636, 0.43837931752204895, 6.7492475509643555, 11.209840774536133]
 MMPOSE_SUM = 425.68052031099796
-
-needs_weights = pytest.mark.skipif(not RLE_WEIGHTS.is_file(), reason='../shared/weights not available')
 
 
 def det(shape, seed, scale=1.0):
@@ -66,8 +60,7 @@ def to_mmpose_layout(state_dict):
 
 @pytest.fixture(scope='module')
 def rle_model():
-    if not RLE_WEIGHTS.is_file():
-        pytest.skip('../shared/weights not available')
+    """The RLE-0.5x estimator with the original project's weights (tests marked needs_weights)."""
     model, _ = build(RLE_CFG)
     report = load_checkpoint(model, RLE_WEIGHTS)
     assert report.missing == [] and report.unexpected == []
@@ -103,14 +96,14 @@ def test_mmpose_layout_checkpoint_gives_identical_outputs(rle_model, tmp_path):
 
 
 def _sample_batch():
-    if not (SHARED / 'data' / 'coco' / 'test_coco.json').is_file():
-        pytest.skip('../shared/data not available')
-    cfg = Config.fromfile(SAMPLE_CFG)
-    cfg.val_dataloader.dataset.data_root = str(SHARED / 'data') + '/'
+    """The COCO sample's validation batch (tests marked needs_coco)."""
+    cfg = Config.fromfile(SAMPLE_CONFIG)
+    cfg.val_dataloader.dataset.data_root = str(DATA) + '/'
     dataset = build_dataset(cfg.val_dataloader.dataset)
     return pose_collate([dataset[i] for i in range(len(dataset))])
 
 
+@needs_coco
 @needs_weights
 @pytest.mark.parametrize('flip_test', [True, False])
 def test_predict_on_coco_sample_is_plausible(rle_model, flip_test):
@@ -183,9 +176,9 @@ def test_loss_backward_and_preprocessing():
         pre(inputs[0])
 
 
-@pytest.mark.skipif(not UDP_BACKBONE.is_file(), reason='../shared/weights not available')
+@needs_weights
 def test_init_weights_loads_the_pretrained_backbone():
-    cfg = Config.fromfile(SAMPLE_CFG)
+    cfg = Config.fromfile(SAMPLE_CONFIG)
     cfg.model.backbone.init_cfg.checkpoint = str(UDP_BACKBONE)
     model = build_pose_estimator(cfg.model)
     model.init_weights()

@@ -6,10 +6,10 @@ import numpy as np
 import torch
 
 from models.backbones.mobilenet_v2 import MobileNetV2
-from tests.test_checkpoint import _HistoryBuffer
+from models.checkpoints import CHECKPOINT_MARKER, load_checkpoint, read_checkpoint, save_checkpoint
+from models.checkpoints.model_zoo import hash_prefix_from_name
+from tests.conftest import HistoryBuffer
 from tools.publish_model import main
-from utils.checkpoint import CHECKPOINT_MARKER, load_checkpoint, read_checkpoint, save_checkpoint
-from utils.model_zoo import hash_prefix_from_name
 
 
 def test_publish_strips_training_state_and_names_the_hash(tmp_path: Path, capsys) -> None:
@@ -18,8 +18,8 @@ def test_publish_strips_training_state_and_names_the_hash(tmp_path: Path, capsys
     save_checkpoint(run / 'best.pth', {
         'state_dict': model.state_dict(), 'optimizer': {'state': {0: {'exp_avg': torch.ones(3)}}},
         'schedulers': [{'last_epoch': 3}], 'rng': {'torch': torch.get_rng_state()},
-        'message_hub': _HistoryBuffer(),  # an unknown class: read as a placeholder, dropped
-        'meta': {'epoch': 3, 'seed': np.int64(0), 'hub': _HistoryBuffer()}})
+        'message_hub': HistoryBuffer(),  # an unknown class: read as a placeholder, dropped
+        'meta': {'epoch': 3, 'seed': np.int64(0), 'hub': HistoryBuffer()}})
     published = main([str(run), str(tmp_path / 'out' / 'rle_mbv2.pth')])  # a work dir: its best.pth
     digest = hashlib.sha256(published.read_bytes()).hexdigest()
     assert published == tmp_path / 'out' / f'rle_mbv2-{digest[:8]}.pth'

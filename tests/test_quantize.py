@@ -18,12 +18,18 @@ from deploy.qat import export_qat_onnx  # noqa: E402
 from deploy.weight_rounding import prepare_weights_for_int8  # noqa: E402
 from models import build_pose_estimator  # noqa: E402
 from models.qat import prepare_qat  # noqa: E402
-from tests.test_export_onnx import build, crops, rle_cfg  # noqa: E402
-
-REPO = Path(__file__).resolve().parents[1]
-SHARED = Path(__file__).resolve().parents[2] / 'shared'
-RLE_CKPT = SHARED / 'weights' / 'rle_mbv2-0.5x_aic-coco-192x192_202403131203.pth'
-COCO_ANN = SHARED / 'data' / 'coco' / 'test_coco.json'
+from tests.conftest import (  # noqa: E402
+    COCO_ANN,
+    REPO,
+    RLE_WEIGHTS,
+    SAMPLE_CONFIG,
+    build_small,
+    crops,
+    needs_coco,
+    needs_weights,
+    rle_cfg,
+    sample_config_options,
+)
 
 
 def assert_int8_kernels(path: str | Path) -> None:
@@ -34,7 +40,7 @@ def assert_int8_kernels(path: str | Path) -> None:
 
 def test_ptq_static_int8_runs_on_int8_kernels(tmp_path: Path) -> None:
     cfg = rle_cfg()
-    model = build(cfg)
+    model = build_small(cfg)
     float_path, _, _ = export_pose_model(model, cfg, tmp_path / 'float.onnx', with_decode=True,
                                          with_preprocess=True, dynamic_batch=True)
     int8_path = quantize_static_int8(float_path, tmp_path / 'int8.onnx', crops(8).numpy())
@@ -47,7 +53,7 @@ def test_ptq_static_int8_runs_on_int8_kernels(tmp_path: Path) -> None:
 
 def test_weight_preparation_keeps_float_outputs_and_snaps_to_int8_grid() -> None:
     cfg = rle_cfg()
-    model = build(cfg)
+    model = build_small(cfg)
     x = model.preprocess(crops(8))
     with torch.no_grad():
         before = model(x)
@@ -61,13 +67,13 @@ def test_weight_preparation_keeps_float_outputs_and_snaps_to_int8_grid() -> None
         assert (model(x) - before).abs().max() < 0.05
 
 
-@pytest.mark.skipif(not (RLE_CKPT.is_file() and COCO_ANN.is_file()),
-                    reason='needs ../shared weights and data')
+@needs_coco
+@needs_weights
 def test_quantize_tool_real_rle_within_deviation(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                  capsys: pytest.CaptureFixture) -> None:
     from tools.quantize import main
 
-    report = main([str(REPO / 'configs' / 'rle' / 'rle_mbv2-0.5x_coco-sample-192x192.py'), str(RLE_CKPT),
+    report = main([str(SAMPLE_CONFIG), str(RLE_WEIGHTS),
                    '--calib-data', str(COCO_ANN), '--output', str(tmp_path / 'int8.onnx')])
     assert report['deviation_px']['mean_px'] < 2.0, report['deviation_px']
     assert report['int8_ap']['coco/AP'] > report['float_ap']['coco/AP'] - 0.03, report
@@ -76,15 +82,15 @@ def test_quantize_tool_real_rle_within_deviation(tmp_path: Path, monkeypatch: py
     import val
 
     monkeypatch.chdir(REPO)
-    metrics = val.main([str(REPO / 'configs' / 'rle' / 'rle_mbv2-0.5x_coco-sample-192x192.py'),
-                        str(tmp_path / 'int8.onnx'), '--no-flip', '--device', 'cpu'])
+    metrics = val.main([str(SAMPLE_CONFIG), str(tmp_path / 'int8.onnx'), '--no-flip', '--device', 'cpu',
+                        '--cfg-options', *sample_config_options()])
     assert 'ONNX Runtime, int8' in capsys.readouterr().out
     assert metrics['coco/AP'] == pytest.approx(report['int8_ap']['coco/AP'], abs=1e-4)
 
 
 def test_qat_trains_resumes_and_exports_int8(tmp_path: Path) -> None:
     cfg = rle_cfg()
-    model = build(cfg)
+    model = build_small(cfg)
     qat = prepare_qat(model, dict(mode='qat'))
     optimizer = torch.optim.AdamW(qat.parameters(), lr=1e-3)
     x = crops(4)
@@ -121,6 +127,6 @@ def test_qat_trains_resumes_and_exports_int8(tmp_path: Path) -> None:
 
 def test_prepare_qat_rejects_unknown_options() -> None:
     with pytest.raises(KeyError, match='unknown keys'):
-        prepare_qat(build(rle_cfg()), dict(mode='qat', bits=4))
+        prepare_qat(build_small(rle_cfg()), dict(mode='qat', bits=4))
     with pytest.raises(ValueError, match="mode='qat'"):
-        prepare_qat(build(rle_cfg()), dict(mode='ptq'))
+        prepare_qat(build_small(rle_cfg()), dict(mode='ptq'))

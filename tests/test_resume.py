@@ -1,42 +1,11 @@
 """Resume: a run killed (SIGKILL) mid-epoch and resumed with ``--resume`` ends with exactly the weights
 of an uninterrupted run; Ctrl-C exits cleanly without half-written files. CPU, --deterministic."""
-import os
 import signal
-import subprocess
-import sys
-import time
-from pathlib import Path
 
 import torch
 
-from tests.test_train import needs_data, tiny_config
-from utils.checkpoint import read_checkpoint
-
-REPO = Path(__file__).resolve().parents[1]
-ENV = {**os.environ, 'OMP_NUM_THREADS': '1'}  # both runs alike; one thread is fastest on a busy 2-core box
-
-
-def command(cfg_file: Path, work_dir: Path, *extra: str) -> list[str]:
-    return [sys.executable, 'train.py', '--cfg_file', str(cfg_file), '--work-dir', str(work_dir),
-            '--device', 'cpu', '--deterministic', *extra]
-
-
-def start_and_wait_for(cmd: list[str], log: Path, marker: str, timeout: float = 300) -> subprocess.Popen:
-    """Start ``cmd`` and return once ``marker`` appears in ``log`` (the process keeps running)."""
-    proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=ENV)
-    deadline = time.monotonic() + timeout
-    while not (log.is_file() and marker in log.read_text()):
-        if proc.poll() is not None:
-            err = proc.stderr.read().decode()[-2000:]
-            raise AssertionError(f'training exited early ({proc.returncode}): {err}')
-        assert time.monotonic() < deadline, f'{marker!r} not logged within {timeout} s'
-        time.sleep(0.01)
-    return proc
-
-
-def run(cmd: list[str]) -> None:
-    result = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=600, env=ENV)
-    assert result.returncode == 0, result.stderr[-3000:]
+from models.checkpoints import read_checkpoint
+from tests.conftest import needs_data, run_training, start_and_wait_for, tiny_config, train_command
 
 
 @needs_data
@@ -45,14 +14,14 @@ def test_sigkill_mid_epoch_then_resume_equals_uninterrupted_run(tmp_path):
     cfg_file = tiny_config(tmp_path, 'rle', max_epochs=2, batch_size=2,
                            extra='train_cfg = dict(max_epochs=2, val_interval=2)\n')
     straight, interrupted = tmp_path / 'straight', tmp_path / 'interrupted'
-    run(command(cfg_file, straight))
+    run_training(train_command(cfg_file, straight))
 
     log = interrupted / 'train.log'
-    proc = start_and_wait_for(command(cfg_file, interrupted), log, 'Epoch(train) [2][2/6]')
+    proc = start_and_wait_for(train_command(cfg_file, interrupted), log, 'Epoch(train) [2][2/6]')
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert read_checkpoint(interrupted / 'last.pth')['epoch'] == 1  # killed inside epoch 2
-    run(command(cfg_file, interrupted, '--resume'))
+    run_training(train_command(cfg_file, interrupted, '--resume'))
     assert 'Resumed from' in (interrupted / 'train.log').read_text()
 
     a, b = read_checkpoint(straight / 'last.pth'), read_checkpoint(interrupted / 'last.pth')
@@ -69,7 +38,8 @@ def test_sigkill_mid_epoch_then_resume_equals_uninterrupted_run(tmp_path):
 def test_ctrl_c_exits_cleanly(tmp_path):
     cfg_file = tiny_config(tmp_path, 'rle', max_epochs=2)
     work_dir = tmp_path / 'work'
-    proc = start_and_wait_for(command(cfg_file, work_dir), work_dir / 'train.log', 'Epoch(train) [1][1/3]')
+    proc = start_and_wait_for(train_command(cfg_file, work_dir), work_dir / 'train.log',
+                              'Epoch(train) [1][1/3]')
     proc.send_signal(signal.SIGINT)
     assert proc.wait(timeout=120) == 130
     assert 'Interrupted' in (work_dir / 'train.log').read_text()

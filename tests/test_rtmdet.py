@@ -1,12 +1,9 @@
 """RTMDet: architecture sizes, MMDetection checkpoint layout, and detections equal to MMDetection 3.3.0.
 
 Reference values were produced by MMDetection 3.3.0 (``inference_detector`` on RTMDet-tiny built from
-its own config) with the same seeded weights as :func:`seeded_state_dict` below.
+its own config) with the same seeded weights as ``tests.conftest.seeded_state_dict``.
 """
 from __future__ import annotations
-
-import math
-from pathlib import Path
 
 import cv2
 import numpy as np
@@ -14,16 +11,14 @@ import pytest
 import torch
 
 from apis.detector import inference_detector, init_detector
+from models.checkpoints import CheckpointError
 from models.detection.det_transforms import DetTestTransform, rescale_size
 from models.detection.point_generator import MlvlPointGenerator, distance2bbox
-from utils.checkpoint import CheckpointError
+from tests.conftest import COCO, REPO, RTMDET_TINY, needs_coco
 from utils.config import Config
 from utils.registry import MODELS
 
-REPO = Path(__file__).resolve().parents[1]
-COCO = REPO.parent / 'shared' / 'data' / 'coco'
 DET_CONFIGS = REPO / 'configs' / 'detection'
-TINY = DET_CONFIGS / 'rtmdet_tiny_8xb32-300e_coco.py'
 
 # (parameters, state-dict entries) of MMDetection 3.3.0's models built from its configs
 SIZES = {'tiny': (4_896_168, 476), 's': (8_886_924, 512), 'm': (24_709_188, 692)}
@@ -41,41 +36,6 @@ REFERENCE = {
 }
 
 
-def seeded_state_dict(template: dict[str, torch.Tensor], seed: int = 0) -> dict[str, torch.Tensor]:
-    """Deterministic weights in state-dict order (BN stats included); person logits biased up so
-    that some boxes pass typical thresholds, other classes down so that post-processing stays fast."""
-    g = torch.Generator().manual_seed(seed)
-    out = {}
-    for k, v in template.items():
-        if k.endswith('num_batches_tracked'):
-            out[k] = torch.zeros_like(v)
-        elif k.endswith('running_var') or (v.ndim == 1 and k.endswith('weight')):
-            out[k] = torch.rand(v.shape, generator=g) + 0.5
-        elif v.ndim == 4:
-            out[k] = torch.randn(v.shape, generator=g) / math.sqrt(v[0].numel())
-        else:
-            out[k] = 0.1 * torch.randn(v.shape, generator=g)
-        if 'rtm_cls' in k and k.endswith('bias'):
-            out[k] = out[k] - 8.0
-            out[k][0] += 7.0
-        if 'rtm_reg' in k and k.endswith('bias'):
-            out[k] = out[k] + 2.0
-    return out
-
-
-def save_seeded_rtmdet(path: Path, config: Path = TINY) -> Path:
-    """Write seeded weights for ``config`` as an MMDetection checkpoint ({'meta', 'state_dict'})."""
-    model = MODELS.build(Config.fromfile(config).model)
-    model.load_state_dict(seeded_state_dict(model.state_dict()))  # shared convs: the last level wins
-    torch.save({'meta': {'mmdet_version': '3.3.0'}, 'state_dict': model.state_dict()}, path)
-    return path
-
-
-@pytest.fixture(scope='module')
-def seeded_tiny(tmp_path_factory) -> Path:
-    return save_seeded_rtmdet(tmp_path_factory.mktemp('rtmdet') / 'rtmdet_tiny_seeded.pth')
-
-
 @pytest.mark.parametrize('size', sorted(SIZES))
 def test_sizes_match_mmdetection(size):
     model = MODELS.build(Config.fromfile(DET_CONFIGS / f'rtmdet_{size}_8xb32-300e_coco.py').model)
@@ -84,7 +44,7 @@ def test_sizes_match_mmdetection(size):
 
 
 def test_head_shares_convs_but_not_norms():
-    head = MODELS.build(Config.fromfile(TINY).model).bbox_head
+    head = MODELS.build(Config.fromfile(RTMDET_TINY).model).bbox_head
     assert head.cls_convs[2][1].conv.weight is head.cls_convs[0][1].conv.weight
     assert head.reg_convs[1][0].conv.weight is head.reg_convs[0][0].conv.weight
     assert head.cls_convs[1][0].bn.weight is not head.cls_convs[0][0].bn.weight
@@ -111,16 +71,16 @@ def test_resize_and_pad_like_mmdetection():
 
 
 def test_test_pipeline_is_read_from_mmdetection_style_config():
-    cfg = Config.fromfile(TINY)
+    cfg = Config.fromfile(RTMDET_TINY)
     tf = DetTestTransform.from_pipeline(cfg.test_dataloader.dataset.pipeline)
     assert (tf.scale, tf.keep_ratio, tf.pad_size, tf.pad_val) == ((640, 640), True, (640, 640), 114)
     with pytest.raises(ValueError, match='RandomFlip'):
         DetTestTransform.from_pipeline([dict(type='RandomFlip')])
 
 
-@pytest.mark.skipif(not COCO.is_dir(), reason='needs ../shared/data/coco')
-def test_detections_equal_mmdetection(seeded_tiny):
-    model = init_detector(TINY, seeded_tiny)
+@needs_coco
+def test_detections_equal_mmdetection(seeded_rtmdet_tiny):
+    model = init_detector(RTMDET_TINY, seeded_rtmdet_tiny)
     for name, ref in REFERENCE.items():  # one image given as a path, the other as a BGR array
         img = str(COCO / name) if name.startswith('000000000785') else cv2.imread(str(COCO / name))
         result = inference_detector(model, img)
@@ -133,19 +93,19 @@ def test_detections_equal_mmdetection(seeded_tiny):
         assert float(result['scores'].astype(np.float64).sum()) == pytest.approx(ref['sum_scores'], rel=1e-6)
 
 
-def test_checkpoint_of_another_model_names_keys(tmp_path, seeded_tiny):
+def test_checkpoint_of_another_model_names_keys(tmp_path, seeded_rtmdet_tiny):
     with pytest.raises(CheckpointError, match='shapes differ'):
-        init_detector(DET_CONFIGS / 'rtmdet_s_8xb32-300e_coco.py', seeded_tiny)
-    sd = torch.load(seeded_tiny, weights_only=True)['state_dict']
+        init_detector(DET_CONFIGS / 'rtmdet_s_8xb32-300e_coco.py', seeded_rtmdet_tiny)
+    sd = torch.load(seeded_rtmdet_tiny, weights_only=True)['state_dict']
     del sd['bbox_head.rtm_cls.2.bias']
     torch.save({'state_dict': sd}, tmp_path / 'partial.pth')
     with pytest.raises(CheckpointError, match=r'bbox_head\.rtm_cls\.2\.bias'):
-        init_detector(TINY, tmp_path / 'partial.pth')
+        init_detector(RTMDET_TINY, tmp_path / 'partial.pth')
 
 
 def test_mmdetection_config_with_training_keys_builds():
     """A flat config dumped by MMDetection carries training-only entries; they are accepted and ignored."""
-    cfg = Config.fromfile(TINY).model.to_dict()
+    cfg = Config.fromfile(RTMDET_TINY).model.to_dict()
     cfg['backbone']['init_cfg'] = dict(type='Pretrained', prefix='backbone.', checkpoint='cspnext-tiny.pth')
     cfg['bbox_head'].update(bbox_coder=dict(type='DistancePointBBoxCoder'),
                             loss_cls=dict(type='QualityFocalLoss', use_sigmoid=True, beta=2.0),

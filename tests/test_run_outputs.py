@@ -1,5 +1,6 @@
 """What a training run leaves to look at: the quiet console, results.csv, scalars.json (MMPose's format),
-results.png, prediction / train-batch mosaics; --resume appends; val.py --show-dir; tools/plot_curves.py.
+results.png, prediction / train-batch mosaics in vis/; --resume appends; val.py --show-dir;
+tools/plot_curves.py (PNG, PDF, SVG).
 One 2-epoch training run on the 4-image COCO sample is shared by the tests of this module."""
 from __future__ import annotations
 
@@ -20,16 +21,15 @@ import train
 import val
 from codec import MSRAHeatmap, RegressionLabel, SimCCLabel
 from datasets import parse_pose_metainfo
-from datasets.batch_picture import target_keypoints
-from evaluation.prediction_pictures import GT_COLOR, draw_predictions
-from tests.test_train import DATA, tiny_config
+from engine import RunRecord, RunReport, TrainWindow, read_results, read_scalars, summary_table
+from tests.conftest import COCO_ANN, REPO, needs_data, tiny_config
 from tools import plot_curves
 from utils.cli import run_main
-from utils.curves import PALETTE, nice_ticks, tick_label
-from utils.logger import RunLog, get_logger
-from utils.run_record import RunRecord, read_results, read_scalars, summary_table
+from utils.logger import get_logger
+from visualization.batch_picture import target_keypoints
+from visualization.curves import PALETTE
+from visualization.prediction_pictures import GT_COLOR, draw_predictions
 
-REPO = Path(__file__).resolve().parents[1]
 EPOCHS, ITERS = 2, 3  # 12 sample instances, batch 4
 COCO_META = parse_pose_metainfo(dict(from_file=str(REPO / 'configs/_base_/datasets/coco.py')))
 
@@ -45,9 +45,8 @@ def _train(cfg_file: Path, work_dir: Path, *extra: str) -> str:
 
 @pytest.fixture(scope='module')
 def run(tmp_path_factory):
-    """(config, work dir, console text) of one 2-epoch run; the work dir must not be modified."""
-    if not (DATA / 'coco' / 'test_coco.json').is_file():
-        pytest.skip('../shared/data (COCO sample) not available')
+    """(config, work dir, console text) of one 2-epoch run (tests marked needs_data); the work dir must not
+    be modified."""
     tmp = tmp_path_factory.mktemp('run')
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
@@ -66,6 +65,7 @@ def log_values(log: str, pattern: str) -> list[dict[str, float]]:
             for line in lines]
 
 
+@needs_data
 def test_console_is_short_and_config_only_in_files(run):
     cfg_file, work_dir, console = run
     lines = console.splitlines()
@@ -82,6 +82,7 @@ def test_console_is_short_and_config_only_in_files(run):
     assert (work_dir / cfg_file.name).is_file()
 
 
+@needs_data
 def test_results_csv_has_a_row_per_epoch_equal_to_the_log(run):
     _, work_dir, _ = run
     rows = read_results(work_dir / 'results.csv')
@@ -119,6 +120,7 @@ def load_json_log(path: Path) -> dict:
     return log_dict
 
 
+@needs_data
 def test_scalars_json_is_mmpose_format(run):
     _, work_dir, _ = run
     path = work_dir / 'scalars.json'
@@ -140,24 +142,43 @@ def _not_blank(img: np.ndarray) -> None:
     assert img is not None and img.std() > 10 and len(np.unique(img.reshape(-1, 3), axis=0)) > 100
 
 
-def test_pictures_have_the_expected_size(run):
+def _bgr(hex_colour: str) -> tuple[int, int, int]:
+    return tuple(int(hex_colour[i:i + 2], 16) for i in (5, 3, 1))
+
+
+def _tensorboard_images(work_dir: Path) -> dict[str, list[int]]:
+    """Steps of each image tag in the run's TensorBoard events."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(work_dir / 'tensorboard'), size_guidance={'images': 0})
+    events.Reload()
+    return {tag: [image.step for image in events.Images(tag)] for tag in events.Tags()['images']}
+
+
+@needs_data
+def test_pictures_have_the_expected_size_and_place(run):
     _, work_dir, _ = run
     curves = cv2.imread(str(work_dir / 'results.png'))
     assert curves.shape == (2 * 280, 2 * 400, 3)  # loss, lr, coco/AP, coco/AR; 2 per row
     _not_blank(curves)
-    for e in range(1, EPOCHS + 1):
-        mosaic = cv2.imread(str(work_dir / f'val_epoch{e}_pred.jpg'))
+    assert sorted(p.name for p in (work_dir / 'vis').iterdir()) == [
+        'train_batch.jpg', 'val_pred_best.jpg', 'val_pred_last.jpg']
+    assert not list(work_dir.glob('*.jpg'))  # no picture per epoch piles up in the work dir
+    for name in ('val_pred_last.jpg', 'val_pred_best.jpg'):
+        mosaic = cv2.imread(str(work_dir / 'vis' / name))
         assert mosaic.shape == (360, 4 * 480, 3)  # the sample's 4 images, one row of 480x360 tiles
         _not_blank(mosaic)
         near_gt = (np.abs(mosaic.astype(int) - GT_COLOR).sum(-1) < 120).sum()
         assert near_gt > 200  # the ground truth is drawn
-    batch = cv2.imread(str(work_dir / 'train_batch.jpg'))
+    batch = cv2.imread(str(work_dir / 'vis' / 'train_batch.jpg'))
     assert batch.shape == (192, 4 * 192, 3)  # batch 4 of 192x192 crops
     _not_blank(batch)
-    events = b''.join(p.read_bytes() for p in (work_dir / 'tensorboard').glob('events.out.tfevents.*'))
-    assert b'val/predictions' in events and b'train/batch' in events
+    images = _tensorboard_images(work_dir)
+    assert images['val/predictions'] == list(range(1, EPOCHS + 1))  # every validation's mosaic
+    assert images['train/batch'] == [1]
 
 
+@needs_data
 def test_resume_appends(run, tmp_path):
     cfg_file, work_dir, _ = run
     resumed = tmp_path / 'work'
@@ -169,7 +190,8 @@ def test_resume_appends(run, tmp_path):
     records = read_scalars(resumed / 'scalars.json')
     assert [r['step'] for r in records if 'epoch' in r] == list(range(1, (EPOCHS + 1) * ITERS + 1))
     assert [r['step'] for r in records if 'epoch' not in r] == list(range(1, EPOCHS + 2))
-    assert (resumed / f'val_epoch{EPOCHS + 1}_pred.jpg').is_file()
+    assert _tensorboard_images(resumed)['val/predictions'] == list(range(1, EPOCHS + 2))
+    assert not list(resumed.glob('*.jpg'))
     assert len(re.findall(r'^ *\d+\*? ', console, re.M)) >= EPOCHS + 1  # the table covers the whole run
 
     out = tmp_path / 'curves.png'  # plot_curves: both runs on one picture
@@ -178,9 +200,15 @@ def test_resume_appends(run, tmp_path):
     img = cv2.imread(str(out))
     assert img.shape == (280, 3 * 400, 3)
     for color in PALETTE[:2]:  # one curve colour per run
-        assert (np.abs(img.astype(int) - color).sum(-1) < 30).sum() > 50
+        assert (np.abs(img.astype(int) - _bgr(color)).sum(-1) < 30).sum() > 50
+    for suffix, start in (('.pdf', b'%PDF-'), ('.svg', b'<?xml')):  # vector formats by the extension
+        out = tmp_path / f'curves{suffix}'
+        assert plot_curves.main([str(work_dir), '--keys', 'loss', '--legend', 'A', '--out', str(out)]) == 0
+        assert out.read_bytes().startswith(start)
+    assert b'<svg' in out.read_bytes()
 
 
+@needs_data
 def test_plot_curves_names_a_missing_key(run, tmp_path, capsys):
     _, work_dir, _ = run
     with pytest.raises(SystemExit) as exit_info:
@@ -190,13 +218,14 @@ def test_plot_curves_names_a_missing_key(run, tmp_path, capsys):
     assert "no 'coco/APX'" in err and 'coco/AP' in err and not (tmp_path / 'x.png').exists()
 
 
+@needs_data
 def test_val_show_dir_writes_one_picture_per_image(run, tmp_path, monkeypatch):
     _, work_dir, _ = run
     monkeypatch.chdir(REPO)
     show = tmp_path / 'show'
     with contextlib.redirect_stdout(io.StringIO()):
         val.main(['--checkpoint', str(work_dir), '--device', 'cpu', '--show-dir', str(show)])
-    images = json.loads((DATA / 'coco' / 'test_coco.json').read_text())['images']
+    images = json.loads(COCO_ANN.read_text())['images']
     assert sorted(p.name for p in show.iterdir()) == sorted(img['file_name'] for img in images)
     for img in images:
         pic = cv2.imread(str(show / img['file_name']))
@@ -252,35 +281,49 @@ def test_run_record_resume_drops_later_epochs_and_summary_marks_best(tmp_path):
     assert RunRecord(tmp_path).rows == [] and read_results(tmp_path / 'results.csv') == []  # a new run
 
 
-def test_nice_ticks():
-    assert nice_ticks(0.0, 1.0, 5) == pytest.approx([0.0, 0.25, 0.5, 0.75, 1.0])
-    assert tick_label(0.25, 0.25, 1.0) == '0.25' and tick_label(2e-5, 1e-5, 1e-4) == '2.0e-5'
-    assert nice_ticks(-92.5, -58.0, 5) == pytest.approx([-90.0, -80.0, -70.0, -60.0])
-
-
-def test_run_log_on_a_terminal_keeps_iteration_lines_in_the_file(tmp_path, capsys):
+def test_run_report_on_a_terminal_keeps_iteration_lines_in_the_file(tmp_path, capsys):
     logger = get_logger(tmp_path / 'train.log')
-    run_log = RunLog(logger, None, torch.device('cpu'), log_interval=2, max_iters=3, show_bar=True,
-                     batch_size=4, world_size=1, work_dir=tmp_path, max_epochs=1,
-                     batch_picture=lambda batch: np.full((8, 8, 3), 200, np.uint8))
+    report = RunReport(logger, tmp_path, max_epochs=1, show_bar=True)
+    batch = {'inputs': torch.zeros(2, 3, 8, 8, dtype=torch.uint8), 'meta': {'img_id': torch.tensor([1, 2])},
+             'targets': {'keypoint_labels': torch.full((2, 17, 2), 0.5)}}
+    report.begin_epoch(0, 3)
     losses = [3.0, 1.0, 8.0]
-    for i, _ in enumerate(run_log.progress([0, 1, 2], 0)):
-        run_log.iters += 1
+    for i in range(3):
+        if i == 0:
+            report.first_batch(batch, COCO_META, 0)
+        report.iteration_done()
         if i in (1, 2):  # windows of 2 and 1 iterations
             window = losses[:2] if i == 1 else losses[2:]
-            run_log.log_train(0, i, 3, i + 1, 0.01, {'loss_kpt': float(np.mean(window))}, 0.1, 0.01)
-            assert 'loss ' in run_log.bar.postfix and 'lr 1.00e-02' in run_log.bar.postfix
-            assert 'ETA ' in run_log.bar.postfix
+            report.log_train(TrainWindow(0, i, 3, len(window), 0.01, {'loss_kpt': float(np.mean(window))},
+                                         0.1, 0.01))
+            assert 'loss ' in report.bar.postfix and 'lr 1.00e-02' in report.bar.postfix
+            assert 'ETA ' in report.bar.postfix
+    assert report.bar.n == 3
+    report.end_training()
     logger.warning('a message above the bar')
-    run_log.log_metrics({'coco/AP': 0.5}, 0)
-    run_log.end_epoch(0)
+    report.log_metrics({'coco/AP': 0.5}, 0, val_iters=2)
+    report.end_epoch(0)
+    report.close()
     printed = capsys.readouterr().out
     assert 'Epoch(train)' not in printed and 'Epoch 1/1' in printed  # the bar instead of iteration lines
     assert 'WARNING: a message above the bar' in printed and 'Epoch(val) [1]  coco/AP: 0.5000' in printed
     assert (tmp_path / 'train.log').read_text().count('Epoch(train) [1]') == 2
     (row,) = read_results(tmp_path / 'results.csv')
     assert row['loss_kpt'] == pytest.approx(4.0) and row['coco/AP'] == 0.5  # the mean over all 3 iterations
-    assert (tmp_path / 'train_batch.jpg').is_file() and (tmp_path / 'results.png').is_file()
+    assert cv2.imread(str(tmp_path / 'vis' / 'train_batch.jpg')).shape == (8, 2 * 8, 3)
+    assert (tmp_path / 'results.png').is_file()
     for handler in list(logger.handlers):  # leave no handler on the captured stream
         logger.removeHandler(handler)
         handler.close()
+
+
+def test_run_report_keeps_the_last_and_the_best_prediction_mosaic(tmp_path):
+    report = RunReport(get_logger(None), tmp_path, max_epochs=4)
+    for epoch, best in enumerate((True, False, True, False)):
+        report.log_predictions(np.full((16, 16, 3), 40 * (epoch + 1), np.uint8), epoch, best=best)
+    report.log_predictions(None, 4, best=True)  # no mosaic (no CocoMetric): nothing changes
+    report.close()
+    assert sorted(p.name for p in (tmp_path / 'vis').iterdir()) == ['val_pred_best.jpg', 'val_pred_last.jpg']
+    assert abs(int(cv2.imread(str(tmp_path / 'vis' / 'val_pred_last.jpg')).mean()) - 160) <= 2  # epoch 4
+    assert abs(int(cv2.imread(str(tmp_path / 'vis' / 'val_pred_best.jpg')).mean()) - 120) <= 2  # epoch 3
+    assert _tensorboard_images(tmp_path)['val/predictions'] == [1, 2, 3, 4]

@@ -1,7 +1,6 @@
 """train.py end to end on the 4-image COCO sample: each README config family, stage-2 switch, outputs,
 non-finite loss and missing-data failures. CPU, batch 4, a few iterations per run."""
 import re
-import textwrap
 from pathlib import Path
 
 import pytest
@@ -12,62 +11,12 @@ from datasets import build_dataloader
 from engine import LossModel
 from evaluation import evaluate_model
 from models import build_pose_estimator
-from utils.checkpoint import load_checkpoint, read_checkpoint
+from models.checkpoints import load_checkpoint, read_checkpoint
+from tests.conftest import FAMILIES, UDP_BACKBONE, needs_data, needs_weights, tiny_config
 from utils.config import Config
 from utils.registry import METRICS
 
-REPO = Path(__file__).resolve().parents[1]
-SHARED = Path(__file__).resolve().parents[2] / 'shared'
-DATA = SHARED / 'data'
-BACKBONE = SHARED / 'weights' / 'mobilenetv2_0.5x_udp_coco_aic_backbone_192x192.pth'
-
-FAMILIES = {
-    'rle': 'configs/rle/rle_mbv2-0.5x_aic-coco-192x192.py',
-    'simcc': 'configs/simcc/simcc_mbv2-0.75x-wo-deconv_aic-coco-192x192.py',
-    'heatmap': 'configs/heatmap/td-hm_mbv2-0.5x_coco-192x192.py',
-}
-
-needs_data = pytest.mark.skipif(not (DATA / 'coco' / 'test_coco.json').is_file(),
-                                reason='../shared/data (COCO sample) not available')
-
-
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    """Tiny batches run fastest on one thread (and do not fight other test processes for cores)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-def tiny_config(tmp_path: Path, family: str = 'rle', max_epochs: int = 2, batch_size: int = 4,
-                extra: str = '', train_dataset_args: str = '') -> Path:
-    """A config inheriting the family's README config, trained and validated on the COCO sample;
-    ``extra`` lines are appended, ``train_dataset_args`` go into the train dataset dict."""
-    base = REPO / FAMILIES[family]
-    combined = family != 'heatmap'  # the COCO+AIC recipes train on a CombinedDataset
-    files = f"data_root='{DATA}/', ann_file='coco/test_coco.json', data_prefix=dict(img='coco/')"
-    sample = f"dict(type='CocoDataset', data_mode='topdown', {files}, pipeline=[])"
-    train_dataset = (f'dict(datasets=[{sample}], {train_dataset_args})' if combined
-                     else f'dict({files}, {train_dataset_args})')
-    text = f"""
-        _base_ = ['{base}']
-        max_epochs = {max_epochs}
-        train_cfg = dict(max_epochs={max_epochs}, val_interval=1)
-        stage2_num_epochs = 1
-        log_interval = 1
-        randomness = dict(seed=7)
-        model = dict(backbone=dict(init_cfg=None))
-        param_scheduler = [dict(type='LinearLR', start_factor=0.1, by_epoch=False, begin=0, end=3)]
-        train_dataloader = dict(batch_size={batch_size}, num_workers=0, persistent_workers=False,
-                                dataset={train_dataset})
-        val_dataloader = dict(batch_size=8, num_workers=0, persistent_workers=False,
-                              dataset=dict({files}, bbox_file=None))
-        val_evaluator = dict(ann_file='{DATA}/coco/test_coco.json')
-    """
-    path = tmp_path / f'tiny_{family}.py'
-    path.write_text(textwrap.dedent(text) + textwrap.dedent(extra))
-    return path
+pytestmark = pytest.mark.usefixtures('one_torch_thread')
 
 
 @needs_data
@@ -176,7 +125,7 @@ def test_resume_auto_finds_the_newest_work_dir(tmp_path, monkeypatch):
 
 
 @needs_data
-@pytest.mark.skipif(not BACKBONE.is_file(), reason='../shared/weights backbone not available')
+@needs_weights
 def test_rle_overfits_the_sample_from_the_pretrained_backbone(tmp_path):
     """From the real MobileNetV2-0.5x backbone (init_cfg, prefix backbone.), RLE training on the 12
     annotated people of the COCO sample (flip augmentation only, cosine lr to 0 so that BatchNorm's
@@ -188,7 +137,7 @@ def test_rle_overfits_the_sample_from_the_pretrained_backbone(tmp_path):
                     dict(type='PackPoseInputs')]"""
     cfg_file = tiny_config(tmp_path, 'rle', max_epochs=50, batch_size=12, extra=f"""
         model = dict(backbone=dict(init_cfg=dict(type='Pretrained', prefix='backbone.',
-                                                 checkpoint='{BACKBONE}')))
+                                                 checkpoint='{UDP_BACKBONE}')))
         train_cfg = dict(max_epochs=50, val_interval=50)
         param_scheduler = [dict(type='LinearLR', start_factor=0.1, by_epoch=False, begin=0, end=3),
                            dict(type='CosineAnnealingLR', eta_min=0.0, begin=0, end=50, by_epoch=True)]

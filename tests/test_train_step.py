@@ -3,59 +3,17 @@ clipping, AdamW, lr schedulers, EMA, statistics) of the RLE and SimCC recipes ru
 and batch on PyTorch's ``meta`` device, where any ``.item()``, ``.tolist()``, ``bool(tensor)`` or
 data-dependent shape raises. With CUDA, the same step runs under ``torch.cuda.set_sync_debug_mode('error')``.
 """
-import logging
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-from codec import build_codec
-from engine import LossModel, StepStats, prepare_batch, train_step
-from engine.setup import build_train_model
+from engine import LossModel, StepStats, build_train_model, prepare_batch, train_step
 from models import build_pose_estimator
 from optim import build_ema, build_optimizer, build_schedulers, ema_config
-from utils.config import load_config
+from tests.conftest import STEP_RECIPES, codec_batch, cuda_batch, step_recipe
 
-REPO = Path(__file__).resolve().parents[1]
-RECIPES = {
-    'rle': REPO / 'configs/rle/rle_mbv2-0.5x_aic-coco-192x192.py',
-    'simcc': REPO / 'configs/simcc/simcc_mbv2-0.75x-wo-deconv_aic-coco-192x192.py',
-}
 ITERS = 4
-LOGGER = logging.getLogger('test_train_step')
-
-
-def recipe(family: str, amp: bool, device_type: str):
-    """The recipe's config with clipping and an EMA hook added (the step's every part runs)."""
-    cfg = load_config(RECIPES[family])
-    cfg.optim_wrapper['clip_grad'] = dict(max_norm=1.0)
-    cfg['custom_hooks'] = [dict(type='EMAHook', ema_type='ExpMomentumEMA', momentum=0.0002, gamma=2000,
-                                update_buffers=True)]
-    if amp:  # autocast has no 'meta' device type: the AMP wrapper's CPU autocast is active around meta ops
-        cfg.optim_wrapper.update(type='AmpOptimWrapper', dtype='bfloat16', device_type=device_type)
-    return cfg
-
-
-def codec_batch(cfg, batch_size: int = 4) -> dict:
-    """A CPU batch shaped like the train pipeline's: uint8 images and the codec's targets."""
-    codec = build_codec(cfg.codec)
-    width, height = cfg.codec['input_size']
-    rng = np.random.default_rng(0)
-    encoded = [codec.encode(rng.uniform(0, [width, height], (1, 17, 2)).astype(np.float32),
-                            np.ones((1, 17), np.float32)) for _ in range(batch_size)]
-    targets = {name: torch.from_numpy(np.stack([np.asarray(e[name])[0] for e in encoded]).astype(np.float32))
-               for name in encoded[0]}
-    inputs = torch.from_numpy(rng.integers(0, 256, (batch_size, 3, height, width), dtype=np.uint8))
-    return {'inputs': inputs, 'targets': targets}
-
-
-def cuda_batch(cfg, batch_size: int = 8) -> dict:
-    """:func:`codec_batch` as train.py feeds it on CUDA: pinned, copied non-blocking, channels_last."""
-    cpu = codec_batch(cfg, batch_size)
-    pinned = {'inputs': cpu['inputs'].pin_memory(),
-              'targets': {k: v.pin_memory() for k, v in cpu['targets'].items()}}
-    return prepare_batch(pinned, torch.device('cuda'), channels_last=True)
 
 
 def run_steps(cfg, model, train_model, batch, first_it: int = 0):
@@ -71,9 +29,9 @@ def run_steps(cfg, model, train_model, batch, first_it: int = 0):
 
 
 @pytest.mark.parametrize('amp', [False, True], ids=['fp32', 'amp'])
-@pytest.mark.parametrize('family', sorted(RECIPES))
+@pytest.mark.parametrize('family', sorted(STEP_RECIPES))
 def test_step_on_meta_device_reads_nothing_back(family, amp):
-    cfg = recipe(family, amp, 'cpu')
+    cfg = step_recipe(family, amp, 'cpu')
     model = build_pose_estimator(cfg.model).to('meta')
     train_model = LossModel(model).train()
     batch = prepare_batch(codec_batch(cfg), torch.device('meta'))
@@ -88,12 +46,12 @@ def test_step_on_meta_device_reads_nothing_back(family, amp):
 
 @pytest.mark.cuda
 @pytest.mark.parametrize('amp', [False, True], ids=['fp32', 'amp'])
-@pytest.mark.parametrize('family', sorted(RECIPES))
+@pytest.mark.parametrize('family', sorted(STEP_RECIPES))
 def test_step_on_cuda_never_synchronises(family, amp):
     device = torch.device('cuda')
     torch.backends.cudnn.benchmark = True
-    cfg = recipe(family, amp, 'cuda')
-    model, train_model = build_train_model(cfg, device, 1, LOGGER)
+    cfg = step_recipe(family, amp, 'cuda')
+    model, train_model = build_train_model(cfg, device, 1)
     run_steps(cfg, model, train_model, cuda_batch(cfg))  # warm-up: cuDNN autotuning, lazy init may sync
     batch = cuda_batch(cfg)
     torch.cuda.synchronize()

@@ -11,21 +11,20 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 
 import train
-from engine import LossModel, StepStats, train_step
-from engine.rank_stop import agree_first_bad
-from engine.train_state import checkpoint_payload, restore
+from engine import LossModel, StepStats, checkpoint_payload, restore, train_step
+from engine.loop import agree_first_bad
 from models import build_pose_estimator
+from models.checkpoints import read_checkpoint, save_checkpoint
 from models.heads.rle_head import RLEHead
 from optim import build_ema, build_optimizer, build_schedulers
-from tests.test_train import needs_data, one_torch_thread, tiny_config  # noqa: F401 (autouse fixture)
-from tests.test_train_step import codec_batch
-from utils.checkpoint import read_checkpoint, save_checkpoint
+from tests.conftest import REPO, codec_batch, needs_data, tiny_config
 from utils.config import load_config
 
-REPO = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.usefixtures('one_torch_thread')
 NAN = float('nan')
 
 
@@ -192,7 +191,7 @@ def test_peer_stop_watch_reports_another_ranks_message(tmp_path):
 
     import torch.distributed as dist
 
-    from engine.rank_stop import _STOP_KEY, _store, watch_for_peer_stop
+    from engine.loop import _STOP_KEY, _store, watch_for_peer_stop
 
     store = dist.FileStore(str(tmp_path / 'store'), 1)
     dist.init_process_group('gloo', store=store, rank=0, world_size=1)

@@ -27,7 +27,7 @@ from datasets.transforms import (
     YOLOXHSVRandomAug,
 )
 from datasets.transforms.lazy_image import LazyImage, jpeg_size
-from tests.test_data_helpers import coco_cfg, rle_pipelines, write_tiny_coco
+from tests.conftest import coco_cfg, needs_coco, needs_weights, rle_pipelines, write_tiny_coco
 
 # MMPose 1.3.2, CocoDataset sample 3 (ann 460541): GetBBoxCenterScale, optional RandomFlip(prob=1),
 # bbox_rotation=30, TopdownAffine(input_size=(192, 256), use_udp): first 3 transformed keypoints and
@@ -56,12 +56,14 @@ class _Rotate30:
         return results
 
 
+@needs_coco
 def test_center_scale_of_known_box():
     out = GetBBoxCenterScale()(_coco_info())
     np.testing.assert_allclose(out['bbox_center'], [[332.595, 224.62001]], rtol=1e-6)  # MMPose
     np.testing.assert_allclose(out['bbox_scale'], [[212.0875, 375.975]], rtol=1e-6)
 
 
+@needs_coco
 def test_flip_swaps_left_right_and_mirrors():
     info = LoadImage()(_coco_info())
     before = copy.deepcopy(info)
@@ -75,6 +77,7 @@ def test_flip_swaps_left_right_and_mirrors():
     assert out['flip'] and out['flip_direction'] == 'horizontal'
 
 
+@needs_coco
 @pytest.mark.parametrize('udp, flip', list(MMPOSE_AFFINE))
 @pytest.mark.parametrize('lazy', [True, False])
 def test_affine_maps_keypoints_and_pixels_like_mmpose(udp, flip, lazy):
@@ -91,6 +94,7 @@ def test_affine_maps_keypoints_and_pixels_like_mmpose(udp, flip, lazy):
     np.testing.assert_allclose(out['img'].reshape(-1, 3).mean(0), mean, atol=0.05)
 
 
+@needs_coco
 def test_lazy_decode_equals_eager_decode():
     data = np.fromfile(_coco_info()['img_path'], np.uint8)
     full = cv2.imdecode(data, cv2.IMREAD_COLOR)
@@ -102,6 +106,7 @@ def test_lazy_decode_equals_eager_decode():
     assert diff.mean() < 0.05 and diff.max() <= 2
 
 
+@needs_coco
 def test_reduced_decode_only_for_large_boxes_and_close_to_full():
     data = np.fromfile(_coco_info()['img_path'], np.uint8)
     full = cv2.imdecode(data, cv2.IMREAD_COLOR)
@@ -115,6 +120,8 @@ def test_reduced_decode_only_for_large_boxes_and_close_to_full():
     np.testing.assert_allclose(lazy.warp(large, (96, 96)).mean((0, 1)), ref.mean((0, 1)), atol=1.0)
 
 
+@needs_coco
+@needs_weights
 def test_generate_target_regression_and_simcc():
     pipes = rle_pipelines()
     out = Compose(pipes['val_pipeline'][:-1])(_coco_info())
@@ -174,6 +181,7 @@ def test_bbox_transform_distribution_matches_mmpose():
     assert out['bbox_rotation'].shape == (1,) and out['bbox_scale'].shape == (1, 2)
 
 
+@needs_coco
 def test_flip_and_half_body_frequencies():
     info = _coco_info(0)  # 17 visible keypoints
     info['img'] = np.zeros((4, 4, 3), np.uint8)
@@ -250,6 +258,7 @@ def test_missing_and_corrupt_images_name_the_file(tmp_path, lazy):
             pipe({**info, 'img_path': str(tmp_path / name)})
 
 
+@needs_weights
 def test_skip_bad_images_replaces_sample_with_warning(tmp_path, caplog, monkeypatch):
     # the datasets log to the project logger, which train.py (run earlier in the session) keeps to itself
     monkeypatch.setattr(logging.getLogger('mmpose_clean'), 'propagate', True)
@@ -285,6 +294,8 @@ def test_jpeg_header_size_and_exif_rotation_fallback():
     assert jpeg_size(cv2.imencode('.png', np.zeros((4, 4, 3), np.uint8))[1].tobytes()) is None
 
 
+@needs_coco
+@needs_weights
 def test_train_pipeline_statistics_match_mmpose():
     # MMPose 1.3.2, the original RLE train pipeline (up to GenerateTarget) on the 12 COCO sample
     # instances, 6000 draws: visible label mean (x, y) (0.4979, 0.4581), std (0.1837, 0.2226);

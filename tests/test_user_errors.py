@@ -26,6 +26,7 @@ import topdown_demo_with_mmdet as demo
 import train
 import val
 from models import build_pose_estimator
+from models.checkpoints import save_checkpoint
 from tests.conftest import file_states as _snapshot
 from tests.conftest import one_error_line as one_error
 from tests.conftest import run_entry_point as run
@@ -39,7 +40,6 @@ from tools import (
     publish_model,
     quantize,
 )
-from utils.checkpoint import save_checkpoint
 from utils.cli import run_main
 from utils.config import Config, load_config
 
@@ -175,8 +175,8 @@ CONFIG_OPTION_CASES = [
 
 
 @pytest.mark.parametrize('options, needles', CONFIG_OPTION_CASES, ids=[c[0][0] for c in CONFIG_OPTION_CASES])
-def test_train_cfg_option_mistakes(env, capsys, unchanged, options, needles):
-    one_error(*run(train.main, tiny(env, *options), capsys), *needles)
+def test_train_cfg_option_mistakes(env, capsys, unchanged, tmp_path, options, needles):
+    one_error(*run(train.main, [*tiny(env, *options), '--work-dir', tmp_path / 'work'], capsys), *needles)
 
 
 CONFIG_FILE_CASES = [
@@ -467,7 +467,10 @@ def test_publish_model_and_plot_curves_mistakes(env, bad_checkpoints, capsys, un
     write(tmp_path / 'results.csv', 'epoch,loss\n1,abc\n')
     one_error(*run(plot_curves.main, [tmp_path / 'results.csv', '--out', tmp_path / 'c.png'], capsys),
               r'results\.csv:2: expected numbers')
-    assert not (tmp_path / 'c.png').exists()
+    write(tmp_path / 'results.csv', 'epoch,loss\n1,0.5\n')
+    one_error(*run(plot_curves.main, [tmp_path / 'results.csv', '--out', tmp_path / 'c.bmp'], capsys),
+              r'--out .*c\.bmp.*unsupported chart extension .\.bmp.', r'\.png, \.pdf, \.svg')
+    assert not (tmp_path / 'c.png').exists() and not (tmp_path / 'c.bmp').exists()
 
 
 # ------------------------------------------------------------------------------------------ outputs

@@ -1,7 +1,7 @@
 """val.py end to end with the published RLE-0.5x weights on the 4-image COCO sample, and evaluate_model.
 
 Reference APs: upstream MMPose 1.3.2 (mmengine Runner.test) with the same weights (converted to MMPose
-naming with utils.checkpoint.convert_checkpoint), an equivalent config (MobileNetV2-0.5x, GAP neck,
+naming with models.checkpoints.convert_checkpoint), an equivalent config (MobileNetV2-0.5x, GAP neck,
 RLEHead, RegressionLabel 192x192, flip test with shift_coords, LoadImage -> GetBBoxCenterScale ->
 TopdownAffine -> PackPoseInputs) on ../shared/data/coco/test_coco.json gave
 AP 0.6721232123212321 (ground-truth boxes, flip), 0.6224422442244225 (ground-truth boxes, no flip)
@@ -21,18 +21,23 @@ from torch import nn
 
 import val
 from evaluation import CocoMetric, evaluate_model
-from utils.checkpoint import CheckpointError, convert_checkpoint, read_checkpoint
+from models.checkpoints import CheckpointError, convert_checkpoint, read_checkpoint
+from models.checkpoints.model_zoo import ModelZooError
+from tests.conftest import (
+    COCO_ANN,
+    COCO_DETS,
+    IMAGENET_BACKBONE,
+    REPO,
+    RLE_WEIGHTS,
+    SAMPLE_CONFIG,
+    needs_coco,
+    needs_weights,
+    sample_config_options,
+)
 from utils.config import load_config
-from utils.model_zoo import ModelZooError
 
-REPO = Path(__file__).resolve().parents[1]
-SHARED = Path(__file__).resolve().parents[2] / 'shared'
-WEIGHTS = SHARED / 'weights' / 'rle_mbv2-0.5x_aic-coco-192x192_202403131203.pth'
-ANN = SHARED / 'data' / 'coco' / 'test_coco.json'
-DETS = SHARED / 'data' / 'coco' / 'test_coco_det_AP_H_56.json'
-CONFIG = 'configs/rle/rle_mbv2-0.5x_coco-sample-192x192.py'
-needs_shared = pytest.mark.skipif(not (WEIGHTS.is_file() and ANN.is_file() and DETS.is_file()),
-                                  reason='../shared weights/data not available')
+CONFIG = str(SAMPLE_CONFIG)
+SHARED_PATHS = ['--cfg-options', *sample_config_options()]  # the sample config's data and weights
 UPSTREAM_AP = {'gt': 0.6721232123212321, 'gt_noflip': 0.6224422442244225, 'det': 0.6296029602960296}
 TOL = 0.01
 
@@ -42,23 +47,24 @@ def pth_metrics() -> dict[str, float]:
     """val.py's metrics of the real RLE weights (.pth) on the sample, ground-truth boxes, flip test."""
     with pytest.MonkeyPatch.context() as mp:
         mp.chdir(REPO)
-        return val.main([CONFIG, str(WEIGHTS), '--device', 'cpu'])
+        return val.main([CONFIG, str(RLE_WEIGHTS), '--device', 'cpu', *SHARED_PATHS])
 
 
 @pytest.fixture(autouse=True)
 def _repo_cwd(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.chdir(REPO)  # the config's data paths are relative to the repository root
+    monkeypatch.chdir(REPO)  # the entry points run from the repository root, as in the README
 
 
-@needs_shared
+@needs_coco
+@needs_weights
 def test_val_ground_truth_boxes(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     """``val.py CONFIG CHECKPOINT``; the --dump file evaluates to the same metrics in eval_predictions."""
     from tools.eval_predictions import main as eval_predictions
 
     out, dump = tmp_path / 'metrics.json', tmp_path / 'predictions.json'
-    metrics = val.main([CONFIG, str(WEIGHTS), '--device', 'cpu', '--out-metrics', str(out),
-                        '--dump', str(dump),
-                        '--cfg-options', f'val_evaluator.outfile_prefix={tmp_path / "coco"}'])
+    metrics = val.main([CONFIG, str(RLE_WEIGHTS), '--device', 'cpu', '--out-metrics', str(out),
+                        '--dump', str(dump), *SHARED_PATHS,
+                        f'val_evaluator.outfile_prefix={tmp_path / "coco"}'])
     printed = capsys.readouterr().out
     assert 'flip test on' in printed and 'coco/AP ' in printed
     assert metrics['coco/AP'] == pytest.approx(UPSTREAM_AP['gt'], abs=TOL)
@@ -68,23 +74,25 @@ def test_val_ground_truth_boxes(tmp_path: Path, capsys: pytest.CaptureFixture) -
     assert set(predictions[0]) == {'img_id', 'id', 'category_id', 'keypoints', 'keypoint_scores', 'bbox',
                                    'bbox_score', 'area'}
     for source in (dump, tmp_path / 'coco.keypoints.json'):  # ours, and COCO results (final)
-        assert eval_predictions(['--ann-file', str(ANN), '--predictions', str(source)]) == 0
+        assert eval_predictions(['--ann-file', str(COCO_ANN), '--predictions', str(source)]) == 0
         assert json.loads(capsys.readouterr().out) == pytest.approx(metrics, abs=1e-12)
 
 
-@needs_shared
+@needs_coco
+@needs_weights
 def test_val_detection_boxes() -> None:
-    metrics = val.main(['--cfg_file', CONFIG, '--checkpoint', str(WEIGHTS), '--device', 'cpu',
-                        '--batch-size', '32', '--cfg-options', f'val_dataloader.dataset.bbox_file={DETS}'])
+    metrics = val.main(['--cfg_file', CONFIG, '--checkpoint', str(RLE_WEIGHTS), '--device', 'cpu',
+                        '--batch-size', '32', *SHARED_PATHS, f'val_dataloader.dataset.bbox_file={COCO_DETS}'])
     assert metrics['coco/AP'] == pytest.approx(UPSTREAM_AP['det'], abs=TOL)
 
 
-@needs_shared
+@needs_coco
+@needs_weights
 def test_val_work_dir_form_without_flip(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     """The original project's ``--checkpoint WORK_DIR`` (config + best.pth inside) and MMPose's
     ``val.py WORK_DIR``, flip test off, with best.pth in the official MMPose layout."""
-    load_config(CONFIG).dump(tmp_path / 'rle.py')
-    payload, _ = convert_checkpoint(read_checkpoint(WEIGHTS), 'mmpose')
+    load_config(CONFIG, sample_config_options()).dump(tmp_path / 'rle.py')
+    payload, _ = convert_checkpoint(read_checkpoint(RLE_WEIGHTS), 'mmpose')
     torch.save(payload, tmp_path / 'best.pth')
     for argv in (['--checkpoint', str(tmp_path)], [str(tmp_path)]):
         metrics = val.main([*argv, '--device', 'cpu', '--no-flip'])
@@ -110,7 +118,8 @@ def test_val_input_errors(tmp_path: Path) -> None:
         val.main([CONFIG, '--cfg_file', CONFIG, '--checkpoint', str(tmp_path)])
 
 
-@needs_shared
+@needs_coco
+@needs_weights
 @pytest.mark.skipif(importlib.util.find_spec('onnxruntime') is None, reason='onnxruntime not installed')
 @pytest.mark.parametrize('export_flags', [['--with-decode', '--with-preprocess'], ['--dynamic-batch']])
 def test_val_onnx_gives_the_pth_ap(tmp_path: Path, capsys: pytest.CaptureFixture, export_flags,
@@ -120,19 +129,20 @@ def test_val_onnx_gives_the_pth_ap(tmp_path: Path, capsys: pytest.CaptureFixture
     from tools.export_onnx import main as export_onnx
 
     onnx_file = tmp_path / 'rle.onnx'
-    export_onnx([CONFIG, str(WEIGHTS), '--output', str(onnx_file), *export_flags])
-    metrics = val.main([CONFIG, str(onnx_file), '--device', 'cpu'])
+    export_onnx([CONFIG, str(RLE_WEIGHTS), '--output', str(onnx_file), *export_flags])
+    metrics = val.main([CONFIG, str(onnx_file), '--device', 'cpu', *SHARED_PATHS])
     printed = capsys.readouterr().out
     assert 'ONNX Runtime, float' in printed and 'flip test on' in printed, printed
     assert metrics['coco/AP'] == pytest.approx(pth_metrics['coco/AP'], abs=1e-4)
     assert metrics['coco/AR'] == pytest.approx(pth_metrics['coco/AR'], abs=1e-4)
 
 
-@needs_shared
+@needs_coco
+@needs_weights
 def test_val_refuses_backbone_only_checkpoint() -> None:
-    backbone = SHARED / 'weights' / 'mobilenet_v2_0.5x_imagenet_backbone.pth'
     with pytest.raises(CheckpointError, match='only backbone weights'):
-        val.main(['--cfg_file', CONFIG, '--checkpoint', str(backbone), '--device', 'cpu'])
+        val.main(['--cfg_file', CONFIG, '--checkpoint', str(IMAGENET_BACKBONE), '--device', 'cpu',
+                  *SHARED_PATHS])
 
 
 def test_format_table() -> None:
@@ -173,9 +183,9 @@ class _Dataset:
         return self.n
 
 
-@pytest.mark.skipif(not ANN.is_file(), reason='../shared/data/coco not available')
+@needs_coco
 def test_evaluate_model_feeds_the_metric_and_restores_mode() -> None:
-    anns = [a for a in json.loads(ANN.read_text())['annotations'] if max(a['keypoints'][2::3]) > 0]
+    anns = [a for a in json.loads(COCO_ANN.read_text())['annotations'] if max(a['keypoints'][2::3]) > 0]
     boxes = torch.tensor([a['bbox'] for a in anns], dtype=torch.float32)
     keypoints = np.array([np.reshape(a['keypoints'], (-1, 3))[:, :2] for a in anns], dtype=np.float32)
     meta = {'img_id': torch.tensor([a['image_id'] for a in anns]),
@@ -188,7 +198,7 @@ def test_evaluate_model_feeds_the_metric_and_restores_mode() -> None:
                        .087, .089, .089], dtype=np.float32)
     loader = _Loader(batches, _Dataset(len(anns), {'num_keypoints': 17, 'sigmas': sigmas}))
     model = _OracleModel().train()
-    metric = CocoMetric(ann_file=str(ANN))
+    metric = CocoMetric(ann_file=str(COCO_ANN))
     metrics = evaluate_model(model, loader, metric, progress=False)
     assert metrics['coco/AP'] == pytest.approx(1.0)
     assert model.seen_training == [False] * len(batches) and model.training
@@ -202,7 +212,8 @@ def _by_image(results: list[dict]) -> dict[int, list[tuple[float, np.ndarray]]]:
     return {k: sorted(v, key=lambda item: -item[0]) for k, v in grouped.items()}
 
 
-@needs_shared
+@needs_coco
+@needs_weights
 @pytest.mark.parametrize('boxes', ['gt', 'det'])
 def test_val_results_equal_mmpose(boxes: str, tmp_path: Path) -> None:
     """The final COCO results (after rescoring and OKS NMS) equal MMPose 1.3.2's, keypoint by keypoint.
@@ -214,10 +225,10 @@ def test_val_results_equal_mmpose(boxes: str, tmp_path: Path) -> None:
     """
     expected = json.loads((REPO / 'tests/data/mmpose_rle05_sample_results.json').read_text())[boxes]
     dump = tmp_path / 'results.keypoints.json'
-    args = ['--cfg_file', CONFIG, '--checkpoint', str(WEIGHTS), '--device', 'cpu',
-            '--cfg-options', f'val_evaluator.outfile_prefix={tmp_path / "results"}']
+    args = ['--cfg_file', CONFIG, '--checkpoint', str(RLE_WEIGHTS), '--device', 'cpu',
+            *SHARED_PATHS, f'val_evaluator.outfile_prefix={tmp_path / "results"}']
     if boxes == 'det':
-        args += [f'val_dataloader.dataset.bbox_file={DETS}']
+        args += [f'val_dataloader.dataset.bbox_file={COCO_DETS}']
     val.main(args)
     ours, theirs = _by_image(json.loads(dump.read_text())), _by_image(expected)
     assert {k: len(v) for k, v in ours.items()} == {k: len(v) for k, v in theirs.items()}

@@ -16,8 +16,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository r
 
 import argparse
 
-import models  # noqa: F401  (the model families register their checkpoint naming converters)
-from utils.checkpoint import (
+from models.checkpoints import (
     convert_checkpoint,
     detect_format,
     detect_naming,
@@ -25,8 +24,8 @@ from utils.checkpoint import (
     save_checkpoint,
     state_dict_of,
 )
+from models.checkpoints.model_zoo import resolve_checkpoint
 from utils.cli import run_main
-from utils.model_zoo import resolve_checkpoint
 from utils.output_files import refuse_input_as_output
 
 

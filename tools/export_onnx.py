@@ -33,11 +33,11 @@ import torch
 
 from deploy.deps import require
 from deploy.export import EXPORTERS, compare_with_torch, export_detector, export_pose_model, simplify_onnx
+from models.checkpoints.model_zoo import add_checkpoint_argument, resolve_checkpoint
 from models.loading import is_detector_config, is_qat_config, load_model
 from utils.cli import run_main
 from utils.config import add_cfg_options_argument, add_config_argument, load_config
 from utils.errors import ReportedError
-from utils.model_zoo import add_checkpoint_argument, resolve_checkpoint
 from utils.output_files import atomic_output, refuse_input_as_output
 
 

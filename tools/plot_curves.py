@@ -4,7 +4,8 @@
 
 RUN_DIR is a work dir of train.py (its results.csv: per-epoch means and metrics; keys missing there come
 from its scalars.json: per logged iteration), or one results.csv / scalars.json file (MMPose's
-``vis_data/scalars.json`` too). The x axis is the epoch. Drawn with OpenCV: no plotting library needed.
+``vis_data/scalars.json`` too). The x axis is the epoch. Drawn with matplotlib; the format follows the
+extension of --out: .png, .pdf, .svg (or .jpg).
 """
 import sys
 from pathlib import Path
@@ -13,10 +14,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository r
 
 import argparse
 
+from engine.record import run_series
 from utils.cli import run_main
-from utils.curves import Panel, Series, render_panels
-from utils.output_files import write_image
-from utils.run_record import run_series
+from utils.errors import ArgumentError
+from visualization.curves import CHART_FORMATS, Panel, Series, chart_format, plot_panels
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -26,15 +27,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument('--keys', nargs='+', default=['loss', 'coco/AP'],
                         help='columns / scalars to draw, one chart each (default: loss coco/AP)')
     parser.add_argument('--legend', nargs='+', help='one name per run (default: the run folder names)')
-    parser.add_argument('--out', required=True, help='picture to write (.png or .jpg)')
+    parser.add_argument('--out', required=True,
+                        help=f'chart file to write, its format by its extension: {", ".join(CHART_FORMATS)}')
     parser.add_argument('--cols', type=int, help='charts per row (default: up to 4)')
     args = parser.parse_args(argv)
     if args.legend is not None and len(args.legend) != len(args.runs):
         parser.error(f'--legend needs one name per run ({len(args.runs)}), got {len(args.legend)}')
+    try:
+        chart_format(args.out)
+    except ValueError as err:
+        raise ArgumentError(f'--out {err}') from None
     names = args.legend or [Path(r).name if Path(r).is_dir() else Path(r).parent.name or r for r in args.runs]
     panels = [Panel(key, [Series(name, *run_series(run, key)) for run, name in zip(args.runs, names)])
               for key in args.keys]
-    write_image(args.out, render_panels(panels, cols=args.cols))
+    plot_panels(panels, args.out, cols=args.cols)
     print(f'wrote {args.out}: {", ".join(args.keys)} of {len(args.runs)} runs')
     return 0
 

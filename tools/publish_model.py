@@ -21,10 +21,10 @@ from typing import Any
 
 import torch
 
-from utils.checkpoint import detect_format, read_checkpoint, save_checkpoint, state_dict_of
+from models.checkpoints import detect_format, read_checkpoint, save_checkpoint, state_dict_of
+from models.checkpoints.model_zoo import add_checkpoint_argument, resolve_checkpoint, sha256_of
+from models.checkpoints.unpickler import Placeholder
 from utils.cli import run_main
-from utils.model_zoo import add_checkpoint_argument, resolve_checkpoint, sha256_of
-from utils.restricted_unpickler import Placeholder
 
 
 def _plain(value: Any) -> bool:

@@ -28,11 +28,11 @@ import time
 from deploy.deps import require
 from deploy.export import export_pose_model
 from deploy.ptq import CALIBRATION_METHODS, quantize_pose_model
+from models.checkpoints.model_zoo import add_checkpoint_argument, resolve_checkpoint
 from models.loading import is_detector_config, load_model
 from utils.cli import run_main
 from utils.config import add_cfg_options_argument, add_config_argument, load_config
 from utils.errors import ArgumentError
-from utils.model_zoo import add_checkpoint_argument, resolve_checkpoint
 from utils.output_files import atomic_output, refuse_input_as_output
 
 

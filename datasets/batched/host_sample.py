@@ -15,10 +15,10 @@ import numpy as np
 from datasets.base import BasePoseDataset
 from datasets.batched.geometry import FLIP_CODES
 from datasets.batched.recipe import BatchedRecipe
+from datasets.image_io import check_complete, decode_image, read_file_bytes
 from datasets.image_size import fit_image_source
 from datasets.transforms.lazy_image import JPEG_HEADER_BYTES, jpeg_frame
 from datasets.wrappers import RepeatDataset
-from utils.image_io import check_complete, decode_image, read_file_bytes
 
 _NO_SHIFT = np.zeros(2, dtype=np.float32)
 

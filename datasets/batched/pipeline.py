@@ -18,7 +18,7 @@ from datasets.batched.geometry import crop_geometry
 from datasets.batched.jpeg_decode import decode_batch, paste_canvas
 from datasets.batched.recipe import BatchedRecipe
 from datasets.batched.targets import encode_targets
-from utils.image_io import ImageLoadError
+from datasets.image_io import ImageLoadError
 
 logger = logging.getLogger('mmpose_clean.datasets')  # a child of utils.logger's logger: in train.log
 

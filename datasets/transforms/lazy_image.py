@@ -11,7 +11,7 @@ import struct
 import cv2
 import numpy as np
 
-from utils.image_io import ImageLoadError, jpeg_segments
+from datasets.image_io import ImageLoadError, jpeg_segments
 
 _REDUCED_FLAGS = {1: cv2.IMREAD_COLOR, 2: cv2.IMREAD_REDUCED_COLOR_2, 4: cv2.IMREAD_REDUCED_COLOR_4,
                   8: cv2.IMREAD_REDUCED_COLOR_8}

@@ -4,10 +4,10 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from datasets.image_io import ImageLoadError, check_complete, decode_image, read_file_bytes
 from datasets.image_size import fit_image_size
 from datasets.transforms.base import BaseTransform
 from datasets.transforms.lazy_image import JPEG_HEADER_BYTES, LazyImage, jpeg_size
-from utils.image_io import ImageLoadError, check_complete, decode_image, read_file_bytes
 from utils.registry import TRANSFORMS
 
 _COLOR_FLAGS = {'color': cv2.IMREAD_COLOR, 'grayscale': cv2.IMREAD_GRAYSCALE,

@@ -6,8 +6,8 @@ from collections.abc import Iterable
 import torch
 from torch import nn
 
+from models.checkpoints import load_pretrained
 from models.layers import freeze, set_norm_eval
-from utils.checkpoint import load_pretrained
 
 
 def run_stages(x: torch.Tensor, stages: Iterable[nn.Module],

@@ -3,22 +3,20 @@
 Architecture and parameter count are those of MMPose 1.3.2's ``MobileNetV2``; the parameter names are
 those of the original MMPose_Clean project (``conv1.conv``, ``block_{b}.{i}.{conv,bn,dw_conv,dw_bn,
 pw_conv,pw_bn}``, ``conv2.conv``), so its checkpoints load directly. MMPose's names
-(``layer{b+1}.{i-1}.conv.{k}.{conv,bn}``) convert to these with the naming converter registered at the
-end of this file (``utils.checkpoint.convert_state_dict``).
+(``layer{b+1}.{i-1}.conv.{k}.{conv,bn}``) convert to these in ``models/checkpoints/naming.py``.
 """
 from __future__ import annotations
 
-import re
-from collections import OrderedDict, defaultdict
-from collections.abc import Collection, Mapping, Sequence
+from collections import OrderedDict
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
 from torch import nn
 
 from models.backbones.base import StagedBackbone, run_stages
+from models.checkpoints import pretrained_cfg
 from models.layers import Add, ConvBNAct, build_activation, make_divisible
-from utils.checkpoint import NamingConverter, StateDict, pretrained_cfg, register_naming
 from utils.registry import MODELS
 
 # One row per stage: expand ratio, output channels at widen_factor 1, number of blocks, first stride.
@@ -148,48 +146,3 @@ class MobileNetV2(StagedBackbone):
             return []
         return [self.conv1] + [getattr(self, f'block_{b}') for b in range(self.frozen_stages)]
 
-
-# MMPose: layer{b+1}.{i-1}.conv.{k}.{conv,bn}, k = 0 expand, 1 depthwise, 2 project (blocks without
-# expansion: 0 depthwise, 1 project). Ours: block_{b}.{i}.{conv,bn,dw_conv,dw_bn,pw_conv,pw_bn}.
-# conv1 / conv2 are named alike. Either may sit under a prefix (``backbone.``).
-_MMPOSE_BLOCK = re.compile(r'^(?P<pre>(?:\w+\.)*?)layer(?P<b>\d+)\.(?P<i>\d+)\.conv\.(?P<k>\d+)\.'
-                           r'(?P<op>conv|bn)\.(?P<rest>.+)$')
-_OURS_BLOCK = re.compile(r'^(?P<pre>(?:\w+\.)*?)block_(?P<b>\d+)\.(?P<i>\d+)\.(?P<stage>dw_|pw_|)'
-                         r'(?P<op>conv|bn)\.(?P<rest>.+)$')
-
-
-def _detect_naming(keys: Collection[str]) -> str | None:
-    if any(_MMPOSE_BLOCK.match(k) for k in keys):
-        return 'mmpose'
-    return 'original' if any(_OURS_BLOCK.match(k) for k in keys) else None
-
-
-def _from_mmpose(state_dict: Mapping[str, torch.Tensor]) -> StateDict:
-    ops_per_block: dict[tuple[str, str, str], set[int]] = defaultdict(set)
-    for key in state_dict:
-        if m := _MMPOSE_BLOCK.match(key):
-            ops_per_block[m['pre'], m['b'], m['i']].add(int(m['k']))
-    out: StateDict = OrderedDict()
-    for key, value in state_dict.items():
-        if m := _MMPOSE_BLOCK.match(key):
-            stages = ('', 'dw_', 'pw_') if 2 in ops_per_block[m['pre'], m['b'], m['i']] else ('dw_', 'pw_')
-            key = (f"{m['pre']}block_{int(m['b']) - 1}.{int(m['i']) + 1}.{stages[int(m['k'])]}{m['op']}."
-                   f"{m['rest']}")
-        out[key] = value
-    return out
-
-
-def _to_mmpose(state_dict: Mapping[str, torch.Tensor]) -> StateDict:
-    expanded = {(m['pre'], m['b'], m['i']) for k in state_dict
-                if (m := _OURS_BLOCK.match(k)) and m['stage'] == ''}
-    out: StateDict = OrderedDict()
-    for key, value in state_dict.items():
-        if m := _OURS_BLOCK.match(key):
-            stages = ('', 'dw_', 'pw_') if (m['pre'], m['b'], m['i']) in expanded else ('dw_', 'pw_')
-            key = (f"{m['pre']}layer{int(m['b']) + 1}.{int(m['i']) - 1}.conv.{stages.index(m['stage'])}."
-                   f"{m['op']}.{m['rest']}")
-        out[key] = value
-    return out
-
-
-register_naming(NamingConverter('MobileNetV2', _detect_naming, _from_mmpose, _to_mmpose))

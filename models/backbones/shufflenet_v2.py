@@ -8,8 +8,8 @@ import torch
 from torch import nn
 
 from models.backbones.base import StagedBackbone, run_stages
+from models.checkpoints import pretrained_cfg
 from models.layers import ConvBNAct
-from utils.checkpoint import pretrained_cfg
 from utils.registry import MODELS
 
 # Output channels of the three shuffle stages and the final 1x1 conv, per widen factor.

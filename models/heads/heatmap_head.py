@@ -15,8 +15,8 @@ from torch import Tensor, nn
 from codec.msra_heatmap import MSRAHeatmap
 from models.heads.regression_head import build_decoder, last_feature
 from models.losses.accuracy import constant_norm, keypoint_pck_accuracy
+from models.precision import autocast_off
 from structures.flip import flip_heatmaps
-from utils.precision import autocast_off
 from utils.registry import MODELS
 
 _DECONV_PADDING = {4: (1, 0), 3: (1, 1), 2: (0, 0)}  # kernel -> (padding, output_padding) for stride 2

@@ -12,8 +12,8 @@ import torch
 from torch import Tensor, nn
 
 from models.losses.accuracy import keypoint_pck_accuracy
+from models.precision import autocast_off
 from structures.flip import flip_coordinates
-from utils.precision import autocast_off
 from utils.registry import CODECS, MODELS
 
 

@@ -2,24 +2,20 @@
 
 Layers are split as in the original MMPose_Clean project: ``fc_coord`` (K*2 coordinates) and ``fc_sigma``
 (K*2 raw sigmas). MMPose's single ``fc`` (K*4 rows ordered x, y, sigma_x, sigma_y per joint) is split by
-:func:`split_fc`, both when a checkpoint is converted (the naming converter registered below) and when
-MMPose's ``fc`` reaches ``RLEHead.load_state_dict``, so official MMPose checkpoints load unchanged.
+``models.checkpoints.naming.split_fc``, both when a checkpoint is converted and when MMPose's ``fc``
+reaches ``RLEHead.load_state_dict``, so official MMPose checkpoints load unchanged.
 """
 from __future__ import annotations
 
-from collections import OrderedDict
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Sequence
 
 import torch
 from torch import Tensor, nn
 
+from models.checkpoints.naming import split_fc
 from models.heads.regression_head import RegressionHead, last_feature
-from utils.checkpoint import CheckpointError, NamingConverter, StateDict, register_naming
-from utils.precision import autocast_enabled, autocast_off
+from models.precision import autocast_enabled, autocast_off
 from utils.registry import MODELS
-
-# the RealNVP flow of RLELoss: its tensors mark a whole-model state dict as an RLE one
-FLOW_PREFIX = 'head.loss_module.flow_model.'
 
 
 @MODELS.register_module()
@@ -77,20 +73,6 @@ class RLEHead(RegressionHead):
         return keypoints, scores
 
 
-def split_fc(value: Tensor) -> tuple[Tensor, Tensor]:
-    """MMPose's ``fc`` weight (4K, C) or bias (4K,), rows x, y, sigma_x, sigma_y per joint -> this
-    project's ``fc_coord`` and ``fc_sigma`` tensors, (2K, C) or (2K,) each."""
-    per_joint = value.reshape(-1, 4, *value.shape[1:])
-    return (per_joint[:, :2].reshape(-1, *value.shape[1:]).clone(),
-            per_joint[:, 2:].reshape(-1, *value.shape[1:]).clone())
-
-
-def merge_fc(coord: Tensor, sigma: Tensor) -> Tensor:
-    """The inverse of :func:`split_fc`: ``fc_coord``, ``fc_sigma`` (2K[, C]) -> MMPose's ``fc`` (4K[, C])."""
-    per_joint = torch.cat([coord.reshape(-1, 2, *coord.shape[1:]), sigma.reshape(-1, 2, *sigma.shape[1:])], 1)
-    return per_joint.reshape(-1, *coord.shape[1:])
-
-
 def _split_mmpose_fc(module: RLEHead, state_dict: dict, prefix: str, *args) -> None:
     """Load hook: MMPose's ``fc`` -> ``fc_coord``, ``fc_sigma``."""
     for name in ('weight', 'bias'):
@@ -99,40 +81,3 @@ def _split_mmpose_fc(module: RLEHead, state_dict: dict, prefix: str, *args) -> N
             state_dict[f'{prefix}fc_coord.{name}'], state_dict[f'{prefix}fc_sigma.{name}'] = \
                 split_fc(state_dict.pop(key))
 
-
-def _detect_naming(keys: Collection[str]) -> str | None:
-    if 'head.fc.weight' in keys and any(k.startswith(FLOW_PREFIX) for k in keys):
-        return 'mmpose'
-    return 'original' if 'head.fc_coord.weight' in keys else None
-
-
-def _from_mmpose(state_dict: Mapping[str, Tensor]) -> StateDict:
-    """A whole model's state dict with MMPose's ``head.fc`` split (only RLE ones: those with the flow)."""
-    is_rle = any(k.startswith(FLOW_PREFIX) for k in state_dict)
-    out: StateDict = OrderedDict()
-    for key, value in state_dict.items():
-        if is_rle and key in ('head.fc.weight', 'head.fc.bias'):
-            suffix = key.rsplit('.', 1)[1]
-            out[f'head.fc_coord.{suffix}'], out[f'head.fc_sigma.{suffix}'] = split_fc(value)
-        else:
-            out[key] = value
-    return out
-
-
-def _to_mmpose(state_dict: Mapping[str, Tensor]) -> StateDict:
-    out: StateDict = OrderedDict()
-    for key, value in state_dict.items():
-        if key.startswith('head.fc_sigma.'):
-            continue
-        if key.startswith('head.fc_coord.'):
-            suffix = key.rsplit('.', 1)[1]
-            sigma = state_dict.get(f'head.fc_sigma.{suffix}')
-            if sigma is None:
-                raise CheckpointError(f'{key} has no matching head.fc_sigma.{suffix} to merge into head.fc')
-            out[f'head.fc.{suffix}'] = merge_fc(value, sigma)
-        else:
-            out[key] = value
-    return out
-
-
-register_naming(NamingConverter('RLEHead', _detect_naming, _from_mmpose, _to_mmpose))

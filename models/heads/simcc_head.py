@@ -16,8 +16,8 @@ from torch import Tensor, nn
 from models.heads.heatmap_head import DEFAULT_FINAL_LAYER, HeatmapHead, init_conv_bn
 from models.heads.regression_head import build_decoder, init_linear_normal, last_feature
 from models.losses.accuracy import constant_norm, keypoint_pck_accuracy
+from models.precision import autocast_off
 from structures.flip import flip_vectors
-from utils.precision import autocast_off
 from utils.registry import MODELS
 
 
@@ -52,8 +52,6 @@ class SimCCHead(nn.Module):
         init_cfg: unused; accepted for MMPose config compatibility.
     """
 
-    # The deconv/conv/final-layer arguments repeat HeatmapHead's on purpose: MMPose's SimCCHead takes the same
-    # ones (and builds the same layers through models.heads.heatmap_head's helpers).
     def __init__(self, in_channels: int, out_channels: int, input_size: tuple[int, int],
                  in_featuremap_size: tuple[int, int], simcc_split_ratio: float = 2.0,
                  deconv_type: str = 'heatmap',

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from utils.visualization import draw_pose, put_label, tile_mosaic
+from visualization.drawing import draw_pose, put_label, tile_mosaic
 
 
 def target_keypoints(targets: Mapping[str, torch.Tensor],

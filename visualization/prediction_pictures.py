@@ -13,7 +13,7 @@ import numpy as np
 
 from evaluation.coco_metric import CocoMetric
 from utils.output_files import write_image
-from utils.visualization import draw_pose, fit_scale, put_label, tile_mosaic
+from visualization.drawing import draw_pose, fit_scale, put_label, tile_mosaic
 
 GT_COLOR = (255, 0, 255)  # BGR magenta: ground truth as rings and thin lines under the prediction
 

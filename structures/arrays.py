@@ -1,4 +1,4 @@
-"""Conversions between torch tensors and numpy arrays shared by every layer."""
+"""Conversions between torch tensors and numpy arrays, for models, metrics and deployment."""
 from __future__ import annotations
 
 from typing import Any

@@ -1,4 +1,4 @@
-"""The machine-readable record of a training run, in its work dir.
+"""The machine-readable record of a training run, in its work dir, and reading it back.
 
 - ``results.csv``: one row per epoch (``epoch``, ``lr``, the epoch's mean losses, the validation
   metrics when it validated, ``time`` in seconds), rewritten atomically after every epoch; full precision.
@@ -7,7 +7,8 @@
   epoch, iter, [memory], step}`` (``iter`` = ``step`` = global iteration, 1-based) and per validation
   ``{<metrics>, time, step}`` (``step`` = epoch). MMPose's ``analyze_logs.py`` reads it.
 
-On resume both keep what belongs to the finished epochs and continue after them.
+On resume both keep what belongs to the finished epochs and continue after them. :func:`run_series` reads
+one key of a run back (``tools/plot_curves.py``); :func:`summary_table` is the per-epoch table for people.
 """
 from __future__ import annotations
 
@@ -20,7 +21,6 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from utils.curves import Panel, Series
 from utils.errors import DataError
 from utils.output_files import write_text_atomic
 
@@ -164,22 +164,6 @@ def summary_table(rows: Iterable[Mapping[str, Any]], best_key: str | None = None
     if best is not None:
         lines.append(f'* best {best_key}: epoch {best}')
     return '\n'.join(lines)
-
-
-def results_panels(rows: Sequence[Mapping[str, Any]]) -> list[Panel]:
-    """The charts of ``results.png`` from results.csv rows: the total loss (and each loss term when there
-    are several), the lr, and per metric prefix the AP and AR families (e.g. ``coco/AP``, ``coco/AP .5``)."""
-    present = list(dict.fromkeys(k for r in rows for k in r))
-    terms = [k for k in present if k.startswith('loss_')]
-    keys = [k for k in ['loss'] + (terms if len(terms) > 1 else []) + ['lr'] if k in present]
-    epochs = [r['epoch'] for r in rows]
-    panels = [Panel(k, [Series('', epochs, [r.get(k) for r in rows])]) for k in keys]
-    for family in ('AP', 'AR'):
-        for prefix in dict.fromkeys(k.rsplit('/', 1)[0] for k in present if k.endswith(f'/{family}')):
-            names = [k for k in present if k.startswith(f'{prefix}/{family}') and '(' not in k]
-            panels.append(Panel(f'{prefix}/{family}', [
-                Series(k.rsplit('/', 1)[1], epochs, [r.get(k) for r in rows]) for k in names]))
-    return panels
 
 
 def _epoch_of_iteration(records: list[dict[str, Any]]) -> dict[int, float]:

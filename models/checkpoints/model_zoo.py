@@ -24,7 +24,7 @@ from tqdm import tqdm
 
 from utils.errors import UserError
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_ROOT = REPO_ROOT / 'pretrained_weight'
 _HASH_IN_NAME = re.compile(r'-([0-9a-f]{8,64})(?:_\d{8})?\.pth$')
 _CHUNK = 1 << 16
@@ -182,8 +182,8 @@ def download(url: str, dst: str | os.PathLike, sha256: str | None = None, progre
 
 
 CHECKPOINT_HELP = ('checkpoint: a file (.pth; .onnx where ONNX Runtime serves the model), a training run\'s '
-                   'work dir (its best.pth, else last.pth), a model-zoo name (utils/model_zoo.py) or an '
-                   'http(s) URL (downloaded into pretrained_weight/)')
+                   'work dir (its best.pth, else last.pth), a model-zoo name '
+                   '(models/checkpoints/model_zoo.py) or an http(s) URL (downloaded into pretrained_weight/)')
 
 
 def add_checkpoint_argument(parser: Any, required: bool = True, option: bool = False,
