@@ -14,8 +14,8 @@ import numpy as np
 
 from datasets.base import BasePoseDataset
 from datasets.batched.geometry import FLIP_CODES
+from datasets.batched.jpeg_header import HEADER_BYTES, jpeg_frame
 from datasets.batched.recipe import BatchedRecipe
-from datasets.transforms.lazy_image import JPEG_HEADER_BYTES, jpeg_frame
 from datasets.wrappers import RepeatDataset
 from utils.image_io import check_complete, decode_image, read_file_bytes
 
@@ -23,7 +23,8 @@ _NO_SHIFT = np.zeros(2, dtype=np.float32)
 
 
 def read_image_source(path: str) -> tuple[np.ndarray | None, np.ndarray | None, tuple[int, int]]:
-    """``(jpeg bytes, None, (h, w))`` for a plain JPEG (1 or 3 components, no EXIF rotation), else
+    """``(jpeg bytes, None, (h, w))`` for a JPEG the device decoder reads as OpenCV does (baseline or
+    progressive, 8-bit, 1 or 3 components, no EXIF rotation: ``JpegFrame.device_decodable``), else
     ``(None, BGR image (h, w, 3), (h, w))`` decoded here with OpenCV, as ``LoadImage`` does.
 
     Raises:
@@ -31,10 +32,10 @@ def read_image_source(path: str) -> tuple[np.ndarray | None, np.ndarray | None, 
             checks of ``LoadImage``).
     """
     data = read_file_bytes(path)
-    frame = jpeg_frame(memoryview(data)[:JPEG_HEADER_BYTES]) if data.size else None
-    if frame is not None and frame[2] in (1, 3):
+    frame = jpeg_frame(memoryview(data)[:HEADER_BYTES]) if data.size else None
+    if frame is not None and frame.device_decodable:
         check_complete(data, path)
-        return data, None, frame[:2]
+        return data, None, (frame.height, frame.width)
     img = decode_image(data, path)  # other formats, CMYK, EXIF-rotated
     return None, img, img.shape[:2]
 
