@@ -72,3 +72,56 @@ def test_worker_decodes_what_the_device_decoder_may_not(tmp_path):
     (tmp_path / 'lossless.jpg').write_bytes(_patched_frame(_jpeg(), marker=0xC3))
     with pytest.raises(ImageLoadError, match='lossless.jpg'):
         read_image_source(str(tmp_path / 'lossless.jpg'))
+
+
+def test_device_decode_runs_on_its_own_stream_ordered_before_use(monkeypatch):
+    # the CUDA calls, recorded: nvJPEG's outputs must be ordered before the caller's stream uses
+    # them, and the decode must not run on the caller's stream (whose freed memory it could overwrite)
+    from contextlib import contextmanager
+
+    import torch
+
+    import datasets.batched.jpeg_decode as jpeg_decode
+
+    log, active = [], []
+
+    class Stream:
+        def __init__(self, name):
+            self.name = name
+
+        def wait_stream(self, other):
+            log.append(('wait', self.name, other.name))
+
+    class Image:
+        def record_stream(self, stream):
+            log.append(('record', stream.name))
+
+    caller = Stream('caller')
+
+    @contextmanager
+    def use_stream(stream):
+        active.append(stream)
+        yield
+        active.pop()
+
+    @contextmanager
+    def use_device(device):
+        log.append(('device', str(device)))
+        yield
+
+    def decode_jpeg(data, mode, device):
+        log.append(('decode', active[-1].name if active else 'caller', str(device), len(data)))
+        return [Image() for _ in data]
+
+    monkeypatch.setattr(torch.cuda, 'Stream', lambda device: Stream('decode'))
+    monkeypatch.setattr(torch.cuda, 'current_stream', lambda device=None: caller)
+    monkeypatch.setattr(torch.cuda, 'stream', use_stream)
+    monkeypatch.setattr(torch.cuda, 'device', use_device)
+    monkeypatch.setattr(jpeg_decode, 'decode_jpeg', decode_jpeg)
+    decoder = jpeg_decode.JpegDecoder('cuda:1')
+    for _ in range(2):
+        images = decoder([torch.zeros(4, dtype=torch.uint8)] * 3)
+        assert len(images) == 3
+    batch = [('device', 'cuda:1'), ('decode', 'decode', 'cuda:1', 3), ('wait', 'caller', 'decode'),
+             *[('record', 'caller')] * 3]
+    assert log == batch * 2

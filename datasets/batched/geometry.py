@@ -145,7 +145,7 @@ def crop_geometry(raw: dict, bbox_padding: float, half_body_padding: float, outp
     mat = warp_matrices(center, scale, raw['rotation'], output_size, use_udp)
     crop_keypoints = keypoints @ mat[:, :, :2].transpose(1, 2) + mat[:, None, :, 2]
     full = torch.nn.functional.pad(mat.double(), (0, 0, 0, 1))  # last row (0, 0, 1)
-    full[:, 2, 2] = 1.0
+    full[:, 2, 2].fill_(1.0)
     return CropGeometry(bbox=bbox, center=center, scale=scale, keypoints=keypoints, visible=visible,
                         image_to_crop=full @ flip_matrices(raw['flip'], img_hw),
                         crop_keypoints=crop_keypoints)
