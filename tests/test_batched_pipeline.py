@@ -185,7 +185,7 @@ def test_meta_device_pipeline_runs_shape_only():
     raw = {key: v.to('meta') for key, v in raw.items()}
     geo = crop_geometry(raw, 1.25, 1.5, (192, 256), use_udp=False)
     grids = sampling_grids(geo.image_to_crop, raw['img_hw'], (192, 256))
-    crops = warp_group([torch.zeros(3, 480, 640, dtype=torch.uint8, device='meta')] * b, grids.unbind(0))
+    crops = warp_group(torch.zeros(b, 3, 480, 640, device='meta'), grids.unbind(0))
     targets = encode_targets(build_codec(SIMCC), geo.crop_keypoints, geo.visible)
     assert crops.shape == (b, 3, 256, 192) and crops.device.type == 'meta'
     assert targets['keypoint_x_labels'].shape == (b, k, 384) and geo.image_to_crop.shape == (b, 3, 3)

@@ -49,16 +49,15 @@ def sampling_grids(image_to_crop: torch.Tensor, img_hw: torch.Tensor,
     return (base.view(1, h * w, 3) @ theta.transpose(1, 2)).view(-1, h, w, 2)
 
 
-def warp_group(images: Sequence[torch.Tensor], grids: Sequence[torch.Tensor]) -> torch.Tensor:
-    """Bilinear samples (n, C, h, w) float32 of n same-size uint8 images (C, H, W) at their grids
-    (h, w, 2) (:func:`sampling_grids` rows); zero outside the image.
+def warp_group(canvas: torch.Tensor, grids: Sequence[torch.Tensor]) -> torch.Tensor:
+    """Bilinear samples (n, C, h, w) float32 of n same-size images ``canvas`` (n, C, H, W) float32 at
+    their grids (h, w, 2) (:func:`sampling_grids` rows); zero outside the image.
 
     PyTorch's own kernel (``grid_sampler_2d``), not cuDNN's, so CUDA computes what the CPU does.
     OpenCV quantises the sampling positions to 1/32 px and the weights to fixed point, so crops may
     differ from ``cv2.warpAffine`` by a few levels at edges.
     """
-    source = torch.stack(list(images)).float()
-    return torch.grid_sampler_2d(source, torch.stack(list(grids)), 0, 0, True)  # bilinear, zeros, aligned
+    return torch.grid_sampler_2d(canvas, torch.stack(list(grids)), 0, 0, True)  # bilinear, zeros, aligned
 
 
 def to_uint8(crops: torch.Tensor) -> torch.Tensor:

@@ -113,7 +113,11 @@ class DeviceTopdownPipeline:
 
     def canvas(self, images: list[torch.Tensor], members: list[int]) -> torch.Tensor:
         """(n, 3, H, W) float32 copy of the same-size images at positions ``members``."""
-        return torch.stack([images[i] for i in members]).float()
+        group = [images[i] for i in members]
+        if self.device.type == 'cpu':  # converting while stacking: 6-10x faster on the CPU than after
+            out = torch.empty((len(group), *group[0].shape), dtype=torch.float32)
+            return torch.stack(group, out=out)
+        return torch.stack(group).float()  # CUDA: two batched kernels (a mixed-dtype stack copies per image)
 
     def crop(self, recipe: BatchedRecipe, images: list[torch.Tensor], fields: Fields,
              geo: CropGeometry) -> torch.Tensor:
