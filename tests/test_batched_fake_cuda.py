@@ -18,6 +18,7 @@ import pytest
 import torch
 from torch._subclasses import FakeTensorMode
 from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils._pytree import tree_leaves
 
 from datasets import build_dataset
 from datasets.batched import DeviceTopdownPipeline, RawSampleDataset, collate_raw, dataset_recipes
@@ -73,14 +74,6 @@ class TransferAudit(TorchDispatchMode):
         return out
 
 
-def _tensors(node):
-    if isinstance(node, torch.Tensor):
-        yield node
-    elif isinstance(node, dict):
-        for value in node.values():
-            yield from _tensors(value)
-
-
 def _fake_backward(parameters):
     def backward(loss, *args, **kwargs):
         for p in parameters:
@@ -117,7 +110,7 @@ def test_device_pipeline_and_step_on_fake_cuda_copy_once_and_read_nothing_back(f
                 batch = pipeline(raw)
             assert produced.uploads == [True], 'one non-blocking upload per batch, nothing else'
             assert not produced.downloads and not produced.read_backs and not produced.off_device, produced
-            tensors = list(_tensors(batch))
+            tensors = [leaf for leaf in tree_leaves(batch) if isinstance(leaf, torch.Tensor)]
             assert tensors and all(t.device.type == 'cuda' for t in tensors)
             assert batch['inputs'].shape == (8, 3, *cfg.codec['input_size'][::-1])
             with TransferAudit() as stepped:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import torch
+from torch.utils._pytree import tree_leaves
 
 from datasets import build_dataloader, build_dataset
 from datasets.batched import RawSampleDataset, collate_raw, dataset_recipes
@@ -15,17 +16,6 @@ PIPELINE = [dict(type='LoadImage'), dict(type='GetBBoxCenterScale'), dict(type='
             dict(type='Albumentation', transforms=[dict(type='Blur', p=0.5)]),
             dict(type='GenerateTarget', encoder=dict(type='RegressionLabel', input_size=(192, 192))),
             dict(type='PackPoseInputs')]
-
-
-def _tensors(node):
-    if isinstance(node, torch.Tensor):
-        yield node
-    elif isinstance(node, dict):
-        for value in node.values():
-            yield from _tensors(value)
-    elif isinstance(node, (list, tuple)):
-        for value in node:
-            yield from _tensors(value)
 
 
 def test_pack_aligns_fields_and_uploads_only_the_first_blobs():
@@ -45,7 +35,7 @@ def test_a_worker_sends_one_tensor_per_batch_that_reads_back_the_samples():
     loader_cfg = dict(batch_size=6, num_workers=2, sampler=dict(type='DefaultSampler', shuffle=False))
     loader = build_dataloader(loader_cfg, seed=1, dataset=raw_ds, collate_fn=collate_raw)
     raw = next(iter(loader))
-    [buffer] = list(_tensors(raw))  # nothing else: no per-sample tensors, no per-field tensors
+    [buffer] = [leaf for leaf in tree_leaves(raw) if isinstance(leaf, torch.Tensor)]  # no other tensor
     assert buffer is raw['buffer'] and buffer.dtype == torch.uint8 and buffer.is_shared()
     samples = [raw_ds[tuple(int(v) for v in key)] for key in raw['key']]
     fields = host_fields(raw, raw['sample_fields'])
