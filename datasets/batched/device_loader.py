@@ -113,7 +113,8 @@ class DeviceBatchLoader:
         if raw.num_workers > 0:
             extra = {'persistent_workers': raw.persistent_workers and skip == 0,
                      'prefetch_factor': raw.prefetch_factor}
-        loader = PoseDataLoader(raw.dataset.dataset, batch_sampler=_SkipBatches(raw.batch_sampler, skip),
+        batches = raw.batch_sampler if skip == 0 else _SkipBatches(raw.batch_sampler, skip)
+        loader = PoseDataLoader(raw.dataset.dataset, batch_sampler=batches,
                                 num_workers=raw.num_workers, collate_fn=pose_collate,
                                 pin_memory=raw.pin_memory, worker_init_fn=raw.worker_init_fn, **extra)
         if skip == 0:

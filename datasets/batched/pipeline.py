@@ -157,7 +157,9 @@ class DeviceTopdownPipeline:
         })
 
     def __call__(self, raw: RawBatch) -> dict[str, Any]:
-        """A raw batch (``datasets.batched.raw_batch``) -> the training batch on the device."""
+        """A raw batch (``datasets.batched.raw_batch``) -> the training batch on the device. The raw
+        batch is left as it was, unless an undecodable sample was replaced (``skip_bad_images``): that
+        rewrites its buffer."""
         recipe = self.recipes[raw['stage']]
         raw, decoded = self.decode(raw)
         buffer, fields = self.upload(raw)
