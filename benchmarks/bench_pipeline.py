@@ -10,8 +10,10 @@ samples run through its pipeline, repeated to ``--n`` samples; the figures are t
 ``--repeats`` timed runs after a warm-up. Point it at other data with ``--cfg-options`` (e.g.
 ``data_root=DIR/``), or time the dataset's pipeline on one COCO-format file with ``--data-dir DIR
 [--ann-file FILE]`` (e.g. ``--data-dir ../shared/data/coco``, the 4-image sample). ``--batched`` also
-times the device-side pipeline (``datasets.batched``) on the CPU: the loader side (read + draw + collate)
-and the per-batch side (decode, crop, targets) of ``--batch-size`` samples.
+times the device-side pipeline (``datasets.batched``) on the CPU: the loader side (read + draw + collate
+in one process, and the main process's CPU time to receive the batches from ``--workers`` workers), and
+the per-batch side of ``--batch-size`` samples (``datasets.batched.profile``: ms per stage, decode-only
+images/s, ATen operations per batch at that batch size and at twice it).
 """
 import sys
 from pathlib import Path
@@ -27,6 +29,7 @@ import torch
 
 from datasets import RepeatDataset, build_dataloader, build_dataset
 from datasets.batched import DeviceTopdownPipeline, RawSampleDataset, collate_raw, dataset_recipes
+from datasets.batched.profile import count_ops, profile_pipeline
 from utils.cli import run_main
 from utils.config import add_cfg_options_argument, add_config_argument, load_config
 
@@ -75,25 +78,46 @@ def _with_workers(dataset, n: int, workers: int, batch_size: int) -> float:
     return count / (time.perf_counter() - start)
 
 
-def _batched(dataset_cfg: dict, n: int, batch_size: int, repeats: int) -> tuple[list[float], list[float]]:
-    """Per-sample ms of the batched pipeline's loader side and of its per-batch side, one per repeat."""
+def _batched(dataset_cfg: dict, n: int, batch_size: int, repeats: int, workers: int) -> None:
+    """Print the batched pipeline's loader-side ms per sample and its per-batch profile."""
     recipes = dataset_recipes(dataset_cfg)
-    raw_ds = RawSampleDataset(build_dataset(dataset_cfg), recipes)
+    base = build_dataset(dataset_cfg)
+    raw_ds = RawSampleDataset(RepeatDataset(base, times=max(1, -(-n // len(base)))), recipes)
     pipeline = DeviceTopdownPipeline(recipes, 'cpu')
-    pipeline(collate_raw([raw_ds[(i % len(raw_ds), i)] for i in range(batch_size)]))  # warm-up
-    host, device = [], []
-    for r in range(repeats):
-        t_host = t_device = 0.0
-        for start in range(0, n, batch_size):
-            t0 = time.perf_counter()
-            keys = [(i % len(raw_ds), r * n + i) for i in range(start, start + batch_size)]
-            raw = collate_raw([raw_ds[k] for k in keys])
-            t1 = time.perf_counter()
-            pipeline(raw)
-            t_host, t_device = t_host + t1 - t0, t_device + time.perf_counter() - t1
-        host.append(1000 * t_host / n)
-        device.append(1000 * t_device / n)
-    return host, device
+    host = []
+    for r in range(repeats + 1):  # the first is a warm-up
+        start = time.process_time()
+        for first in range(0, n, batch_size):
+            collate_raw([raw_ds[(i % len(raw_ds), r * n + i)] for i in range(first, first + batch_size)])
+        host.append(1000 * (time.process_time() - start) / n)
+    print(f'batched pipeline, loader side (read + draw + collate, one process): {min(host[1:]):.3f} '
+          f'ms/sample best, {statistics.median(host[1:]):.3f} median')
+    if workers > 0:
+        cfg = dict(batch_size=batch_size, num_workers=workers, sampler=dict(type='DefaultSampler'))
+        loader = build_dataloader(cfg, seed=0, dataset=raw_ds, collate_fn=collate_raw)
+        it = iter(loader)
+        next(it)  # workers started and warm
+        count, spent = 0, 0.0
+        while True:  # the CPU time of this thread only: receiving, not waiting for, the batches
+            start = time.thread_time()
+            raw = next(it, None)
+            spent += time.thread_time() - start
+            if raw is None:
+                break
+            count += len(raw['jpeg'])
+        print(f'batched pipeline, receipt in the main process ({workers} workers): '
+              f'{1000 * spent / max(count, 1):.3f} CPU ms/sample')
+    raw = collate_raw([raw_ds[(i % len(raw_ds), i)] for i in range(batch_size)])
+    figures = profile_pipeline(pipeline, raw, repeats)
+    stages = ', '.join(f'{k} {v:.1f}' for k, v in figures['ms'].items())
+    print(f'batched pipeline, per batch of {batch_size} on the CPU (ms): {stages}; decode alone '
+          f'{figures["decode_images_per_s"]:.0f} images/s')
+    twice = collate_raw([raw_ds[(i % len(raw_ds), i)] for i in range(2 * batch_size)])
+    double = count_ops(pipeline, twice).ops
+    print(f'batched pipeline, ATen operations per batch (views aside): {figures["aten_ops"]} at batch '
+          f'{batch_size}, {double} at {2 * batch_size} ({(double - figures["aten_ops"]) / batch_size:.2f} '
+          f'per added sample); most frequent: '
+          + ', '.join(f'{name} {k}' for name, k in figures['top_ops']))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -136,11 +160,7 @@ def main(argv: list[str] | None = None) -> int:
             rate = _with_workers(dataset, args.n, w, args.batch_size)
             print(f'{w} workers, batch {args.batch_size}: {rate:.1f} samples/s')
     if args.batched:
-        timed = _batched(dataset_cfg, args.n, args.batch_size, args.repeats)
-        host, device = (statistics.median(v) for v in timed)
-        print(f'batched pipeline, batch {args.batch_size}: loader side (read + draw + collate) {host:.3f} '
-              f'ms/sample; per-batch side on the CPU (decode, crop, targets) {device:.3f} ms/sample; '
-              f'together {1000 / (host + device):.0f} samples/s')
+        _batched(dataset_cfg, args.n, args.batch_size, args.repeats, max(args.workers, default=0))
     return 0
 
 

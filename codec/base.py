@@ -13,16 +13,11 @@ class BaseKeypointCodec(metaclass=ABCMeta):
     Shapes: N instances, K keypoints, D coordinate dims. Coordinates are (x, y) pixels of the
     model's input image (the crop after ``TopdownAffine``).
 
-    Class attributes mirror MMPose 1.3.2 and tell ``GenerateTarget`` how to file the encoded items:
-    ``auxiliary_encode_keys`` (extra sample keys passed to :meth:`encode`), ``field_mapping_table``
-    (dense fields such as heatmaps), ``instance_mapping_table`` and ``label_mapping_table``
-    (per-instance labels such as ``keypoint_weights``).
+    ``auxiliary_encode_keys`` (as in MMPose 1.3.2): extra sample keys ``GenerateTarget`` passes to
+    :meth:`encode`.
     """
 
     auxiliary_encode_keys: set[str] = set()
-    field_mapping_table: dict[str, str] = {}
-    instance_mapping_table: dict[str, str] = {}
-    label_mapping_table: dict[str, str] = {}
 
     @abstractmethod
     def encode(self, keypoints: np.ndarray, keypoints_visible: np.ndarray | None = None) -> dict:
@@ -31,15 +26,6 @@ class BaseKeypointCodec(metaclass=ABCMeta):
     @abstractmethod
     def decode(self, *encoded: Any) -> tuple[np.ndarray, Any]:
         """Decode a prediction into ``(keypoints (N, K, D) input px, scores (N, K))``."""
-
-    def batch_decode(self, *batch_encoded: Any) -> tuple[list[np.ndarray], list[np.ndarray]]:
-        """Decode a whole batch at once; only codecs with ``support_batch_decoding`` implement it."""
-        raise NotImplementedError(f'{type(self).__name__} has no batch_decode')
-
-    @property
-    def support_batch_decoding(self) -> bool:
-        """True when the subclass overrides :meth:`batch_decode`."""
-        return type(self).batch_decode is not BaseKeypointCodec.batch_decode
 
 
 def default_visibility(keypoints: np.ndarray, keypoints_visible: np.ndarray | None) -> np.ndarray:

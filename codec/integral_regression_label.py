@@ -26,9 +26,6 @@ class IntegralRegressionLabel(BaseKeypointCodec):
         normalize: divide each heatmap by its sum (+1e-24, so empty maps stay zero).
     """
 
-    label_mapping_table = dict(keypoint_labels='keypoint_labels', keypoint_weights='keypoint_weights')
-    field_mapping_table = dict(heatmaps='heatmaps')
-
     def __init__(self, input_size: tuple[int, int], heatmap_size: tuple[int, int], sigma: float,
                  unbiased: bool = False, blur_kernel_size: int = 11, normalize: bool = True) -> None:
         self.heatmap_codec = MSRAHeatmap(input_size, heatmap_size, sigma, unbiased, blur_kernel_size)

@@ -32,9 +32,6 @@ class MSRAHeatmap(BaseKeypointCodec):
             e.g. 11 for sigma 2, 17 for sigma 3.
     """
 
-    label_mapping_table = dict(keypoint_weights='keypoint_weights')
-    field_mapping_table = dict(heatmaps='heatmaps')
-
     def __init__(self, input_size: tuple[int, int], heatmap_size: tuple[int, int], sigma: float,
                  unbiased: bool = False, blur_kernel_size: int = 11) -> None:
         self.input_size = input_size

@@ -19,8 +19,6 @@ class RegressionLabel(BaseKeypointCodec):
         input_size: input image size (w, h) in px.
     """
 
-    label_mapping_table = dict(keypoint_labels='keypoint_labels', keypoint_weights='keypoint_weights')
-
     def __init__(self, input_size: tuple[int, int]) -> None:
         self.input_size = input_size
 

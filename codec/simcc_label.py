@@ -35,10 +35,6 @@ class SimCCLabel(BaseKeypointCodec):
         decode_beta: sharpening factor for ``decode_visibility``.
     """
 
-    label_mapping_table = dict(keypoint_x_labels='keypoint_x_labels',
-                               keypoint_y_labels='keypoint_y_labels',
-                               keypoint_weights='keypoint_weights')
-
     def __init__(self, input_size: tuple[int, int], smoothing_type: str = 'gaussian',
                  sigma: float | tuple[float, float] = 6.0, simcc_split_ratio: float = 2.0,
                  label_smooth_weight: float = 0.0, normalize: bool = True, use_dark: bool = False,
@@ -61,14 +57,16 @@ class SimCCLabel(BaseKeypointCodec):
         self.decode_beta = decode_beta
         self.sigma = np.array([sigma, sigma] if isinstance(sigma, (int, float)) else sigma)
 
-    def _bins(self) -> tuple[int, int]:
+    @property
+    def bins(self) -> tuple[int, int]:
+        """(x bins, y bins) of the labels: the input size (w, h) times ``simcc_split_ratio``, rounded."""
         w, h = self.input_size
         return int(np.around(w * self.simcc_split_ratio)), int(np.around(h * self.simcc_split_ratio))
 
     def encode(self, keypoints: np.ndarray, keypoints_visible: np.ndarray | None = None) -> dict:
         """Encode ``keypoints`` (N, K, 2) input px, ``keypoints_visible`` (N, K) (default all visible)."""
         keypoints_visible = default_visibility(keypoints, keypoints_visible)
-        bins_w, bins_h = self._bins()
+        bins_w, bins_h = self.bins
         mu = np.around(keypoints[..., :2] * self.simcc_split_ratio).astype(np.int64)
         size = np.array([bins_w, bins_h])
         if self.smoothing_type == 'gaussian':

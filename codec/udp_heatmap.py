@@ -28,9 +28,6 @@ class UDPHeatmap(BaseKeypointCodec):
             label maps are blurred with a (2 * blur_kernel_size + 1) kernel before the arg-max.
     """
 
-    label_mapping_table = dict(keypoint_weights='keypoint_weights')
-    field_mapping_table = dict(heatmaps='heatmaps')
-
     def __init__(self, input_size: tuple[int, int], heatmap_size: tuple[int, int],
                  heatmap_type: str = 'gaussian', sigma: float = 2., radius_factor: float = 0.0546875,
                  blur_kernel_size: int = 11) -> None:

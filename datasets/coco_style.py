@@ -13,8 +13,8 @@ from datasets.annotation_checks import check_unique_ids, keypoint_array
 from datasets.base import BasePoseDataset, PipelineCfg
 from datasets.image_io import ImageLoadError, decode_image, read_file_bytes
 from datasets.image_size import INFO_KEY, SIZE_MISMATCH_MODES, AnnotatedSize, check_image_size
+from datasets.jpeg_header import HEADER_BYTES, jpeg_frame
 from datasets.metainfo import parse_pose_metainfo
-from datasets.transforms.lazy_image import jpeg_size
 from structures.bbox import bbox_xywh2xyxy
 from utils.errors import DataError, SettingsError
 from utils.registry import DATASETS
@@ -84,8 +84,8 @@ def _image_file_size(path: str) -> tuple[int, int] | None:
     ``None`` when it cannot be read (the per-sample path reports that)."""
     try:
         with open(path, 'rb') as f:
-            size = jpeg_size(f.read(1 << 16))
-        return size if size is not None else decode_image(read_file_bytes(path), path).shape[:2]
+            frame = jpeg_frame(f.read(HEADER_BYTES))
+        return frame[:2] if frame is not None else decode_image(read_file_bytes(path), path).shape[:2]
     except (OSError, ImageLoadError):
         return None
 

@@ -7,13 +7,13 @@ from typing import Any
 import numpy as np
 import torch
 
-_INT_META = ('img_id', 'id', 'category_id', 'flip_indices')
+from datasets.transforms.formatting import INT_META_KEYS
 
 
 def _stack_meta(name: str, values: list[Any]) -> torch.Tensor | list[str]:
     if isinstance(values[0], str) or values[0] is None:
         return [v if v is not None else '' for v in values]
-    dtype = np.int64 if name in _INT_META else np.float32
+    dtype = np.int64 if name in INT_META_KEYS else np.float32
     try:
         return torch.from_numpy(np.stack([np.asarray(v, dtype=dtype) for v in values]))
     except ValueError as e:

@@ -1,6 +1,6 @@
 """The one check that a decoded image has the size its annotation file gives (``width`` / ``height``),
-shared by every place that reads a sample's image: ``LoadImage`` (per-sample pipeline, eager or lazy
-JPEG) and the device pipeline's loader side (``datasets/batched/host_sample.py``).
+shared by every place that reads a sample's image: ``LoadImage`` (per-sample pipeline) and the device
+pipeline's loader side (``datasets/batched/host_sample.py``).
 
 Images resized after they were annotated no longer match their boxes and keypoints: every prediction
 lands in the wrong place and AP drops to 0 without a word. By default (``size_mismatch='error'`` on the
@@ -71,13 +71,11 @@ def _resize(img: np.ndarray, hw: tuple[int, int]) -> np.ndarray:
     return cv2.resize(img, (hw[1], hw[0]), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
 
 
-def fit_image_size(info: Mapping[str, Any], img: Any, path: str) -> Any:
-    """``img`` as the sample needs it (see :func:`check_image_size`): unchanged, or decoded and resized to
-    the annotated size. ``img``: an array (h, w[, c]) or a ``LazyImage`` (decoded only when resized)."""
+def fit_image_size(info: Mapping[str, Any], img: np.ndarray, path: str) -> np.ndarray:
+    """``img`` (h, w[, c]) as the sample needs it (see :func:`check_image_size`): unchanged, or resized to
+    the annotated size."""
     hw = check_image_size(info, img.shape[:2], path)
-    if hw is None:
-        return img
-    return _resize(img if isinstance(img, np.ndarray) else img.decode(), hw)
+    return img if hw is None else _resize(img, hw)
 
 
 def fit_image_source(info: Mapping[str, Any], path: str, jpeg: np.ndarray | None, image: np.ndarray | None,

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import math
 import os
 import re
@@ -97,6 +98,25 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture
+def project_log(caplog):
+    """caplog receiving the project logger's records (INFO and up; the logger does not propagate to the
+    root once a script set it up); afterwards the logger has no handlers again (``train.main`` replaces
+    them with its own, on the test's captured stdout)."""
+    logger = logging.getLogger('mmpose_clean')
+    level, propagate = logger.level, logger.propagate
+    logger.addHandler(caplog.handler)
+    logger.setLevel(logging.INFO)
+    logger.propagate = False  # caplog's handler also sits on the root logger: each record once
+    yield caplog
+    for handler in list(logger.handlers):
+        logger.removeHandler(handler)
+        if handler is not caplog.handler:
+            handler.close()
+    logger.setLevel(level)
+    logger.propagate = propagate
 
 
 # ------------------------------------------------------------------------------ dataset configs

@@ -13,13 +13,14 @@ import numpy as np
 import pytest
 import torch
 
+from datasets.batched.hsv import bgr_to_hsv, hsv_to_bgr
 from datasets.batched.photometric import (
     BatchedBlur,
     BatchedCoarseDropout,
     UnsupportedTransformError,
-    bgr_to_hsv,
+    apply_groups,
     build_batched_photometric,
-    hsv_to_bgr,
+    plan_groups,
     stack_params,
 )
 from datasets.transforms import Albumentation, PhotometricDistortion, YOLOXHSVRandomAug
@@ -33,6 +34,15 @@ def _to_tensor(images: np.ndarray) -> torch.Tensor:
 
 def _to_numpy(images: torch.Tensor) -> np.ndarray:
     return images.permute(0, 2, 3, 1).numpy()
+
+
+def _apply(step, images: torch.Tensor, draws: list[dict]) -> torch.Tensor:
+    """``step`` on the samples whose draws chose it, grouped on the host as the collate does."""
+    groups = plan_groups([step.group_of(d) for d in draws], draws)
+    on = images.device
+    groups = [g._replace(index=None if g.index is None else torch.from_numpy(g.index).to(on),
+                         params={k: torch.from_numpy(v).to(on) for k, v in g.params.items()}) for g in groups]
+    return apply_groups(step, images, groups)
 
 
 def _lattice_image(step: int, width: int) -> np.ndarray:
@@ -64,10 +74,9 @@ def _run_both(cfg: dict, per_sample, images: np.ndarray) -> tuple[np.ndarray, np
             samples.append(t.draw(mirror))
         assert mirror.bit_generator.state == rng.bit_generator.state, f'seed {seed}: different draws'
     out = _to_tensor(images)
-    params = [stack_params(samples) for samples in draws]
-    for t, p in zip(batched, params):
-        out = t.apply(out, p)
-    return np.stack(expected), _to_numpy(out), [{k: v.numpy() for k, v in p.items()} for p in params]
+    for t, samples in zip(batched, draws):
+        out = _apply(t, out, samples)
+    return np.stack(expected), _to_numpy(out), [stack_params(samples) for samples in draws]
 
 
 @pytest.mark.parametrize('cfg', [dict(type='YOLOXHSVRandomAug'),
@@ -118,15 +127,39 @@ def test_albumentation_members_equal_per_sample(members):
 
 
 def test_mixed_kernel_sizes_in_one_batch_equal_opencv():
-    images = np.random.default_rng(4).integers(0, 256, (5, 40, 24, 3), dtype=np.uint8)
-    sizes = np.array([1, 3, 5, 7, 9])
-    params = {'ksize': torch.from_numpy(sizes)}
+    images = np.random.default_rng(4).integers(0, 256, (7, 40, 24, 3), dtype=np.uint8)
+    sizes = [1, 3, 5, 7, 9, 3, 1]
+    draws = [{'ksize': np.int64(k)} for k in sizes]
     blur, median = build_batched_photometric(dict(type='Albumentation', transforms=[
         dict(type='Blur', blur_limit=9), dict(type='MedianBlur', blur_limit=9)]))
-    np.testing.assert_array_equal(_to_numpy(blur.apply(_to_tensor(images), params)),
-                                  [cv2.blur(img, (k, k)) for img, k in zip(images, sizes)])
-    np.testing.assert_array_equal(_to_numpy(median.apply(_to_tensor(images), params)),
+    groups = plan_groups([blur.group_of(d) for d in draws], draws)
+    assert [(g.key, g.index.tolist()) for g in groups] == [(3, [1, 5]), (5, [2]), (7, [3]), (9, [4])]
+    np.testing.assert_array_equal(_to_numpy(_apply(blur, _to_tensor(images), draws)),
+                                  [cv2.blur(img, (k, k)) if k > 1 else img for img, k in zip(images, sizes)])
+    np.testing.assert_array_equal(_to_numpy(_apply(median, _to_tensor(images), draws)),
                                   [cv2.medianBlur(img, k) if k > 1 else img for img, k in zip(images, sizes)])
+
+
+def test_steps_run_only_on_the_samples_their_coins_chose():
+    # p = 0.1: most samples skip Blur, so the step sees only the chosen ones; a batch that no
+    # sample chose runs no kernel at all
+    blur, = build_batched_photometric(dict(type='Albumentation', transforms=[dict(type='Blur', p=0.1)]))
+    rng = np.random.default_rng(0)
+    draws = [blur.draw(rng) for _ in range(64)]
+    chosen = [i for i, d in enumerate(draws) if d['ksize'] > 1]
+    seen = []
+    original = blur.apply
+    blur.apply = lambda images, params, key: (seen.append(len(images)), original(images, params, key))[1]
+    images = torch.from_numpy(rng.integers(0, 256, (64, 3, 8, 8), dtype=np.uint8))
+    _apply(blur, images.clone(), draws)
+    assert 0 < len(chosen) < 20 and sum(seen) == len(chosen)
+    seen.clear()
+    skipped = [{'ksize': np.int64(1)}] * 4
+    assert plan_groups([blur.group_of(d) for d in skipped], skipped) == []
+    distortion, = build_batched_photometric(dict(type='PhotometricDistortion'))
+    draws = [distortion.draw(rng) for _ in range(32)]
+    keys = {g.key: len(g.params['hsv']) for g in plan_groups([distortion.group_of(d) for d in draws], draws)}
+    assert keys == {True: sum(bool(d['hsv']) for d in draws), False: sum(not d['hsv'] for d in draws)}
 
 
 def test_apply_runs_on_the_meta_device():
@@ -137,7 +170,7 @@ def test_apply_runs_on_the_meta_device():
     rng = np.random.default_rng(0)
     for cfg in cfgs:
         for t in build_batched_photometric(cfg, image_size=(48, 32)):
-            out = t.apply(images, stack_params([t.draw(rng) for _ in range(4)], device='meta'))
+            out = _apply(t, images, [t.draw(rng) for _ in range(4)])
             assert out.shape == images.shape and out.dtype == torch.uint8 and out.device.type == 'meta'
 
 
@@ -153,9 +186,8 @@ def test_build_and_input_errors():
         build_batched_photometric(dict(type='Albumentation', transforms=[], keymap={'img': 'x'}))
     with pytest.raises(ValueError, match='image_size'):
         build_batched_photometric(dict(type='Albumentation', transforms=[dict(type='CoarseDropout')]))
-    drop = BatchedCoarseDropout(image_size=(16, 8))
+    drop = BatchedCoarseDropout(image_size=(16, 8), p=1.0)
     with pytest.raises(ValueError, match=r'\(16, 8\).*8x16'):
-        drop.apply(torch.zeros(1, 3, 16, 8, dtype=torch.uint8),
-                   stack_params([drop.draw(np.random.default_rng())]))
+        _apply(drop, torch.zeros(1, 3, 16, 8, dtype=torch.uint8), [drop.draw(np.random.default_rng())])
     with pytest.raises(ValueError, match='sample 1'):
         stack_params([{'a': 1}, {'b': 1}])

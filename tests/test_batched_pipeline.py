@@ -23,6 +23,8 @@ from datasets.batched import (
     dataset_recipes,
     parse_recipe,
 )
+from datasets.batched.jpeg_decode import size_groups
+from datasets.batched.raw_batch import host_fields
 from datasets.batched.recipe import UnsupportedRecipeError
 from datasets.batched.targets import encode_targets
 from tests.conftest import (
@@ -113,18 +115,23 @@ def test_every_flip_direction_folds_into_the_warp(flip):
 
 
 @needs_data
-def test_canvas_budget_splits_the_warp():
+def test_warps_are_grouped_by_image_size_within_the_budget():
     cfg = combined_cfg(geometric_pipeline(RLE_CODEC))  # COCO (about 640x430) and AIC (about 900x600) images
     recipes = dataset_recipes(cfg)
     raw_ds = RawSampleDataset(build_dataset(cfg), recipes)
-    raw = collate_raw([raw_ds[(i, 40 + i)] for i in (0, 36, 1, 37, 2)])
+    order = (0, 36, 1, 37, 2, 0, 36)
+    raw = collate_raw([raw_ds[(i, 40 + k)] for k, i in enumerate(order)])
+    sizes = [tuple(hw) for hw in host_fields(raw, ['img_hw'])['img_hw'].tolist()]
+    images = [torch.empty(3, h, w, dtype=torch.uint8) for h, w in sizes]
+    groups = size_groups(images, budget=2 ** 28)
+    assert sorted(i for g in groups for i in g) == list(range(len(order)))
+    assert all(len({sizes[i] for i in g}) == 1 for g in groups) and len(groups) == len(set(sizes))
     whole = DeviceTopdownPipeline(recipes, 'cpu')(raw)
-    pipeline = DeviceTopdownPipeline(recipes, 'cpu', canvas_budget=2 * 3 * 700 * 1000)
-    images = [torch.empty(3, int(h), int(w)) for h, w in raw['img_hw']]
-    assert len(pipeline._canvas_chunks(images)) >= 3
-    # the canvas size only changes float32 rounding of the sampling positions: a level at a few pixels
-    diff = (pipeline(raw)['inputs'].int() - whole['inputs'].int()).abs()
-    assert diff.max() <= 1 and diff.float().mean() < 0.01
+    split = size_groups(images, budget=1)  # one image per warp
+    assert len(split) == len(order)
+    raw = collate_raw([raw_ds[(i, 40 + k)] for k, i in enumerate(order)])
+    pieces = DeviceTopdownPipeline(recipes, 'cpu', warp_budget=1)(raw)
+    assert torch.equal(pieces['inputs'], whole['inputs'])  # each image is sampled in its own coordinates
 
 
 def _random_keypoints(rng: np.random.Generator, n: int,
@@ -161,7 +168,7 @@ def test_device_targets_equal_the_codec(codec_cfg):
 
 def test_meta_device_pipeline_runs_shape_only():
     # device-agnostic: the geometry, warp and targets trace on the meta device (no data, shapes only)
-    from datasets.batched.affine_crop import affine_crop
+    from datasets.batched.affine_crop import sampling_grids, warp_group
     from datasets.batched.geometry import crop_geometry
 
     b, k = 4, 17
@@ -172,8 +179,8 @@ def test_meta_device_pipeline_runs_shape_only():
            'shift': torch.zeros(b, 2), 'scale': torch.zeros(b), 'rotation': torch.zeros(b)}
     raw = {key: v.to('meta') for key, v in raw.items()}
     geo = crop_geometry(raw, 1.25, 1.5, (192, 256), use_udp=False)
-    crops = affine_crop(torch.zeros(b, 3, 480, 640, dtype=torch.uint8, device='meta'),
-                        torch.eye(3, dtype=torch.float64, device='meta').expand(b, 3, 3), (192, 256))
+    grids = sampling_grids(geo.image_to_crop, raw['img_hw'], (192, 256))
+    crops = warp_group(torch.zeros(b, 3, 480, 640, device='meta'), grids.unbind(0))
     targets = encode_targets(build_codec(SIMCC), geo.crop_keypoints, geo.visible)
     assert crops.shape == (b, 3, 256, 192) and crops.device.type == 'meta'
     assert targets['keypoint_x_labels'].shape == (b, k, 384) and geo.image_to_crop.shape == (b, 3, 3)
@@ -224,7 +231,7 @@ def test_other_formats_take_the_opencv_fallback(tmp_path):
     keys = [(i, 50 + i) for i in range(12)]
     raw_ds = RawSampleDataset(build_dataset(cfg), dataset_recipes(cfg))
     raw = collate_raw([raw_ds[k] for k in keys])
-    assert all(j is None for j in raw['jpeg']) and all(img is not None for img in raw['image'])
+    assert all(j is None for j in raw['jpeg']) and all(img is not None for img in raw['pixels'])
     expected, got = both_batches(cfg, keys)
     assert_crops_close(expected['inputs'], got['inputs'])
     assert_meta_equal(expected['meta'], got['meta'])

@@ -73,7 +73,7 @@ def test_bench_pipeline_on_a_combined_dataset(capsys, need_data):
     out = bench(capsys, RLE, '--batched', '--batch-size', '2', '--cfg-options', *ON_SAMPLE)
     # 12 COCO people x 3 + the AIC people, through their own pipelines and the combined one
     assert 'train pipeline, 45 instances of train_dataloader.dataset' in out
-    assert 'single process:' in out and 'batched pipeline, batch 2' in out
+    assert 'single process:' in out and 'batched pipeline, per batch of 2 on the CPU' in out
 
 
 def test_bench_pipeline_val_phase_and_data_dir(capsys, need_data):

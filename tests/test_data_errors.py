@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import copy
 import json
-import logging
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -113,23 +112,6 @@ def unchanged(data):
     after = file_states(data.root)
     assert not [str(p) for p, state in before.items() if after.get(p) != state]
 
-
-@pytest.fixture
-def project_log(caplog):
-    """caplog receiving the project logger's records; afterwards the logger has no handlers again (train.main
-    replaces them with its own, on this test's captured stdout)."""
-    logger = logging.getLogger('mmpose_clean')
-    level, propagate = logger.level, logger.propagate
-    logger.addHandler(caplog.handler)
-    logger.setLevel(logging.INFO)
-    logger.propagate = False  # caplog's handler also sits on the root logger: each record once
-    yield caplog
-    for handler in list(logger.handlers):
-        logger.removeHandler(handler)
-        if handler is not caplog.handler:
-            handler.close()
-    logger.setLevel(level)
-    logger.propagate = propagate
 
 
 def _edited(data: Data, path: Path, edit) -> Path:

@@ -26,7 +26,6 @@ from datasets.transforms import (
     TopdownAffine,
     YOLOXHSVRandomAug,
 )
-from datasets.transforms.lazy_image import LazyImage, jpeg_size
 from tests.conftest import coco_cfg, needs_coco, needs_weights, rle_pipelines, write_tiny_coco
 
 # MMPose 1.3.2, CocoDataset sample 3 (ann 460541): GetBBoxCenterScale, optional RandomFlip(prob=1),
@@ -49,8 +48,6 @@ def _coco_info(idx=3):
 
 
 class _Rotate30:
-    lazy_image_ok = True
-
     def __call__(self, results):
         results['bbox_rotation'] = np.array([30.0], np.float32)
         return results
@@ -79,45 +76,16 @@ def test_flip_swaps_left_right_and_mirrors():
 
 @needs_coco
 @pytest.mark.parametrize('udp, flip', list(MMPOSE_AFFINE))
-@pytest.mark.parametrize('lazy', [True, False])
-def test_affine_maps_keypoints_and_pixels_like_mmpose(udp, flip, lazy):
+def test_affine_maps_keypoints_and_pixels_like_mmpose(udp, flip):
     steps = [LoadImage(), GetBBoxCenterScale(), *([RandomFlip(prob=1.0)] if flip else []), _Rotate30(),
              TopdownAffine(input_size=(192, 256), use_udp=udp)]
     pipe = Compose(steps)
-    assert pipe.transforms[0].lazy
-    pipe.transforms[0].lazy = lazy
     out = pipe(_coco_info())
     kpts, mean = MMPOSE_AFFINE[(udp, flip)]
     np.testing.assert_allclose(out['transformed_keypoints'][0, :3], kpts, atol=2e-3)
     assert out['img'].shape == (256, 192, 3) and out['input_size'] == (192, 256)
     # Same crop up to JPEG-decoder rounding (OpenCV builds differ by a few levels on a few pixels).
     np.testing.assert_allclose(out['img'].reshape(-1, 3).mean(0), mean, atol=0.05)
-
-
-@needs_coco
-def test_lazy_decode_equals_eager_decode():
-    data = np.fromfile(_coco_info()['img_path'], np.uint8)
-    full = cv2.imdecode(data, cv2.IMREAD_COLOR)
-    assert jpeg_size(data.tobytes()) == full.shape[:2]
-    lazy = LazyImage(data, full.shape[:2], 'x.jpg').flipped('horizontal')
-    mat = cv2.getRotationMatrix2D((300, 200), 25, 0.7)
-    eager = cv2.warpAffine(cv2.flip(full, 1), mat, (192, 192), flags=cv2.INTER_LINEAR)
-    diff = np.abs(lazy.warp(mat, (192, 192)).astype(int) - eager)
-    assert diff.mean() < 0.05 and diff.max() <= 2
-
-
-@needs_coco
-def test_reduced_decode_only_for_large_boxes_and_close_to_full():
-    data = np.fromfile(_coco_info()['img_path'], np.uint8)
-    full = cv2.imdecode(data, cv2.IMREAD_COLOR)
-    lazy = LazyImage(data, full.shape[:2], 'x.jpg', reduce_min_ratio=2.0)
-    small = cv2.getRotationMatrix2D((300, 200), 0, 0.5)  # 2 source px per output px: full decode
-    large = cv2.getRotationMatrix2D((320, 212), 10, 0.24)  # > 4 source px per output px: 1/2 decode
-    assert lazy.reduction_for(small) == 1 and lazy.reduction_for(large) == 2
-    ref = cv2.warpAffine(full, large, (96, 96), flags=cv2.INTER_LINEAR)
-    diff = np.abs(lazy.warp(large, (96, 96)).astype(float) - ref)
-    assert diff.mean() < 4.0  # a mildly smoother crop, no geometric shift
-    np.testing.assert_allclose(lazy.warp(large, (96, 96)).mean((0, 1)), ref.mean((0, 1)), atol=1.0)
 
 
 @needs_coco
@@ -243,10 +211,8 @@ def test_photometric_distortion_keeps_image_format():
     assert sum(not np.array_equal(o, img) for o in outs) >= 15
 
 
-@pytest.mark.parametrize('lazy', [True, False])
-def test_missing_and_corrupt_images_name_the_file(tmp_path, lazy):
+def test_missing_and_corrupt_images_name_the_file(tmp_path):
     pipe = Compose([LoadImage(), GetBBoxCenterScale(), TopdownAffine(input_size=(64, 64))])
-    pipe.transforms[0].lazy = lazy
     info = {'img_path': str(tmp_path / 'gone.jpg'), 'bbox': np.array([[0, 0, 10, 10]], np.float32)}
     with pytest.raises(ImageLoadError, match='gone.jpg'):
         pipe(dict(info))
@@ -277,21 +243,6 @@ def test_skip_bad_images_replaces_sample_with_warning(tmp_path, caplog, monkeypa
         sample = ds[0]
     assert sample['meta']['img_id'] == 2 and sample['inputs'].shape == (3, 192, 192)
     assert 'img1.jpg' in caplog.text and 'skip_bad_images' in caplog.text
-
-
-def _with_exif_orientation(jpeg: bytes, orientation: int) -> bytes:
-    tiff = b'MM\x00\x2a\x00\x00\x00\x08' + b'\x00\x01' + b'\x01\x12\x00\x03\x00\x00\x00\x01'
-    tiff += orientation.to_bytes(2, 'big') + b'\x00\x00' + b'\x00\x00\x00\x00'
-    body = b'Exif\x00\x00' + tiff
-    return jpeg[:2] + b'\xff\xe1' + (len(body) + 2).to_bytes(2, 'big') + body + jpeg[2:]
-
-
-def test_jpeg_header_size_and_exif_rotation_fallback():
-    jpeg = cv2.imencode('.jpg', np.zeros((30, 50, 3), np.uint8))[1].tobytes()
-    assert jpeg_size(jpeg) == (30, 50)
-    assert jpeg_size(_with_exif_orientation(jpeg, 1)) == (30, 50)
-    assert jpeg_size(_with_exif_orientation(jpeg, 6)) is None  # rotated files are decoded eagerly
-    assert jpeg_size(cv2.imencode('.png', np.zeros((4, 4, 3), np.uint8))[1].tobytes()) is None
 
 
 @needs_coco

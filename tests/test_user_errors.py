@@ -133,17 +133,6 @@ def _fresh_project_logger():
         handler.close()
 
 
-@pytest.fixture
-def project_log(caplog):
-    """caplog, also receiving the project logger's records (it does not propagate to the root)."""
-    logger = logging.getLogger('mmpose_clean')
-    logger.addHandler(caplog.handler)
-    old_level = logger.level
-    logger.setLevel(logging.INFO)
-    yield caplog
-    logger.removeHandler(caplog.handler)
-    logger.setLevel(old_level)
-
 
 def tiny(env: Env, *options: str) -> list[str]:
     return ['--cfg_file', env.cfg, '--device', 'cpu', *(['--cfg-options', *options] if options else [])]

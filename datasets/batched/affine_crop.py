@@ -1,8 +1,13 @@
-"""The top-down crop of a whole batch as one bilinear warp (``cv2.warpAffine`` semantics, on any device)."""
+"""The top-down crops of a batch as bilinear warps (``cv2.warpAffine`` semantics, on any device).
+
+Images of one size are warped together; each image is sampled in its own normalised coordinates,
+so no zero-padded canvas is needed (outside the image is the black border of ``BORDER_CONSTANT``).
+"""
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
-import torch.nn.functional as F
 
 
 def invert_affines(mat: torch.Tensor) -> torch.Tensor:
@@ -17,28 +22,44 @@ def invert_affines(mat: torch.Tensor) -> torch.Tensor:
     return torch.stack([first, second, mat[:, 2]], 1)
 
 
-def affine_crop(canvas: torch.Tensor, image_to_crop: torch.Tensor,
-                output_size: tuple[int, int]) -> torch.Tensor:
-    """Warp each image of a zero-padded canvas into its crop.
+def sampling_grids(image_to_crop: torch.Tensor, img_hw: torch.Tensor,
+                   output_size: tuple[int, int]) -> torch.Tensor:
+    """Where each crop pixel samples its image, for ``torch.grid_sampler_2d`` with aligned corners.
 
     Args:
-        canvas: (B, C, Hc, Wc) float32 (or uint8) pixel values; image i in its top-left corner, zeros
-            elsewhere (the black border of ``cv2.warpAffine``'s ``BORDER_CONSTANT``).
         image_to_crop: (B, 3, 3) affine from image px to crop px (pixel centres at integers).
+        img_hw: (B, 2) (h, w) of each sample's image.
         output_size: (w, h) of the crops.
 
     Returns:
-        uint8 (B, C, h, w): bilinear samples, rounded (OpenCV quantises the sampling positions to
-        1/32 px and the weights to fixed point, so values may differ by a few levels at edges).
+        (B, h, w, 2) float32 (x, y) in the image's normalised coordinates (-1 and 1: the centres
+        of its first and last pixels).
     """
-    b, c, hc, wc = canvas.shape
     w, h = output_size
-    f64 = {'dtype': torch.float64, 'device': canvas.device}
-    # grid_sample with align_corners=True: -1 and 1 are the centres of the first and last pixels
-    to_src_norm = torch.tensor([[2 / max(wc - 1, 1), 0, -1], [0, 2 / max(hc - 1, 1), -1], [0, 0, 1]], **f64)
-    half_w, half_h = (w - 1) / 2, (h - 1) / 2
-    from_out_norm = torch.tensor([[half_w, 0, half_w], [0, half_h, half_h], [0, 0, 1]], **f64)
-    theta = to_src_norm @ invert_affines(image_to_crop.to(**f64)) @ from_out_norm
-    grid = F.affine_grid(theta[:, :2].float(), [b, c, h, w], align_corners=True)
-    out = F.grid_sample(canvas.float(), grid, mode='bilinear', padding_mode='zeros', align_corners=True)
-    return out.round_().clamp_(0, 255).to(torch.uint8)
+    inv = invert_affines(image_to_crop.double())[:, :2]  # crop px -> image px
+    half_w, half_h = (w - 1) / 2, (h - 1) / 2  # crop normalised u -> crop px (u + 1) * half
+    lin = torch.stack([inv[..., 0] * half_w, inv[..., 1] * half_h], -1)  # (B, 2, 2)
+    trans = inv[..., 0] * half_w + inv[..., 1] * half_h + inv[..., 2]  # (B, 2)
+    norm = 2 / (img_hw.flip(1).double() - 1).clamp(min=1)  # image px -> normalised, per axis (x, y)
+    theta = torch.cat([lin * norm[..., None], (trans * norm - 1)[..., None]], -1).float()  # (B, 2, 3)
+    dev = {'dtype': torch.float32, 'device': theta.device}
+    base = torch.stack([torch.linspace(-1, 1, w, **dev).expand(h, w),
+                        torch.linspace(-1, 1, h, **dev)[:, None].expand(h, w),
+                        torch.ones(h, w, **dev)], -1)  # (h, w, 3) crop-normalised (u, v, 1)
+    return (base.view(1, h * w, 3) @ theta.transpose(1, 2)).view(-1, h, w, 2)
+
+
+def warp_group(canvas: torch.Tensor, grids: Sequence[torch.Tensor]) -> torch.Tensor:
+    """Bilinear samples (n, C, h, w) float32 of n same-size images ``canvas`` (n, C, H, W) float32 at
+    their grids (h, w, 2) (:func:`sampling_grids` rows); zero outside the image.
+
+    PyTorch's own kernel (``grid_sampler_2d``), not cuDNN's, so CUDA computes what the CPU does.
+    OpenCV quantises the sampling positions to 1/32 px and the weights to fixed point, so crops may
+    differ from ``cv2.warpAffine`` by a few levels at edges.
+    """
+    return torch.grid_sampler_2d(canvas, torch.stack(list(grids)), 0, 0, True)  # bilinear, zeros, aligned
+
+
+def to_uint8(crops: torch.Tensor) -> torch.Tensor:
+    """Float samples rounded and clipped to uint8, as ``cv2.warpAffine`` stores them."""
+    return crops.round_().clamp_(0, 255).to(torch.uint8)

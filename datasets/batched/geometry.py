@@ -4,7 +4,9 @@ keypoints) given the parameters drawn on the loader side.
 
 Same arithmetic as the per-sample transforms (float32 boxes and keypoints, float64 matrices rounded to
 float32 like ``structures.bbox.get_warp_matrix``). Flip codes: 0 none, 1 horizontal, 2 vertical,
-3 diagonal (:data:`FLIP_CODES`).
+3 diagonal (:data:`FLIP_CODES`). Constants enter as Python numbers (multiplications, comparisons,
+additions: exact as with numpy) or as device tensors made by a fill (divisions, which CUDA turns into
+a multiplication by the reciprocal when the divisor is a host number): no host-to-device copy.
 """
 from __future__ import annotations
 
@@ -86,7 +88,7 @@ def half_body_boxes(keypoints: torch.Tensor, selected: torch.Tensor, center: tor
     mean = torch.where(mask, keypoints, 0.0).sum(dim=1) / count
     high = torch.where(mask, keypoints, float('-inf')).amax(dim=1)
     low = torch.where(mask, keypoints, float('inf')).amin(dim=1)
-    extent = torch.where(chosen, (high - low) * torch.tensor(padding, dtype=keypoints.dtype), 0.0)
+    extent = torch.where(chosen, (high - low) * padding, 0.0)
     return torch.where(chosen, mean, center), torch.where(chosen, extent, scale)
 
 
@@ -109,11 +111,12 @@ def warp_matrices(center: torch.Tensor, scale: torch.Tensor, rotation: torch.Ten
         sx, sy = (w - 1) / s[:, 0], (h - 1) / s[:, 1]
         lin = torch.stack([torch.stack([cs * sx, -sn * sx], -1), torch.stack([sn * sy, cs * sy], -1)], 1)
         origin = torch.stack([0.5 * s[:, 0] * sx, 0.5 * s[:, 1] * sy], -1)
+        trans = origin - (lin @ c[..., None])[..., 0]
     else:
         sx = w / s[:, 0]
         lin = torch.stack([torch.stack([cs * sx, sn * sx], -1), torch.stack([-sn * sx, cs * sx], -1)], 1)
-        origin = c.new_tensor([w * 0.5, h * 0.5]).expand_as(c)
-    trans = origin - (lin @ c[..., None])[..., 0]
+        moved = (lin @ c[..., None])[..., 0]  # the box centre goes to the crop centre (w / 2, h / 2)
+        trans = torch.stack([w * 0.5 - moved[:, 0], h * 0.5 - moved[:, 1]], -1)
     return torch.cat([lin, trans[..., None]], dim=2).float()
 
 
@@ -130,7 +133,7 @@ def crop_geometry(raw: dict, bbox_padding: float, half_body_padding: float, outp
     """
     img_hw = raw['img_hw']
     center = (raw['bbox'][:, 2:4] + raw['bbox'][:, 0:2]) * 0.5
-    scale = (raw['bbox'][:, 2:4] - raw['bbox'][:, 0:2]) * torch.tensor(bbox_padding, dtype=raw['bbox'].dtype)
+    scale = (raw['bbox'][:, 2:4] - raw['bbox'][:, 0:2]) * bbox_padding
     center = _flip_points(center, raw['flip'], img_hw)
     bbox, keypoints, visible = flip_annotations(raw['bbox'], raw['keypoints'], raw['keypoints_visible'],
                                                 raw['flip_indices'], raw['flip'], img_hw)
@@ -141,8 +144,8 @@ def crop_geometry(raw: dict, bbox_padding: float, half_body_padding: float, outp
     scale = fix_aspect_ratio(scale, w / h)
     mat = warp_matrices(center, scale, raw['rotation'], output_size, use_udp)
     crop_keypoints = keypoints @ mat[:, :, :2].transpose(1, 2) + mat[:, None, :, 2]
-    last_row = mat.new_tensor([0.0, 0.0, 1.0], dtype=torch.float64).expand(len(mat), 1, 3)
-    full = torch.cat([mat.double(), last_row], 1)
+    full = torch.nn.functional.pad(mat.double(), (0, 0, 0, 1))  # last row (0, 0, 1)
+    full[:, 2, 2].fill_(1.0)
     return CropGeometry(bbox=bbox, center=center, scale=scale, keypoints=keypoints, visible=visible,
                         image_to_crop=full @ flip_matrices(raw['flip'], img_hw),
                         crop_keypoints=crop_keypoints)

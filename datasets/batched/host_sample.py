@@ -12,19 +12,21 @@ from typing import Any
 
 import numpy as np
 
-from datasets.base import BasePoseDataset
+from datasets.base import BasePoseDataset, split_index
 from datasets.batched.geometry import FLIP_CODES
 from datasets.batched.recipe import BatchedRecipe
 from datasets.image_io import check_complete, decode_image, read_file_bytes
 from datasets.image_size import fit_image_source
-from datasets.transforms.lazy_image import JPEG_HEADER_BYTES, jpeg_frame
+from datasets.jpeg_header import HEADER_BYTES, jpeg_frame
+from datasets.transforms.formatting import instance_meta
 from datasets.wrappers import RepeatDataset
 
 _NO_SHIFT = np.zeros(2, dtype=np.float32)
 
 
 def read_image_source(path: str) -> tuple[np.ndarray | None, np.ndarray | None, tuple[int, int]]:
-    """``(jpeg bytes, None, (h, w))`` for a plain JPEG (1 or 3 components, no EXIF rotation), else
+    """``(jpeg bytes, None, (h, w))`` for a JPEG the device decoder reads as OpenCV does (baseline or
+    progressive, 8-bit, 1 or 3 components, no EXIF rotation: ``JpegFrame.device_decodable``), else
     ``(None, BGR image (h, w, 3), (h, w))`` decoded here with OpenCV, as ``LoadImage`` does.
 
     Raises:
@@ -32,10 +34,10 @@ def read_image_source(path: str) -> tuple[np.ndarray | None, np.ndarray | None, 
             checks of ``LoadImage``).
     """
     data = read_file_bytes(path)
-    frame = jpeg_frame(memoryview(data)[:JPEG_HEADER_BYTES]) if data.size else None
-    if frame is not None and frame[2] in (1, 3):
+    frame = jpeg_frame(memoryview(data)[:HEADER_BYTES]) if data.size else None
+    if frame is not None and frame.device_decodable:
         check_complete(data, path)
-        return data, None, frame[:2]
+        return data, None, (frame.height, frame.width)
     img = decode_image(data, path)  # other formats, CMYK, EXIF-rotated
     return None, img, img.shape[:2]
 
@@ -44,7 +46,8 @@ def draw_params(recipe: BatchedRecipe, info: dict[str, Any], visible: np.ndarray
                 rng: np.random.Generator) -> dict[str, Any]:
     """The random parameters of one sample: ``flip`` (code of ``geometry.FLIP_CODES``), ``half_body``
     (K,) bool joints framing the box (all False: box kept), ``shift`` (2,) in box sizes, ``scale``
-    factor, ``rotation`` degrees, and ``photometric`` (one ``draw`` dict per augmentation)."""
+    factor, ``rotation`` degrees, ``photometric`` (one ``draw`` dict per augmentation) and
+    ``photometric_keys`` (each augmentation's ``group_of``: ``None`` where its coin said no)."""
     direction = recipe.flip.draw_direction(rng) if recipe.flip is not None else None
     half_body = np.zeros(visible.shape[0], dtype=bool)
     if recipe.half_body is not None:
@@ -56,31 +59,28 @@ def draw_params(recipe: BatchedRecipe, info: dict[str, Any], visible: np.ndarray
     if recipe.bbox_transform is not None:
         offset, factor, rotate = recipe.bbox_transform.get_params(1, rng)
         shift, scale, rotation = offset[0], factor[0, 0], rotate[0]
+    photometric = [op.draw(rng) for op in recipe.photometric]
     return {'flip': FLIP_CODES[direction], 'half_body': half_body, 'shift': shift, 'scale': scale,
-            'rotation': rotation, 'photometric': [op.draw(rng) for op in recipe.photometric]}
+            'rotation': rotation, 'photometric': photometric,
+            'photometric_keys': [op.group_of(p) for op, p in zip(recipe.photometric, photometric)]}
 
 
 def raw_sample(info: dict[str, Any], recipe: BatchedRecipe, rng: np.random.Generator,
                stage: int) -> dict[str, Any]:
     """One sample of the raw batch: the image source (:func:`read_image_source`), its annotations
-    (first instance; ``keypoints`` (K, 2) image px, ``keypoints_visible`` (K,)), meta values and
-    the drawn parameters (:func:`draw_params`)."""
+    (first instance; ``keypoints`` (K, 2) image px, ``keypoints_visible`` (K,)), the meta values the
+    transforms leave unchanged (``formatting.instance_meta``, as the per-sample pipeline packs them)
+    and the drawn parameters (:func:`draw_params`)."""
     path = str(info['img_path'])
     jpeg, image, hw = fit_image_source(info, path, *read_image_source(path))  # datasets/image_size.py
     visible = np.asarray(info['keypoints_visible'], dtype=np.float32)[0]
     if visible.ndim == 2:  # (K, 2) (visibility, weight) from KeypointConverter
         visible = visible[:, 0]
     return {
-        'jpeg': jpeg, 'image': image, 'img_hw': hw, 'stage': stage,
-        'img_path': path, 'dataset_name': str(info.get('dataset_name') or ''),
-        'img_id': int(info.get('img_id', -1)), 'id': int(info.get('id', -1)),
-        'category_id': int(np.asarray(info.get('category_id', 1)).reshape(-1)[0]),
+        'jpeg': jpeg, 'image': image, 'img_hw': hw, 'stage': stage, **instance_meta(info),
         'bbox': np.asarray(info['bbox'], dtype=np.float32).reshape(-1, 4)[0],
-        'bbox_score': float(np.asarray(info.get('bbox_score', 1.0)).reshape(-1)[0]),
-        'area': float(np.asarray(info.get('area', 0.0)).reshape(-1)[0]),
         'keypoints': np.asarray(info['keypoints'], dtype=np.float32)[0, :, :2],
         'keypoints_visible': visible,
-        'flip_indices': np.asarray(info['flip_indices'], dtype=np.int64),
         'dataset_keypoint_weights': np.asarray(info.get('dataset_keypoint_weights', 1.0), dtype=np.float32),
         **draw_params(recipe, info, visible, rng),
     }
@@ -116,6 +116,14 @@ class RawSampleDataset(BasePoseDataset):
 
     def get_data_info(self, idx: int) -> dict | None:
         return self.dataset.get_data_info(idx)
+
+    def __getitem__(self, idx: Any) -> dict[str, Any]:
+        """The raw sample of ``idx`` or ``(idx, seed)``, with ``key`` = (idx, seed or -1): the wrapped
+        dataset gives the same sample, through its own pipeline, for the same key."""
+        sample = super().__getitem__(idx)
+        index, seed = split_index(idx)
+        sample['key'] = (index, -1 if seed is None else seed)
+        return sample
 
     def sample_info(self, idx: int, rng: np.random.Generator) -> dict | None:
         """The :func:`raw_sample` of sample ``idx``, its parameters drawn from ``rng`` (the wrapped

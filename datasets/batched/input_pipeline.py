@@ -46,13 +46,18 @@ def build_train_loader(loader_cfg: Mapping[str, Any], recipes: list[BatchedRecip
                        cfg_dir: str | os.PathLike | None = None, cfg_path: str = 'train_dataloader'
                        ) -> PoseDataLoader | DeviceBatchLoader:
     """The training loader: with ``recipes`` (from :func:`choose_input_pipeline`) a
-    :class:`DeviceBatchLoader` whose batches are made on ``device``; without, the per-sample loader
-    (``datasets.build_dataloader``). Both yield ``pose_collate``-layout batches and follow
-    ``set_epoch`` / ``with_stage2`` alike. ``cfg_path`` names ``loader_cfg`` in error messages."""
+    :class:`DeviceBatchLoader` whose batches are made on ``device`` (it checks its first batch against
+    the per-sample pipeline and falls back to it, with a warning, if they differ or the device side
+    fails); without, the per-sample loader (``datasets.build_dataloader``). Both yield
+    ``pose_collate``-layout batches and follow ``set_epoch`` / ``with_stage2`` alike. On CUDA the raw
+    batches are pinned, so that their one upload is asynchronous. ``cfg_path`` names ``loader_cfg``
+    in error messages."""
     common = dict(seed=seed, distributed=distributed, cfg_dir=cfg_dir, cfg_path=cfg_path)
     if recipes is None:
         return build_dataloader(loader_cfg, **common)
     dataset = RawSampleDataset(build_dataset(loader_cfg['dataset'], cfg_dir, cfg_path=f'{cfg_path}.dataset'),
                                recipes)
+    if device.type == 'cuda':
+        loader_cfg = {**loader_cfg, 'pin_memory': True}
     loader = build_dataloader(loader_cfg, dataset=dataset, collate_fn=collate_raw, **common)
     return DeviceBatchLoader(loader, DeviceTopdownPipeline(recipes, device, dataset.skip_bad_images))

@@ -1,36 +1,38 @@
-"""Photometric augmentations of whole uint8 image batches, on any device.
+"""Photometric augmentations of uint8 image batches, on any device, run only where a sample's coin chose them.
 
 Each class mirrors one per-sample transform of :mod:`datasets.transforms` (``YOLOXHSVRandomAug``,
 ``PhotometricDistortion``) or one ``Albumentation`` member (``Blur``, ``MedianBlur``,
-``CoarseDropout``), takes the same config keyword arguments, and splits it in two:
+``CoarseDropout``), takes the same config keyword arguments, and splits it in three:
 
 - ``draw(rng)`` runs on the host (in loader workers) and draws one sample's random parameters with the
   same generator calls, in the same order, as the per-sample transform: a generator in a given state
   yields the same parameters and is left in the same state, so the rest of the sample's pipeline
   draws what it would draw per sample. It returns a dict with fixed keys, dtypes and shapes per
   class, so :func:`stack_params` can stack samples.
-- ``apply(images, params)`` runs on the batch's device: ``images`` is (B, 3, H, W) uint8 BGR,
-  ``params`` the stacked (B, ...) tensors on the same device; it returns a new (B, 3, H, W) uint8
-  batch, using tensor ops only (no loop over samples, no host read-back, so CUDA never syncs).
+- ``group_of(params)`` (host) says what the sample needs: ``None`` when the step leaves it unchanged
+  (its coin said no), else a key; samples with the same key are augmented together
+  (:func:`plan_groups`, in the worker that collates the batch, so the device never decides).
+- ``apply(images, params, key)`` runs on the batch's device on the (n, 3, H, W) uint8 BGR images of
+  one group with their stacked (n, ...) ``params``; it returns a new (n, 3, H, W) uint8 batch, using
+  tensor ops only (no loop over samples, no host read-back, so CUDA never syncs).
 
-Agreement with the per-sample OpenCV path (tests/test_batched_photometric.py):
+So an optional step costs nothing for the samples that skip it: Blur and MedianBlur (p = 0.1 in the
+recipes) run on a tenth of the batch, grouped by kernel size, CoarseDropout on its chosen samples,
+PhotometricDistortion's HSV round trip only where it was drawn.
 
-- BGR -> HSV equals OpenCV's uint8 kernel for all 2^24 colours. HSV -> BGR equals OpenCV 4.x's
-  vectorised uint8 kernel (x86 AVX2/AVX-512 builds: float32 arithmetic with fused multiply-adds,
-  truncation) for all 2^24 inputs; OpenCV converts the last (W mod 32) pixels of each row with a
-  scalar loop that rounds instead, so for widths that are not a multiple of 32 those pixels may
-  differ by one grey level.
-- Brightness, contrast, saturation, hue shift, channel swap, the HSV lookup table, Blur,
-  MedianBlur and CoarseDropout are bit-exact.
+Agreement with the per-sample OpenCV path (tests/test_batched_photometric.py): the HSV conversions
+as documented in :mod:`datasets.batched.hsv`; brightness, contrast, saturation, hue shift, channel
+swap, the HSV lookup table, Blur, MedianBlur and CoarseDropout are bit-exact.
 """
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Hashable, Mapping, Sequence
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
 
+from datasets.batched.hsv import bgr_to_hsv, hsv_to_bgr
 from datasets.transforms.albumentation import Albumentation, Blur, CoarseDropout, MedianBlur
 from datasets.transforms.photometric import PhotometricDistortion, YOLOXHSVRandomAug
 from utils.registry import BATCHED_PHOTOMETRIC
@@ -49,12 +51,10 @@ class UnsupportedTransformError(ValueError):
                          f'(batched: {", ".join(supported)})')
 
 
-def stack_params(samples: Sequence[Mapping[str, Any]], device: torch.device | str | None = None
-                 ) -> dict[str, torch.Tensor]:
-    """Stack the ``draw`` dicts of B samples (one transform) into (B, ...) tensors on ``device``.
+def stack_params(samples: Sequence[Mapping[str, Any]]) -> dict[str, np.ndarray]:
+    """Stack the ``draw`` dicts of n samples (one transform) into (n, ...) numpy arrays.
 
-    Dtypes are kept (float params are float32, integer ones int64, flags bool); ``device=None``
-    leaves them on the CPU (e.g. in a collate function, before pinning and an asynchronous copy).
+    Dtypes are kept (float params are float32, integer ones int64, flags bool).
     """
     if not samples:
         raise ValueError('stack_params needs at least one sample')
@@ -62,7 +62,45 @@ def stack_params(samples: Sequence[Mapping[str, Any]], device: torch.device | st
     for i, sample in enumerate(samples):
         if set(sample) != set(keys):
             raise ValueError(f'sample {i} has parameters {sorted(sample)}, sample 0 has {sorted(keys)}')
-    return {k: torch.from_numpy(np.stack([np.asarray(s[k]) for s in samples])).to(device) for k in keys}
+    return {k: np.stack([np.asarray(s[k]) for s in samples]) for k in keys}
+
+
+class Group(NamedTuple):
+    """Samples of a batch that one photometric step augments together: ``key`` (of ``group_of``),
+    ``index`` (n,) int64 their positions in the batch (``None``: all samples, in order) and
+    ``params`` their stacked parameters (n, ...)."""
+
+    key: Hashable
+    index: Any
+    params: dict[str, Any]
+
+
+def plan_groups(keys: Sequence[Hashable | None], draws: Sequence[Params]) -> list[Group]:
+    """The groups of one step for a batch whose samples drew ``draws`` and need ``keys`` (one per
+    sample, from ``group_of``; ``None``: left unchanged), in order of first appearance; numpy arrays."""
+    positions: dict[Hashable, list[int]] = {}
+    for i, key in enumerate(keys):
+        if key is not None:
+            positions.setdefault(key, []).append(i)
+    groups = []
+    for key, members in positions.items():
+        every = len(members) == len(keys)  # then positions are 0..B-1 in order
+        groups.append(Group(key, None if every else np.asarray(members, dtype=np.int64),
+                            stack_params([draws[i] for i in members])))
+    return groups
+
+
+def apply_groups(step: BatchedPhotometric, images: torch.Tensor, groups: Sequence[Group]) -> torch.Tensor:
+    """``step`` on each group of ``images`` (B, 3, H, W) uint8 (``index`` and ``params`` tensors on
+    their device); other samples pass unchanged. Returns the batch (updated in place when no group
+    covers every sample)."""
+    for group in groups:
+        if group.index is None:
+            images = step.apply(images, group.params, group.key)
+        else:
+            images.index_copy_(0, group.index, step.apply(images.index_select(0, group.index),
+                                                          group.params, group.key))
+    return images
 
 
 def _applied(rng: np.random.Generator, p: float) -> bool:
@@ -75,68 +113,31 @@ def _per_sample(values: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     return values.view(-1, *[1] * (like.dim() - 1))
 
 
-def _convert(images: torch.Tensor, alpha: torch.Tensor, beta: torch.Tensor) -> torch.Tensor:
-    """uint8 ``clip(images * alpha + beta, 0, 255)`` in float32, truncated (per-sample ``_convert``)."""
-    out = images.to(torch.float32) * _per_sample(alpha, images) + _per_sample(beta, images)
+def _convert(images: torch.Tensor, alpha: torch.Tensor | None, beta: torch.Tensor | None) -> torch.Tensor:
+    """uint8 ``clip(images * alpha + beta, 0, 255)`` in float32, truncated (per-sample ``_convert``);
+    ``None`` for the identity factor / offset."""
+    out = images.to(torch.float32)
+    if alpha is not None:
+        out = out * _per_sample(alpha, images)
+    if beta is not None:
+        out = out + _per_sample(beta, images)
     return out.clamp_(0, 255).to(torch.uint8)
 
 
-_HSV_SHIFT = 12
-
-
-def bgr_to_hsv(images: torch.Tensor) -> torch.Tensor:
-    """(B, 3, H, W) uint8 BGR -> uint8 HSV (hue in [0, 180)), exactly as ``cv2.COLOR_BGR2HSV``."""
-    b, g, r = images.to(torch.int32).unbind(1)
-    v = torch.maximum(torch.maximum(b, g), r)
-    diff = v - torch.minimum(torch.minimum(b, g), r)
-    levels = torch.arange(256, device=images.device, dtype=torch.float64)
-    safe = levels.clamp(min=1)  # OpenCV's fixed-point reciprocal tables; entry 0 is 0
-    sdiv = torch.where(levels > 0, torch.round((255 << _HSV_SHIFT) / safe), 0).to(torch.int32)
-    hdiv = torch.where(levels > 0, torch.round((180 << _HSV_SHIFT) / (6 * safe)), 0).to(torch.int32)
-    half = 1 << (_HSV_SHIFT - 1)
-    s = (diff * sdiv[v] + half) >> _HSV_SHIFT
-    h = torch.where(v == r, g - b, torch.where(v == g, b - r + 2 * diff, r - g + 4 * diff))
-    h = (h * hdiv[diff] + half) >> _HSV_SHIFT
-    h = torch.where(h < 0, h + 180, h)
-    return torch.stack([h, s, v], 1).to(torch.uint8)
-
-
-# For each hue sector, which of (v, v(1-s), v(1-sf), v(1-s(1-f))) is blue, green and red; packed as
-# 2-bit digits (one per sector) per channel so that a device computes the lookup without a table copy.
-_SECTOR_CHANNELS = ((1, 3, 0), (1, 0, 2), (3, 0, 1), (0, 2, 1), (0, 1, 3), (2, 1, 0))
-_SECTOR_CODES = tuple(sum(row[c] << (2 * i) for i, row in enumerate(_SECTOR_CHANNELS)) for c in range(3))
-
-
-def _one_minus_product(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """float32 ``1 - a * b`` rounded once, as the fused multiply-add of OpenCV's vector kernel."""
-    return (1.0 - a.to(torch.float64) * b.to(torch.float64)).to(torch.float32)
-
-
-def hsv_to_bgr(hsv: torch.Tensor) -> torch.Tensor:
-    """(B, 3, H, W) uint8 HSV (hue in half degrees; 180..255 wrap) -> uint8 BGR, as
-    ``cv2.COLOR_HSV2BGR`` (see the module docstring for its row-tail rounding)."""
-    h, s, v = hsv.to(torch.float32).unbind(1)
-    s = s * (1.0 / 255.0)
-    v = v * (1.0 / 255.0)
-    h = h * (6.0 / 180.0)
-    sector = torch.trunc(h)
-    frac = h - sector
-    sector = (sector - torch.trunc(sector * (1.0 / 6.0)) * 6.0).to(torch.int64)
-    tab = torch.stack([v, v * (1.0 - s), v * _one_minus_product(s, frac),
-                       v * _one_minus_product(s, 1.0 - frac)], 1)  # (B, 4, H, W)
-    channels = torch.stack([(torch.full_like(sector, code) >> (2 * sector)) & 3 for code in _SECTOR_CODES], 1)
-    return torch.trunc(torch.gather(tab, 1, channels) * 255.0).clamp_(0, 255).to(torch.uint8)
-
-
 class BatchedPhotometric:
-    """The batched-transform interface: ``draw`` one sample's parameters, ``apply`` a batch."""
+    """The batched-transform interface: ``draw`` one sample's parameters, ``group_of`` says whether and
+    how it is augmented, ``apply`` augments a group of samples."""
 
     def draw(self, rng: np.random.Generator) -> Params:
         """One sample's random parameters, drawn from ``rng`` as the per-sample transform draws them."""
         raise NotImplementedError
 
-    def apply(self, images: torch.Tensor, params: Mapping[str, torch.Tensor]) -> torch.Tensor:
-        """(B, 3, H, W) uint8 BGR ``images`` with stacked ``params`` -> a new (B, 3, H, W) uint8 batch."""
+    def group_of(self, params: Params) -> Hashable | None:
+        """The group key of a sample with ``params``; ``None`` when the step leaves it unchanged."""
+        return True
+
+    def apply(self, images: torch.Tensor, params: Mapping[str, torch.Tensor], key: Hashable) -> torch.Tensor:
+        """(n, 3, H, W) uint8 BGR ``images`` of group ``key`` with stacked ``params`` -> a new batch."""
         raise NotImplementedError
 
     def __repr__(self) -> str:
@@ -145,10 +146,9 @@ class BatchedPhotometric:
 
 @BATCHED_PHOTOMETRIC.register_module('YOLOXHSVRandomAug')
 class BatchedYOLOXHSVRandomAug(BatchedPhotometric):
-    """:class:`~datasets.transforms.photometric.YOLOXHSVRandomAug` (same keyword arguments).
-
-    Params: ``gains`` (3,) int16, the (hue, saturation, value) offsets.
-    """
+    """:class:`~datasets.transforms.photometric.YOLOXHSVRandomAug` (same keyword arguments): every
+    sample goes through the HSV round trip, as per sample. Params: ``gains`` (3,) int16, the (hue,
+    saturation, value) offsets."""
 
     def __init__(self, **kwargs: Any) -> None:
         self.reference = YOLOXHSVRandomAug(**kwargs)
@@ -156,8 +156,8 @@ class BatchedYOLOXHSVRandomAug(BatchedPhotometric):
     def draw(self, rng: np.random.Generator) -> Params:
         return {'gains': self.reference.get_gains(rng)}
 
-    def apply(self, images: torch.Tensor, params: Mapping[str, torch.Tensor]) -> torch.Tensor:
-        lut = torch.arange(256, device=images.device) + params['gains'].long()[:, :, None]  # (B, 3, 256)
+    def apply(self, images: torch.Tensor, params: Mapping[str, torch.Tensor], key: Hashable) -> torch.Tensor:
+        lut = torch.arange(256, device=images.device) + params['gains'].long()[:, :, None]  # (n, 3, 256)
         lut = torch.cat([lut[:, :1] % 180, lut[:, 1:].clamp(0, 255)], 1)  # hue wraps, the rest clips
         hsv = bgr_to_hsv(images)
         hsv = torch.gather(lut, 2, hsv.flatten(2).long()).view_as(hsv).to(torch.uint8)
@@ -172,6 +172,7 @@ class BatchedPhotometricDistortion(BatchedPhotometric):
     ``alpha`` float32 contrast factor (applied before and after the HSV step, as MMPose 1.3.2),
     ``hsv`` bool whether the HSV round trip runs, ``saturation`` float32 factor, ``hue`` int64
     offset (half degrees, wraps modulo 256), ``order`` (3,) int64 output channel order.
+    The group key is ``hsv``: the round trip runs only for the samples that drew it.
     """
 
     def __init__(self, **kwargs: Any) -> None:
@@ -188,15 +189,17 @@ class BatchedPhotometricDistortion(BatchedPhotometric):
             'order': params['order'] if params['order'] is not None else np.arange(3),
         }
 
-    def apply(self, images: torch.Tensor, params: Mapping[str, torch.Tensor]) -> torch.Tensor:
-        one, zero = torch.ones_like(params['alpha']), torch.zeros_like(params['beta'])
-        img = _convert(_convert(images, one, params['beta']), params['alpha'], zero)
-        hue, saturation, value = bgr_to_hsv(img).unbind(1)
-        saturation = _convert(saturation, params['saturation'], zero)
-        hue = ((hue.long() + _per_sample(params['hue'], hue)) % 256).to(torch.uint8)
-        shifted = hsv_to_bgr(torch.stack([hue, saturation, value], 1))
-        img = torch.where(_per_sample(params['hsv'], img), shifted, img)
-        img = _convert(img, params['alpha'], zero)
+    def group_of(self, params: Params) -> Hashable | None:
+        return bool(params['hsv'])
+
+    def apply(self, images: torch.Tensor, params: Mapping[str, torch.Tensor], key: Hashable) -> torch.Tensor:
+        img = _convert(_convert(images, None, params['beta']), params['alpha'], None)
+        if key:
+            hue, saturation, value = bgr_to_hsv(img).unbind(1)
+            saturation = _convert(saturation, params['saturation'], None)
+            hue = ((hue.long() + _per_sample(params['hue'], hue)) % 256).to(torch.uint8)
+            img = hsv_to_bgr(torch.stack([hue, saturation, value], 1))
+        img = _convert(img, params['alpha'], None)
         order = params['order'].long()[:, :, None, None].expand_as(img)
         return torch.gather(img, 1, order)
 
@@ -211,60 +214,38 @@ def _padding_index(size: int, before: int, after: int, mode: str, device: torch.
     return torch.where(index >= size, 2 * (size - 1) - index, index)
 
 
-def _box_blur(images: torch.Tensor, ksize: torch.Tensor, max_ksize: int) -> torch.Tensor:
-    """``cv2.blur(img, (k, k))`` with each sample's own ``ksize`` (B,) (1 = unchanged), one pass:
-    integer box sums from an integral image of the reflect-101-padded batch, rounded to nearest."""
-    batch, channels, height, width = images.shape
-    pad = max_ksize // 2
-    rows = _padding_index(height, pad, pad, 'reflect101', images.device)
-    cols = _padding_index(width, pad, pad, 'reflect101', images.device)
-    padded = images.index_select(2, rows).index_select(3, cols).to(torch.int32)
-    integral = torch.nn.functional.pad(padded.cumsum(2).cumsum(3), (1, 0, 1, 0))  # (B, C, H+2P+1, W+2P+1)
-    ksize = ksize.long()
-    first = pad - ksize // 2  # (B,) offset of the window's first row/column in padded coordinates
-
-    def window_sum(table: torch.Tensor, dim: int, size: int) -> torch.Tensor:
-        start = torch.arange(size, device=images.device) + first[:, None]  # (B, size)
-        shape = [batch, 1, 1, 1]
-        shape[dim] = size
-        index_shape = list(table.shape)
-        index_shape[dim] = size
-        lo = start.view(shape).expand(index_shape)
-        return torch.gather(table, dim, lo + _per_sample(ksize, lo)) - torch.gather(table, dim, lo)
-
-    sums = window_sum(window_sum(integral, 2, height), 3, width)
-    area = _per_sample(ksize * ksize, sums)
-    return torch.div(2 * sums + area, 2 * area, rounding_mode='floor').to(torch.uint8)
+def _padded(images: torch.Tensor, pad: int, mode: str) -> torch.Tensor:
+    """(n, C, H + 2 pad, W + 2 pad): ``images`` with ``pad`` px of OpenCV border ``mode`` around."""
+    rows = _padding_index(images.shape[2], pad, pad, mode, images.device)
+    cols = _padding_index(images.shape[3], pad, pad, mode, images.device)
+    return images.index_select(2, rows).index_select(3, cols)
 
 
-def _median_blur(images: torch.Tensor, ksize: torch.Tensor, max_ksize: int) -> torch.Tensor:
-    """``cv2.medianBlur(img, k)`` (replicated border) with each sample's own odd ``ksize`` (B,)
-    (1 = unchanged).
+def box_blur(images: torch.Tensor, ksize: int) -> torch.Tensor:
+    """``cv2.blur(img, (k, k))`` (odd k, reflect-101 border) of every image: integer box sums from an
+    integral image, rounded to nearest as OpenCV's fixed-point mean."""
+    table = _padded(images, ksize // 2, 'reflect101').to(torch.int32).cumsum(2).cumsum(3)
+    table = torch.nn.functional.pad(table, (1, 0, 1, 0))  # (n, C, H + k, W + k)
+    k = ksize
+    sums = table[:, :, k:, k:] - table[:, :, :-k, k:] - table[:, :, k:, :-k] + table[:, :, :-k, :-k]
+    return torch.div(2 * sums + k * k, 2 * k * k, rounding_mode='floor').to(torch.uint8)
 
-    Every pixel takes the median of its max_ksize^2 window in which the positions outside its
-    sample's k x k window are replaced, half by 0 and half by 255: that leaves the median unchanged,
-    so one median over a fixed window size serves every kernel size.
-    """
-    _, _, height, width = images.shape
-    pad = max_ksize // 2
-    rows = _padding_index(height, pad, pad, 'replicate', images.device)
-    cols = _padding_index(width, pad, pad, 'replicate', images.device)
-    padded = images.index_select(2, rows).index_select(3, cols)
+
+def median_blur(images: torch.Tensor, ksize: int) -> torch.Tensor:
+    """``cv2.medianBlur(img, k)`` (odd k, replicated border) of every image: the median of the k^2
+    shifted copies."""
+    height, width = images.shape[2:]
+    padded = _padded(images, ksize // 2, 'replicate')
     windows = torch.stack([padded[:, :, dy:dy + height, dx:dx + width]
-                           for dy in range(max_ksize) for dx in range(max_ksize)], -1)  # (B, C, H, W, K*K)
-    offsets = torch.arange(max_ksize, device=images.device) - pad
-    ring = torch.maximum(offsets.abs()[:, None], offsets.abs()[None, :]).flatten()  # (K*K,) Chebyshev radius
-    outside = ring[None, :] > (ksize.long() // 2)[:, None]  # (B, K*K), an even count per sample
-    low = outside & (outside.cumsum(1) % 2 == 1)
-    windows.masked_fill_(low[:, None, None, None], 0)
-    windows.masked_fill_((outside & ~low)[:, None, None, None], 255)
+                           for dy in range(ksize) for dx in range(ksize)], -1)  # (n, C, H, W, k^2)
     return windows.median(-1).values
 
 
 @BATCHED_PHOTOMETRIC.register_module('Albumentation.Blur')
 class BatchedBlur(BatchedPhotometric):
     """The ``Albumentation`` member :class:`~datasets.transforms.albumentation.Blur` (same keyword
-    arguments, including ``p``). Params: ``ksize`` int64, the kernel size (px); 1 when not applied."""
+    arguments, including ``p``). Params: ``ksize`` int64, the kernel size (px); 1 when not applied.
+    The group key is the kernel size (``None`` when not applied)."""
 
     reference_type: type = Blur
 
@@ -277,19 +258,24 @@ class BatchedBlur(BatchedPhotometric):
     def draw(self, rng: np.random.Generator) -> Params:
         return {'ksize': np.int64(self.reference.kernel_size(rng) if _applied(rng, self.reference.p) else 1)}
 
-    def apply(self, images: torch.Tensor, params: Mapping[str, torch.Tensor]) -> torch.Tensor:
-        return _box_blur(images, params['ksize'], self.reference.limits[1])
+    def group_of(self, params: Params) -> Hashable | None:
+        ksize = int(params['ksize'])
+        return ksize if ksize > 1 else None
+
+    def apply(self, images: torch.Tensor, params: Mapping[str, torch.Tensor], key: Hashable) -> torch.Tensor:
+        return box_blur(images, int(key))
 
 
 @BATCHED_PHOTOMETRIC.register_module('Albumentation.MedianBlur')
 class BatchedMedianBlur(BatchedBlur):
     """The ``Albumentation`` member :class:`~datasets.transforms.albumentation.MedianBlur` (same keyword
-    arguments, including ``p``). Params: ``ksize`` int64, the odd kernel size (px); 1 when not applied."""
+    arguments, including ``p``). Params: ``ksize`` int64, the odd kernel size (px); 1 when not applied.
+    The group key is the kernel size (``None`` when not applied)."""
 
     reference_type = MedianBlur
 
-    def apply(self, images: torch.Tensor, params: Mapping[str, torch.Tensor]) -> torch.Tensor:
-        return _median_blur(images, params['ksize'], self.reference.limits[1])
+    def apply(self, images: torch.Tensor, params: Mapping[str, torch.Tensor], key: Hashable) -> torch.Tensor:
+        return median_blur(images, int(key))
 
 
 @BATCHED_PHOTOMETRIC.register_module('Albumentation.CoarseDropout')
@@ -299,7 +285,8 @@ class BatchedCoarseDropout(BatchedPhotometric):
     ``TopdownAffine`` crops to), which the hole positions are drawn for.
 
     Params: ``holes`` (max_holes, 4) int64 rows (y1, x1, height, width) in px; rows of unused
-    holes, and all rows when not applied, have zero size.
+    holes, and all rows when not applied, have zero size. The group key is ``True`` when a hole
+    has an area (``None`` otherwise).
     """
 
     def __init__(self, image_size: Sequence[int] | None = None, **kwargs: Any) -> None:
@@ -321,17 +308,20 @@ class BatchedCoarseDropout(BatchedPhotometric):
                 holes[i] = hole
         return {'holes': holes}
 
-    def apply(self, images: torch.Tensor, params: Mapping[str, torch.Tensor]) -> torch.Tensor:
+    def group_of(self, params: Params) -> Hashable | None:
+        return True if (params['holes'][:, 2:] > 0).all(1).any() else None
+
+    def apply(self, images: torch.Tensor, params: Mapping[str, torch.Tensor], key: Hashable) -> torch.Tensor:
         height, width = images.shape[2:]
         if (width, height) != self.image_size:
             raise ValueError(f'CoarseDropout was built for {self.image_size} (w, h) images, '
                              f'got {width}x{height}')
-        y1, x1, hole_h, hole_w = params['holes'].long().unbind(-1)  # (B, N) each
+        y1, x1, hole_h, hole_w = params['holes'].long().unbind(-1)  # (n, N) each
         rows = torch.arange(height, device=images.device)
         cols = torch.arange(width, device=images.device)
-        in_rows = (rows >= y1[..., None]) & (rows < (y1 + hole_h)[..., None])  # (B, N, H)
-        in_cols = (cols >= x1[..., None]) & (cols < (x1 + hole_w)[..., None])  # (B, N, W)
-        mask = (in_rows[..., :, None] & in_cols[..., None, :]).any(1)  # (B, H, W)
+        in_rows = (rows >= y1[..., None]) & (rows < (y1 + hole_h)[..., None])  # (n, N, H)
+        in_cols = (cols >= x1[..., None]) & (cols < (x1 + hole_w)[..., None])  # (n, N, W)
+        mask = (in_rows[..., :, None] & in_cols[..., None, :]).any(1)  # (n, H, W)
         return torch.stack([torch.where(mask, value, images[:, c]) for c, value in enumerate(self.fill)], 1)
 
 

@@ -81,7 +81,7 @@ class BatchedRecipe:
     @property
     def codec(self) -> Any:
         """The codec of ``GenerateTarget``."""
-        return self.target._encoders[0]
+        return self.target.encoder
 
 
 def _check_load(cfg: Mapping[str, Any], where: str) -> None:
@@ -91,9 +91,9 @@ def _check_load(cfg: Mapping[str, Any], where: str) -> None:
 
 
 def _check_target(step: GenerateTarget, where: str) -> None:
-    if step._multi:
+    if isinstance(step.encoder, list):
         raise UnsupportedRecipeError(f'{where} GenerateTarget: a list of encoders is not batched')
-    reason = unbatched_reason(step._encoders[0])
+    reason = unbatched_reason(step.encoder)
     if reason is not None:
         raise UnsupportedRecipeError(f'{where} GenerateTarget: {reason}')
 

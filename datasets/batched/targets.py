@@ -1,7 +1,9 @@
 """Codec training targets for a whole batch, computed on the batch's device.
 
 Each encoder gives what ``codec.encode`` + ``PackPoseInputs`` + ``pose_collate`` give for the same
-keypoints: one instance per sample, the instance dim dropped, float32 (B, ...) tensors.
+keypoints: one instance per sample, the instance dim dropped, float32 (B, ...) tensors. Codec
+constants enter as Python numbers, or for divisors as device tensors made by a fill
+(:func:`device_values`): nothing is copied from the host.
 """
 from __future__ import annotations
 
@@ -11,6 +13,16 @@ from collections.abc import Callable
 import torch
 
 from codec import MSRAHeatmap, RegressionLabel, SimCCLabel, UDPHeatmap
+
+
+def device_values(values: float | tuple[float, ...], dtype: torch.dtype,
+                  device: torch.device) -> torch.Tensor:
+    """``torch.tensor(values, dtype=dtype, device=device)`` (a number or a tuple of them) made on the
+    device by fills, with no host-to-device copy; for divisors, whose division CUDA would otherwise
+    turn into a multiplication by their reciprocal."""
+    if not isinstance(values, tuple):
+        return torch.full((), values, dtype=dtype, device=device)
+    return torch.stack([torch.full((), v, dtype=dtype, device=device) for v in values])
 
 
 def _labelled_weights(visible: torch.Tensor, lost: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -24,8 +36,10 @@ def encode_regression(codec: RegressionLabel, keypoints: torch.Tensor,
     """``RegressionLabel`` targets of keypoints (B, K, 2) input px with visibility (B, K):
     ``keypoint_labels`` (B, K, 2) in [0, 1] of the input size, ``keypoint_weights`` (B, K)."""
     w, h = codec.input_size
-    inside = ((keypoints >= 0) & (keypoints <= keypoints.new_tensor([w - 1, h - 1]))).all(dim=-1)
-    labels = (keypoints.double() / keypoints.new_tensor([w, h], dtype=torch.float64)).float()
+    x, y = keypoints.unbind(-1)
+    inside = (x >= 0) & (y >= 0) & (x <= w - 1) & (y <= h - 1)
+    size = device_values((float(w), float(h)), torch.float64, keypoints.device)
+    labels = (keypoints.double() / size).float()
     return {'keypoint_labels': labels, 'keypoint_weights': (inside & (visible > 0.5)).float()}
 
 
@@ -33,33 +47,33 @@ def _simcc_gaussian(mu: torch.Tensor, bins: int, sigma: float, on: torch.Tensor,
                     normalize: bool) -> torch.Tensor:
     grid = torch.arange(bins, dtype=torch.float32, device=mu.device)
     dist2 = (grid - mu[..., None].float()) ** 2
-    f32 = {'dtype': torch.float32, 'device': mu.device}
-    labels = torch.exp(-dist2 / torch.tensor(2 * sigma ** 2, **f32))
-    labels = torch.where(on, labels, torch.zeros((), **f32))
+    labels = torch.exp(-dist2 / device_values(2 * sigma ** 2, torch.float32, mu.device))
+    labels = torch.where(on, labels, 0.0)
     if normalize:
-        labels = labels / torch.tensor(sigma * math.sqrt(math.pi * 2), **f32)
+        labels = labels / device_values(sigma * math.sqrt(math.pi * 2), torch.float32, mu.device)
     return labels
 
 
 def _simcc_one_hot(mu: torch.Tensor, bins: int, eps: float, on: torch.Tensor) -> torch.Tensor:
-    f32 = {'dtype': torch.float32, 'device': mu.device}
     grid = torch.arange(bins, device=mu.device)
-    fill = torch.where(on, torch.tensor(eps / (bins - 1), **f32), torch.zeros((), **f32))
-    return torch.where(on & (grid == mu[..., None]), torch.tensor(1.0 - eps, **f32), fill)
+    fill = torch.where(on, device_values(eps / (bins - 1), torch.float32, mu.device), 0.0)
+    return torch.where(on & (grid == mu[..., None]), device_values(1.0 - eps, torch.float32, mu.device), fill)
 
 
 def encode_simcc(codec: SimCCLabel, keypoints: torch.Tensor,
                  visible: torch.Tensor) -> dict[str, torch.Tensor]:
     """``SimCCLabel`` targets of keypoints (B, K, 2) input px with visibility (B, K):
     ``keypoint_x_labels`` (B, K, Wx), ``keypoint_y_labels`` (B, K, Hy), ``keypoint_weights`` (B, K)."""
-    bins_w, bins_h = codec._bins()
+    bins_w, bins_h = codec.bins
     mu = torch.round(keypoints * codec.simcc_split_ratio).long()
-    size = mu.new_tensor([bins_w, bins_h])
-    if codec.smoothing_type == 'gaussian':
-        radius = torch.as_tensor(codec.sigma * 3, device=mu.device)
-        lost = ((mu - radius >= size) | (mu + radius + 1 < 0)).any(dim=-1)
-    else:
-        lost = ((mu >= size) | (mu < 0)).any(dim=-1)
+    lost = torch.zeros_like(mu[..., 0], dtype=torch.bool)
+    for axis, bins in enumerate((bins_w, bins_h)):
+        if codec.smoothing_type == 'gaussian':  # in float64, as numpy compares int - float64 sigma
+            radius = float(codec.sigma[axis]) * 3
+            low = mu[..., axis].double()
+            lost = lost | (low - radius >= bins) | (low + radius + 1 < 0)
+        else:
+            lost = lost | (mu[..., axis] >= bins) | (mu[..., axis] < 0)
     on, weights = _labelled_weights(visible, lost)
     on = on[..., None]
     if codec.smoothing_type == 'gaussian':
@@ -79,12 +93,11 @@ def _gaussian_maps(keypoints: torch.Tensor, visible: torch.Tensor, heatmap_size:
     keypoint with ``sub_pixel``), else over the whole map around the exact keypoint (DARK)."""
     w, h = heatmap_size
     radius = sigma * 3
-    size = keypoints.new_tensor([w, h], dtype=torch.int64)
     axes = [torch.arange(w, device=keypoints.device), torch.arange(h, device=keypoints.device)]
     if window:
         mu = (keypoints + 0.5).long()  # truncation towards zero, like numpy's astype
         low, high = (mu - radius).long(), (mu + radius + 1).long()
-        lost = ((low >= size) | (high < 0)).any(dim=-1)
+        lost = (low[..., 0] >= w) | (low[..., 1] >= h) | (high < 0).any(dim=-1)
         span = 2 * radius + 1
         centre = torch.full_like(keypoints, span // 2, dtype=torch.float64)
         if sub_pixel:
@@ -96,29 +109,35 @@ def _gaussian_maps(keypoints: torch.Tensor, visible: torch.Tensor, heatmap_size:
             d2.append((t.float() - centre[..., axis, None]) ** 2)
             inside.append((t >= 0) & (t < span) & (axes[axis] < high[..., axis, None]))
     else:
-        lost = ((keypoints - radius >= size) | (keypoints + radius + 1 < 0)).any(dim=-1)
+        lost = ((keypoints[..., 0] - radius >= w) | (keypoints[..., 1] - radius >= h)
+                | (keypoints + radius + 1 < 0).any(dim=-1))
         d2 = [(axes[axis].float() - keypoints[..., axis, None]) ** 2 for axis in (0, 1)]
         inside = [torch.ones_like(v, dtype=torch.bool) for v in d2]
     on, weights = _labelled_weights(visible, lost)
-    two_var = torch.tensor(2 * sigma ** 2, dtype=torch.float32, device=keypoints.device)
+    two_var = device_values(2 * sigma ** 2, torch.float32, keypoints.device)
     values = torch.exp(-(d2[0][..., None, :] + d2[1][..., :, None]) / two_var)
     mask = inside[0][..., None, :] & inside[1][..., :, None] & on[..., None, None]
-    return {'heatmaps': torch.where(mask, values, torch.zeros((), device=values.device)),
-            'keypoint_weights': weights}
+    return {'heatmaps': torch.where(mask, values, 0.0), 'keypoint_weights': weights}
+
+
+def _scale_factor(codec: MSRAHeatmap | UDPHeatmap, device: torch.device) -> torch.Tensor:
+    """The codec's (2,) input-to-heatmap ``scale_factor`` on ``device``, in its dtype (float32)."""
+    factor = codec.scale_factor
+    return device_values(tuple(map(float, factor)), getattr(torch, factor.dtype.name), device)
 
 
 def encode_msra(codec: MSRAHeatmap, keypoints: torch.Tensor,
                 visible: torch.Tensor) -> dict[str, torch.Tensor]:
     """``MSRAHeatmap`` targets (plain or ``unbiased``) of keypoints (B, K, 2) input px, visibility (B, K):
     ``heatmaps`` (B, K, H, W), ``keypoint_weights`` (B, K)."""
-    scaled = keypoints / torch.as_tensor(codec.scale_factor, device=keypoints.device)
+    scaled = keypoints / _scale_factor(codec, keypoints.device)
     return _gaussian_maps(scaled, visible, codec.heatmap_size, float(codec.sigma), window=not codec.unbiased,
                           sub_pixel=False)
 
 
 def encode_udp(codec: UDPHeatmap, keypoints: torch.Tensor, visible: torch.Tensor) -> dict[str, torch.Tensor]:
     """``UDPHeatmap`` (``heatmap_type='gaussian'``) targets of keypoints (B, K, 2) input px."""
-    scaled = keypoints / torch.as_tensor(codec.scale_factor, device=keypoints.device)
+    scaled = keypoints / _scale_factor(codec, keypoints.device)
     return _gaussian_maps(scaled, visible, codec.heatmap_size, float(codec.sigma), window=True,
                           sub_pixel=True)
 

@@ -29,10 +29,6 @@ class Compose:
 
     Args:
         transforms: transform instances, callables, or config dicts built with ``TRANSFORMS``.
-
-    When a :class:`~datasets.transforms.loading.LoadImage` is followed, up to a ``TopdownAffine``,
-    only by transforms that can work on a not-yet-decoded image (``lazy_image_ok = True``), the
-    loader defers decoding to the affine step (see ``loading.LazyImage``); the output is the same.
     """
 
     def __init__(self, transforms: Sequence[Mapping[str, Any] | Callable] | None) -> None:
@@ -43,19 +39,6 @@ class Compose:
             elif not callable(t):
                 raise TypeError(f'pipeline[{i}] must be a dict or a callable, got {type(t).__name__}')
             self.transforms.append(t)
-        self._enable_lazy_decoding()
-
-    def _enable_lazy_decoding(self) -> None:
-        for i, t in enumerate(self.transforms):
-            if not hasattr(t, 'lazy'):
-                continue
-            t.lazy = False
-            for nxt in self.transforms[i + 1:]:
-                if getattr(nxt, 'consumes_lazy_image', False):
-                    t.lazy = True
-                    break
-                if not getattr(nxt, 'lazy_image_ok', False):
-                    break
 
     def __call__(self, results: dict) -> dict | None:
         for t in self.transforms:

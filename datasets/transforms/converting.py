@@ -24,8 +24,6 @@ class KeypointConverter(BaseTransform):
     set, except when sources are interpolated, where it is remapped as MMPose does.
     """
 
-    lazy_image_ok = True
-
     def __init__(self, num_keypoints: int, mapping: Sequence[tuple]) -> None:
         self.num_keypoints = num_keypoints
         self.mapping = [tuple(m) for m in mapping]

@@ -1,7 +1,6 @@
 """Top-down box augmentations before the crop: box centre/scale, flip, half body, shift/scale/rotate.
 
-All draw from the sample's generator (:func:`datasets.transforms.rng.sample_rng`) and accept a not-yet-decoded
-:class:`~datasets.transforms.lazy_image.LazyImage` (``lazy_image_ok``).
+All draw from the sample's generator (:func:`datasets.transforms.rng.sample_rng`).
 """
 from __future__ import annotations
 
@@ -12,7 +11,6 @@ import cv2
 import numpy as np
 
 from datasets.transforms.base import BaseTransform
-from datasets.transforms.lazy_image import LazyImage
 from datasets.transforms.rng import sample_rng, truncated_normal
 from structures.bbox import FLIP_DIRECTIONS, bbox_xyxy2cs, flip_bbox
 from structures.keypoint import flip_keypoints
@@ -27,8 +25,6 @@ class GetBBoxCenterScale(BaseTransform):
 
     Existing ``bbox_center``/``bbox_scale`` are kept, with the padding applied to the scale.
     """
-
-    lazy_image_ok = True
 
     def __init__(self, padding: float = 1.25) -> None:
         self.padding = padding
@@ -54,8 +50,6 @@ class RandomFlip(BaseTransform):
 
     Sets ``flip`` (bool) and ``flip_direction`` (str or None).
     """
-
-    lazy_image_ok = True
 
     def __init__(self, prob: float | Sequence[float] = 0.5,
                  direction: str | Sequence[str] = 'horizontal') -> None:
@@ -88,9 +82,7 @@ class RandomFlip(BaseTransform):
             return results
         h, w = results.get('input_size', results['img_shape'])  # MMPose reads input_size as (h, w)
         img = results['img']
-        if isinstance(img, LazyImage):
-            results['img'] = img.flipped(flip_dir)
-        elif isinstance(img, list):
+        if isinstance(img, list):
             results['img'] = [cv2.flip(i, _CV2_FLIP_CODE[flip_dir]) for i in img]
         else:
             results['img'] = cv2.flip(img, _CV2_FLIP_CODE[flip_dir])
@@ -113,8 +105,6 @@ class RandomHalfBody(BaseTransform):
 
     The new ``bbox_center`` is the joints' mean; ``bbox_scale`` their extent times ``padding``.
     """
-
-    lazy_image_ok = True
 
     def __init__(self, min_total_keypoints: int = 9, min_upper_keypoints: int = 2,
                  min_lower_keypoints: int = 3, padding: float = 1.5, prob: float = 0.3,
@@ -175,8 +165,6 @@ class RandomBBoxTransform(BaseTransform):
       of ``scale_factor``;
     - with prob ``rotate_prob``: ``bbox_rotation`` = v * ``rotate_factor`` degrees (else 0).
     """
-
-    lazy_image_ok = True
 
     def __init__(self, shift_factor: float = 0.16, shift_prob: float = 0.3,
                  scale_factor: tuple[float, float] = (0.5, 1.5), scale_prob: float = 1.0,

@@ -5,7 +5,6 @@ import cv2
 import numpy as np
 
 from datasets.transforms.base import BaseTransform
-from datasets.transforms.lazy_image import LazyImage
 from structures.bbox import fix_aspect_ratio, get_udp_warp_matrix, get_warp_matrix
 from utils.registry import TRANSFORMS
 
@@ -22,8 +21,6 @@ class TopdownAffine(BaseTransform):
         input_size: (w, h) of the network input.
         use_udp: use the unbiased (UDP) warp, whose box edges map to pixel centres 0 and w - 1.
     """
-
-    consumes_lazy_image = True
 
     def __init__(self, input_size: tuple[int, int], use_udp: bool = False) -> None:
         if len(input_size) != 2 or not all(isinstance(v, int) for v in input_size):
@@ -45,9 +42,7 @@ class TopdownAffine(BaseTransform):
         else:
             warp_mat = get_warp_matrix(center, scale, rot, output_size=(w, h))
         img = results['img']
-        if isinstance(img, LazyImage):
-            results['img'] = img.warp(warp_mat, (w, h))
-        elif isinstance(img, list):
+        if isinstance(img, list):
             results['img'] = [cv2.warpAffine(i, warp_mat, (w, h), flags=cv2.INTER_LINEAR) for i in img]
         else:
             results['img'] = cv2.warpAffine(img, warp_mat, (w, h), flags=cv2.INTER_LINEAR)
