@@ -4,7 +4,6 @@ process group's store, included) stops both with one message within seconds (no 
 exactly from a checkpoint read to the CPU, whatever device wrote its RNG states."""
 import os
 import re
-import socket
 import subprocess
 import sys
 import textwrap
@@ -26,7 +25,7 @@ from models import build_pose_estimator
 from models.checkpoints import read_checkpoint, save_checkpoint
 from models.heads.rle_head import RLEHead
 from optim import build_ema, build_optimizer, build_schedulers
-from tests.conftest import REPO, codec_batch, needs_data, tiny_config
+from tests.conftest import REPO, codec_batch, free_port, needs_data, tiny_config
 from utils.config import load_config
 from utils.dist import (
     STOP_KEY,
@@ -42,6 +41,7 @@ from utils.dist import (
 pytestmark = pytest.mark.usefixtures('one_torch_thread')
 NAN = float('nan')
 LEFT = 'mmpose_clean/left/'  # + rank: that rank has left, or read the stop message
+LAUNCH_VARIABLES = ('RANK', 'LOCAL_RANK', 'WORLD_SIZE', 'MASTER_ADDR', 'MASTER_PORT')
 
 
 def test_step_stats_name_the_first_bad_iteration_after_one_read_back():
@@ -86,12 +86,6 @@ def test_rle_prediction_with_inf_stops_naming_iteration_and_term(tmp_path, monke
     assert read_checkpoint(work_dir / 'last.pth')['epoch'] == 1  # epoch 1's checkpoint, untouched
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(('127.0.0.1', 0))
-        return s.getsockname()[1]
-
-
 DRIVER = """
     import os, sys
     sys.path.insert(0, {repo!r})
@@ -114,24 +108,30 @@ DRIVER = """
     """
 
 
-def run_two_ranks(tmp_path: Path, action: str, rank: int = 1
+def run_two_ranks(tmp_path: Path, action: str, rank: int = 1, srun: bool = False
                   ) -> tuple[list[subprocess.CompletedProcess], float, Path]:
     """train.py as two gloo ranks (plain processes, no torchrun: each rank's output and exit code apart,
     and the process group's store lives in rank 0's process); ``action`` runs on ``rank`` in its second
-    iteration. 3 iterations per epoch, one log line at the end; a collective gives up after 60 s."""
+    iteration. 3 iterations per epoch, one log line at the end; a collective gives up after 60 s.
+    ``srun``: the processes get SLURM's variables, as two tasks of ``srun`` on this machine, instead of
+    torchrun's."""
     cfg_file = tiny_config(tmp_path, 'rle', max_epochs=1, batch_size=2,
                            extra='log_interval = 3\nenv_cfg = dict(dist_timeout=60)\n')
     driver = tmp_path / 'driver.py'
     driver.write_text(textwrap.dedent(DRIVER.format(repo=str(REPO), action=action, rank=rank)))
     work_dir = tmp_path / 'work'
-    port = free_port()
+    port = str(free_port())
     procs = []
-    for rank in (0, 1):
-        env = {**os.environ, 'OMP_NUM_THREADS': '1', 'RANK': str(rank), 'LOCAL_RANK': str(rank),
-               'WORLD_SIZE': '2', 'MASTER_ADDR': '127.0.0.1', 'MASTER_PORT': str(port)}
+    for task in (0, 1):
+        launch = {'SLURM_PROCID': str(task), 'SLURM_LOCALID': str(task), 'SLURM_NTASKS': '2',
+                  'SLURM_NODELIST': 'localhost', 'MASTER_PORT': port} if srun else \
+                 {'RANK': str(task), 'LOCAL_RANK': str(task), 'WORLD_SIZE': '2', 'MASTER_ADDR': '127.0.0.1',
+                  'MASTER_PORT': port}
+        env = {key: value for key, value in os.environ.items()  # neither launcher's variables of this shell
+               if not key.startswith('SLURM_') and key not in LAUNCH_VARIABLES}
         procs.append(subprocess.Popen(
             [sys.executable, str(driver), '--cfg_file', str(cfg_file), '--work-dir', str(work_dir),
-             '--device', 'cpu'], cwd=REPO, env=env, text=True,
+             '--device', 'cpu'], cwd=REPO, env={**env, 'OMP_NUM_THREADS': '1', **launch}, text=True,
             stdout=subprocess.PIPE, stderr=subprocess.PIPE))
     results, first_exit = [], None
     try:
@@ -175,9 +175,10 @@ def test_out_of_memory_on_rank_1_stops_both_ranks_with_its_message(tmp_path):
 @needs_data
 def test_a_failure_on_rank_0_stops_both_ranks_with_its_message(tmp_path):
     """Rank 0 hosts the process group's store: it waits until rank 1 (its watcher) has read the message,
-    so rank 1 ends with rank 0's reason rather than a connection error or a collective's timeout."""
+    so rank 1 ends with rank 0's reason rather than a connection error or a collective's timeout. The
+    two processes are launched as srun's tasks are (their ranks from SLURM's variables)."""
     action = "from utils.errors import DataError; raise DataError('broken.jpg: not a JPEG file')"
-    results, spread, work_dir = run_two_ranks(tmp_path, action, rank=0)
+    results, spread, work_dir = run_two_ranks(tmp_path, action, rank=0, srun=True)
     message = 'rank 0: DataError: broken.jpg: not a JPEG file'
     for rank, result in enumerate(results):
         assert result.returncode == 1, (rank, result.stderr[-3000:])

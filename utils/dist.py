@@ -130,14 +130,16 @@ def init_distributed(device: str | None = None, backend: str | None = None,
         timeout: seconds a collective (and joining) waits for the other ranks before it fails.
 
     Returns:
-        (rank, world_size, device); device is ``cuda:LOCAL_RANK`` on CUDA. A plain ``python train.py``
-        gets (0, 1, device) and no process group.
+        (rank, world_size, device); device is ``cuda:LOCAL_RANK`` on CUDA (under srun: modulo the GPUs
+        the task sees). A plain ``python train.py`` gets (0, 1, device) and no process group.
     """
-    os.environ.update(slurm_environment(os.environ))
+    from_slurm = slurm_environment(os.environ)
+    os.environ.update(from_slurm)
     rank, local_rank, world_size = launch_ranks()
     dev = torch.device(device or ('cuda' if torch.cuda.is_available() else 'cpu'))
-    if dev.type == 'cuda':
-        dev = torch.device('cuda', local_rank)
+    if dev.type == 'cuda':  # under srun a task may see only its own GPU(s), as in MMPose's launcher
+        index = local_rank % max(torch.cuda.device_count(), 1) if from_slurm else local_rank
+        dev = torch.device('cuda', index)
         torch.cuda.set_device(dev)
     if world_size > 1 and not is_distributed():
         backend = backend or ('nccl' if dev.type == 'cuda' else 'gloo')
@@ -243,9 +245,9 @@ def announce_stop(message: str | None) -> str | None:
     left or acknowledged, since the store may live in its process. Returns the message as announced
     (``message`` itself outside a group of several ranks). Never raises: a store that is gone is skipped."""
     group = _group()
-    _leaving.set()
     if group is None:
         return message
+    _leaving.set()
     store, rank, world_size = group
     text = None if message is None else f'rank {rank}: {message}'
     try:
