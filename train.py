@@ -181,17 +181,21 @@ def main(argv: list[str] | None = None) -> int:
     model, train_model = build_train_model(cfg, device, world_size)
     distributed = world_size > 1
     cfg_dir = Path(args.cfg_file).parent
-    recipes = choose_input_pipeline(cfg.get('input_pipeline'), device, cfg.train_dataloader['dataset'],
-                                    logger)
-    logger.info('Input pipeline: %s', f'batched on {device}' if recipes else 'per-sample (loader workers)')
-    train_loader = build_train_loader(cfg.train_dataloader, recipes, device, seed=seed,
-                                      distributed=distributed, cfg_dir=cfg_dir, cfg_path='train_dataloader')
-    val_loader = build_dataloader(cfg.val_dataloader, seed=seed, distributed=distributed, cfg_dir=cfg_dir,
-                                  cfg_path='val_dataloader')
-    metric = METRICS.build(cfg.val_evaluator, cfg_path='val_evaluator')
-    metric.dataset_meta = val_loader.dataset.metainfo
-    check_metric_coverage(val_loader.dataset, metric)
-    check_data_sizes(cfg, len(train_loader.dataset), len(train_loader), len(val_loader.dataset), world_size)
+    with same_on_every_rank():  # every rank reads the same annotation files
+        recipes = choose_input_pipeline(cfg.get('input_pipeline'), device, cfg.train_dataloader['dataset'],
+                                        logger)
+        logger.info('Input pipeline: %s',
+                    f'batched on {device}' if recipes else 'per-sample (loader workers)')
+        train_loader = build_train_loader(cfg.train_dataloader, recipes, device, seed=seed,
+                                          distributed=distributed, cfg_dir=cfg_dir,
+                                          cfg_path='train_dataloader')
+        val_loader = build_dataloader(cfg.val_dataloader, seed=seed, distributed=distributed, cfg_dir=cfg_dir,
+                                      cfg_path='val_dataloader')
+        metric = METRICS.build(cfg.val_evaluator, cfg_path='val_evaluator')
+        metric.dataset_meta = val_loader.dataset.metainfo
+        check_metric_coverage(val_loader.dataset, metric)
+        check_data_sizes(cfg, len(train_loader.dataset), len(train_loader), len(val_loader.dataset),
+                         world_size)
     iters_per_epoch = len(train_loader)
     max_epochs = int(cfg.train_cfg['max_epochs'])
     val_interval = int(cfg.train_cfg.get('val_interval', 1))

@@ -1,9 +1,11 @@
 """Launching on several processes and machines: torchrun's and SLURM's variables, a run over two torchrun
 "nodes", and what the user sees when a torchrun run stops on a mistake: one ``error:`` line, named by
 torchrun's failure summary as the root cause."""
+import contextlib
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
 import threading
@@ -14,6 +16,7 @@ import pytest
 import utils.dist
 from tests.conftest import REPO, TRAIN_ENV, file_states, free_port, needs_data, tiny_config
 from utils.cli import run_main, run_on_rank_0
+from utils.config_dict import ConfigError
 from utils.dist import (
     DEFAULT_TIMEOUT,
     first_slurm_host,
@@ -96,6 +99,13 @@ def test_an_error_every_rank_raises_is_printed_once_per_machine_and_recorded_for
     line = 'error: a.json: image id 7 repeated'
     assert recorded['message'] == recorded['extraInfo']['py_callstack'] == line
 
+    def config_typo(argv):  # a mistake in the config: raised alike by every rank wherever it is found
+        raise ConfigError("train_cfg has no key 'max_epoch'")
+
+    with pytest.raises(SystemExit):
+        run_main(config_typo, [])
+    assert capsys.readouterr().err == ("error: train_cfg has no key 'max_epoch'\n" if printed else '')
+
     def rank_specific(argv):  # not marked: printed by whichever rank raised it
         raise DataError('b.jpg: not a JPEG file')
 
@@ -114,20 +124,30 @@ def test_rank_0_checks_run_in_place_without_a_process_group():
 
 
 # ------------------------------------------------------------------ torchrun, 2 processes on the CPU (gloo)
-def torchrun(cfg_file: Path, work_dir: str, *extra: str, cwd: Path = REPO, timeout: float = 300,
+BOUNDED = 'env_cfg = dict(dist_timeout=120)\n'  # a rank waits at most 2 minutes for the others
+def torchrun(cfg_file: Path, work_dir: str, *extra: str, cwd: Path = REPO,
              launcher: tuple[str, ...] = ('--standalone', '--nproc_per_node', '2')) -> subprocess.Popen:
+    """train.py under torchrun on the CPU, in a session of its own (see :func:`finish`)."""
     cmd = [sys.executable, '-m', 'torch.distributed.run', *launcher, str(REPO / 'train.py'), str(cfg_file),
            '--work-dir', work_dir, '--device', 'cpu', *extra]
     return subprocess.Popen(cmd, cwd=cwd, env=TRAIN_ENV, text=True, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT)
+                            stderr=subprocess.STDOUT, start_new_session=True)
+
+
+def finish(procs: list[subprocess.Popen]) -> list[str]:
+    """The outputs of torchrun runs, waiting at most 300 s for each; whatever is left of them then (the
+    launchers and their workers) is killed."""
+    try:
+        return [proc.communicate(timeout=300)[0] for proc in procs]
+    finally:
+        for proc in procs:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
 
 
 def failed_run(proc: subprocess.Popen) -> tuple[str, list[str]]:
     """(the one ``error:`` line, all lines) of a torchrun run that failed; checks the shape of its output."""
-    try:
-        out, _ = proc.communicate(timeout=300)
-    finally:
-        proc.kill()
+    out, = finish([proc])
     lines = out.splitlines()
     errors = [line for line in lines if line.startswith('error: ')]
     assert proc.returncode != 0 and len(errors) == 1, out
@@ -140,7 +160,7 @@ def failed_run(proc: subprocess.Popen) -> tuple[str, list[str]]:
 
 @needs_data
 def test_a_work_dir_refused_by_rank_0_stops_every_rank_with_one_line(tmp_path):
-    cfg_file = tiny_config(tmp_path, 'rle', max_epochs=1, batch_size=2)
+    cfg_file = tiny_config(tmp_path, 'rle', max_epochs=1, batch_size=2, extra=BOUNDED)
     work_dir = tmp_path / 'work'
     work_dir.mkdir()
     (work_dir / 'last.pth').write_bytes(b'an earlier run')
@@ -152,18 +172,18 @@ def test_a_work_dir_refused_by_rank_0_stops_every_rank_with_one_line(tmp_path):
 
 @needs_data
 def test_a_config_typo_is_printed_once_and_named_by_torchrun(tmp_path):
-    cfg_file = tiny_config(tmp_path, 'rle', max_epochs=1, batch_size=2)
-    line, _ = failed_run(torchrun(cfg_file, str(tmp_path / 'work'), '--cfg-options', 'train_cfg.max_epoch=1'))
-    assert "train_cfg has no key 'max_epoch'" in line and 'max_epochs' in line, line
-    assert not (tmp_path / 'work').exists()
+    """Found when the model is built, after the ranks joined: each raises it, the first process prints it."""
+    cfg_file = tiny_config(tmp_path, 'rle', max_epochs=1, batch_size=2,
+                           extra=BOUNDED + "model = dict(head=dict(type='RLEHeed'))\n")
+    line, _ = failed_run(torchrun(cfg_file, str(tmp_path / 'work')))
+    assert "'RLEHeed' is not registered" in line and 'RLEHead' in line and 'model.head' in line, line
 
 
 @needs_data
 def test_two_nodes_train_together_and_only_rank_0_writes(tmp_path):
     """Two torchrun launches as two machines of one process each (static rendezvous at rank 0's
     address); each runs in its own folder with the same relative --work-dir."""
-    cfg_file = tiny_config(tmp_path, 'rle', max_epochs=1, batch_size=2,
-                           extra='env_cfg = dict(dist_timeout=120)\n')
+    cfg_file = tiny_config(tmp_path, 'rle', max_epochs=1, batch_size=2, extra=BOUNDED)
     endpoint = f'127.0.0.1:{free_port()}'
     nodes = [tmp_path / f'node{rank}' for rank in (0, 1)]
     procs = []
@@ -171,13 +191,7 @@ def test_two_nodes_train_together_and_only_rank_0_writes(tmp_path):
         node.mkdir()
         procs.append(torchrun(cfg_file, 'work', cwd=node, launcher=(
             '--nnodes', '2', '--nproc_per_node', '1', '--node_rank', str(rank), '--rdzv_endpoint', endpoint)))
-    outputs = []
-    try:
-        for proc in procs:
-            outputs.append(proc.communicate(timeout=300)[0])
-    finally:
-        for proc in procs:
-            proc.kill()
+    outputs = finish(procs)
     assert [proc.returncode for proc in procs] == [0, 0], outputs
     log = (nodes[0] / 'work' / 'train.log').read_text()
     assert 'World size: 2' in log and 'batch 2 x 2 processes' in log

@@ -10,13 +10,13 @@ that are not (see ``utils/errors.py``). ``--debug`` anywhere on the command line
 ``main`` parses it) or ``MMPOSE_CLEAN_DEBUG=1`` in the environment shows the full traceback instead.
 Any other exception is a bug and keeps its traceback.
 
-With several processes (torchrun, srun), an error every rank raises alike
-(:func:`utils.dist.same_on_every_rank`, :func:`run_on_rank_0`) is printed by the first process of each
-machine only; any other error is left for the other ranks in the process group's store
-(:func:`utils.dist.announce_stop`), and an error that only follows another rank's stop (a broken
-collective) is reported as that rank's message. Under torchrun, every failing rank also writes its line
-to torchrun's error file (``TORCHELASTIC_ERROR_FILE``), so torchrun's failure summary names it as the
-root cause.
+With several processes (torchrun, srun), an error every rank raises alike (a mistake in the command
+line or the config, or one marked so: :func:`utils.dist.raised_alike_on_every_rank`,
+:func:`run_on_rank_0`) is printed by the first process of each machine only; any other error is left for
+the other ranks in the process group's store (:func:`utils.dist.announce_stop`), and an error that only
+follows another rank's stop (a broken collective) is reported as that rank's message. Under torchrun,
+every failing rank also writes its line to torchrun's error file (``TORCHELASTIC_ERROR_FILE``), so
+torchrun's failure summary names it as the root cause.
 """
 from __future__ import annotations
 
@@ -39,6 +39,7 @@ from utils.dist import (
     leaving,
     mark_same_on_every_rank,
     peer_stopped,
+    raised_alike_on_every_rank,
 )
 from utils.errors import ReportedError
 
@@ -142,7 +143,7 @@ def run_main(main: Callable[[list[str]], Any], argv: list[str] | None = None) ->
             error = stopped
         reported = None if debug else describe(error)
         message = reported[0] if reported else f'{type(error).__name__}: {error}'
-        quiet = getattr(error, 'same_on_every_rank', False) and launch_ranks()[1] != 0
+        quiet = raised_alike_on_every_rank(error) and launch_ranks()[1] != 0
         report_error(message, quiet=quiet or reported is None,
                      details=None if reported else traceback.format_exc())
         if not leaving():

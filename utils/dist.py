@@ -24,7 +24,9 @@ from typing import Any, TypeVar
 import torch
 import torch.distributed as dist
 
-from utils.errors import ReportedError, SettingsError
+from utils.config_dict import ConfigError
+from utils.errors import ArgumentError, MissingDependencyError, ReportedError, SettingsError
+from utils.registry import RegistryError
 
 DEFAULT_TIMEOUT = 600.0  # seconds a rank waits in a collective (or for the others to join) before failing
 DEFAULT_MASTER_PORT = '29500'  # under srun without MASTER_PORT, as MMPose's slurm launcher
@@ -192,6 +194,17 @@ def cleanup() -> None:
 class RunStopped(ReportedError, RuntimeError):
     """Training cannot go on (e.g. out of memory on some rank); the message says why and, with several
     ranks, which rank stopped first."""
+
+
+# errors that depend only on the command line, the config and the installed packages: wherever they are
+# raised, every rank raises them alike
+_ALIKE_ON_EVERY_RANK = (ArgumentError, ConfigError, RegistryError, SettingsError, MissingDependencyError)
+
+
+def raised_alike_on_every_rank(error: BaseException) -> bool:
+    """Whether every rank raises ``error`` alike: marked so (:func:`mark_same_on_every_rank`,
+    :func:`same_on_every_rank`), or a mistake in the command line, the config or the installed packages."""
+    return bool(getattr(error, 'same_on_every_rank', False)) or isinstance(error, _ALIKE_ON_EVERY_RANK)
 
 
 def mark_same_on_every_rank(error: _E) -> _E:
