@@ -3,9 +3,7 @@ randomness = dict(seed=None, deterministic=False)
 log_interval = 50                  # iterations between log lines (and progress-bar postfix updates)
 vis_num_images = 8                 # validation images drawn into vis/val_pred_{last,best}.jpg (0: none)
 checkpoint = dict(save_best='coco/AP', rule='greater', save_last=True)
-# cudnn_benchmark: off anyway with --deterministic; dist_timeout: seconds a rank waits for the others in a
-# collective (or to join) before the run fails
-env_cfg = dict(cudnn_benchmark=True, dist_backend='nccl', dist_timeout=600)
+env_cfg = dict(cudnn_benchmark=True, dist_backend='nccl')  # off anyway with --deterministic
 load_from = None                   # a checkpoint to initialise the whole model from
 resume = False
 # 'device': decode, crop, augment and encode targets per batch on the training device (datasets/batched);
