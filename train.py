@@ -43,9 +43,16 @@ from evaluation import evaluate_model
 from evaluation.metric_coverage import check_metric_coverage
 from models.checkpoints import read_checkpoint, save_checkpoint
 from optim import build_ema, build_optimizer, build_schedulers, ema_config, scale_lr
-from utils.cli import run_main
+from utils.cli import report_error, run_main, run_on_rank_0
 from utils.config import Config, add_cfg_options_argument, add_config_argument, load_config
-from utils.dist import barrier, broadcast_buffers, broadcast_object, cleanup, init_distributed
+from utils.dist import (
+    barrier,
+    broadcast_buffers,
+    cleanup,
+    init_distributed,
+    process_group_settings,
+    same_on_every_rank,
+)
 from utils.logger import FILE_ONLY, collect_env, get_logger
 from utils.registry import METRICS
 from utils.seed import seed_epoch, set_random_seed
@@ -135,20 +142,33 @@ def update_best(best: dict[str, Any], metrics: dict[str, float], rule: str, epoc
     return True
 
 
+def prepare_work_dir(args: argparse.Namespace, cfg: Config) -> tuple[Path, str | None]:
+    """(work dir, checkpoint to resume from or None), after refusing to overwrite an earlier run; the
+    work dir created and the resolved config written there. Rank 0's job."""
+    work_dir, resume_from = resolve_work_dir(args, args.cfg_file, bool(cfg.get('resume')))
+    refuse_overwrite(work_dir, resume_from, args.overwrite)
+    work_dir.mkdir(parents=True, exist_ok=True)
+    cfg.dump(work_dir / Path(args.cfg_file).name)
+    return work_dir, resume_from
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    cfg = load_config(args.cfg_file, args.cfg_options)
-    rank, world_size, device = init_distributed(args.device, cfg.get('env_cfg', {}).get('dist_backend'))
-    configure(cfg, args, device)
-    check_training_settings(cfg)
-    check_data_paths(cfg)
-    chosen = resolve_work_dir(args, args.cfg_file, bool(cfg.get('resume'))) if rank == 0 else None
-    work_dir, resume_from = broadcast_object(chosen)
-    if rank == 0:
-        refuse_overwrite(work_dir, resume_from, args.overwrite)
-        work_dir.mkdir(parents=True, exist_ok=True)
-        cfg.dump(work_dir / Path(args.cfg_file).name)
+    with same_on_every_rank():  # the command line and the config: every rank reads the same
+        args = parse_args(argv)
+        cfg = load_config(args.cfg_file, args.cfg_options)
+        backend, timeout = process_group_settings(cfg.get('env_cfg'))
+    rank, world_size, device = init_distributed(args.device, backend, timeout)
+    with same_on_every_rank():
+        configure(cfg, args, device)
+        check_training_settings(cfg)
+        check_data_paths(cfg)
+        # rank 0 checks and writes the work dir; every rank stops with its error, if any
+        work_dir, resume_from = run_on_rank_0(lambda: prepare_work_dir(args, cfg))
     logger = get_logger(work_dir / 'train.log', rank)
+    # another rank's stop ends this one with its message within seconds (even from inside an NCCL
+    # collective, and before rank 0's store goes away with it)
+    peer_watch = watch_for_peer_stop(lambda message: (logger.error('%s', message, extra=FILE_ONLY),
+                                                      report_error(message)))
     logger.info('Environment:\n%s\nWorld size: %d, device: %s', collect_env(), world_size, device,
                 extra=FILE_ONLY)
     logger.info('Config:\n%s', cfg.pretty_text(), extra=FILE_ONLY)
@@ -161,17 +181,21 @@ def main(argv: list[str] | None = None) -> int:
     model, train_model = build_train_model(cfg, device, world_size)
     distributed = world_size > 1
     cfg_dir = Path(args.cfg_file).parent
-    recipes = choose_input_pipeline(cfg.get('input_pipeline'), device, cfg.train_dataloader['dataset'],
-                                    logger)
-    logger.info('Input pipeline: %s', f'batched on {device}' if recipes else 'per-sample (loader workers)')
-    train_loader = build_train_loader(cfg.train_dataloader, recipes, device, seed=seed,
-                                      distributed=distributed, cfg_dir=cfg_dir, cfg_path='train_dataloader')
-    val_loader = build_dataloader(cfg.val_dataloader, seed=seed, distributed=distributed, cfg_dir=cfg_dir,
-                                  cfg_path='val_dataloader')
-    metric = METRICS.build(cfg.val_evaluator, cfg_path='val_evaluator')
-    metric.dataset_meta = val_loader.dataset.metainfo
-    check_metric_coverage(val_loader.dataset, metric)
-    check_data_sizes(cfg, len(train_loader.dataset), len(train_loader), len(val_loader.dataset), world_size)
+    with same_on_every_rank():  # every rank reads the same annotation files
+        recipes = choose_input_pipeline(cfg.get('input_pipeline'), device, cfg.train_dataloader['dataset'],
+                                        logger)
+        logger.info('Input pipeline: %s',
+                    f'batched on {device}' if recipes else 'per-sample (loader workers)')
+        train_loader = build_train_loader(cfg.train_dataloader, recipes, device, seed=seed,
+                                          distributed=distributed, cfg_dir=cfg_dir,
+                                          cfg_path='train_dataloader')
+        val_loader = build_dataloader(cfg.val_dataloader, seed=seed, distributed=distributed, cfg_dir=cfg_dir,
+                                      cfg_path='val_dataloader')
+        metric = METRICS.build(cfg.val_evaluator, cfg_path='val_evaluator')
+        metric.dataset_meta = val_loader.dataset.metainfo
+        check_metric_coverage(val_loader.dataset, metric)
+        check_data_sizes(cfg, len(train_loader.dataset), len(train_loader), len(val_loader.dataset),
+                         world_size)
     iters_per_epoch = len(train_loader)
     max_epochs = int(cfg.train_cfg['max_epochs'])
     val_interval = int(cfg.train_cfg.get('val_interval', 1))
@@ -205,9 +229,6 @@ def main(argv: list[str] | None = None) -> int:
     report.log_header(model, train_size=len(train_loader.dataset), iters_per_epoch=iters_per_epoch,
                       batch_size=batch_size, world_size=world_size, val_size=len(val_loader.dataset))
     log_interval, vis_images = int(cfg.get('log_interval', 50)), int(cfg.get('vis_num_images', 8))
-    # NCCL: a rank stuck in a collective whose peer has stopped ends with that peer's message
-    peer_watch = watch_for_peer_stop(lambda message: logger.error('%s', message)) if device.type == 'cuda' \
-        else None
 
     try:
         for epoch in range(start_epoch, max_epochs):
@@ -247,12 +268,11 @@ def main(argv: list[str] | None = None) -> int:
         logger.warning('Interrupted: nothing half-written; %s holds the last finished epoch',
                        work_dir / 'last.pth')
         return 130
-    except (NonFiniteLossError, RunStopped) as err:  # one line on every rank, no checkpoint written
-        logger.error('%s', err)
-        return 1
+    except (NonFiniteLossError, RunStopped) as err:  # no checkpoint written; run_main prints the line
+        logger.error('%s', err, extra=FILE_ONLY)
+        raise
     finally:
-        if peer_watch is not None:
-            peer_watch.set()
+        peer_watch.set()
         report.close()
         cleanup()
     report.log_summary(best['key'], ckpt_cfg['rule'])

@@ -3,12 +3,12 @@
 Stopping every rank with one message has two cases. A NaN/inf loss lets every rank finish its
 iterations, so the ranks agree at the next log line (:func:`agree_first_bad`: one small all-gather per log
 interval) and all raise the same error there. An exception on one rank (out of memory, a bad file) leaves
-the other ranks inside a gradient all-reduce that can never complete; that rank writes its message to the
-process group's key-value store and exits (:func:`stop_run`), the all-reduce then fails on the others, and
-they report the stored message instead of their own connection error (:func:`peer_stop_message`). NCCL
-collectives do not fail when a peer leaves (the host only blocks later, waiting for a kernel that never
-ends), so on CUDA :func:`watch_for_peer_stop` polls the store from a thread and ends the process with the
-peer's message.
+the other ranks inside a gradient all-reduce that can never complete; that rank leaves its message in the
+process group's key-value store and exits (:func:`stop_run`, :func:`utils.dist.announce_stop`). The
+others read it from a watcher thread (:func:`watch_for_peer_stop`), which ends a rank stuck for good (NCCL
+collectives do not fail when a peer leaves) and reads the message while its host is alive (the store lives
+in rank 0's process unless torchrun started the run); or their all-reduce fails (gloo) and they report the
+message instead of their own connection error (:func:`utils.dist.peer_stopped`).
 """
 from __future__ import annotations
 
@@ -24,8 +24,20 @@ from torch import nn
 
 from engine.report import RunReport, TrainWindow
 from engine.step import NonFiniteLossError, StepStats, non_finite_message, prepare_batch, train_step
-from utils.dist import get_rank, get_world_size, is_distributed
-from utils.errors import ReportedError
+from utils.dist import (
+    RunStopped,
+    acknowledge_stop,
+    announce_stop,
+    get_world_size,
+    is_distributed,
+    leaving,
+    mark_same_on_every_rank,
+    peer_stop_message,
+    peer_stopped,
+    several_ranks,
+)
+
+__all__ = ['RunStopped', 'agree_first_bad', 'stop_run', 'train_one_epoch', 'watch_for_peer_stop']
 
 
 def train_one_epoch(train_model: nn.Module, optim: Any, loader: Any, epoch: int, report: RunReport, *,
@@ -68,9 +80,9 @@ def train_one_epoch(train_model: nn.Module, optim: Any, loader: Any, epoch: int,
         except torch.OutOfMemoryError as err:
             stop_run(_out_of_memory(err, batch_size, world_size))
         except Exception as err:
-            peer = peer_stop_message()
-            if peer is not None:  # another rank stopped first: this error is only the broken collective
-                raise RunStopped(peer) from None
+            stopped = peer_stopped()
+            if stopped is not None:  # another rank stopped first: this error is only the broken collective
+                raise stopped from None
             if world_size > 1:
                 stop_run(f'{type(err).__name__}: {err}')
             raise
@@ -81,8 +93,8 @@ def train_one_epoch(train_model: nn.Module, optim: Any, loader: Any, epoch: int,
         if (i + 1) % log_interval == 0 or i + 1 == iters_per_epoch:
             means = stats.means()
             stopped = agree_first_bad(stats.first_bad, stats.names, device)
-            if stopped is not None:
-                raise NonFiniteLossError(stopped)
+            if stopped is not None:  # every rank raises it: one line (utils.cli.run_main)
+                raise mark_same_on_every_rank(NonFiniteLossError(stopped))
             n = i % log_interval + 1
             memory = int(torch.cuda.max_memory_allocated(device) / 2 ** 20) if device.type == 'cuda' else None
             report.log_train(TrainWindow(epoch, i, iters_per_epoch, n, lr, means, step_time / n,
@@ -97,32 +109,10 @@ def _out_of_memory(err: BaseException, batch_size: int, world_size: int) -> str:
             f'({err})')
 
 
-_STOP_KEY = 'mmpose_clean/stop'
-
-
-def _store() -> dist.Store:
-    return dist.distributed_c10d._get_default_store()
-
-
-class RunStopped(ReportedError, RuntimeError):
-    """Training cannot go on (e.g. out of memory on some rank); the message says why and, with several
-    ranks, which rank stopped first."""
-
-
 def stop_run(message: str) -> NoReturn:
-    """Stop this rank with :class:`RunStopped`, first telling the other ranks (if any) why."""
-    if is_distributed() and get_world_size() > 1:
-        message = f'rank {get_rank()}: {message}'
-        _store().set(_STOP_KEY, message)
-    raise RunStopped(message)
-
-
-def peer_stop_message() -> str | None:
-    """The message another rank left with :func:`stop_run`, or None (also outside a process group)."""
-    if not is_distributed():
-        return None
-    store = _store()
-    return store.get(_STOP_KEY).decode() if store.check([_STOP_KEY]) else None
+    """Stop this rank with :class:`RunStopped`, first telling the other ranks (if any) why
+    (:func:`utils.dist.announce_stop`)."""
+    raise RunStopped(announce_stop(message))
 
 
 def agree_first_bad(first_bad: tuple[int, str, float] | None, names: list[str],
@@ -148,24 +138,31 @@ def agree_first_bad(first_bad: tuple[int, str, float] | None, names: list[str],
     return non_finite_message(it, names[term], value, rank)
 
 
-def watch_for_peer_stop(on_stop: Callable[[str], None], interval: float = 1.0,
+def watch_for_peer_stop(on_stop: Callable[[str], None], interval: float = 1.0, grace: float = 3.0,
                         exit_process: Callable[[int], object] = os._exit) -> threading.Event:
-    """Poll the store every ``interval`` seconds from a daemon thread; when another rank has stopped the
-    run (:func:`stop_run`), call ``on_stop(message)`` (e.g. log it) and ``exit_process(1)``: this rank may
-    be blocked for good in a collective, so it cannot unwind normally. Returns an event that ends the watch.
-    Does nothing outside a process group."""
+    """Poll the store every ``interval`` seconds from a daemon thread for another rank's stop message
+    (:func:`utils.dist.peer_stop_message`; a store that is gone counts as its host's stop). On one, read it
+    (so it outlives rank 0's store), acknowledge it, and give this rank's main thread ``grace`` seconds
+    to stop by itself (a gloo collective fails when its peer leaves); if it has not, call
+    ``on_stop(message)`` (report it) and ``exit_process(1)``: this rank is blocked for good in a
+    collective (NCCL), so it cannot unwind normally. Returns an event that ends the watch; the watch
+    also ends when this rank stops by itself (:func:`utils.dist.leaving`). Does nothing outside a
+    process group of several ranks."""
     done = threading.Event()
-    if not is_distributed():
+    if not several_ranks():
         return done
-    own = f'rank {get_rank()}: '
 
     def watch() -> None:
-        while not done.wait(interval):
+        while not done.wait(interval) and not leaving():
             message = peer_stop_message()
-            if message is not None and not message.startswith(own):
-                on_stop(message)
-                exit_process(1)
+            if message is None:
+                continue
+            acknowledge_stop()
+            if done.wait(grace) or leaving():
                 return
+            on_stop(message)
+            exit_process(1)
+            return
 
     threading.Thread(target=watch, name='peer-stop-watch', daemon=True).start()
     return done

@@ -16,6 +16,7 @@ import logging
 import math
 import os
 import re
+import socket
 import subprocess
 import sys
 import textwrap
@@ -255,6 +256,13 @@ def tiny_config(tmp_path: Path, family: str = 'rle', max_epochs: int = 2, batch_
     path = tmp_path / f'tiny_{family}.py'
     path.write_text(textwrap.dedent(text) + textwrap.dedent(extra))
     return path
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that is free now (for a process group's rendezvous)."""
+    with socket.socket() as s:
+        s.bind(('127.0.0.1', 0))
+        return s.getsockname()[1]
 
 
 TRAIN_ENV = {**os.environ, 'OMP_NUM_THREADS': '1'}  # runs alike; one thread is fastest on a busy 2-core box

@@ -8,7 +8,7 @@ import torch
 
 import train
 from datasets import build_dataloader
-from engine import LossModel
+from engine import LossModel, NonFiniteLossError, RunStopped
 from evaluation import evaluate_model
 from models import build_pose_estimator
 from models.checkpoints import load_checkpoint, read_checkpoint
@@ -81,7 +81,8 @@ def test_ema_checkpoint_then_non_finite_loss_keeps_it(tmp_path, monkeypatch):
         return losses
 
     monkeypatch.setattr(LossModel, 'forward', poisoned)
-    assert train.main(args + ['--resume', '--cfg-options', 'train_cfg.max_epochs=2']) == 1
+    with pytest.raises(NonFiniteLossError):  # run_main prints it as the one error line
+        train.main(args + ['--resume', '--cfg-options', 'train_cfg.max_epochs=2'])
     log = (work_dir / 'train.log').read_text()
     assert 'non-finite loss at iteration 5: loss_kpt = nan' in log  # 3 iterations per epoch, 2nd of epoch 2
     assert (work_dir / 'last.pth').read_bytes() == before
@@ -95,7 +96,8 @@ def test_out_of_memory_names_the_batch_size(tmp_path, monkeypatch):
     monkeypatch.setattr(LossModel, 'forward', out_of_memory)
     cfg_file = tiny_config(tmp_path, 'rle', max_epochs=1)
     args = ['--cfg_file', str(cfg_file), '--work-dir', str(tmp_path / 'work'), '--device', 'cpu']
-    assert train.main(args) == 1
+    with pytest.raises(RunStopped):
+        train.main(args)
     log = (tmp_path / 'work' / 'train.log').read_text()
     assert re.search('CUDA out of memory at batch size 4 per GPU.*train_dataloader.batch_size=2', log)
     assert not (tmp_path / 'work' / 'last.pth').exists()

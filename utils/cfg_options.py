@@ -58,7 +58,7 @@ OPTIONAL_KEYS: dict[str, tuple[str, ...]] = {
     '*_dataloader.sampler': ('type', 'shuffle', 'round_up', 'seed'),
     'train_cfg': ('max_epochs', 'val_interval'),
     'randomness': ('seed', 'deterministic'),
-    'env_cfg': ('cudnn_benchmark', 'dist_backend'),
+    'env_cfg': ('cudnn_benchmark', 'dist_backend', 'dist_timeout', 'dist_cfg'),
     'checkpoint': ('save_best', 'rule'),
     'auto_scale_lr': ('enable', 'base_batch_size'),
     'model.test_cfg': ('flip_test', 'flip_mode', 'shift_coords', 'shift_heatmap'),
