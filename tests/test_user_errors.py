@@ -228,7 +228,14 @@ def test_train_refuses_to_overwrite_an_earlier_run(env, capsys, tmp_path):
 
 def test_train_resume_checkpoint_missing(env, capsys, unchanged, tmp_path):
     one_error(*run(train.main, [*tiny(env), '--work-dir', tmp_path, '--resume', tmp_path / 'gone.pth'],
-                   capsys), r"--resume: checkpoint .*gone\.pth' not found")
+                   capsys), r'--resume .*gone\.pth: neither a checkpoint file nor a work dir')
+    one_error(*run(train.main, [*tiny(env), '--resume', tmp_path], capsys),
+              rf'--resume {re.escape(str(tmp_path))}: that work dir holds no last\.pth')
+    save_checkpoint(tmp_path / 'weights.pth', {'state_dict': {'w': torch.zeros(1)}})
+    one_error(*run(train.main, [*tiny(env), '--resume', tmp_path / 'weights.pth'], capsys),
+              r'weights\.pth: not a training checkpoint of this project \(no optimizer, epoch, iter, best\)',
+              r'--cfg-options load_from=.*weights\.pth')
+    assert sorted(p.name for p in tmp_path.iterdir()) == ['weights.pth']
 
 
 # ------------------------------------------------------------------------------------------ data
