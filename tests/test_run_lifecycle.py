@@ -100,7 +100,9 @@ def test_two_runs_in_the_same_second_then_resume_finished_and_longer(tiny_cfg, t
     assert train.main(_train(tiny_cfg)) == 0  # the quick start, run twice in a row
     second = Path('work_dirs', f'{STAMP}_tiny_2')
     assert sorted(p.name for p in (tmp_path / 'work_dirs').iterdir()) == [first.name, second.name]
-    assert read_checkpoint(second / 'last.pth')['epoch'] == 1 and file_states(first) == before
+    last = read_checkpoint(second / 'last.pth')
+    assert last['epoch'] == 1 and last['meta']['input_size'] == [192, 192]  # the codec's, checked at load
+    assert file_states(first) == before
     capsys.readouterr()
 
     # --resume alone picks the newest run of the config; it is finished: said so, exit 0, nothing written

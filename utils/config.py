@@ -303,14 +303,16 @@ SECTIONS = {  # what the top-level sections of a config are, for messages
 }
 
 
-def _defines(cfg: Mapping[str, Any], key: str) -> bool:
-    """Whether the dotted ``key`` (``'val_dataloader.dataset'``) is set (not None) in ``cfg``."""
+def _first_missing(cfg: Mapping[str, Any], key: str) -> str | None:
+    """The shortest part of the dotted ``key`` (``'val_dataloader.dataset'``) that ``cfg`` does not set (or
+    sets to None): ``'val_dataloader'`` when that is missing; None when all of ``key`` is set."""
     node: Any = cfg
-    for part in key.split('.'):
+    parts = key.split('.')
+    for depth, part in enumerate(parts):
         if not isinstance(node, Mapping) or node.get(part) is None:
-            return False
+            return '.'.join(parts[:depth + 1])
         node = node[part]
-    return True
+    return None
 
 
 def require_sections(cfg: Mapping[str, Any], needs: list[str | tuple[str, ...]], command: str) -> None:
@@ -323,15 +325,15 @@ def require_sections(cfg: Mapping[str, Any], needs: list[str | tuple[str, ...]],
         command: what needs them, for the message (``'val.py'``).
 
     Raises:
-        ConfigError: one line naming the config file, the first missing section (and what it is), the
-            command, and the top-level keys the config does define.
+        ConfigError: one line naming the config file, the first missing section (its first missing part,
+            and what it is), the command, and the top-level keys the config does define.
     """
     for need in needs:
-        options = (need,) if isinstance(need, str) else tuple(need)
-        if any(_defines(cfg, key) for key in options):
+        missing = [_first_missing(cfg, key) for key in ((need,) if isinstance(need, str) else need)]
+        if None in missing:
             continue
-        what = ' or '.join(options)
-        about = SECTIONS.get(options[0]) if len(options) == 1 else None
+        what = ' or '.join(missing)
+        about = SECTIONS.get(missing[0]) if len(missing) == 1 else None
         defined = [k for k in cfg if not k.startswith('_')]
         listed = ', '.join(defined[:12]) + (', ...' if len(defined) > 12 else '') or 'nothing'
         source = getattr(cfg, 'filename', None) or 'the config'

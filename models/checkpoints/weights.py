@@ -51,25 +51,23 @@ def _likely_cause(keys: list[str]) -> str:
     """What to check when the tensors ``keys`` (names in the full model) differ in shape."""
     parts = {k.split('.', 1)[0] for k in keys}
     if 'backbone' in parts:
-        return ('another backbone width or variant: check model.backbone.widen_factor (and type) against '
-                "the checkpoint's")
+        return 'another backbone width or type: check model.backbone.widen_factor'
     if 'head' in parts:
         return ('another keypoint count or head: check model.head (num_joints / out_channels, in_channels) '
-                "and codec.input_size against the checkpoint's")
+                'and codec.input_size')
     if 'bbox_head' in parts:
-        return "another class count or head: check model.bbox_head (num_classes, in_channels)"
-    if 'neck' in parts:
-        return "another neck: check model.neck against the checkpoint's"
-    return "another model: check the config's model against the checkpoint's"
+        return 'another class count or head: check model.bbox_head (num_classes, in_channels)'
+    return f'another {"neck" if "neck" in parts else "model"}: check the config\'s model'
 
 
 def _mismatch_message(source: str, model_sd: Mapping[str, torch.Tensor],
                       state_dict: Mapping[str, torch.Tensor], keys: list[str], where: str) -> str:
-    """One line: how many tensors differ in shape, the first two with both shapes, and a likely cause."""
-    shown = '; '.join(f'{where}{k}: checkpoint {tuple(state_dict[k].shape)} vs model '
-                      f'{tuple(model_sd[k].shape)}' for k in keys[:2])
-    return (f'{source}: tensor shapes differ from the model for {len(keys)} tensors ({shown}'
-            f'{"; ..." if len(keys) > 2 else ""}); {_likely_cause([where + k for k in keys])}')
+    """One line: how many tensors differ in shape, the first with both shapes, and a likely cause."""
+    first = keys[0]
+    more = f' and {len(keys) - 1} more' if len(keys) > 1 else ''
+    return (f'{source}: tensor shapes differ from the model ({where}{first}: checkpoint '
+            f'{tuple(state_dict[first].shape)} vs model {tuple(model_sd[first].shape)}{more}); '
+            f'{_likely_cause([where + k for k in keys])}')
 
 
 def trained_input_size(checkpoint: Any) -> tuple[int, int] | None:
