@@ -317,6 +317,17 @@ def test_training_input_size_from_the_metadata():
     assert trained_input_size({'w': torch.zeros(1)}) is None
 
 
+def test_training_input_size_from_the_file_name():
+    from models.checkpoints.weights import named_input_size
+
+    mmpose = 'td-reg_mobilenetv2_rle-pretrained-8xb64-210e_coco-256x192-39b73bd5_20220922.pth'
+    assert named_input_size(mmpose) == (192, 256)  # MMPose names height x width
+    assert named_input_size('/w/rle_mbv2-0.5x_aic-coco-192x192_202403131203.pth') == (192, 192)
+    for name in ('rtmdet_tiny_8xb32-300e_coco_20220902_112414-78e30dcc.pth', 'a_256x192_b_384x288.pth',
+                 'last.pth', '1920x10800.pth'):
+        assert named_input_size(name) is None
+
+
 def test_non_finite_observers_are_not_damage(tmp_path):
     """QAT observers hold inf min/max until they see data; real weights may not."""
     state = {'conv.weight': torch.ones(2), 'act.activation_post_process.min_val': torch.tensor(float('inf')),

@@ -413,7 +413,9 @@ def test_shape_mismatches_name_the_key_and_the_part(env, bad_checkpoints, capsys
               r'another keypoint count or head: check model\.head \(num_joints')
 
 
-def test_weights_of_another_input_size_warn(env, capsys, unchanged, tmp_path):
+def test_weights_of_another_input_size_warn(env, capsys, unchanged, tmp_path, monkeypatch):
+    # val.py sets up no logger: warnings are 'warning:' lines on stderr (pytest's root handlers hide that)
+    monkeypatch.setattr(logging.getLogger('mmpose_clean'), 'hasHandlers', lambda: False)
     cfg = load_config(env.cfg)
     state = build_pose_estimator(cfg.model).state_dict()
     save_checkpoint(tmp_path / 'new.pth', {'state_dict': state, 'meta': {'input_size': [192, 192]}})
@@ -423,11 +425,17 @@ def test_weights_of_another_input_size_warn(env, capsys, unchanged, tmp_path):
                                      tmp_path / name], capsys)
         warnings = [line for line in err.splitlines() if 'input size' in line]
         assert status == 0 and 'error' not in err and len(warnings) == 1, err
-        assert re.fullmatch(rf'warning: CHECKPOINT .*{name} was trained at input size 192x192 \(w x h\), but '
-                            r"the config's codec\.input_size is 192x256: .*codec\.input_size=\(192, 192\)",
+        assert re.fullmatch(rf'warning: CHECKPOINT .*{name} was trained at input size 192x192 \(w x h, from '
+                            r"its metadata\), but the config's codec\.input_size is 192x256: "
+                            r'.*codec\.input_size=\(192, 192\)',
                             warnings[0]), warnings[0]
         status, err = run(val.main, [*tiny(env), '--checkpoint', tmp_path / name], capsys)
         assert status == 0 and 'input size' not in err, err  # the same size: nothing to say
+    torch.save(state, tmp_path / 'bare_coco-256x192.pth')  # no metadata: MMPose's name says height x width
+    status, err = run(val.main, [*tiny(env), '--checkpoint', tmp_path / 'bare_coco-256x192.pth'], capsys)
+    warned = r'^warning: CHECKPOINT .*bare_coco-256x192\.pth was trained at input size 192x256 \(w x h, ' \
+        r"from its file name\), but the config's codec\.input_size is 192x192"
+    assert status == 0 and re.search(warned, err, re.M), err
 
 
 # ------------------------------------------------------------------------------------------ config sections

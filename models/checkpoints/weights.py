@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import ast
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,7 +36,7 @@ class LoadReport:
     naming: str | None
     missing: list[str] = field(default_factory=list)
     unexpected: list[str] = field(default_factory=list)
-    input_size: tuple[int, int] | None = None  # (w, h) the weights were trained at, when recorded
+    input_size: tuple[int, int] | None = None  # (w, h) the weights were trained at, when known
 
 
 def _shape_mismatches(model_sd: Mapping[str, torch.Tensor], state_dict: Mapping[str, torch.Tensor]
@@ -102,12 +103,22 @@ def model_input_size(model: nn.Module) -> tuple[int, int] | None:
     return (int(size[0]), int(size[1])) if size is not None else None
 
 
-def check_input_size(source: str, trained: tuple[int, int] | None, expected: tuple[int, int] | None) -> None:
-    """Warn when weights trained at ``trained`` (w, h) are loaded into a model built for ``expected``."""
+def named_input_size(path: str | os.PathLike) -> tuple[int, int] | None:
+    """The input size (w, h) in a checkpoint's file name, written height x width as MMPose and this project
+    name them (``..._coco-256x192-39b73bd5.pth`` -> (192, 256)); None unless the name holds exactly one."""
+    found = set(re.findall(r'(?<!\d)(\d{2,4})x(\d{2,4})(?!\d)', Path(path).stem))
+    return (int(next(iter(found))[1]), int(next(iter(found))[0])) if len(found) == 1 else None
+
+
+def check_input_size(source: str, trained: tuple[int, int] | None, expected: tuple[int, int] | None,
+                     basis: str = 'its metadata') -> None:
+    """Warn when weights trained at ``trained`` (w, h; known from ``basis``) are loaded into a model built
+    for ``expected``."""
     if trained is not None and expected is not None and trained != expected:
-        warn(f'{source} was trained at input size {trained[0]}x{trained[1]} (w x h), but the config\'s '
-             f'codec.input_size is {expected[0]}x{expected[1]}: keypoints will be off unless the model is '
-             f'fine-tuned at the new size; to match, set codec.input_size=({trained[0]}, {trained[1]})')
+        (w, h), (cw, ch) = trained, expected
+        warn(f'{source} was trained at input size {w}x{h} (w x h, from {basis}), but the config\'s '
+             f'codec.input_size is {cw}x{ch}: keypoints will be off unless the model is fine-tuned at the '
+             f'new size; to match, set codec.input_size=({w}, {h})')
 
 
 def load_checkpoint(model: nn.Module, path_or_state: str | os.PathLike | Mapping[str, Any],
@@ -130,8 +141,9 @@ def load_checkpoint(model: nn.Module, path_or_state: str | os.PathLike | Mapping
     A backbone-only file loads into ``model.backbone`` when ``model`` has one, and a ``backbone.``
     prefix on every key is dropped when ``model`` has no ``backbone``. Reported keys are relative to
     ``model``. ``data_preprocessor.*`` tensors the model does not hold (mean/std in some MMPose files) are
-    ignored. Tensor shape mismatches and NaN/inf weights always raise. Weights recorded as trained at
-    another input size than the model's codec are loaded with a warning (:func:`check_input_size`).
+    ignored. Tensor shape mismatches and NaN/inf weights always raise. Weights trained at another input
+    size than the model's codec (:func:`trained_input_size`, else :func:`named_input_size`) are loaded with
+    a warning (:func:`check_input_size`).
     """
     is_path = isinstance(path_or_state, (str, os.PathLike))
     source = str(path_or_state) if is_path else 'state dict'
@@ -176,9 +188,11 @@ def load_checkpoint(model: nn.Module, path_or_state: str | os.PathLike | Mapping
         raise CheckpointError(f'{source} (format {fmt!r}) does not match {type(model).__name__}: {kind}; '
                               f'missing: {_some(missing)}; unexpected: {_some(unexpected)}')
     target.load_state_dict(state_dict, strict=False)
-    trained = trained_input_size(checkpoint)
+    trained, basis = trained_input_size(checkpoint), 'its metadata'
+    if trained is None and is_path:
+        trained, basis = named_input_size(path_or_state), 'its file name'
     if fmt != 'backbone':
-        check_input_size(source, trained, model_input_size(model))
+        check_input_size(source, trained, model_input_size(model), basis)
     return LoadReport(format=fmt, naming=naming, missing=missing, unexpected=unexpected, input_size=trained)
 
 
