@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -32,19 +31,29 @@ from engine import (
     check_training_settings,
     checkpoint_payload,
     enable_amp,
+    finished_message,
     pin_loader_memory,
+    read_resume_checkpoint,
     refuse_overwrite,
+    resolve_run,
     restore,
+    resume_command,
     set_cudnn_benchmark,
     train_one_epoch,
     watch_for_peer_stop,
 )
 from evaluation import evaluate_model
 from evaluation.metric_coverage import check_metric_coverage
-from models.checkpoints import read_checkpoint, save_checkpoint
+from models.checkpoints import save_checkpoint
 from optim import build_ema, build_optimizer, build_schedulers, ema_config, scale_lr
 from utils.cli import report_error, run_main, run_on_rank_0
-from utils.config import Config, add_cfg_options_argument, add_config_argument, load_config
+from utils.config import (
+    Config,
+    add_cfg_options_argument,
+    add_config_argument,
+    load_config,
+    require_sections,
+)
 from utils.dist import (
     barrier,
     broadcast_buffers,
@@ -64,10 +73,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     add_config_argument(parser, dest='cfg_file')
     parser.add_argument('--work-dir', '--work_dir', dest='work_dir',
-                        help='output folder (default work_dirs/<YYYYmmddHHMM>_<config name>)')
+                        help='output folder (default work_dirs/<YYYYmmddHHMMSS>_<config name>, _2, _3... '
+                             'when taken)')
     parser.add_argument('--resume', nargs='?', const='auto', default=None,
-                        help="'auto' (the default when given alone): continue from the work dir's last.pth; "
-                             'or a checkpoint path')
+                        help="'auto' (the default when given alone): continue from the work dir's last.pth "
+                             '(without --work-dir: the newest run of this config); or a work dir (its '
+                             'last.pth; the run continues there) or a checkpoint file. A finished run is '
+                             'reported and not trained again')
     parser.add_argument('--resume_ckpt', '--resume-ckpt', dest='resume_ckpt',
                         help="the original project's flag: a work dir to continue in (its last.pth)")
     parser.add_argument('--overwrite', action='store_true',
@@ -88,26 +100,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+TRAIN_SECTIONS = ['model', 'train_dataloader.dataset', 'val_dataloader.dataset', 'val_evaluator',
+                  'optim_wrapper', 'train_cfg']
+
+
 def resolve_work_dir(args: argparse.Namespace, cfg_file: str,
                      cfg_resume: bool = False) -> tuple[Path, str | None]:
-    """(work dir, checkpoint to resume from or None). ``--resume auto`` without ``--work-dir`` picks
-    the newest ``work_dirs/*_<config name>`` holding a last.pth."""
-    name = Path(cfg_file).stem
-    resume = args.resume or ('auto' if cfg_resume else None)
-    if args.resume_ckpt:
-        given = Path(args.resume_ckpt)
-        work_dir, resume = (given, 'auto') if given.is_dir() else (given.parent, str(given))
-    elif args.work_dir:
-        work_dir = Path(args.work_dir)
-    elif resume == 'auto' and sorted(Path('work_dirs').glob(f'*_{name}/last.pth')):
-        work_dir = sorted(Path('work_dirs').glob(f'*_{name}/last.pth'))[-1].parent
-    else:
-        work_dir = Path('work_dirs') / f'{datetime.now():%Y%m%d%H%M}_{name}'
-    if resume == 'auto':
-        resume = str(work_dir / 'last.pth') if (work_dir / 'last.pth').is_file() else None
-    elif resume is not None and not Path(resume).is_file():
-        raise FileNotFoundError(f'--resume: checkpoint {resume!r} not found')
-    return work_dir, resume
+    """(work dir, checkpoint to resume from or None) from ``--work-dir``, ``--resume`` (a work dir, a file,
+    or ``auto``: without ``--work-dir`` the newest ``work_dirs/<stamp>_<config name>[_N]`` holding a
+    last.pth), ``--resume_ckpt`` and the config's ``resume``; a new run's default folder is created here
+    (``engine.run_dir``: never the folder of another run)."""
+    return resolve_run(cfg_file, args.work_dir, args.resume, args.resume_ckpt, cfg_resume)
 
 
 def configure(cfg: Config, args: argparse.Namespace, device: torch.device) -> None:
@@ -142,28 +145,38 @@ def update_best(best: dict[str, Any], metrics: dict[str, float], rule: str, epoc
     return True
 
 
-def prepare_work_dir(args: argparse.Namespace, cfg: Config) -> tuple[Path, str | None]:
-    """(work dir, checkpoint to resume from or None), after refusing to overwrite an earlier run; the
-    work dir created and the resolved config written there. Rank 0's job."""
-    work_dir, resume_from = resolve_work_dir(args, args.cfg_file, bool(cfg.get('resume')))
+def prepare_work_dir(args: argparse.Namespace, cfg: Config, work_dir: Path, resume_from: str | None) -> None:
+    """Refuse to overwrite an earlier run's checkpoints (unless resuming or ``--overwrite``), create the
+    work dir and write the resolved config there. Rank 0's job."""
     refuse_overwrite(work_dir, resume_from, args.overwrite)
     work_dir.mkdir(parents=True, exist_ok=True)
     cfg.dump(work_dir / Path(args.cfg_file).name)
-    return work_dir, resume_from
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
     with same_on_every_rank():  # the command line and the config: every rank reads the same
         args = parse_args(argv)
         cfg = load_config(args.cfg_file, args.cfg_options)
+        require_sections(cfg, TRAIN_SECTIONS, 'train.py')
         backend, timeout = process_group_settings(cfg.get('env_cfg'))
     rank, world_size, device = init_distributed(args.device, backend, timeout)
     with same_on_every_rank():
         configure(cfg, args, device)
         check_training_settings(cfg)
         check_data_paths(cfg)
-        # rank 0 checks and writes the work dir; every rank stops with its error, if any
-        work_dir, resume_from = run_on_rank_0(lambda: prepare_work_dir(args, cfg))
+        # rank 0 picks the work dir; every rank stops with its error, if any
+        work_dir, resume_from = run_on_rank_0(
+            lambda: resolve_work_dir(args, args.cfg_file, bool(cfg.get('resume'))))
+        # every rank reads it: all of them stop if the run has finished
+        resumed = read_resume_checkpoint(resume_from) if resume_from else None
+    finished = resumed and finished_message(resumed, resume_from, int(cfg.train_cfg['max_epochs']))
+    if finished:
+        get_logger(None, rank).info('%s', finished)
+        cleanup()
+        return 0
+    with same_on_every_rank():  # rank 0 refuses to overwrite an earlier run, then writes the config
+        run_on_rank_0(lambda: prepare_work_dir(args, cfg, work_dir, resume_from))
     logger = get_logger(work_dir / 'train.log', rank)
     # another rank's stop ends this one with its message within seconds (even from inside an NCCL
     # collective, and before rank 0's store goes away with it)
@@ -213,15 +226,15 @@ def main(argv: list[str] | None = None) -> int:
     start_epoch = 0
     if resume_from is None and (args.resume or args.resume_ckpt):
         logger.warning('--resume: no last.pth in %s; starting from scratch', work_dir)
-    if resume_from:
-        ckpt = read_checkpoint(resume_from, map_location='cpu')  # restore() copies onto the device
-        restore(ckpt, model, ema, optim, schedulers)
-        start_epoch, best = int(ckpt['epoch']), {**best, **ckpt['best']}
-        if int(ckpt['iter']) != start_epoch * iters_per_epoch:
+    if resumed is not None:
+        restore(resumed, model, ema, optim, schedulers)
+        start_epoch, best = int(resumed['epoch']), {**best, **resumed['best']}
+        if int(resumed['iter']) != start_epoch * iters_per_epoch:
             logger.warning('%s was written with %d iterations per epoch, now %d (other batch size or GPU '
                            'count): iteration-based lr schedules shift', resume_from,
-                           int(ckpt['iter']) // max(start_epoch, 1), iters_per_epoch)
-        logger.info('Resumed from %s: continuing at epoch %d', resume_from, start_epoch + 1)
+                           int(resumed['iter']) // max(start_epoch, 1), iters_per_epoch)
+        logger.info('Resumed from %s: continuing at epoch %d of %d', resume_from, start_epoch + 1, max_epochs)
+        del resumed  # the optimizer state lives on in optim
     max_iters = max_epochs * iters_per_epoch
     optim.initialize_count_status(start_epoch * iters_per_epoch, max_iters)
     show_bar = rank == 0 and sys.stdout.isatty()
@@ -230,6 +243,7 @@ def main(argv: list[str] | None = None) -> int:
                       batch_size=batch_size, world_size=world_size, val_size=len(val_loader.dataset))
     log_interval, vis_images = int(cfg.get('log_interval', 50)), int(cfg.get('vis_num_images', 8))
 
+    saved_epoch = start_epoch  # the epoch last.pth holds
     try:
         for epoch in range(start_epoch, max_epochs):
             if switch_epoch is not None and epoch >= switch_epoch and (stage2 := train_loader.with_stage2()):
@@ -259,14 +273,17 @@ def main(argv: list[str] | None = None) -> int:
                     logger.info('Best %s = %.4f at epoch %d: saved best.pth', best['key'], best['score'],
                                 epoch + 1)
                 save_checkpoint(work_dir / 'last.pth', payload)
+                saved_epoch = epoch + 1
                 if validated and vis_images > 0:
                     report.log_predictions(prediction_mosaic(metric, val_loader.dataset, vis_images), epoch,
                                            best=improved)
                 report.end_epoch(epoch)
             barrier()
     except KeyboardInterrupt:
-        logger.warning('Interrupted: nothing half-written; %s holds the last finished epoch',
-                       work_dir / 'last.pth')
+        again = resume_command(argv, work_dir, args.resume, world_size, resume=saved_epoch > 0)
+        state = (f'{work_dir / "last.pth"} holds epoch {saved_epoch} of {max_epochs}. Resume' if saved_epoch
+                 else 'no epoch had finished, nothing was saved. Start again')
+        logger.warning('Interrupted: nothing half-written; %s with: %s', state, again)
         return 130
     except (NonFiniteLossError, RunStopped) as err:  # no checkpoint written; run_main prints the line
         logger.error('%s', err, extra=FILE_ONLY)

@@ -36,7 +36,14 @@ from models.checkpoints.model_zoo import (
 )
 from models.loading import is_qat_config, load_model
 from utils.cli import run_main
-from utils.config import Config, ConfigError, add_cfg_options_argument, add_config_argument, load_config
+from utils.config import (
+    Config,
+    ConfigError,
+    add_cfg_options_argument,
+    add_config_argument,
+    load_config,
+    require_sections,
+)
 from utils.dist import cleanup, init_distributed, is_main_process
 from utils.errors import ArgumentError
 from utils.output_files import refuse_input_as_output, write_text_atomic
@@ -95,9 +102,9 @@ def build_model(cfg: Config, ckpt: Path) -> tuple[object, str]:
         model = OrtPoseModel(ckpt, cfg)
         return model, f'ONNX Runtime, {"int8" if model.is_quantized else "float"}'
     if is_qat_config(cfg):  # a quantisation-aware training run's checkpoint (fake-quant model)
-        return load_model(cfg, ckpt), 'format qat'
+        return load_model(cfg, ckpt, origin='CHECKPOINT'), 'format qat'
     model = build_pose_estimator(cfg.model)
-    report = load_checkpoint(model, ckpt, map_location='cpu', strict=True)
+    report = load_checkpoint(model, ckpt, map_location='cpu', strict=True, origin='CHECKPOINT')
     if report.format == 'backbone':
         raise CheckpointError(f'{ckpt} holds only backbone weights; evaluation needs a full model')
     return model, f'format {report.format}'
@@ -139,6 +146,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         if output:
             refuse_input_as_output(output, {'CONFIG': cfg_file, 'CHECKPOINT': ckpt}, flag)
     cfg = load_config(cfg_file, args.cfg_options)
+    require_sections(cfg, ['model', 'val_dataloader.dataset', 'val_evaluator'], 'val.py')
     configure(cfg, args)
     _, _, device = init_distributed(args.device)
     try:

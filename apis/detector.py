@@ -15,7 +15,7 @@ from deploy.ort_backend import load_onnx_detector
 from models.checkpoints.model_zoo import resolve_checkpoint
 from models.detection.det_transforms import DetTestTransform
 from models.loading import load_model
-from utils.config import Config
+from utils.config import Config, require_sections
 
 DEFAULT_TEST_PIPELINE = [dict(type='Resize', scale=(640, 640), keep_ratio=True),
                          dict(type='Pad', size=(640, 640), pad_val=dict(img=(114, 114, 114)))]
@@ -44,13 +44,12 @@ def init_detector(config: str | os.PathLike | Mapping, checkpoint: str | os.Path
     does not fit the config.
     """
     cfg = as_config(config, 'detector config')
-    if 'model' not in cfg:
-        raise KeyError(f'detector config {config!r} has no "model" entry')
+    require_sections(cfg, ['model'], 'the detector (apis.init_detector, the demo)')
     path = None if checkpoint is None else resolve_checkpoint(checkpoint)
     if path is not None and path.suffix == '.onnx':
         model = load_onnx_detector(path, cfg)
     else:
-        model = load_model(cfg, path)
+        model = load_model(cfg, path, origin='detector checkpoint')
         if checkpoint is None:
             warnings.warn('init_detector: no checkpoint given, the detector has random weights',
                           stacklevel=2)

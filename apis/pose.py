@@ -24,8 +24,10 @@ from datasets.transforms.base import Compose
 from deploy.ort_backend import load_onnx_pose_model
 from models.checkpoints.model_zoo import resolve_checkpoint
 from models.loading import load_model
-from utils.config import Config
+from utils.config import Config, require_sections
 from utils.registry import DATASETS
+
+POSE_PIPELINE = ('val_dataloader.dataset.pipeline', 'val_pipeline')  # the crops' transforms, either
 
 
 def _val_dataset_cfg(cfg: Config) -> Mapping:
@@ -35,11 +37,8 @@ def _val_dataset_cfg(cfg: Config) -> Mapping:
 def val_pipeline_of(cfg: Config) -> list:
     """The validation pipeline of a pose config (``val_dataloader.dataset.pipeline``, else
     ``val_pipeline``)."""
-    pipeline = _val_dataset_cfg(cfg).get('pipeline', cfg.get('val_pipeline'))
-    if not pipeline:
-        raise KeyError(f'pose config {cfg.filename or ""} has neither val_dataloader.dataset.pipeline '
-                       'nor val_pipeline')
-    return list(pipeline)
+    require_sections(cfg, [POSE_PIPELINE], 'the pose model (apis.init_model, the demo)')
+    return list(_val_dataset_cfg(cfg).get('pipeline') or cfg.get('val_pipeline') or [])
 
 
 def dataset_meta_of(cfg: Config) -> dict[str, Any]:
@@ -71,11 +70,12 @@ def init_model(config: str | os.PathLike | Mapping, checkpoint: str | os.PathLik
     ``models.checkpoints.CheckpointError`` naming the missing / unexpected keys.
     """
     cfg = as_config(config, 'pose config')
+    require_sections(cfg, ['model', POSE_PIPELINE], 'the pose model (apis.init_model, the demo)')
     path = None if checkpoint is None else resolve_checkpoint(checkpoint)
     if path is not None and path.suffix == '.onnx':
         model = load_onnx_pose_model(path, cfg)
     else:  # float or QAT estimator, strict load
-        model = load_model(cfg, path)
+        model = load_model(cfg, path, origin='pose checkpoint')
     if checkpoint is None:
         warnings.warn('init_model: no checkpoint given, the pose model has random weights', stacklevel=2)
     model.cfg = cfg

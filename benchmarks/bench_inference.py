@@ -38,7 +38,7 @@ from models import build_pose_estimator
 from models.checkpoints import load_checkpoint
 from models.checkpoints.model_zoo import add_checkpoint_argument, resolve_checkpoint
 from utils.cli import run_main
-from utils.config import add_cfg_options_argument, add_config_argument, load_config
+from utils.config import add_cfg_options_argument, add_config_argument, load_config, require_sections
 
 
 def prepare(model: nn.Module, mode: str, example: torch.Tensor) -> Callable[[torch.Tensor], object]:
@@ -98,6 +98,7 @@ def main(argv: list[str] | None = None) -> None:
 
     torch.set_num_threads(args.threads)
     cfg = load_config(args.config, args.cfg_options)
+    require_sections(cfg, ['model', 'codec'], 'benchmarks/bench_inference.py')
     model = build_pose_estimator(cfg.model).eval()
     if args.checkpoint:
         args.checkpoint = str(resolve_checkpoint(args.checkpoint))

@@ -38,7 +38,7 @@ from deploy.ptq import quantize_pose_model
 from models.checkpoints.model_zoo import add_checkpoint_argument, resolve_checkpoint
 from models.loading import load_model
 from utils.cli import run_main
-from utils.config import add_cfg_options_argument, add_config_argument, load_config
+from utils.config import add_cfg_options_argument, add_config_argument, load_config, require_sections
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -92,6 +92,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
 
     torch.set_num_threads(args.threads)
     cfg = load_config(args.config, args.cfg_options)
+    calib = ['val_dataloader.dataset'] if args.calib_data else []
+    require_sections(cfg, ['model', 'codec', *calib], 'benchmarks/bench_onnx.py')
     cfg.model.setdefault('test_cfg', {})['flip_test'] = False  # the same single pass on every backend
     model = load_model(cfg, resolve_checkpoint(args.checkpoint))
     width, height = cfg.codec['input_size']

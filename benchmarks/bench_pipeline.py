@@ -31,7 +31,7 @@ from datasets import RepeatDataset, build_dataloader, build_dataset
 from datasets.batched import DeviceTopdownPipeline, RawSampleDataset, collate_raw, dataset_recipes
 from datasets.batched.profile import count_ops, profile_pipeline
 from utils.cli import run_main
-from utils.config import add_cfg_options_argument, add_config_argument, load_config
+from utils.config import add_cfg_options_argument, add_config_argument, load_config, require_sections
 
 
 def dataset_config(cfg, phase: str, data_dir: str | None, ann_file: str) -> dict:
@@ -141,6 +141,7 @@ def main(argv: list[str] | None = None) -> int:
     add_cfg_options_argument(parser)
     args = parser.parse_args(argv)
     cfg = load_config(args.config, args.cfg_options)
+    require_sections(cfg, [f'{args.phase}_dataloader.dataset'], 'benchmarks/bench_pipeline.py')
     dataset_cfg = dataset_config(cfg, args.phase, args.data_dir, args.ann_file)
     base = build_dataset(dataset_cfg, cfg_dir=Path(args.config).resolve().parent,
                          cfg_path=f'{args.phase}_dataloader.dataset')

@@ -52,7 +52,7 @@ from engine import (
 )
 from optim import build_ema, build_optimizer, build_schedulers, ema_config
 from utils.cli import run_main
-from utils.config import add_cfg_options_argument, add_config_argument, load_config
+from utils.config import add_cfg_options_argument, add_config_argument, load_config, require_sections
 
 
 def synthetic_batches(cfg, batch_size: int, pin: bool, seed: int = 0) -> Iterator[dict]:
@@ -127,6 +127,8 @@ def main(argv: list[str] | None = None) -> None:
     add_cfg_options_argument(parser)
     args = parser.parse_args(argv)
     cfg = load_config(args.config, args.cfg_options)
+    require_sections(cfg, ['model', 'codec', 'train_dataloader', 'optim_wrapper', 'train_cfg'],
+                     'benchmarks/bench_train.py')
     device = torch.device(args.device)
     if args.batch_size:
         cfg.train_dataloader['batch_size'] = args.batch_size

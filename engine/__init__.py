@@ -4,6 +4,8 @@ benchmarks/ and the tests, so that all of them run the same step.
 - ``step``: one iteration (``prepare_batch``, ``LossModel``, ``train_step``, ``StepStats``);
 - ``loop``: one epoch (``train_one_epoch``) and stopping every rank together (``RunStopped``);
 - ``run``: setting a run up (checks, AMP, cuDNN, ``build_train_model``) and its checkpoint state;
+- ``run_dir``: the run's work dir (names that never collide), what ``--resume`` continues from, a finished
+  run, and the command that resumes an interrupted one;
 - ``report``: the console, log and work-dir reporting (``RunReport``); ``record``: results.csv and
   scalars.json.
 """
@@ -22,6 +24,14 @@ from engine.run import (
     restore,
     set_cudnn_benchmark,
 )
+from engine.run_dir import (
+    finished_message,
+    latest_run,
+    new_work_dir,
+    read_resume_checkpoint,
+    resolve_run,
+    resume_command,
+)
 from engine.step import (
     LossModel,
     NonFiniteLossError,
@@ -37,4 +47,5 @@ __all__ = ['RunStopped', 'stop_run', 'train_one_epoch', 'watch_for_peer_stop', '
            'check_data_paths', 'check_data_sizes', 'check_training_settings', 'checkpoint_payload',
            'enable_amp', 'pin_loader_memory', 'refuse_overwrite', 'restore', 'set_cudnn_benchmark',
            'LossModel', 'NonFiniteLossError', 'StepStats', 'estimator_of', 'prepare_batch', 'total_loss',
-           'train_step']
+           'train_step', 'finished_message', 'latest_run', 'new_work_dir', 'read_resume_checkpoint',
+           'resolve_run', 'resume_command']

@@ -158,7 +158,8 @@ def build_train_model(cfg: Config, device: torch.device, world_size: int) -> tup
     model = build_pose_estimator(cfg.model)
     model.init_weights()
     if cfg.get('load_from'):
-        report = load_checkpoint(model, resolve_checkpoint(cfg.load_from), strict=False)
+        report = load_checkpoint(model, resolve_checkpoint(cfg.load_from), strict=False,
+                                 origin='load_from')
         logger.info('load_from %s: missing %s, unexpected %s', cfg.load_from, report.missing,
                     report.unexpected)
     model = prepare_for_training(model, cfg)
@@ -181,15 +182,21 @@ def build_train_model(cfg: Config, device: torch.device, world_size: int) -> tup
 def checkpoint_payload(model: nn.Module, ema: Any, optim: Any, schedulers: list, cfg: Config, epoch: int,
                        it: int, best: dict) -> dict[str, Any]:
     """Everything needed to continue after ``epoch`` epochs (``it`` iterations). ``state_dict`` holds the
-    weights to deploy (the EMA ones when EMA is on); ``train_state_dict`` the raw ones then.
+    weights to deploy (the EMA ones when EMA is on); ``train_state_dict`` the raw ones then. ``meta`` holds
+    the epoch, the iteration, the config text and the training ``input_size`` (w, h) of the codec, which
+    loading the weights compares with the config's (``models.checkpoints.weights.check_input_size``).
 
     No RNG states: train.py reseeds every RNG from (seed, epoch, rank) at the start of each epoch and a
     resume starts at an epoch boundary, so they would be redundant (and device-specific: CUDA generator
     states cannot be restored on fewer GPUs or on the CPU)."""
     ema_state = ema.state_dict() if ema is not None else None
+    meta = {'epoch': epoch, 'iter': it, 'config': cfg.pretty_text()}
+    input_size = (cfg.get('codec') or {}).get('input_size')
+    if input_size is not None:
+        meta['input_size'] = [int(v) for v in input_size]
     payload = {
         'state_dict': ema_state['module'] if ema_state is not None else model.state_dict(),
-        'meta': {'epoch': epoch, 'iter': it, 'config': cfg.pretty_text()},
+        'meta': meta,
         'epoch': epoch, 'iter': it, 'best': dict(best),
         'optimizer': optim.state_dict(), 'schedulers': [s.state_dict() for s in schedulers],
     }

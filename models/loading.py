@@ -10,6 +10,7 @@ from typing import Any
 from torch import nn
 
 from models.checkpoints import load_checkpoint, read_checkpoint, state_dict_of
+from models.checkpoints.weights import check_input_size, trained_input_size
 from models.qat import prepare_qat
 from utils.registry import MODELS
 
@@ -17,8 +18,14 @@ logger = logging.getLogger('mmpose_clean.models')
 
 
 def is_detector_config(cfg: Mapping[str, Any]) -> bool:
-    """True for a detector config (``model.bbox_head``, e.g. RTMDet), False for a pose config."""
-    return 'bbox_head' in cfg['model']
+    """True for a detector config (``model.bbox_head``, e.g. RTMDet), False for a pose config (or none)."""
+    return 'bbox_head' in (cfg.get('model') or {})
+
+
+def model_sections(cfg: Mapping[str, Any]) -> list[str]:
+    """The config sections building a model and feeding it need (for ``utils.config.require_sections``):
+    ``model``, and for a pose model ``codec`` (its input size)."""
+    return ['model'] if is_detector_config(cfg) else ['model', 'codec']
 
 
 def is_qat_config(cfg: Mapping[str, Any]) -> bool:
@@ -26,11 +33,13 @@ def is_qat_config(cfg: Mapping[str, Any]) -> bool:
     return (cfg.get('quantization') or {}).get('mode') == 'qat'
 
 
-def load_model(cfg: Mapping[str, Any], checkpoint: str | os.PathLike | None) -> nn.Module:
+def load_model(cfg: Mapping[str, Any], checkpoint: str | os.PathLike | None,
+               origin: str | None = 'CHECKPOINT') -> nn.Module:
     """The config's model in eval mode on the CPU with ``checkpoint`` loaded (None: random weights).
 
     Pose configs give a TopdownPoseEstimator, or its QAT version (:func:`models.qat.prepare_qat`) for a QAT
     config, whose checkpoint must then come from that QAT run; detector configs give the detector.
+    ``origin`` names the argument that gave the checkpoint in messages (``'CHECKPOINT'``).
     """
     if checkpoint is not None and not os.path.isfile(checkpoint):
         raise FileNotFoundError(f'checkpoint not found: {os.fspath(checkpoint)!r}')
@@ -39,9 +48,13 @@ def load_model(cfg: Mapping[str, Any], checkpoint: str | os.PathLike | None) -> 
         qcfg = {k: v for k, v in cfg['quantization'].items() if k != 'float_checkpoint'}
         model = prepare_qat(model, qcfg)
         if checkpoint is not None:
-            model.load_state_dict(state_dict_of(read_checkpoint(checkpoint, 'cpu')))
+            source = f'{origin} {os.fspath(checkpoint)}' if origin else os.fspath(checkpoint)
+            loaded = read_checkpoint(checkpoint, 'cpu')
+            model.load_state_dict(state_dict_of(loaded, source))
+            codec_size = (cfg.get('codec') or {}).get('input_size')
+            check_input_size(source, trained_input_size(loaded), tuple(codec_size) if codec_size else None)
     elif checkpoint is not None:
-        load_checkpoint(model, checkpoint, map_location='cpu', strict=True)
+        load_checkpoint(model, checkpoint, map_location='cpu', strict=True, origin=origin)
     return model.cpu().eval()
 
 

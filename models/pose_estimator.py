@@ -58,7 +58,7 @@ class TopdownPoseEstimator(nn.Module):
             if module is not None and hasattr(module, 'init_weights'):
                 module.init_weights()
         if self.init_cfg is not None:
-            load_pretrained(self, self.init_cfg)
+            load_pretrained(self, self.init_cfg, cfg_key='model.init_cfg')
 
     def extract_feat(self, x: Tensor) -> tuple[Tensor, ...]:
         """Normalised images (B, 3, H, W) -> backbone (and neck) features."""

@@ -301,3 +301,39 @@ def test_convert_tool_round_trip(tmp_path, rle_original, capsys):
     convert_main([str(tmp_path / 'ours.pth'), str(tmp_path / 'orig.pth'), '--to', 'original'])
     _assert_same(read_checkpoint(tmp_path / 'orig.pth'), rle_original)
     assert 'format mmpose' in capsys.readouterr().out
+
+
+def test_training_input_size_from_the_metadata():
+    from models.checkpoints.weights import trained_input_size
+
+    assert trained_input_size({'meta': {'input_size': [192, 256]}, 'state_dict': {}}) == (192, 256)
+    mmengine_text = ("default_scope = 'mmpose'\ncodec = dict(\n    input_size=(\n        192,\n        256,\n"
+                     "    ),\n    type='RegressionLabel')\nmodel = dict(head=dict(decoder=codec))\n")
+    assert trained_input_size({'meta': {'cfg': mmengine_text}}) == (192, 256)  # an MMPose/mmengine file
+    ours = "codec = {'type': 'SimCCLabel', 'input_size': (288, 384), 'sigma': (6.0, 6.93)}\n"
+    assert trained_input_size({'meta': {'config': ours}}) == (288, 384)  # ours, before meta['input_size']
+    for meta in ({}, {'config': 'codec = make_codec()'}, {'config': 'not python ('}, {'input_size': 'big'}):
+        assert trained_input_size({'meta': meta}) is None
+    assert trained_input_size({'w': torch.zeros(1)}) is None
+
+
+def test_training_input_size_from_the_file_name():
+    from models.checkpoints.weights import named_input_size
+
+    mmpose = 'td-reg_mobilenetv2_rle-pretrained-8xb64-210e_coco-256x192-39b73bd5_20220922.pth'
+    assert named_input_size(mmpose) == (192, 256)  # MMPose names height x width
+    assert named_input_size('/w/rle_mbv2-0.5x_aic-coco-192x192_202403131203.pth') == (192, 192)
+    for name in ('rtmdet_tiny_8xb32-300e_coco_20220902_112414-78e30dcc.pth', 'a_256x192_b_384x288.pth',
+                 'last.pth', '1920x10800.pth'):
+        assert named_input_size(name) is None
+
+
+def test_non_finite_observers_are_not_damage(tmp_path):
+    """QAT observers hold inf min/max until they see data; real weights may not."""
+    state = {'conv.weight': torch.ones(2), 'act.activation_post_process.min_val': torch.tensor(float('inf')),
+             'act.activation_post_process.max_val': torch.tensor(float('-inf')), 'n': torch.tensor(3)}
+    save_checkpoint(tmp_path / 'qat.pth', {'state_dict': state})
+    assert read_checkpoint(tmp_path / 'qat.pth')['state_dict'].keys() == state.keys()
+    state['bn.running_var'] = torch.tensor([1.0, float('inf')])
+    with pytest.raises(CheckpointError, match=r'state dict: 1 tensor holds NaN or inf values \(bn\.running'):
+        load_checkpoint(nn.Linear(1, 1), state)  # an in-memory state dict is checked too

@@ -1,5 +1,7 @@
 """Resume: a run killed (SIGKILL) mid-epoch and resumed with ``--resume`` ends with exactly the weights
-of an uninterrupted run; Ctrl-C exits cleanly without half-written files. CPU, --deterministic."""
+of an uninterrupted run; Ctrl-C exits cleanly without half-written files and says how to go on. CPU,
+--deterministic."""
+import shlex
 import signal
 
 import torch
@@ -42,6 +44,10 @@ def test_ctrl_c_exits_cleanly(tmp_path):
                               'Epoch(train) [1][1/3]')
     proc.send_signal(signal.SIGINT)
     assert proc.wait(timeout=120) == 130
-    assert 'Interrupted' in (work_dir / 'train.log').read_text()
+    log = (work_dir / 'train.log').read_text()
+    again = ['python', 'train.py', '--cfg_file', str(cfg_file), '--device', 'cpu', '--deterministic',
+             '--work-dir', str(work_dir)]  # the same arguments, --work-dir last (no --resume: nothing saved)
+    assert 'Interrupted: nothing half-written; no epoch had finished, nothing was saved. Start again with: ' \
+        f'{shlex.join(again)}\n' in log
     assert not list(work_dir.glob('*.tmp')) and not list(work_dir.glob('.*.tmp'))
     assert 'Traceback' not in proc.stderr.read().decode()

@@ -123,7 +123,7 @@ def test_resume_auto_finds_the_newest_work_dir(tmp_path, monkeypatch):
     assert train.resolve_work_dir(args, args.cfg_file)[1] == 'work_dirs/202401010000_cfg/last.pth'
     args = train.parse_args(['--cfg_file', 'configs/other.py'])
     work_dir, resume = train.resolve_work_dir(args, args.cfg_file)
-    assert re.fullmatch(r'work_dirs/\d{12}_other', str(work_dir)) and resume is None
+    assert re.fullmatch(r'work_dirs/\d{14}_other', str(work_dir)) and resume is None and work_dir.is_dir()
 
 
 @needs_data

@@ -25,6 +25,7 @@ import torch
 import topdown_demo_with_mmdet as demo
 import train
 import val
+from benchmarks import bench_inference
 from models import build_pose_estimator
 from models.checkpoints import save_checkpoint
 from tests.conftest import file_states as _snapshot
@@ -228,7 +229,14 @@ def test_train_refuses_to_overwrite_an_earlier_run(env, capsys, tmp_path):
 
 def test_train_resume_checkpoint_missing(env, capsys, unchanged, tmp_path):
     one_error(*run(train.main, [*tiny(env), '--work-dir', tmp_path, '--resume', tmp_path / 'gone.pth'],
-                   capsys), r"--resume: checkpoint .*gone\.pth' not found")
+                   capsys), r'--resume .*gone\.pth: neither a checkpoint file nor a work dir')
+    one_error(*run(train.main, [*tiny(env), '--resume', tmp_path], capsys),
+              rf'--resume {re.escape(str(tmp_path))}: that work dir holds no last\.pth')
+    save_checkpoint(tmp_path / 'weights.pth', {'state_dict': {'w': torch.zeros(1)}})
+    one_error(*run(train.main, [*tiny(env), '--resume', tmp_path / 'weights.pth'], capsys),
+              r'weights\.pth: not a training checkpoint of this project \(no optimizer, epoch, iter, best\)',
+              r'--cfg-options load_from=.*weights\.pth')
+    assert sorted(p.name for p in tmp_path.iterdir()) == ['weights.pth']
 
 
 # ------------------------------------------------------------------------------------------ data
@@ -326,8 +334,8 @@ CHECKPOINT_CASES = [
     ('html', [r'html\.pth.* an HTML/XML page']),
     ('lfs', [r'lfs\.pth.* a git-LFS pointer file.*git lfs pull']),
     ('empty', [r'empty\.pth.* an empty file']),
-    ('wide', [r'wide\.pth: tensor shapes differ from the model for \d+ tensors',
-              r'backbone\.conv1\.conv\.weight: checkpoint \(\d+, 3, 3, 3\) vs model \(\d+, 3, 3, 3\)',
+    ('wide', [r'CHECKPOINT .*wide\.pth: tensor shapes differ from the model',
+              r'conv1\.conv\.weight: checkpoint \(24, 3, 3, 3\) vs model \(16, 3, 3, 3\) and \d+ more',
               'widen_factor']),
     ('other', [r'other\.pth.* another architecture: only 0 of the model\'s \d+ tensors']),
 ]
@@ -352,6 +360,115 @@ def test_val_mistakes(env, capsys, unchanged, tmp_path):
               r'--dump .*model\.pth.* is the input CHECKPOINT')
     one_error(*run(val.main, [*tiny(env, f'val_dataloader.dataset.bbox_file={tmp_path}/dets.json'),
                               '--checkpoint', env.ckpt], capsys), r'bbox file not found: .*dets\.json')
+
+
+# ------------------------------------------------------------------------------------------ weights
+def _model(env: Env, *options: str) -> torch.nn.Module:
+    return build_pose_estimator(load_config(env.cfg, list(options)).model)
+
+
+def test_non_finite_weights_are_refused_by_name(env, capsys, unchanged, tmp_path):
+    state = _model(env).half().state_dict()  # float16 BatchNorm statistics that overflowed
+    bad = [k for k in state if k.endswith('running_var')][:4] + ['head.fc_coord.weight']
+    for key in bad:
+        state[key].view(-1)[0] = float('inf') if 'running' in key else float('nan')
+    torch.save({'state_dict': state}, tmp_path / 'half.pth')
+    first = ', '.join(re.escape(k) for k in bad[:3])
+    one_error(*run(val.main, [*tiny(env), '--checkpoint', tmp_path / 'half.pth'], capsys),
+              rf"CHECKPOINT: '.*half\.pth': 5 tensors hold NaN or inf values \({first} \(\+2 more\)\)",
+              'float16')
+    one_error(*run(train.main, [*tiny(env, f"load_from='{tmp_path / 'half.pth'}'"), '--work-dir',
+                                tmp_path / 'work'], capsys), r"load_from: '.*half\.pth': 5 tensors hold NaN")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ['half.pth', 'work']  # config and log only
+    assert not list((tmp_path / 'work').glob('*.pth'))
+
+
+def test_whole_pickled_model_gets_an_explanation(env, capsys, unchanged, tmp_path):
+    model = _model(env)
+    torch.save(model, tmp_path / 'model.pth')
+    torch.save({'model': model, 'epoch': 3}, tmp_path / 'yolo_style.pth')
+    save_how = re.escape("torch.save({'state_dict': model.state_dict()}, path)")
+    one_error(*run(val.main, [*tiny(env), '--checkpoint', tmp_path / 'model.pth'], capsys),
+              r"'.*model\.pth' holds a whole pickled model \(models\.pose_estimator\.TopdownPoseEstimator, "
+              r'saved with torch\.save\(model\)\)', save_how)
+    one_error(*run(val.main, [*tiny(env), '--checkpoint', tmp_path / 'yolo_style.pth'], capsys),
+              r"yolo_style\.pth: its 'model' entry is a whole pickled model", save_how)
+
+
+def test_shape_mismatches_name_the_key_and_the_part(env, bad_checkpoints, capsys, unchanged, tmp_path):
+    wide = bad_checkpoints['wide']
+    init = f"model.backbone.init_cfg=dict(type='Pretrained', checkpoint='{wide}', prefix='backbone.')"
+    width = r'another backbone width or type: check model\.backbone\.widen_factor'
+    one_error(*run(train.main, [*tiny(env, init), '--work-dir', tmp_path / 'a'], capsys),
+              rf'model\.backbone\.init_cfg\.checkpoint {re.escape(str(wide))}: tensor shapes differ',
+              r'backbone\.conv1\.conv\.weight: checkpoint \(24, 3, 3, 3\) vs model \(16, 3, 3, 3\) and '
+              r'255 more\)', width)
+    one_error(*run(train.main, [*tiny(env, f"load_from='{wide}'"), '--work-dir', tmp_path / 'b'], capsys),
+              rf'load_from {re.escape(str(wide))}: tensor shapes differ', width)
+    joints = tmp_path / 'joints14.pth'
+    save_checkpoint(joints, {'state_dict': _model(env, 'model.head.num_joints=14').state_dict()})
+    one_error(*run(val.main, [*tiny(env), '--checkpoint', joints], capsys),
+              rf'CHECKPOINT {re.escape(str(joints))}: tensor shapes differ from the model '
+              r'\(head\.fc_coord\.weight: checkpoint \(28, 1280\) vs model \(34, 1280\)',
+              r'another keypoint count or head: check model\.head \(num_joints')
+
+
+def test_weights_of_another_input_size_warn(env, capsys, unchanged, tmp_path, monkeypatch):
+    # val.py sets up no logger: warnings are 'warning:' lines on stderr (pytest's root handlers hide that)
+    monkeypatch.setattr(logging.getLogger('mmpose_clean'), 'hasHandlers', lambda: False)
+    cfg = load_config(env.cfg)
+    state = build_pose_estimator(cfg.model).state_dict()
+    save_checkpoint(tmp_path / 'new.pth', {'state_dict': state, 'meta': {'input_size': [192, 192]}})
+    save_checkpoint(tmp_path / 'old.pth', {'state_dict': state, 'meta': {'config': cfg.pretty_text()}})
+    for name in ('new.pth', 'old.pth'):
+        status, err = run(val.main, [*tiny(env, 'codec.input_size=(192, 256)'), '--checkpoint',
+                                     tmp_path / name], capsys)
+        warnings = [line for line in err.splitlines() if 'input size' in line]
+        assert status == 0 and 'error' not in err and len(warnings) == 1, err
+        assert re.fullmatch(rf'warning: CHECKPOINT .*{name} was trained at input size 192x192 \(w x h, from '
+                            r"its metadata\), but the config's codec\.input_size is 192x256: "
+                            r'.*codec\.input_size=\(192, 192\)',
+                            warnings[0]), warnings[0]
+        status, err = run(val.main, [*tiny(env), '--checkpoint', tmp_path / name], capsys)
+        assert status == 0 and 'input size' not in err, err  # the same size: nothing to say
+    torch.save(state, tmp_path / 'bare_coco-256x192.pth')  # no metadata: MMPose's name says height x width
+    status, err = run(val.main, [*tiny(env), '--checkpoint', tmp_path / 'bare_coco-256x192.pth'], capsys)
+    warned = r'^warning: CHECKPOINT .*bare_coco-256x192\.pth was trained at input size 192x256 \(w x h, ' \
+        r"from its file name\), but the config's codec\.input_size is 192x192"
+    assert status == 0 and re.search(warned, err, re.M), err
+
+
+# ------------------------------------------------------------------------------------------ config sections
+SECTION_CASES = [  # (entry point, its arguments after the config, what it names)
+    ('val', ['--checkpoint', '{ckpt}'], r'val\.py needs val_dataloader \(the validation data\)'),
+    ('train', ['--work-dir', '{tmp}/work'], r'train\.py needs train_dataloader \(the training data\)'),
+    ('browse_dataset', ['--phase', 'val', '--output-dir', '{tmp}/vis'],
+     r'tools/browse_dataset\.py needs val_dataloader \(the validation data\)'),
+    ('demo', ['{ckpt}', '--input', '{img}', '--output-root', '{tmp}/out'],
+     r'the pose model \(apis\.init_model, the demo\) needs val_dataloader or val_pipeline'),
+    ('model_info', [], r'tools/model_info\.py needs codec \(the input size and target encoding\)'),
+    ('export_onnx', ['{ckpt}', '--output', '{tmp}/m.onnx'], r'tools/export_onnx\.py needs codec'),
+    ('bench_inference', ['{ckpt}'], r'benchmarks/bench_inference\.py needs codec'),
+]
+SECTION_MAINS = {'val': val.main, 'train': train.main, 'browse_dataset': browse_dataset.main,
+                 'demo': demo.main, 'model_info': model_info.main, 'export_onnx': export_onnx.main,
+                 'bench_inference': bench_inference.main}
+
+
+@pytest.mark.parametrize('entry, args, needle', SECTION_CASES, ids=[c[0] for c in SECTION_CASES])
+def test_config_missing_a_section_names_it_and_the_command(env, capsys, unchanged, tmp_path, entry, args,
+                                                          needle):
+    full = load_config(env.cfg)
+    sections = ['model'] if entry in ('model_info', 'export_onnx', 'bench_inference') else ['codec', 'model']
+    only = tmp_path / 'model_only.py'
+    Config({k: full[k] for k in sections}).dump(only)
+    fill = dict(ckpt=env.ckpt, tmp=tmp_path, img=env.img)
+    argv = [a.format(**fill) for a in args]
+    argv = ['none', 'none', only, *argv] if entry == 'demo' else \
+        (['--cfg_file', only, '--device', 'cpu', *argv] if entry in ('val', 'train') else [only, *argv])
+    defines = rf"which this config does not define \(it defines: {', '.join(sections)}\)"
+    one_error(*run(SECTION_MAINS[entry], argv, capsys), rf'{re.escape(str(only))}: {needle}.*{defines}')
+    assert [p.name for p in tmp_path.rglob('*') if p.is_file()] == ['model_only.py']
 
 
 # ------------------------------------------------------------------------------------------ demo

@@ -21,7 +21,7 @@ import numpy as np
 from datasets import RepeatDataset, build_dataset
 from datasets.transforms import ImageLoadError, PackPoseInputs
 from utils.cli import run_main
-from utils.config import add_cfg_options_argument, add_config_argument, load_config
+from utils.config import add_cfg_options_argument, add_config_argument, load_config, require_sections
 from utils.output_files import write_image
 
 
@@ -70,6 +70,7 @@ def main(argv: list[str] | None = None) -> int:
     add_cfg_options_argument(parser)
     args = parser.parse_args(argv)
     cfg = load_config(args.config, args.cfg_options)
+    require_sections(cfg, [f'{args.phase}_dataloader.dataset'], 'tools/browse_dataset.py')
     dataset = build_dataset(cfg[f'{args.phase}_dataloader']['dataset'],
                             cfg_dir=Path(args.config).resolve().parent,
                             cfg_path=f'{args.phase}_dataloader.dataset')

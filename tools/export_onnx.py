@@ -34,9 +34,9 @@ import torch
 from deploy.deps import require
 from deploy.export import EXPORTERS, compare_with_torch, export_detector, export_pose_model, simplify_onnx
 from models.checkpoints.model_zoo import add_checkpoint_argument, resolve_checkpoint
-from models.loading import is_detector_config, is_qat_config, load_model
+from models.loading import is_detector_config, is_qat_config, load_model, model_sections
 from utils.cli import run_main
-from utils.config import add_cfg_options_argument, add_config_argument, load_config
+from utils.config import add_cfg_options_argument, add_config_argument, load_config, require_sections
 from utils.errors import ReportedError
 from utils.output_files import atomic_output, refuse_input_as_output
 
@@ -174,6 +174,8 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     require('onnx', 'ONNX export')
     require('onnxruntime', 'checking the ONNX export')
     cfg = load_config(args.config, args.cfg_options)
+    check_data = ['val_dataloader.dataset'] if args.check_data and not is_detector_config(cfg) else []
+    require_sections(cfg, [*model_sections(cfg), *check_data], 'tools/export_onnx.py')
     model = load_model(cfg, resolve_checkpoint(args.checkpoint))
     with atomic_output(args.output) as tmp:  # replaced only after the check passed
         diffs = export_and_check(args, cfg, model, tmp)

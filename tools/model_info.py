@@ -23,9 +23,9 @@ import torch
 from torch import nn
 
 from deploy.export import detector_input_size
-from models.loading import is_detector_config
+from models.loading import is_detector_config, model_sections
 from utils.cli import run_main
-from utils.config import add_cfg_options_argument, add_config_argument, load_config
+from utils.config import add_cfg_options_argument, add_config_argument, load_config, require_sections
 from utils.registry import MODELS
 
 
@@ -87,6 +87,7 @@ def main(argv: list[str] | None = None) -> None:
     add_cfg_options_argument(parser)
     args = parser.parse_args(argv)
     cfg = load_config(args.config, args.cfg_options)
+    require_sections(cfg, model_sections(cfg), 'tools/model_info.py')
     print(json.dumps(model_info(cfg)))
 
 

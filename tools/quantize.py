@@ -31,7 +31,7 @@ from deploy.ptq import CALIBRATION_METHODS, quantize_pose_model
 from models.checkpoints.model_zoo import add_checkpoint_argument, resolve_checkpoint
 from models.loading import is_detector_config, load_model
 from utils.cli import run_main
-from utils.config import add_cfg_options_argument, add_config_argument, load_config
+from utils.config import add_cfg_options_argument, add_config_argument, load_config, require_sections
 from utils.errors import ArgumentError
 from utils.output_files import atomic_output, refuse_input_as_output
 
@@ -76,6 +76,7 @@ def main(argv: list[str] | None = None) -> dict:
     if is_detector_config(cfg):
         raise ArgumentError(f'{args.config}: tools/quantize.py handles pose models; this is a detector '
                             'config')
+    require_sections(cfg, ['model', 'codec', 'val_dataloader.dataset', 'val_evaluator'], 'tools/quantize.py')
     model = load_model(cfg, resolve_checkpoint(args.checkpoint))
     flip_indices = None
     if args.flip_test:

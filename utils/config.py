@@ -16,10 +16,8 @@ from __future__ import annotations
 
 import argparse
 import ast
-import logging
 import os
 import pprint
-import sys
 import types
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -37,10 +35,10 @@ from utils.config_stage2 import (
     read_pipeline_switch_hook,
     stage2_left_behind,
 )
+from utils.errors import warn
 from utils.output_files import write_text_atomic
 
 BASE_KEY = '_base_'
-LOGGER_NAME = 'mmpose_clean'  # utils.logger's project logger (that module imports torch; this one must not)
 _UNBOUND = object()
 
 
@@ -163,16 +161,6 @@ def _load(path: Path, chain: tuple[Path, ...], options: Mapping[str, Any], count
     return _Loaded(merge_dicts(merged.values, own), {**merged.set_by, **set_here})
 
 
-def _warn(message: str) -> None:
-    """Log ``message`` as a warning on the project logger; before a script has set the logger up (configs
-    are loaded first), print it to stderr as ``warning: <message>``."""
-    logger = logging.getLogger(LOGGER_NAME)
-    if logger.hasHandlers():
-        logger.warning(message)
-    else:
-        print(f'warning: {message}', file=sys.stderr)
-
-
 def _literal(node: ast.AST) -> Any:
     """A Python literal, where ``dict(a=1, ...)`` (as config files write dicts) counts as one."""
     if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == 'dict' \
@@ -231,7 +219,7 @@ class Config(ConfigDict):
             set_by[STAGE2] = set_by[HOOKS]
         warning = stage2_left_behind(cfg, set_by, options)
         if warning:
-            _warn(warning)
+            warn(warning)
         return cfg
 
     @classmethod
@@ -305,6 +293,52 @@ def add_cfg_options_argument(parser: Any) -> None:
              'optim_wrapper.optimizer.lr=1e-3 (values are Python literals of the type the entry takes; an '
              'unknown key is an error, +KEY=VALUE adds a new one; a top-level variable such as codec or '
              'data_root also changes the entries built from it)')
+
+
+SECTIONS = {  # what the top-level sections of a config are, for messages
+    'model': 'the network', 'codec': 'the input size and target encoding',
+    'train_dataloader': 'the training data', 'val_dataloader': 'the validation data',
+    'test_dataloader': 'the test data', 'val_evaluator': 'the metric', 'optim_wrapper': 'the optimizer',
+    'train_cfg': 'the number of epochs', 'val_pipeline': 'the validation transforms',
+}
+
+
+def _first_missing(cfg: Mapping[str, Any], key: str) -> str | None:
+    """The shortest part of the dotted ``key`` (``'val_dataloader.dataset'``) that ``cfg`` does not set (or
+    sets to None): ``'val_dataloader'`` when that is missing; None when all of ``key`` is set."""
+    node: Any = cfg
+    parts = key.split('.')
+    for depth, part in enumerate(parts):
+        if not isinstance(node, Mapping) or node.get(part) is None:
+            return '.'.join(parts[:depth + 1])
+        node = node[part]
+    return None
+
+
+def require_sections(cfg: Mapping[str, Any], needs: list[str | tuple[str, ...]], command: str) -> None:
+    """Check that ``cfg`` defines every section ``command`` needs, before any work.
+
+    Args:
+        cfg: a loaded config (its ``filename`` names it in the message).
+        needs: dotted keys (``'model'``, ``'val_dataloader.dataset'``), checked in order; a tuple holds
+            alternatives, one of which is enough (``('val_dataloader.dataset.pipeline', 'val_pipeline')``).
+        command: what needs them, for the message (``'val.py'``).
+
+    Raises:
+        ConfigError: one line naming the config file, the first missing section (its first missing part,
+            and what it is), the command, and the top-level keys the config does define.
+    """
+    for need in needs:
+        missing = [_first_missing(cfg, key) for key in ((need,) if isinstance(need, str) else need)]
+        if None in missing:
+            continue
+        what = ' or '.join(missing)
+        about = SECTIONS.get(missing[0]) if len(missing) == 1 else None
+        defined = [k for k in cfg if not k.startswith('_')]
+        listed = ', '.join(defined[:12]) + (', ...' if len(defined) > 12 else '') or 'nothing'
+        source = getattr(cfg, 'filename', None) or 'the config'
+        raise ConfigError(f'{source}: {command} needs {what}{f" ({about})" if about else ""}, which this '
+                          f'config does not define (it defines: {listed})')
 
 
 def load_config(path: str | os.PathLike, cfg_options: list[str] | None = None) -> Config:

@@ -6,8 +6,15 @@ argument, a config, a data, image, annotation or checkpoint file. Other :class:`
 (status 1) are failures that are not the user's input (a failed export check, a missing optional
 package, a download that broke, a non-finite loss). Each concrete class also derives from the built-in
 exception that code catching it may expect (``ValueError``, ``KeyError``, ``OSError``, ...).
+
+Problems a run can sensibly go on with are reported by :func:`warn`.
 """
 from __future__ import annotations
+
+import logging
+import sys
+
+LOGGER_NAME = 'mmpose_clean'  # utils.logger's project logger (that module imports torch; this one must not)
 
 
 class ReportedError(Exception):
@@ -36,3 +43,13 @@ class SettingsError(UserError, ValueError):
 
 class MissingDependencyError(ReportedError, ImportError):
     """An optional package a feature needs is not installed; the message says how to install it."""
+
+
+def warn(message: str) -> None:
+    """Log ``message`` as a warning on the project logger (the console and train.log); before a script has
+    set the logger up, print it to stderr as ``warning: <message>``."""
+    logger = logging.getLogger(LOGGER_NAME)
+    if logger.hasHandlers():
+        logger.warning(message)
+    else:
+        print(f'warning: {message}', file=sys.stderr)

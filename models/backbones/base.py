@@ -41,7 +41,7 @@ class StagedBackbone(nn.Module):
         """Default init, then the ``Pretrained`` checkpoint of ``init_cfg`` if any (strict load)."""
         self.reset_parameters()
         if self.init_cfg is not None:
-            load_pretrained(self, self.init_cfg)
+            load_pretrained(self, self.init_cfg, cfg_key='model.backbone.init_cfg', where='backbone.')
 
     def _freeze_stages(self) -> None:
         for module in self.frozen_modules():
