@@ -349,7 +349,11 @@ def test_val_mistakes(env, capsys, unchanged, tmp_path):
     one_error(*run(val.main, ['--checkpoint', env.ckpt], capsys), r'--cfg_file\) is required')
     one_error(*run(val.main, ['--checkpoint', tmp_path], capsys), 'holds neither best.pth nor last.pth')
     one_error(*run(val.main, [*tiny(env), '--checkpoint', env.ckpt, '--dump', env.ckpt], capsys),
-              r'--dump .*model\.pth.* is the input CHECKPOINT')
+              r"argument --dump: .*model\.pth: unsupported extension '\.pth'; expected \.json")
+    one_error(*run(val.main, [*tiny(env), '--checkpoint', env.ckpt, '--dump', env.ann], capsys),
+              r"--dump .*ann\.json' is the input val_dataloader\.dataset\.ann_file")
+    one_error(*run(val.main, [*tiny(env), '--checkpoint', env.ckpt, '--out', env.ann], capsys),
+              r"--out .*ann\.json' is the input val_dataloader\.dataset\.ann_file")
     one_error(*run(val.main, [*tiny(env, f'val_dataloader.dataset.bbox_file={tmp_path}/dets.json'),
                               '--checkpoint', env.ckpt], capsys), r'bbox file not found: .*dets\.json')
 
@@ -416,11 +420,11 @@ def test_convert_checkpoint_mistakes(env, bad_checkpoints, capsys, unchanged, tm
 
 
 def test_export_onnx_mistakes(env, capsys, unchanged, tmp_path):
-    one_error(*run(export_onnx.main, [env.cfg, env.ckpt, '--output', env.ckpt], capsys),
-              r"--output .*model\.pth' is the input CHECKPOINT")
-    one_error(*run(export_onnx.main, [env.cfg, tmp_path / 'gone.pth', '--output', tmp_path / 'm.onnx'],
+    one_error(*run(export_onnx.main, [env.cfg, env.ckpt, '--out', env.ckpt], capsys),
+              r"argument --out/--output: .*model\.pth: unsupported extension '\.pth'; expected \.onnx")
+    one_error(*run(export_onnx.main, [env.cfg, tmp_path / 'gone.pth', '--out', tmp_path / 'm.onnx'],
                    capsys), r'gone\.pth')
-    one_error(*run(export_onnx.main, [env.cfg, env.ckpt, '--output', tmp_path / 'm.onnx', '--check-data',
+    one_error(*run(export_onnx.main, [env.cfg, env.ckpt, '--out', tmp_path / 'm.onnx', '--check-data',
                                       tmp_path / 'gone.json'], capsys), r'gone\.json')
     assert not (tmp_path / 'm.onnx').exists()
 
@@ -440,9 +444,12 @@ def test_model_info_and_quantize_mistakes(env, capsys, unchanged, tmp_path):
     one_error(*run(model_info.main, [env.cfg, '--cfg-options', 'model.neck.type=GlobalAvgPooling'], capsys),
               'Did you mean: GlobalAveragePooling', r'config path: model\.neck')
     one_error(*run(quantize.main, [env.cfg, env.ckpt, '--calib-data', env.ann, '--output', env.ann], capsys),
-              r"--output .*ann\.json' is the input --calib-data")
+              r"argument --out/--output: .*ann\.json: unsupported extension '\.json'; expected \.onnx")
     pytest.importorskip('onnxruntime.quantization')
-    args = [DET_CFG, env.ckpt, '--calib-data', env.ann, '--output', tmp_path / 'q.onnx']
+    same = ['--out', tmp_path / 'q.onnx', '--float-out', tmp_path / 'q.onnx']
+    one_error(*run(quantize.main, [env.cfg, env.ckpt, '--calib-data', env.ann, *same], capsys),
+              r"--float-out .*q\.onnx' is the input --out")
+    args = [DET_CFG, env.ckpt, '--calib-data', env.ann, '--out', tmp_path / 'q.onnx']
     one_error(*run(quantize.main, args, capsys), 'handles pose models; this is a detector config')
 
 
@@ -458,7 +465,7 @@ def test_publish_model_and_plot_curves_mistakes(env, bad_checkpoints, capsys, un
               r'results\.csv:2: expected numbers')
     write(tmp_path / 'results.csv', 'epoch,loss\n1,0.5\n')
     one_error(*run(plot_curves.main, [tmp_path / 'results.csv', '--out', tmp_path / 'c.bmp'], capsys),
-              r'--out .*c\.bmp.*unsupported chart extension .\.bmp.', r'\.png, \.pdf, \.svg')
+              r"argument --out: .*c\.bmp: unsupported extension '\.bmp'", r'\.png, \.pdf, \.svg')
     assert not (tmp_path / 'c.png').exists() and not (tmp_path / 'c.bmp').exists()
 
 

@@ -40,8 +40,8 @@ def init_distributed(device: str | None = None, backend: str | None = None) -> t
     world_size = int(os.environ.get('WORLD_SIZE', '1'))
     local_rank = int(os.environ.get('LOCAL_RANK', '0'))
     dev = torch.device(device or ('cuda' if torch.cuda.is_available() else 'cpu'))
-    if dev.type == 'cuda':
-        dev = torch.device('cuda', local_rank)
+    if dev.type == 'cuda':  # cuda:N in one process; the rank's GPU under torchrun
+        dev = torch.device('cuda', local_rank if world_size > 1 or dev.index is None else dev.index)
         torch.cuda.set_device(dev)
     if world_size > 1 and not is_distributed():
         backend = backend or ('nccl' if dev.type == 'cuda' else 'gloo')
