@@ -378,6 +378,36 @@ def test_demo_mistakes(env, bad_checkpoints, capsys, unchanged, tmp_path):
     assert not (tmp_path / 'out' / env.img.name).exists()
 
 
+def test_demo_det_cat_id_outside_the_detectors_classes(env, seeded_rtmdet_tiny, capsys, unchanged, tmp_path):
+    det = [str(DET_CFG), str(seeded_rtmdet_tiny)]
+    argv = [*det, env.cfg, env.ckpt, '--input', env.img, '--out-dir', tmp_path / 'out', '--device', 'cpu']
+    one_error(*run(demo.main, [*argv, '--det-cat-id', '80'], capsys),
+              r'--det-cat-id 80 is not a class of the detector: it has 80 classes, 0 to 79')
+    assert not (tmp_path / 'out').exists()
+    assert demo.main([str(a) for a in (*argv, '--det-cat-id', '79', '--threads', '1')]) == 0
+    assert (tmp_path / 'out' / env.img.name).is_file()
+
+
+def test_a_failed_demo_leaves_no_empty_output_folder(env, capsys, unchanged, tmp_path):
+    (tmp_path / 'broken.mp4').write_bytes(b'not a video')
+    for src in (env.truncated, tmp_path / 'broken.mp4'):
+        out = tmp_path / 'vis_results'
+        status, err = run(demo.main, _demo(env, src, out), capsys)
+        assert status == 2 and 'Traceback' not in err, err
+        assert not out.exists(), list(out.iterdir())
+
+
+def test_demo_announces_every_write_and_its_threads(env, capsys, unchanged, tmp_path):
+    out = tmp_path / 'vis'
+    argv = [*_demo(env, env.img, out, '--save-predictions'), '--threads', '1']
+    assert demo.main([str(a) for a in argv]) == 0
+    printed = capsys.readouterr().out
+    assert '1 CPU thread (--threads), device cpu' in printed
+    assert f'wrote {out / env.img.name}\n' in printed
+    assert f'wrote {out / "results_0.json"} (predictions)' in printed
+    assert sorted(p.name for p in out.iterdir()) == [env.img.name, 'results_0.json']
+
+
 # ------------------------------------------------------------------------------------------ tools
 def test_eval_predictions_mistakes(env, capsys, unchanged, tmp_path):
     items = json.loads(env.raw.read_text())
@@ -393,6 +423,21 @@ def test_eval_predictions_mistakes(env, capsys, unchanged, tmp_path):
               rf'raw\.json: predictions\[1\]\.keypoints: 14 keypoints but {re.escape(env.ann)} annotates 17')
     write(tmp_path / 'raw.json', '[{"img_id": 1,')
     one_error(*run(eval_predictions.main, args, capsys), r'raw\.json: not a valid JSON file')
+
+
+def test_tools_announce_every_write(env, capsys, unchanged, tmp_path):
+    for flag, value, written in (('--out', tmp_path / 'res.json', tmp_path / 'res.json'),
+                                 ('--outfile-prefix', tmp_path / 'coco', tmp_path / 'coco.keypoints.json')):
+        argv = ['--ann-file', env.ann, '--predictions', str(env.raw), flag, str(value)]
+        assert eval_predictions.main(argv) == 0
+        out, err = capsys.readouterr()
+        assert 'coco/AP' in json.loads(out)  # stdout: the metrics' JSON line only
+        assert re.fullmatch(rf'wrote {re.escape(str(written))} \(\d COCO keypoint results\)\n', err), err
+        assert written.is_file()
+    convert_checkpoint.main([env.ckpt, '--out', str(tmp_path / 'mm.pth'), '--to', 'mmpose'])
+    assert capsys.readouterr().out.startswith(f'wrote {tmp_path / "mm.pth"} (format mmpose, ')
+    assert browse_dataset.main([env.cfg, '--out-dir', str(tmp_path / 'vis'), '--n', '1']) == 0
+    assert capsys.readouterr().out == f'wrote 1 crops to {tmp_path / "vis"}\n'
 
 
 def test_metric_refuses_non_finite_predictions(env):

@@ -243,8 +243,13 @@ def add_out_argument(parser: Any, kind: Callable[[str], str], help: str, aliases
         parser.add_argument(flag, *aliases, dest=dest, type=kind, required=required, metavar=metavar,
                             help=help)
         return
+    def positional_kind(text: str) -> str:  # argparse runs the type on the SUPPRESS default when left out
+        return text if text == argparse.SUPPRESS else kind(text)
+
+    positional_kind.__name__ = getattr(kind, '__name__', 'output')
     group = parser.add_mutually_exclusive_group(required=required)
-    group.add_argument(dest, nargs='?', type=kind, default=argparse.SUPPRESS, metavar=positional, help=help)
+    group.add_argument(dest, nargs='?', type=positional_kind, default=argparse.SUPPRESS, metavar=positional,
+                       help=help)
     group.add_argument(flag, *aliases, dest=dest, type=kind, metavar=metavar,
                        help=f'the same, as an option (alias of the positional {positional})')
 
