@@ -208,10 +208,9 @@ def output_file(*suffixes: str) -> Callable[[str], str]:
     """argparse type: a file to write, with one of ``suffixes`` (case-insensitive; any when none given);
     an existing folder, or another extension, is refused by name. Nothing is created here."""
     def parse(text: str) -> str:
-        kinds = '/'.join(suffixes)
+        kinds = '/'.join(suffixes) + ' ' if suffixes else ''
         if os.path.isdir(text):
-            raise argparse.ArgumentTypeError(f'{text} is a folder; expected a {kinds or "file"} file name to '
-                                             'write')
+            raise argparse.ArgumentTypeError(f'{text} is a folder; expected a {kinds}file name to write')
         suffix = Path(text).suffix.lower()
         if suffixes and suffix not in suffixes:
             raise argparse.ArgumentTypeError(f'{text}: unsupported extension {suffix or "(none)"!r}; '
@@ -243,6 +242,7 @@ def add_out_argument(parser: Any, kind: Callable[[str], str], help: str, aliases
         parser.add_argument(flag, *aliases, dest=dest, type=kind, required=required, metavar=metavar,
                             help=help)
         return
+
     def positional_kind(text: str) -> str:  # argparse runs the type on the SUPPRESS default when left out
         return text if text == argparse.SUPPRESS else kind(text)
 
