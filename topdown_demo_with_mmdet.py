@@ -1,14 +1,15 @@
 """Top-down pose demo: detect people (RTMDet), estimate their keypoints, draw and save the results.
 
     python topdown_demo_with_mmdet.py DET_CONFIG DET_CHECKPOINT POSE_CONFIG POSE_CHECKPOINT \
-        --input IMAGE|FOLDER|VIDEO|webcam [--output-root DIR] [--save-predictions] [--draw-bbox] ...
+        --input IMAGE|FOLDER|VIDEO|webcam [--out-dir DIR] [--save-predictions] [--draw-bbox] ...
 
-Same command line as MMPose 1.3.2's demo. ``DET_CONFIG none`` skips detection (the whole image is
-one person box). Checkpoints may be files, model-zoo names or http(s) URLs, and configs model-zoo names
-(see models/checkpoints/model_zoo.py).
+Same command line as MMPose 1.3.2's demo (its --output-root is --out-dir here; both work).
+``DET_CONFIG none`` skips detection (the whole image is one person box). Checkpoints may be files,
+model-zoo names or http(s) URLs, and configs model-zoo names (see models/checkpoints/model_zoo.py).
 Outputs: the drawn image (same name) or an .mp4 named after the video, and with --save-predictions
 ``results_<name>.json`` (``meta_info`` with keypoint names, skeleton and colours; ``instance_info``
-with keypoints, keypoint_scores, bbox, bbox_score per person, per frame for videos).
+with keypoints, keypoint_scores, bbox, bbox_score per person, per frame for videos), each announced
+as ``wrote FILE``; the output folder is created when its first file is written.
 """
 from __future__ import annotations
 
@@ -29,10 +30,21 @@ from tqdm import tqdm
 
 from apis import inference_detector, inference_topdown, init_detector, init_model, select_boxes
 from apis.inputs import ImageReadError, as_config, read_image
-from utils.cli import run_main
+from utils.cli import (
+    ArgumentParser,
+    add_device_argument,
+    add_out_argument,
+    add_threads_argument,
+    non_negative_int,
+    output_dir,
+    positive_int,
+    run_main,
+    unit_float,
+)
 from utils.config import add_cfg_options_argument
 from utils.errors import UserError
 from utils.output_files import atomic_output, write_image, write_text_atomic
+from utils.threads import set_threads
 from visualization.drawing import draw_pose
 
 IMAGE_EXTS = {'.jpg', '.jpeg', '.png', '.bmp', '.webp', '.tif', '.tiff'}
@@ -44,7 +56,7 @@ class DemoError(UserError, RuntimeError):
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description='Top-down pose estimation behind a person detector')
+    p = ArgumentParser(description='Top-down pose estimation behind a person detector')
     p.add_argument('det_config',
                    help="detector config (or model-zoo name), or 'none': the whole image is the box")
     p.add_argument('det_checkpoint', help='detector checkpoint: a file (.pth, or .onnx run by ONNX Runtime), '
@@ -54,30 +66,33 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    'training run\'s work dir (best.pth, else last.pth), a model-zoo name (e.g. '
                    'rle-mbv2-0.5x-192x192) or an http(s) URL')
     p.add_argument('--input', required=True, help="image, folder of images, video file, or 'webcam'")
-    p.add_argument('--output-root', default='', help='folder for drawn images / videos and predictions')
+    add_out_argument(p, output_dir, folder=True, aliases=['--output-root'], required=False,
+                     help='folder for drawn images / videos and predictions (created when the first is '
+                     'written)')
     p.add_argument('--save-predictions', action='store_true', help='write results_<name>.json')
-    p.add_argument('--device', default='cuda:0' if torch.cuda.is_available() else 'cpu')
-    p.add_argument('--det-cat-id', type=int, default=0, help='detector class of people (COCO: 0)')
-    p.add_argument('--bbox-thr', type=float, default=0.3, help='detection score threshold')
-    p.add_argument('--nms-thr', type=float, default=0.3, help='IoU threshold of the box NMS')
-    p.add_argument('--kpt-thr', type=float, default=0.3, help='keypoints scoring below are not drawn')
+    add_device_argument(p, default='cuda:0' if torch.cuda.is_available() else 'cpu')
+    add_threads_argument(p)
+    p.add_argument('--det-cat-id', type=non_negative_int, default=0,
+                   help="detector class of people (COCO: 0), one of the detector's classes")
+    p.add_argument('--bbox-thr', type=unit_float, default=0.3, help='detection score threshold (0 to 1)')
+    p.add_argument('--nms-thr', type=unit_float, default=0.3, help='IoU threshold of the box NMS (0 to 1)')
+    p.add_argument('--kpt-thr', type=unit_float, default=0.3,
+                   help='keypoints scoring below are not drawn (0 to 1)')
     p.add_argument('--draw-bbox', action='store_true', help='draw person boxes with their scores')
     p.add_argument('--show-kpt-idx', action='store_true', help='write keypoint indices')
-    p.add_argument('--radius', type=int, default=3, help='keypoint radius (px)')
-    p.add_argument('--thickness', type=int, default=1, help='line width (px)')
-    p.add_argument('--alpha', type=float, default=0.8, help='opacity of the drawing')
+    p.add_argument('--radius', type=non_negative_int, default=3, help='keypoint radius (px)')
+    p.add_argument('--thickness', type=positive_int, default=1, help='line width (px)')
+    p.add_argument('--alpha', type=unit_float, default=0.8, help='opacity of the drawing (0 to 1)')
     p.add_argument('--show', action='store_true', help='show results in a window (ESC stops a video)')
-    p.add_argument('--det-interval', type=int, default=1,
+    p.add_argument('--det-interval', type=positive_int, default=1,
                    help='video: run the detector every N frames, follow people by their keypoints between')
-    p.add_argument('--max-frames', type=int, default=None, help='video: stop after this many frames')
+    p.add_argument('--max-frames', type=positive_int, default=None, help='video: stop after this many frames')
     add_cfg_options_argument(p)
     args = p.parse_args(argv)
-    if not (args.output_root or args.show):
-        p.error('nothing to do: give --output-root and/or --show')
-    if args.save_predictions and not args.output_root:
-        p.error('--save-predictions needs --output-root')
-    if args.det_interval < 1:
-        p.error('--det-interval must be >= 1')
+    if not (args.out_dir or args.show):
+        p.error('nothing to do: give --out-dir and/or --show')
+    if args.save_predictions and not args.out_dir:
+        p.error('--save-predictions needs --out-dir')
     return args
 
 
@@ -118,6 +133,16 @@ def boxes_from_keypoints(instances: list[dict], kpt_thr: float, shape: tuple[int
     return np.asarray(boxes, np.float32).reshape(-1, 4), np.asarray(scores, np.float32)
 
 
+def check_det_cat_id(cat_id: int, detector: Any) -> None:
+    """Refuse a ``--det-cat-id`` that is not one of the detector's classes (its head's ``num_classes``
+    in the detector config): it would find nobody, silently."""
+    head = detector.cfg.model.get('bbox_head') or {}
+    num_classes = head.get('num_classes')
+    if num_classes is not None and not 0 <= cat_id < num_classes:
+        raise DemoError(f'--det-cat-id {cat_id} is not a class of the detector: it has {num_classes} '
+                        f'classes, 0 to {num_classes - 1} (COCO person: 0)')
+
+
 class TopdownDemo:
     """Detector (optional) + pose model + drawing, applied to one frame at a time."""
 
@@ -126,6 +151,7 @@ class TopdownDemo:
         self.detector = None
         if args.det_config.lower() != 'none':
             self.detector = init_detector(args.det_config, args.det_checkpoint, device=args.device)
+            check_det_cat_id(args.det_cat_id, self.detector)
         pose_cfg = as_config(args.pose_config, 'pose config', args.cfg_options)
         self.pose = init_model(pose_cfg, args.pose_checkpoint, device=args.device)
         self.timings = Timings()
@@ -263,12 +289,12 @@ def main(argv: list[str] | None = None) -> int:
     src = Path(args.input)
     if args.input != 'webcam' and not src.exists():
         raise DemoError(f'input not found: {args.input}')
-    out_root = Path(args.output_root) if args.output_root else None
-    if out_root is not None:
-        if out_root.resolve() == (src.resolve() if src.is_dir() else src.resolve().parent):
-            raise DemoError(f'--output-root {out_root} is the input\'s folder: drawn results would overwrite '
-                            'the inputs; choose another folder')
-        out_root.mkdir(parents=True, exist_ok=True)
+    out_root = Path(args.out_dir) if args.out_dir else None
+    in_folder = src.resolve() if src.is_dir() else src.resolve().parent
+    if out_root is not None and out_root.resolve() == in_folder:
+        raise DemoError(f'--out-dir {out_root} is the input\'s folder: drawn results would overwrite the '
+                        'inputs; choose another folder')
+    print(f'{set_threads(args.threads)}, device {args.device}', flush=True)
     name = 'webcam' if args.input == 'webcam' else src.stem if src.is_file() else src.name
     demo = TopdownDemo(args)
     if args.input == 'webcam':
@@ -287,12 +313,12 @@ def main(argv: list[str] | None = None) -> int:
         out_file = out_root / src.name if out_root else None
         records = run_images(demo, [src], out_root, in_folder=False)
     if out_file is not None:
-        print(f'drawn results saved at {out_file}')
+        print(f'wrote {out_file}' + (f' ({len(records)} drawn images)' if src.is_dir() else ''))
     if args.save_predictions:
         pred_file = out_root / f'results_{name}.json'
         write_text_atomic(pred_file, json.dumps({'meta_info': _jsonable(demo.pose.dataset_meta),
                                                  'instance_info': records}, indent='\t'))
-        print(f'predictions saved at {pred_file}')
+        print(f'wrote {pred_file} (predictions)')
     return 0
 
 

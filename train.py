@@ -46,7 +46,16 @@ from evaluation import evaluate_model
 from evaluation.metric_coverage import check_metric_coverage
 from models.checkpoints import save_checkpoint
 from optim import build_ema, build_optimizer, build_schedulers, ema_config, scale_lr
-from utils.cli import report_error, run_main, run_on_rank_0
+from utils.cli import (
+    ArgumentParser,
+    add_device_argument,
+    add_threads_argument,
+    output_dir,
+    random_seed,
+    report_error,
+    run_main,
+    run_on_rank_0,
+)
 from utils.config import (
     Config,
     add_cfg_options_argument,
@@ -65,14 +74,14 @@ from utils.dist import (
 from utils.logger import FILE_ONLY, collect_env, get_logger
 from utils.registry import METRICS
 from utils.seed import seed_epoch, set_random_seed
+from utils.threads import set_threads
 from visualization.prediction_pictures import prediction_mosaic
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = ArgumentParser(description=__doc__)
     add_config_argument(parser, dest='cfg_file')
-    parser.add_argument('--work-dir', '--work_dir', dest='work_dir',
+    parser.add_argument('--work-dir', '--work_dir', dest='work_dir', type=output_dir,
                         help='output folder (default work_dirs/<YYYYmmddHHMMSS>_<config name>, _2, _3... '
                              'when taken)')
     parser.add_argument('--resume', nargs='?', const='auto', default=None,
@@ -87,10 +96,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument('--amp', action='store_true', help='mixed precision (bfloat16 autocast)')
     parser.add_argument('--auto-scale-lr', action='store_true',
                         help='scale lr by total batch size / auto_scale_lr.base_batch_size')
-    parser.add_argument('--seed', type=int, help='random seed (default: randomness.seed, else 0)')
+    parser.add_argument('--seed', type=random_seed,
+                        help='random seed, 0 to 2**32 - 1 (default: randomness.seed, else 0)')
     parser.add_argument('--deterministic', action='store_true', help='deterministic algorithms')
-    parser.add_argument('--device', choices=['cpu', 'cuda'],
-                        help='default cuda when available, else cpu')
+    add_device_argument(parser)
+    add_threads_argument(parser)
     parser.add_argument('--input-pipeline', '--input_pipeline', dest='input_pipeline',
                         choices=INPUT_PIPELINES,
                         help="'device': decode, crop and augment whole batches on the training device; "
@@ -157,6 +167,7 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     with same_on_every_rank():  # the command line and the config: every rank reads the same
         args = parse_args(argv)
+        threads = set_threads(args.threads)
         cfg = load_config(args.cfg_file, args.cfg_options)
         require_sections(cfg, TRAIN_SECTIONS, 'train.py')
         backend, timeout = process_group_settings(cfg.get('env_cfg'))
@@ -185,8 +196,8 @@ def main(argv: list[str] | None = None) -> int:
     logger.info('Environment:\n%s\nWorld size: %d, device: %s', collect_env(), world_size, device,
                 extra=FILE_ONLY)
     logger.info('Config:\n%s', cfg.pretty_text(), extra=FILE_ONLY)
-    logger.info('%s -> %s (resolved config and train.log there); device %s, world size %d', args.cfg_file,
-                work_dir, device, world_size)
+    logger.info('%s -> %s (resolved config and train.log there); device %s, world size %d, %s',
+                args.cfg_file, work_dir, device, world_size, threads)
     seed = int(cfg.randomness['seed'])
     set_random_seed(seed, bool(cfg.randomness.get('deterministic', False)))
     set_cudnn_benchmark(cfg)

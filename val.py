@@ -1,7 +1,7 @@
 """Evaluate a trained top-down pose model on its config's validation set.
 
-    python val.py CONFIG CHECKPOINT [--cfg-options ...] [--out-metrics FILE.json] [--dump FILE.json]
-                  [--device cpu|cuda] [--batch-size N] [--no-flip] [--show-dir DIR]
+    python val.py CONFIG CHECKPOINT [--cfg-options ...] [--out FILE.json] [--dump FILE.json]
+                  [--device cpu|cuda|cuda:N] [--batch-size N] [--no-flip] [--show-dir DIR] [--threads N]
     python val.py WORK_DIR               # a training run's folder: its config and best.pth (else last.pth)
     python val.py --cfg_file CONFIG --checkpoint CHECKPOINT     # the original project's spelling
 
@@ -9,10 +9,11 @@ CHECKPOINT is a file (this project's, the original MMPose_Clean project's or an 
 checkpoint; or an .onnx model exported by tools/export_onnx.py or tools/quantize.py, float or int8, run by
 ONNX Runtime), a work dir, a model-zoo name (its config is used when CONFIG is left out) or an http(s) URL.
 Builds cfg.val_dataloader and cfg.val_evaluator, predicts with the flip test of cfg.model.test_cfg (unless
---no-flip), prints a table of the metrics, and optionally writes them as JSON (--out-metrics), the
-per-instance predictions (--dump; the file format tools/eval_predictions.py reads, documented in
-evaluation/prediction_file.py) and every image with its predictions (--show-dir). Under torchrun every
-rank evaluates its shard and rank 0 reports.
+--no-flip), prints a table of the metrics, and optionally writes them as JSON (--out, MMPose's name;
+--out-metrics works too), the per-instance predictions (--dump, MMPose's name; the file format
+tools/eval_predictions.py reads, documented in evaluation/prediction_file.py) and every image with its
+predictions (--show-dir, MMPose's name, or --out-dir); each file written is announced in one line.
+Under torchrun every rank evaluates its shard and rank 0 reports.
 """
 from __future__ import annotations
 
@@ -35,7 +36,17 @@ from models.checkpoints.model_zoo import (
     zoo_config,
 )
 from models.loading import is_qat_config, load_model
-from utils.cli import run_main
+from utils.cli import (
+    ArgumentParser,
+    add_device_argument,
+    add_out_argument,
+    add_threads_argument,
+    non_negative_int,
+    output_dir,
+    output_file,
+    positive_int,
+    run_main,
+)
 from utils.config import (
     Config,
     ConfigError,
@@ -48,25 +59,29 @@ from utils.dist import cleanup, init_distributed, is_main_process
 from utils.errors import ArgumentError
 from utils.output_files import refuse_input_as_output, write_text_atomic
 from utils.registry import METRICS
+from utils.threads import set_threads
 from visualization.prediction_pictures import save_prediction_pictures
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = ArgumentParser(description=__doc__)
     add_config_argument(parser, required=False, dest='cfg_file',
                         help='config file (default: the one in a work dir, or of a model-zoo name, given as '
                         'CHECKPOINT)')
     add_checkpoint_argument(parser, required=False, option=True)
-    parser.add_argument('--out-metrics', help='write all metrics to this JSON file')
-    parser.add_argument('--dump', help='write the per-instance predictions to this JSON file (the format '
+    add_out_argument(parser, output_file('.json'), aliases=['--out-metrics'], required=False,
+                     metavar='FILE.json', help='write all metrics to this JSON file')
+    parser.add_argument('--dump', type=output_file('.json'), metavar='FILE.json',
+                        help='write the per-instance predictions to this JSON file (the format '
                         'tools/eval_predictions.py reads)')
-    parser.add_argument('--device', choices=['cpu', 'cuda'], help='default cuda when available, else cpu')
-    parser.add_argument('--batch-size', type=int, help='override val_dataloader.batch_size')
-    parser.add_argument('--num-workers', type=int, help='override val_dataloader.num_workers')
+    add_device_argument(parser)
+    parser.add_argument('--batch-size', type=positive_int, help='override val_dataloader.batch_size')
+    parser.add_argument('--num-workers', type=non_negative_int, help='override val_dataloader.num_workers')
     parser.add_argument('--no-flip', action='store_true', help='disable the flip test')
-    parser.add_argument('--show-dir', help='write every image with its predictions (and the ground truth '
-                        'in magenta) to this folder')
+    parser.add_argument('--show-dir', '--out-dir', dest='show_dir', type=output_dir, metavar='DIR',
+                        help='write every image with its predictions (and the ground truth in magenta) to '
+                        'this folder')
+    add_threads_argument(parser)
     add_cfg_options_argument(parser)
     return parser.parse_args(argv)
 
@@ -110,6 +125,20 @@ def build_model(cfg: Config, ckpt: Path) -> tuple[object, str]:
     return model, f'format {report.format}'
 
 
+def json_inputs(cfg: Config) -> dict[str, str | None]:
+    """The JSON files an evaluation reads (``--out`` / ``--dump`` must not replace them), by config key."""
+    dataset = cfg.get('val_dataloader', {}).get('dataset', {})
+    root = dataset.get('data_root') or ''
+    evaluator = cfg.get('val_evaluator')
+    evaluators = evaluator if isinstance(evaluator, (list, tuple)) else [evaluator or {}]
+    files = {'val_dataloader.dataset.ann_file': dataset.get('ann_file'),
+             'val_dataloader.dataset.bbox_file': dataset.get('bbox_file'),
+             **{f'val_evaluator{f"[{i}]" if len(evaluators) > 1 else ""}.ann_file': e.get('ann_file')
+                for i, e in enumerate(evaluators)}}
+    return {key: os.path.join(root, path) if key.startswith('val_dataloader') else path
+            for key, path in files.items() if isinstance(path, str) and path}
+
+
 def configure(cfg: Config, args: argparse.Namespace) -> None:
     """Apply the command-line switches to the config."""
     if args.batch_size is not None:
@@ -140,13 +169,13 @@ def format_table(metrics: dict[str, float]) -> str:
 
 def main(argv: list[str] | None = None) -> dict[str, float]:
     args = parse_args(argv)
+    threads = set_threads(args.threads)
     cfg_file, ckpt = resolve_inputs(args.cfg_file, args.checkpoint)
-    for flag in ('--out-metrics', '--dump'):
-        output = getattr(args, flag[2:].replace('-', '_'))
-        if output:
-            refuse_input_as_output(output, {'CONFIG': cfg_file, 'CHECKPOINT': ckpt}, flag)
     cfg = load_config(cfg_file, args.cfg_options)
     require_sections(cfg, ['model', 'val_dataloader.dataset', 'val_evaluator'], 'val.py')
+    for flag, output in (('--out', args.out), ('--dump', args.dump)):
+        if output:
+            refuse_input_as_output(output, json_inputs(cfg), flag)
     configure(cfg, args)
     _, _, device = init_distributed(args.device)
     try:
@@ -162,15 +191,20 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         flip = getattr(model, 'flip_test', cfg.model.get('test_cfg', {}).get('flip_test'))
         if is_main_process():
             print(f'loaded {ckpt} ({loaded}); {len(loader.dataset)} instances, '
-                  f'flip test {"on" if flip else "off"}, device {device}', flush=True)
+                  f'flip test {"on" if flip else "off"}, device {device}, {threads}', flush=True)
         results = evaluate_model(model, loader, metrics, device)
         if is_main_process():
             print(format_table(results))
-            if args.out_metrics:
-                write_text_atomic(args.out_metrics, json.dumps(results, indent=2) + '\n')
+            for metric in metrics:  # --cfg-options val_evaluator.outfile_prefix=PREFIX
+                if getattr(metric, 'outfile_prefix', None):
+                    print(f'wrote {metric.outfile_prefix}.keypoints.json (final COCO results)')
+            if args.out:
+                write_text_atomic(args.out, json.dumps(results, indent=2) + '\n')
+                print(f'wrote {args.out} ({len(results)} metrics)')
             if args.dump:
                 coco = next(m for m in metrics if isinstance(m, CocoMetric))
                 write_predictions(coco.instances, args.dump)
+                print(f'wrote {args.dump} ({len(coco.instances)} predictions)')
             if args.show_dir:
                 count = save_prediction_pictures(metrics, loader.dataset, args.show_dir)
                 print(f'wrote {count} pictures to {args.show_dir}')

@@ -59,8 +59,8 @@ def as_config(config: str | os.PathLike | Mapping, what: str = 'config',
         cfg = config if isinstance(config, Config) else Config(config)
         cfg.merge_from_options(options)
         return cfg
-    if not os.path.isfile(config) and zoo_config(os.fspath(config)) is not None:
+    if not os.path.exists(config) and zoo_config(os.fspath(config)) is not None:
         config = zoo_config(os.fspath(config))
-    if not os.path.isfile(config):
+    if not os.path.exists(config):
         raise FileNotFoundError(f'{what} file not found: {str(config)!r}')
     return Config.fromfile(config, options)

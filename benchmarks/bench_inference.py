@@ -1,6 +1,6 @@
 """CPU latency of a pose config's network forward (no pre/post-processing): median milliseconds per batch.
 
-    python benchmarks/bench_inference.py CONFIG [CHECKPOINT] [--batch 1 32] [--threads 2]
+    python benchmarks/bench_inference.py CONFIG [CHECKPOINT] [--batch 1 32] [--threads N]
         [--modes eager channels_last fused jit] [--iters N] [--warmup N] [--cfg-options ...]
 
 Modes (each in eval mode under ``torch.inference_mode``):
@@ -10,7 +10,8 @@ Modes (each in eval mode under ``torch.inference_mode``):
 - ``fused``: Conv+BatchNorm folded (``torch.fx`` conv/bn fusion), channels_last memory format;
 - ``jit``: ``fused`` traced with TorchScript, frozen and optimised for inference (oneDNN).
 
-Prints one JSON line per (mode, batch): ``{"mode", "batch", "median_ms", "p90_ms", "per_image_ms"}``.
+Prints one JSON line per (mode, batch): ``{"mode", "batch", "threads", "median_ms", "p90_ms",
+"per_image_ms"}``. ``--threads`` follows the scripts' rule (``utils.threads``: default the free cores).
 All modes give the same outputs up to float rounding (checked before timing).
 
 ``--onnx`` then times the deployment backends with ``benchmarks/bench_onnx.py`` (needs a CHECKPOINT):
@@ -22,7 +23,6 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository root, for `python tools/x.py`
 
-import argparse
 import copy
 import json
 import statistics
@@ -37,8 +37,9 @@ from torch.fx.experimental.optimization import fuse
 from models import build_pose_estimator
 from models.checkpoints import load_checkpoint
 from models.checkpoints.model_zoo import add_checkpoint_argument, resolve_checkpoint
-from utils.cli import run_main
+from utils.cli import ArgumentParser, add_threads_argument, non_negative_int, positive_int, run_main
 from utils.config import add_cfg_options_argument, add_config_argument, load_config, require_sections
+from utils.threads import set_threads
 
 
 def prepare(model: nn.Module, mode: str, example: torch.Tensor) -> Callable[[torch.Tensor], object]:
@@ -78,16 +79,16 @@ def time_forward(fn: Callable[[torch.Tensor], object], x: torch.Tensor, iters: i
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = ArgumentParser(description=__doc__)
     add_config_argument(parser, help='pose config file')
     add_checkpoint_argument(parser, required=False,
                             help='optional weights: a file, a work dir, a model-zoo name or a URL')
-    parser.add_argument('--batch', type=int, nargs='+', default=[1, 32])
-    parser.add_argument('--threads', type=int, default=2, help='torch intra-op threads')
-    parser.add_argument('--modes', nargs='+', default=['eager', 'channels_last', 'fused', 'jit'])
-    parser.add_argument('--iters', type=int, default=50)
-    parser.add_argument('--warmup', type=int, default=10)
+    parser.add_argument('--batch', type=positive_int, nargs='+', default=[1, 32])
+    add_threads_argument(parser)
+    parser.add_argument('--modes', nargs='+', default=['eager', 'channels_last', 'fused', 'jit'],
+                        choices=['eager', 'channels_last', 'fused', 'jit'])
+    parser.add_argument('--iters', type=positive_int, default=50)
+    parser.add_argument('--warmup', type=non_negative_int, default=10)
     parser.add_argument('--onnx', action='store_true', help='also time ONNX Runtime fp32 / int8 (bench_onnx)')
     parser.add_argument('--calib-data', help='with --onnx: COCO file whose crops calibrate the int8 model')
     parser.add_argument('--e2e-data', help='with --onnx: COCO file for the end-to-end top-down timing')
@@ -96,7 +97,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.onnx and not args.checkpoint:
         parser.error('--onnx needs a CHECKPOINT (the float weights to export and quantise)')
 
-    torch.set_num_threads(args.threads)
+    threads = set_threads(args.threads).count
     cfg = load_config(args.config, args.cfg_options)
     require_sections(cfg, ['model', 'codec'], 'benchmarks/bench_inference.py')
     model = build_pose_estimator(cfg.model).eval()
@@ -116,7 +117,7 @@ def main(argv: list[str] | None = None) -> None:
                     raise RuntimeError(f'mode {mode!r} changes the outputs of {args.config}')
             times = sorted(time_forward(fn, xin, args.iters, args.warmup))
             median = statistics.median(times) * 1000
-            print(json.dumps(dict(mode=mode, batch=batch, median_ms=round(median, 2),
+            print(json.dumps(dict(mode=mode, batch=batch, threads=threads, median_ms=round(median, 2),
                                   p90_ms=round(times[int(0.9 * (len(times) - 1))] * 1000, 2),
                                   per_image_ms=round(median / batch, 3))), flush=True)
     if args.onnx:
@@ -124,7 +125,7 @@ def main(argv: list[str] | None = None) -> None:
 
         extra = [f'--{name}={value}' for name, value in (('calib-data', args.calib_data),
                                                           ('e2e-data', args.e2e_data)) if value]
-        bench_onnx.main([args.config, args.checkpoint, '--threads', str(args.threads),
+        bench_onnx.main([args.config, args.checkpoint, '--threads', str(threads),
                          '--batch', *map(str, args.batch), *extra,
                          *(['--cfg-options', *args.cfg_options] if args.cfg_options else [])])
 

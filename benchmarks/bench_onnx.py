@@ -1,6 +1,6 @@
 """CPU latency of a pose model per backend: PyTorch eager, ONNX Runtime fp32 and ONNX Runtime int8 (PTQ).
 
-    python benchmarks/bench_onnx.py CONFIG CHECKPOINT [--threads 2] [--batch 1 32] [--repeats 5]
+    python benchmarks/bench_onnx.py CONFIG CHECKPOINT [--threads N] [--batch 1 32] [--repeats 5]
         [--iters 50] [--calib-data ANN] [--int8 FILE.onnx] [--qat-int8 FILE.onnx] [--e2e-data ANN]
         [--cfg-options ...]
 
@@ -37,22 +37,25 @@ from deploy.export import export_pose_model
 from deploy.ptq import quantize_pose_model
 from models.checkpoints.model_zoo import add_checkpoint_argument, resolve_checkpoint
 from models.loading import load_model
-from utils.cli import run_main
+from utils.cli import ArgumentParser, add_threads_argument, input_file, positive_int, run_main
 from utils.config import add_cfg_options_argument, add_config_argument, load_config, require_sections
+from utils.threads import set_threads
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = ArgumentParser(description=__doc__)
     add_config_argument(parser, help='pose config file')
     add_checkpoint_argument(parser, help='float checkpoint: a file, a work dir, a model-zoo name or a URL')
-    parser.add_argument('--threads', type=int, default=2, help='intra-op threads of every backend')
-    parser.add_argument('--batch', type=int, nargs='+', default=[1, 32], help='batch sizes')
-    parser.add_argument('--repeats', type=int, default=5, help='timing repeats per measurement')
-    parser.add_argument('--iters', type=int, default=50, help='runs per repeat at batch 1 (fewer at larger)')
+    add_threads_argument(parser)
+    parser.add_argument('--batch', type=positive_int, nargs='+', default=[1, 32], help='batch sizes')
+    parser.add_argument('--repeats', type=positive_int, default=5, help='timing repeats per measurement')
+    parser.add_argument('--iters', type=positive_int, default=50,
+                        help='runs per repeat at batch 1 (fewer at larger)')
     parser.add_argument('--calib-data', help='COCO annotation file whose crops calibrate the int8 model')
-    parser.add_argument('--int8', help='use this int8 ONNX file instead of quantising here')
-    parser.add_argument('--qat-int8', help='also time this int8 ONNX file exported from a QAT run')
+    parser.add_argument('--int8', type=input_file('an int8 .onnx file'),
+                        help='use this int8 ONNX file instead of quantising here')
+    parser.add_argument('--qat-int8', type=input_file('an int8 .onnx file'),
+                        help='also time this int8 ONNX file exported from a QAT run')
     parser.add_argument('--e2e-data', help='COCO annotation file for the end-to-end top-down timing')
     add_cfg_options_argument(parser)
     return parser.parse_args(argv)
@@ -90,7 +93,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     require('onnxruntime', 'the ONNX Runtime benchmark')
     from deploy.ort_backend import OrtPoseModel
 
-    torch.set_num_threads(args.threads)
+    threads = set_threads(args.threads).count  # ONNX Runtime sessions use as many
     cfg = load_config(args.config, args.cfg_options)
     calib = ['val_dataloader.dataset'] if args.calib_data else []
     require_sections(cfg, ['model', 'codec', *calib], 'benchmarks/bench_onnx.py')
@@ -106,10 +109,10 @@ def main(argv: list[str] | None = None) -> list[dict]:
             quantize_pose_model(model, cfg, int8_path, calibration_crops(cfg, args.calib_data),
                                 dynamic_batch=True, with_decode=True, with_preprocess=True)
         backends: dict[str, object] = {'pytorch_eager': model,
-                                       'ort_fp32': OrtPoseModel(float_path, cfg, threads=args.threads),
-                                       'ort_int8': OrtPoseModel(int8_path, cfg, threads=args.threads)}
+                                       'ort_fp32': OrtPoseModel(float_path, cfg),
+                                       'ort_int8': OrtPoseModel(int8_path, cfg)}
         if args.qat_int8:
-            backends['ort_int8_qat'] = OrtPoseModel(args.qat_int8, cfg, threads=args.threads)
+            backends['ort_int8_qat'] = OrtPoseModel(args.qat_int8, cfg)
 
         def runner(name: str, backend: object, x: torch.Tensor) -> Callable[[], object]:
             if name == 'pytorch_eager':
@@ -125,7 +128,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
                                                                       dtype=np.uint8))
             iters = max(5, args.iters // batch ** 0.5)
             for name, backend in backends.items():
-                row = dict(backend=name, batch=batch, threads=args.threads,
+                row = dict(backend=name, batch=batch, threads=threads,
                            **time_it(runner(name, backend, x), int(iters), args.repeats))
                 row['per_image_ms'] = round(row['median_ms'] / batch, 3)
                 print(json.dumps(row), flush=True)

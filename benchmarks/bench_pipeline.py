@@ -20,7 +20,6 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository root, for `python tools/x.py`
 
-import argparse
 import statistics
 import time
 
@@ -30,7 +29,7 @@ import torch
 from datasets import RepeatDataset, build_dataloader, build_dataset
 from datasets.batched import DeviceTopdownPipeline, RawSampleDataset, collate_raw, dataset_recipes
 from datasets.batched.profile import count_ops, profile_pipeline
-from utils.cli import run_main
+from utils.cli import ArgumentParser, non_negative_int, positive_int, run_main
 from utils.config import add_cfg_options_argument, add_config_argument, load_config, require_sections
 
 
@@ -121,18 +120,18 @@ def _batched(dataset_cfg: dict, n: int, batch_size: int, repeats: int, workers: 
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = ArgumentParser(description=__doc__)
     add_config_argument(parser, help='pose config file (its train_dataloader / val_dataloader dataset '
                                      'is timed)')
     parser.add_argument('--data-dir', help="time the dataset's pipeline on the images and ann file of this "
                                            "folder instead of the config's data")
     parser.add_argument('--ann-file', default='test_coco.json', help='COCO keypoint file in --data-dir')
     parser.add_argument('--phase', choices=('train', 'val'), default='train')
-    parser.add_argument('--n', type=int, default=600, help='samples per timed run')
-    parser.add_argument('--repeats', type=int, default=3)
-    parser.add_argument('--workers', type=int, nargs='*', default=[2], help='loader worker counts to time')
-    parser.add_argument('--batch-size', type=int, default=32)
+    parser.add_argument('--n', type=positive_int, default=600, help='samples per timed run')
+    parser.add_argument('--repeats', type=positive_int, default=3)
+    parser.add_argument('--workers', type=non_negative_int, nargs='*', default=[2],
+                        help='loader worker counts to time')
+    parser.add_argument('--batch-size', type=positive_int, default=32)
     parser.add_argument('--default-threads', action='store_true',
                         help='keep the OpenCV/torch thread defaults in the single-process run (default: '
                              'one thread each, as in a loader worker)')

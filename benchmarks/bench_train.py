@@ -23,7 +23,6 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository root, for `python tools/x.py`
 
-import argparse
 import functools
 import itertools
 import json
@@ -51,8 +50,16 @@ from engine import (
     train_step,
 )
 from optim import build_ema, build_optimizer, build_schedulers, ema_config
-from utils.cli import run_main
+from utils.cli import (
+    ArgumentParser,
+    add_device_argument,
+    add_threads_argument,
+    non_negative_int,
+    positive_int,
+    run_main,
+)
 from utils.config import add_cfg_options_argument, add_config_argument, load_config, require_sections
+from utils.threads import set_threads
 
 
 def synthetic_batches(cfg, batch_size: int, pin: bool, seed: int = 0) -> Iterator[dict]:
@@ -108,24 +115,24 @@ def host_ms_per_sample(loader: Any, n: int = 256) -> tuple[float, float]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = ArgumentParser(description=__doc__)
     add_config_argument(parser, help='pose config file (its model, optimizer and train loader)')
     parser.add_argument('--synthetic', action='store_true', help='random batches instead of the train loader')
-    parser.add_argument('--synthetic-jpeg', type=int, nargs='?', const=256, metavar='N',
+    parser.add_argument('--synthetic-jpeg', type=positive_int, nargs='?', const=256, metavar='N',
                         help='train on N (default 256) synthetic 640x480 JPEGs written to a temporary folder')
     parser.add_argument('--input-pipeline', choices=INPUT_PIPELINES,
                         help="per-sample loader ('cpu') or batched on the device ('device'); default: as "
                              'train.py')
-    parser.add_argument('--iters', type=int, default=50, help='timed iterations')
-    parser.add_argument('--warmup', type=int, default=5, help='untimed iterations first')
-    parser.add_argument('--batch-size', type=int, help='override train_dataloader.batch_size')
+    parser.add_argument('--iters', type=positive_int, default=50, help='timed iterations')
+    parser.add_argument('--warmup', type=non_negative_int, default=5, help='untimed iterations first')
+    parser.add_argument('--batch-size', type=positive_int, help='override train_dataloader.batch_size')
     parser.add_argument('--amp', action='store_true', help="mixed precision, as train.py's --amp")
     parser.add_argument('--json', action='store_true', help='also print the figures as one JSON line')
-    parser.add_argument('--device', choices=['cpu', 'cuda'],
-                        default='cuda' if torch.cuda.is_available() else 'cpu')
+    add_device_argument(parser, default='cuda' if torch.cuda.is_available() else 'cpu')
+    add_threads_argument(parser)
     add_cfg_options_argument(parser)
     args = parser.parse_args(argv)
+    set_threads(args.threads)
     cfg = load_config(args.config, args.cfg_options)
     require_sections(cfg, ['model', 'codec', 'train_dataloader', 'optim_wrapper', 'train_cfg'],
                      'benchmarks/bench_train.py')

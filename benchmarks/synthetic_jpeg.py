@@ -11,13 +11,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository root, for `python tools/x.py`
 
-import argparse
 import json
 
 import cv2
 import numpy as np
 
-from utils.cli import run_main
+from utils.cli import ArgumentParser, add_out_argument, output_dir, positive_int, run_main
 
 # A standing person's 17 COCO keypoints in box units (x, y in [0, 1]).
 _POSE = np.array([[.50, .08], [.54, .06], [.46, .06], [.58, .08], [.42, .08], [.66, .22], [.34, .22],
@@ -78,13 +77,14 @@ def write_synthetic_coco(folder: str | Path, n_images: int = 64, seed: int = 0,
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument('out_dir')
-    parser.add_argument('--images', type=int, default=64)
+    parser = ArgumentParser(description=__doc__.splitlines()[0])
+    add_out_argument(parser, output_dir, folder=True, positional='OUT_DIR',
+                     help='folder for the JPEGs and their ann.json')
+    parser.add_argument('--images', type=positive_int, default=64)
     args = parser.parse_args(argv)
     ann = write_synthetic_coco(args.out_dir, args.images)
     sizes = [p.stat().st_size for p in Path(args.out_dir).glob('*.jpg')]
-    print(f'{ann}: {len(sizes)} images, {np.mean(sizes) / 1000:.0f} kB mean '
+    print(f'wrote {ann} and {len(sizes)} images, {np.mean(sizes) / 1000:.0f} kB mean '
           f'({min(sizes) / 1000:.0f}-{max(sizes) / 1000:.0f} kB)')
     return 0
 

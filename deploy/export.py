@@ -186,7 +186,7 @@ def _jsonable(value: Any) -> Any:
 
 
 def compare_with_torch(path: str | os.PathLike, module: nn.Module, inputs: torch.Tensor,
-                       threads: int = 2) -> dict[str, float]:
+                       threads: int | None = None) -> dict[str, float]:
     """Run ``module`` (PyTorch) and the ONNX file on ``inputs``; max abs difference per graph output.
 
     Decoded SimCC graphs take an argmax of each vector: where two bins are equal up to float noise,

@@ -26,14 +26,16 @@ from structures.arrays import to_numpy
 from utils.registry import MODELS
 
 
-def create_session(path: str | os.PathLike, threads: int = 2, providers: Sequence[str] | None = None) -> Any:
-    """An ``onnxruntime.InferenceSession`` for ``path`` with ``threads`` intra-op threads (sequential
-    execution, all graph optimisations); CPU provider unless ``providers`` is given."""
+def create_session(path: str | os.PathLike, threads: int | None = None,
+                   providers: Sequence[str] | None = None) -> Any:
+    """An ``onnxruntime.InferenceSession`` for ``path`` with ``threads`` intra-op threads (default: as many
+    as torch uses, which ``utils.threads.set_threads`` sets for the scripts), sequential execution and all
+    graph optimisations; CPU provider unless ``providers`` is given."""
     ort = require('onnxruntime', 'ONNX Runtime inference')
     if not os.path.isfile(path):
         raise FileNotFoundError(f'ONNX model not found: {path}')
     options = ort.SessionOptions()
-    options.intra_op_num_threads = threads
+    options.intra_op_num_threads = threads or torch.get_num_threads()
     options.inter_op_num_threads = 1
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
@@ -76,7 +78,7 @@ def graph_input(inputs: Any, meta: Mapping[str, Any]) -> np.ndarray:
     return np.ascontiguousarray((x - mean) / std, dtype=np.float32)
 
 
-def _open(path: str | os.PathLike, kind: str, threads: int) -> tuple[Any, dict[str, Any]]:
+def _open(path: str | os.PathLike, kind: str, threads: int | None) -> tuple[Any, dict[str, Any]]:
     session = create_session(path, threads=threads)
     meta = session_metadata(session)
     if meta.get('kind') != kind:
@@ -120,7 +122,7 @@ class OrtPoseModel(_HostSide):
         path: ONNX file written by ``tools/export_onnx.py`` or ``tools/quantize.py`` (float or int8).
         cfg: the model's config; needed when the graph has no decode (its head decodes the raw outputs)
             and for ``model.test_cfg.flip_test``.
-        threads: ONNX Runtime intra-op threads.
+        threads: ONNX Runtime intra-op threads (default: as many as torch uses).
         flip_test: override ``cfg.model.test_cfg.flip_test``. A graph exported with the flip test inside
             always flips. Otherwise the flip runs here, on a second run of the graph on the mirrored crops,
             wherever that is exact: raw head outputs (merged by the head's ``flip_merge``) and decoded
@@ -133,8 +135,8 @@ class OrtPoseModel(_HostSide):
         is_quantized: the graph is int8 (written by ``tools/quantize.py`` or a QAT export).
     """
 
-    def __init__(self, path: str | os.PathLike, cfg: Mapping[str, Any] | None = None, threads: int = 2,
-                 flip_test: bool | None = None) -> None:
+    def __init__(self, path: str | os.PathLike, cfg: Mapping[str, Any] | None = None,
+                 threads: int | None = None, flip_test: bool | None = None) -> None:
         self.path = os.fspath(path)
         self.session, self.meta = _open(self.path, 'pose', threads)
         self.cfg = cfg
@@ -234,7 +236,7 @@ class OrtPoseModel(_HostSide):
 
 
 def load_onnx_pose_model(path: str | os.PathLike, cfg: Mapping[str, Any] | None = None,
-                         threads: int = 2) -> OrtPoseModel:
+                         threads: int | None = None) -> OrtPoseModel:
     """An :class:`OrtPoseModel` for ``path`` (the hook for ``apis.init_model`` on ``*.onnx`` files)."""
     return OrtPoseModel(path, cfg, threads=threads)
 
@@ -251,7 +253,7 @@ class OrtDetector(_HostSide):
         cfg: the detector's config (``model.bbox_head``, ``model.test_cfg``).
     """
 
-    def __init__(self, path: str | os.PathLike, cfg: Mapping[str, Any], threads: int = 2) -> None:
+    def __init__(self, path: str | os.PathLike, cfg: Mapping[str, Any], threads: int | None = None) -> None:
         self.path = os.fspath(path)
         self.session, self.meta = _open(self.path, 'detector', threads)
         self.cfg = cfg
@@ -275,6 +277,7 @@ class OrtDetector(_HostSide):
             return self.bbox_head.predict_by_feat(outputs[:levels], outputs[levels:], img_metas)
 
 
-def load_onnx_detector(path: str | os.PathLike, cfg: Mapping[str, Any], threads: int = 2) -> OrtDetector:
+def load_onnx_detector(path: str | os.PathLike, cfg: Mapping[str, Any],
+                       threads: int | None = None) -> OrtDetector:
     """An :class:`OrtDetector` for ``path`` (the hook for ``apis.init_detector`` on ``*.onnx`` files)."""
     return OrtDetector(path, cfg, threads=threads)

@@ -81,14 +81,22 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(skip)
 
 
+def _visible_entries(folder: Path) -> set[Path]:
+    """Entries of ``folder`` but hidden ones and ``__pycache__`` (pytest's and Python's own)."""
+    if not folder.is_dir():
+        return set()
+    return {p for p in folder.iterdir() if not p.name.startswith('.') and p.name != '__pycache__'}
+
+
 @pytest.fixture(autouse=True, scope='session')
 def _repository_untouched():
-    """Tests write only to temporary folders: no new entry in the repository's work_dirs/ or
-    pretrained_weight/ (e.g. a training run without --work-dir) after the session."""
-    folders = [REPO / 'work_dirs', REPO / 'pretrained_weight']
-    before = {f: set(f.iterdir()) if f.is_dir() else set() for f in folders}
+    """Tests write only to temporary folders: no new entry in the repository's top folder (a default
+    output folder such as vis_results/ or vis_data/), work_dirs/ or pretrained_weight/ (e.g. a training
+    run without --work-dir) after the session."""
+    folders = [REPO, REPO / 'work_dirs', REPO / 'pretrained_weight']
+    before = {f: _visible_entries(f) for f in folders}
     yield
-    new = sorted(str(p) for f in folders if f.is_dir() for p in set(f.iterdir()) - before[f])
+    new = sorted(str(p) for f in folders for p in _visible_entries(f) - before[f])
     assert not new, f'tests left files in the repository: {new}'
 
 

@@ -22,6 +22,7 @@ ENTRY_POINTS = {  # module -> the inputs its --help must name
     'benchmarks.bench_onnx': ['CONFIG', 'CHECKPOINT'],
     'benchmarks.bench_pipeline': ['CONFIG', '--cfg_file'],
     'benchmarks.bench_train': ['CONFIG', '--cfg_file'],
+    'benchmarks.bench_threads': ['--threads 1', 'busy processes', '--load-seconds'],
 }
 
 

@@ -52,7 +52,7 @@ def run(tmp_path_factory):
     torch.set_num_threads(1)
     try:
         cfg_file = tiny_config(tmp, 'rle', max_epochs=EPOCHS)
-        console = _train(cfg_file, tmp / 'work')
+        console = _train(cfg_file, tmp / 'work', '--threads', '1')
     finally:
         torch.set_num_threads(threads)
     return cfg_file, tmp / 'work', console
@@ -70,6 +70,7 @@ def test_console_is_short_and_config_only_in_files(run):
     cfg_file, work_dir, console = run
     lines = console.splitlines()
     assert len(lines) < 40, console
+    assert 'device cpu, world size 1, 1 CPU thread (--threads)' in lines[0]  # the header says the threads
     assert 'train_dataloader = ' not in console and 'Python:' not in console  # config and env: files only
     assert any(line.endswith(f'data: train 12 instances, {ITERS} iterations/epoch (batch 4), val 12 '
                              f'instances; {EPOCHS} epochs') for line in lines)

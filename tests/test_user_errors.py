@@ -357,7 +357,11 @@ def test_val_mistakes(env, capsys, unchanged, tmp_path):
     one_error(*run(val.main, ['--checkpoint', env.ckpt], capsys), r'--cfg_file\) is required')
     one_error(*run(val.main, ['--checkpoint', tmp_path], capsys), 'holds neither best.pth nor last.pth')
     one_error(*run(val.main, [*tiny(env), '--checkpoint', env.ckpt, '--dump', env.ckpt], capsys),
-              r'--dump .*model\.pth.* is the input CHECKPOINT')
+              r"argument --dump: .*model\.pth: unsupported extension '\.pth'; expected \.json")
+    one_error(*run(val.main, [*tiny(env), '--checkpoint', env.ckpt, '--dump', env.ann], capsys),
+              r"--dump .*ann\.json' is the input val_dataloader\.dataset\.ann_file")
+    one_error(*run(val.main, [*tiny(env), '--checkpoint', env.ckpt, '--out', env.ann], capsys),
+              r"--out .*ann\.json' is the input val_dataloader\.dataset\.ann_file")
     one_error(*run(val.main, [*tiny(env, f'val_dataloader.dataset.bbox_file={tmp_path}/dets.json'),
                               '--checkpoint', env.ckpt], capsys), r'bbox file not found: .*dets\.json')
 
@@ -491,6 +495,36 @@ def test_demo_mistakes(env, bad_checkpoints, capsys, unchanged, tmp_path):
     assert not (tmp_path / 'out' / env.img.name).exists()
 
 
+def test_demo_det_cat_id_outside_the_detectors_classes(env, seeded_rtmdet_tiny, capsys, unchanged, tmp_path):
+    det = [str(DET_CFG), str(seeded_rtmdet_tiny)]
+    argv = [*det, env.cfg, env.ckpt, '--input', env.img, '--out-dir', tmp_path / 'out', '--device', 'cpu']
+    one_error(*run(demo.main, [*argv, '--det-cat-id', '80'], capsys),
+              r'--det-cat-id 80 is not a class of the detector: it has 80 classes, 0 to 79')
+    assert not (tmp_path / 'out').exists()
+    assert demo.main([str(a) for a in (*argv, '--det-cat-id', '79', '--threads', '1')]) == 0
+    assert (tmp_path / 'out' / env.img.name).is_file()
+
+
+def test_a_failed_demo_leaves_no_empty_output_folder(env, capsys, unchanged, tmp_path):
+    (tmp_path / 'broken.mp4').write_bytes(b'not a video')
+    for src in (env.truncated, tmp_path / 'broken.mp4'):
+        out = tmp_path / 'vis_results'
+        status, err = run(demo.main, _demo(env, src, out), capsys)
+        assert status == 2 and 'Traceback' not in err, err
+        assert not out.exists(), list(out.iterdir())
+
+
+def test_demo_announces_every_write_and_its_threads(env, capsys, unchanged, tmp_path):
+    out = tmp_path / 'vis'
+    argv = [*_demo(env, env.img, out, '--save-predictions'), '--threads', '1']
+    assert demo.main([str(a) for a in argv]) == 0
+    printed = capsys.readouterr().out
+    assert '1 CPU thread (--threads), device cpu' in printed
+    assert f'wrote {out / env.img.name}\n' in printed
+    assert f'wrote {out / "results_0.json"} (predictions)' in printed
+    assert sorted(p.name for p in out.iterdir()) == [env.img.name, 'results_0.json']
+
+
 # ------------------------------------------------------------------------------------------ tools
 def test_eval_predictions_mistakes(env, capsys, unchanged, tmp_path):
     items = json.loads(env.raw.read_text())
@@ -506,6 +540,21 @@ def test_eval_predictions_mistakes(env, capsys, unchanged, tmp_path):
               rf'raw\.json: predictions\[1\]\.keypoints: 14 keypoints but {re.escape(env.ann)} annotates 17')
     write(tmp_path / 'raw.json', '[{"img_id": 1,')
     one_error(*run(eval_predictions.main, args, capsys), r'raw\.json: not a valid JSON file')
+
+
+def test_tools_announce_every_write(env, capsys, unchanged, tmp_path):
+    for flag, value, written in (('--out', tmp_path / 'res.json', tmp_path / 'res.json'),
+                                 ('--outfile-prefix', tmp_path / 'coco', tmp_path / 'coco.keypoints.json')):
+        argv = ['--ann-file', env.ann, '--predictions', str(env.raw), flag, str(value)]
+        assert eval_predictions.main(argv) == 0
+        out, err = capsys.readouterr()
+        assert 'coco/AP' in json.loads(out)  # stdout: the metrics' JSON line only
+        assert re.fullmatch(rf'wrote {re.escape(str(written))} \(\d COCO keypoint results\)\n', err), err
+        assert written.is_file()
+    convert_checkpoint.main([env.ckpt, '--out', str(tmp_path / 'mm.pth'), '--to', 'mmpose'])
+    assert capsys.readouterr().out.startswith(f'wrote {tmp_path / "mm.pth"} (format mmpose, ')
+    assert browse_dataset.main([env.cfg, '--out-dir', str(tmp_path / 'vis'), '--n', '1']) == 0
+    assert capsys.readouterr().out == f'wrote 1 crops to {tmp_path / "vis"}\n'
 
 
 def test_metric_refuses_non_finite_predictions(env):
@@ -533,11 +582,11 @@ def test_convert_checkpoint_mistakes(env, bad_checkpoints, capsys, unchanged, tm
 
 
 def test_export_onnx_mistakes(env, capsys, unchanged, tmp_path):
-    one_error(*run(export_onnx.main, [env.cfg, env.ckpt, '--output', env.ckpt], capsys),
-              r"--output .*model\.pth' is the input CHECKPOINT")
-    one_error(*run(export_onnx.main, [env.cfg, tmp_path / 'gone.pth', '--output', tmp_path / 'm.onnx'],
+    one_error(*run(export_onnx.main, [env.cfg, env.ckpt, '--out', env.ckpt], capsys),
+              r"argument --out/--output: .*model\.pth: unsupported extension '\.pth'; expected \.onnx")
+    one_error(*run(export_onnx.main, [env.cfg, tmp_path / 'gone.pth', '--out', tmp_path / 'm.onnx'],
                    capsys), r'gone\.pth')
-    one_error(*run(export_onnx.main, [env.cfg, env.ckpt, '--output', tmp_path / 'm.onnx', '--check-data',
+    one_error(*run(export_onnx.main, [env.cfg, env.ckpt, '--out', tmp_path / 'm.onnx', '--check-data',
                                       tmp_path / 'gone.json'], capsys), r'gone\.json')
     assert not (tmp_path / 'm.onnx').exists()
 
@@ -557,9 +606,12 @@ def test_model_info_and_quantize_mistakes(env, capsys, unchanged, tmp_path):
     one_error(*run(model_info.main, [env.cfg, '--cfg-options', 'model.neck.type=GlobalAvgPooling'], capsys),
               'Did you mean: GlobalAveragePooling', r'config path: model\.neck')
     one_error(*run(quantize.main, [env.cfg, env.ckpt, '--calib-data', env.ann, '--output', env.ann], capsys),
-              r"--output .*ann\.json' is the input --calib-data")
+              r"argument --out/--output: .*ann\.json: unsupported extension '\.json'; expected \.onnx")
     pytest.importorskip('onnxruntime.quantization')
-    args = [DET_CFG, env.ckpt, '--calib-data', env.ann, '--output', tmp_path / 'q.onnx']
+    same = ['--out', tmp_path / 'q.onnx', '--float-out', tmp_path / 'q.onnx']
+    one_error(*run(quantize.main, [env.cfg, env.ckpt, '--calib-data', env.ann, *same], capsys),
+              r"--float-out .*q\.onnx' is the input --out")
+    args = [DET_CFG, env.ckpt, '--calib-data', env.ann, '--out', tmp_path / 'q.onnx']
     one_error(*run(quantize.main, args, capsys), 'handles pose models; this is a detector config')
 
 
@@ -575,7 +627,7 @@ def test_publish_model_and_plot_curves_mistakes(env, bad_checkpoints, capsys, un
               r'results\.csv:2: expected numbers')
     write(tmp_path / 'results.csv', 'epoch,loss\n1,0.5\n')
     one_error(*run(plot_curves.main, [tmp_path / 'results.csv', '--out', tmp_path / 'c.bmp'], capsys),
-              r'--out .*c\.bmp.*unsupported chart extension .\.bmp.', r'\.png, \.pdf, \.svg')
+              r"argument --out: .*c\.bmp: unsupported extension '\.bmp'", r'\.png, \.pdf, \.svg')
     assert not (tmp_path / 'c.png').exists() and not (tmp_path / 'c.bmp').exists()
 
 

@@ -62,11 +62,13 @@ def test_val_ground_truth_boxes(tmp_path: Path, capsys: pytest.CaptureFixture) -
     from tools.eval_predictions import main as eval_predictions
 
     out, dump = tmp_path / 'metrics.json', tmp_path / 'predictions.json'
-    metrics = val.main([CONFIG, str(RLE_WEIGHTS), '--device', 'cpu', '--out-metrics', str(out),
+    metrics = val.main([CONFIG, str(RLE_WEIGHTS), '--device', 'cpu', '--out', str(out),
                         '--dump', str(dump), *SHARED_PATHS,
                         f'val_evaluator.outfile_prefix={tmp_path / "coco"}'])
     printed = capsys.readouterr().out
     assert 'flip test on' in printed and 'coco/AP ' in printed
+    for written in (f'{out} (', f'{dump} (12 predictions)', f'{tmp_path / "coco"}.keypoints.json'):
+        assert f'\nwrote {written}' in printed, printed  # every write announced
     assert metrics['coco/AP'] == pytest.approx(UPSTREAM_AP['gt'], abs=TOL)
     assert json.loads(out.read_text()) == metrics
     predictions = json.loads(dump.read_text())

@@ -1,6 +1,7 @@
 """Write augmented crops of a config's dataset with keypoints and skeleton drawn, to check a pipeline.
 
-    python tools/browse_dataset.py CONFIG --output-dir DIR [--phase train|val] [--n N] [--seed S]
+    python tools/browse_dataset.py CONFIG --out-dir DIR [--phase train|val] [--n N] [--seed S]
+    (--output-dir DIR, MMPose's spelling, works too)
 
 The samples come from the config's ``train_dataloader.dataset`` (or ``val_dataloader.dataset``), built as
 training builds it: a CombinedDataset's members run their own pipelines first (AIC's KeypointConverter),
@@ -13,14 +14,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository root, for `python tools/x.py`
 
-import argparse
-
 import cv2
 import numpy as np
 
 from datasets import RepeatDataset, build_dataset
 from datasets.transforms import ImageLoadError, PackPoseInputs
-from utils.cli import run_main
+from utils.cli import ArgumentParser, add_out_argument, output_dir, positive_int, random_seed, run_main
 from utils.config import add_cfg_options_argument, add_config_argument, load_config, require_sections
 from utils.output_files import write_image
 
@@ -59,14 +58,14 @@ def augmented_sample(dataset, index: int, seed: int) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = ArgumentParser(description=__doc__)
     add_config_argument(parser, help='pose config file (its train_dataloader / val_dataloader dataset)')
-    parser.add_argument('--output-dir', required=True, help='folder for the drawn crops')
+    add_out_argument(parser, output_dir, folder=True, aliases=['--output-dir'],
+                     help='folder for the drawn crops (.jpg; created when the first is written)')
     parser.add_argument('--phase', choices=('train', 'val'), default='train',
                         help='which dataloader to browse')
-    parser.add_argument('--n', type=int, default=20, help='number of samples to write')
-    parser.add_argument('--seed', type=int, default=0, help='seed of the augmentations')
+    parser.add_argument('--n', type=positive_int, default=20, help='number of samples to write')
+    parser.add_argument('--seed', type=random_seed, default=0, help='seed of the augmentations')
     add_cfg_options_argument(parser)
     args = parser.parse_args(argv)
     cfg = load_config(args.config, args.cfg_options)
@@ -76,8 +75,7 @@ def main(argv: list[str] | None = None) -> int:
                             cfg_path=f'{args.phase}_dataloader.dataset')
     while isinstance(dataset, RepeatDataset):  # the pipeline is the repeated dataset's
         dataset = dataset.dataset
-    out_dir = Path(args.output_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    out_dir = Path(args.out_dir)
     metainfo = dataset.metainfo
     rng = np.random.default_rng(args.seed)
     n = min(args.n, len(dataset))

@@ -1,6 +1,7 @@
 """Convert a checkpoint between MMPose's, the original MMPose_Clean project's and this project's layout.
 
     python tools/convert_checkpoint.py SRC DST --to {mmpose,original,ours}
+    python tools/convert_checkpoint.py SRC --out DST.pth --to {mmpose,original,ours}
 
 - ``mmpose``: ``{'state_dict', 'meta'}`` with MMPose 1.3.2 names (loads with MMPose's ``load_checkpoint``);
 - ``original``: a bare state dict with the original project's names;
@@ -25,16 +26,16 @@ from models.checkpoints import (
     state_dict_of,
 )
 from models.checkpoints.model_zoo import resolve_checkpoint
-from utils.cli import run_main
+from utils.cli import ArgumentParser, add_out_argument, output_file, run_main
 from utils.output_files import refuse_input_as_output
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = ArgumentParser(description=__doc__)
     parser.add_argument('src', metavar='CHECKPOINT',
                         help='checkpoint to read: a file (.pth), a work dir, a model-zoo name or a URL')
-    parser.add_argument('dst', help='file to write (replaced atomically)')
+    add_out_argument(parser, output_file(*('.pth', '.pt')), positional='DST', metavar='DST.pth',
+                     help='checkpoint file to write (.pth or .pt; replaced atomically)')
     parser.add_argument('--to', required=True, choices=('mmpose', 'original', 'ours'),
                         help='layout of the written checkpoint')
     return parser.parse_args(argv)
@@ -43,14 +44,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     args.src = str(resolve_checkpoint(args.src))
-    refuse_input_as_output(args.dst, {'SRC': args.src}, 'DST')
+    refuse_input_as_output(args.out, {'SRC': args.src}, 'DST')
     checkpoint = read_checkpoint(args.src)
     fmt, naming = detect_format(checkpoint), detect_naming(state_dict_of(checkpoint, args.src))
     payload, mark = convert_checkpoint(checkpoint, args.to)
-    save_checkpoint(args.dst, payload, mark=mark)
+    save_checkpoint(args.out, payload, mark=mark)
     count = len(payload['state_dict'] if isinstance(payload.get('state_dict'), dict) else payload)
-    print(f'{args.src} (format {fmt}, naming {naming or "neutral"}) -> {args.dst} '
-          f'(format {args.to}, {count} tensors)')
+    print(f'wrote {args.out} (format {args.to}, {count} tensors) from {args.src} (format {fmt}, naming '
+          f'{naming or "neutral"})')
 
 
 if __name__ == '__main__':

@@ -3,7 +3,7 @@
     python tools/eval_predictions.py --ann-file ANN.json --predictions PRED.json \
         [--score-mode bbox_keypoint] [--nms-mode oks_nms] [--nms-thr 0.9] [--keypoint-score-thr 0.2] \
         [--use-area | --no-use-area] [--metainfo configs/_base_/datasets/coco.py] \
-        [--outfile-prefix PREFIX] [--cfg-options KEY=VALUE ...]
+        [--out RESULTS.json] [--cfg-options KEY=VALUE ...]
 
 PRED.json is either the per-instance predictions file that ``val.py --dump`` writes, a JSON list of
 {"img_id", "id", "category_id" (default 1), "keypoints": [[x, y], ...] (image px),
@@ -11,7 +11,9 @@ PRED.json is either the per-instance predictions file that ``val.py --dump`` wri
 the OKS-NMS area)}, rescored and reduced by OKS NMS here as in val.py (format: evaluation/prediction_file.py);
 or COCO keypoint results, a list of {"image_id", "category_id", "keypoints": [x, y, score] * K, "score"}
 (e.g. CocoMetric's outfile_prefix.keypoints.json), evaluated as they are. Prints the metrics as one JSON
-line ({"coco/AP": ..., ...}). --cfg-options overrides CocoMetric arguments (e.g. pred_converter=...).
+line ({"coco/AP": ..., ...}) on stdout. --out writes the final COCO keypoint results (after rescoring
+and NMS; ``--outfile-prefix PREFIX``, CocoMetric's spelling, writes PREFIX.keypoints.json), announced on
+stderr. --cfg-options overrides CocoMetric arguments (e.g. pred_converter=...).
 """
 import sys
 from pathlib import Path
@@ -23,9 +25,9 @@ import json
 
 from datasets.metainfo import parse_pose_metainfo
 from evaluation.coco_eval import num_annotated_keypoints
-from evaluation.coco_metric import NMS_MODES, SCORE_MODES, CocoMetric
+from evaluation.coco_metric import NMS_MODES, SCORE_MODES, CocoMetric, write_coco_results
 from evaluation.prediction_file import COCO_RESULTS, PredictionFileError, read_predictions
-from utils.cli import run_main
+from utils.cli import ArgumentParser, add_out_argument, input_file, output_file, run_main, unit_float
 from utils.config import Config, add_cfg_options_argument, parse_cfg_options
 
 
@@ -37,24 +39,35 @@ def check_keypoint_count(path: str, records: list[dict], ann_file: str, num_keyp
                                       f'keypoints but {ann_file} annotates {num_keypoints} per instance')
 
 
+class OutfilePrefix(argparse.Action):
+    """``--outfile-prefix PREFIX`` (CocoMetric's spelling): ``--out PREFIX.keypoints.json``."""
+
+    def __call__(self, parser, namespace, values, option_string=None) -> None:
+        setattr(namespace, self.dest, output_file('.json')(f'{values}.keypoints.json'))
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument('--ann-file', required=True, help='COCO keypoint annotation JSON (the ground truth)')
-    parser.add_argument('--predictions', required=True,
+    parser = ArgumentParser(description=__doc__)
+    parser.add_argument('--ann-file', required=True, type=input_file('a COCO keypoint annotation .json file'),
+                        help='COCO keypoint annotation JSON (the ground truth)')
+    parser.add_argument('--predictions', required=True, type=input_file('a predictions .json file'),
                         help='val.py --dump file or COCO keypoint results JSON (see above)')
     parser.add_argument('--score-mode', default='bbox_keypoint', choices=SCORE_MODES,
                         help='instance rescoring of per-instance predictions (default bbox_keypoint)')
     parser.add_argument('--nms-mode', default='oks_nms', choices=NMS_MODES,
                         help='per-image NMS of per-instance predictions (default oks_nms)')
-    parser.add_argument('--nms-thr', type=float, default=0.9, help='OKS threshold of the NMS (default 0.9)')
-    parser.add_argument('--keypoint-score-thr', type=float, default=0.2,
-                        help='keypoints scoring below are left out of the rescoring (default 0.2)')
+    parser.add_argument('--nms-thr', type=unit_float, default=0.9,
+                        help='OKS threshold of the NMS, 0 to 1 (default 0.9)')
+    parser.add_argument('--keypoint-score-thr', type=unit_float, default=0.2,
+                        help='keypoints scoring below are left out of the rescoring, 0 to 1 (default 0.2)')
     parser.add_argument('--use-area', action=argparse.BooleanOptionalAction, default=True,
                         help="use the annotations' area for OKS (--no-use-area: 0.53 * bbox area)")
     parser.add_argument('--metainfo', default='configs/_base_/datasets/coco.py',
                         help='dataset_info config giving the keypoints and OKS sigmas')
-    parser.add_argument('--outfile-prefix', default=None, help='also write PREFIX.keypoints.json')
+    add_out_argument(parser, output_file('.json'), required=False, metavar='RESULTS.json',
+                     help='also write the final COCO keypoint results (after rescoring and NMS) here')
+    parser.add_argument('--outfile-prefix', dest='out', action=OutfilePrefix, metavar='PREFIX',
+                        help='the same as --out PREFIX.keypoints.json (CocoMetric\'s outfile_prefix)')
     add_cfg_options_argument(parser)
     return parser.parse_args(argv)
 
@@ -63,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     cfg = Config(type='CocoMetric', ann_file=args.ann_file, score_mode=args.score_mode,
                  nms_mode=args.nms_mode, nms_thr=args.nms_thr, keypoint_score_thr=args.keypoint_score_thr,
-                 use_area=args.use_area, outfile_prefix=args.outfile_prefix)
+                 use_area=args.use_area, outfile_prefix=None)
     cfg.merge_from_options(parse_cfg_options(args.cfg_options))
     metric = CocoMetric(**{k: v for k, v in cfg.to_dict().items() if k != 'type'})
     metric.dataset_meta = parse_pose_metainfo(dict(from_file=args.metainfo))
@@ -78,6 +91,13 @@ def main(argv: list[str] | None = None) -> int:
         metric.results = records
         metrics = metric.evaluate()
     print(json.dumps(metrics))
+    written = [args.out] if args.out else []
+    if args.out:
+        write_coco_results(metric.coco_results, args.out)
+    if metric.outfile_prefix:  # --cfg-options outfile_prefix=PREFIX: CocoMetric wrote it
+        written.append(f'{metric.outfile_prefix}.keypoints.json')
+    for path in written:  # on stderr: stdout holds the metrics' JSON line only
+        print(f'wrote {path} ({len(metric.coco_results)} COCO keypoint results)', file=sys.stderr)
     return 0
 
 

@@ -1,9 +1,11 @@
 """Export a pose model (RLE / regression / SimCC) or an RTMDet detector to ONNX and check it against PyTorch.
 
 Usage:
-    python tools/export_onnx.py CONFIG CHECKPOINT --output FILE.onnx [--opset 17] [--dynamic-batch]
+    python tools/export_onnx.py CONFIG CHECKPOINT --out FILE.onnx [--opset 17] [--dynamic-batch]
         [--with-decode] [--with-preprocess] [--flip-test | --no-flip-test] [--simplify]
-        [--exporter torchscript|dynamo] [--check-data ANN_OR_DIR] [--check-image IMG] [--cfg-options ...]
+        [--exporter torchscript|dynamo] [--check-data ANN_OR_DIR] [--check-image IMG] [--threads N]
+        [--cfg-options ...]
+    (--output FILE.onnx, the older spelling, works too)
 
 Pose graphs take crops (B, 3, H, W): float normalised, or uint8 BGR with ``--with-preprocess``; they output
 the head's raw outputs, or with ``--with-decode`` keypoints (B, K, 2) in input-crop px and scores (B, K).
@@ -35,20 +37,30 @@ from deploy.deps import require
 from deploy.export import EXPORTERS, compare_with_torch, export_detector, export_pose_model, simplify_onnx
 from models.checkpoints.model_zoo import add_checkpoint_argument, resolve_checkpoint
 from models.loading import is_detector_config, is_qat_config, load_model, model_sections
-from utils.cli import run_main
+from utils.cli import (
+    ArgumentParser,
+    add_out_argument,
+    add_threads_argument,
+    input_file,
+    non_negative_float,
+    output_file,
+    positive_int,
+    run_main,
+)
 from utils.config import add_cfg_options_argument, add_config_argument, load_config, require_sections
 from utils.errors import ReportedError
 from utils.output_files import atomic_output, refuse_input_as_output
+from utils.threads import set_threads
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = ArgumentParser(description=__doc__)
     add_config_argument(parser, help='pose or detector config file')
     add_checkpoint_argument(parser, help='the model\'s checkpoint (float, or of a QAT run for a QAT config): '
                             'a file, a work dir, a model-zoo name or a URL')
-    parser.add_argument('--output', required=True, help='ONNX file to write')
-    parser.add_argument('--opset', type=int, default=None,
+    add_out_argument(parser, output_file('.onnx'), aliases=['--output'], metavar='FILE.onnx',
+                     help='ONNX file to write (replaced only after the check passed)')
+    parser.add_argument('--opset', type=positive_int, default=None,
                         help='ONNX opset (default 17 with the TorchScript exporter, 18 with dynamo)')
     parser.add_argument('--dynamic-batch', action='store_true', help='free batch dimension')
     parser.add_argument('--with-decode', action='store_true',
@@ -63,12 +75,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help='torch.onnx exporter: TorchScript (dynamo=False, default) or dynamo')
     parser.add_argument('--check-data', help='pose: COCO annotation file (or folder holding one) whose '
                         'GT-box crops check the export (default: the config\'s val data)')
-    parser.add_argument('--check-image', help='detector: image that checks the export')
-    parser.add_argument('--check-batch', type=int, default=4, help='number of crops for the check')
-    parser.add_argument('--atol', type=float, default=5e-4,
+    parser.add_argument('--check-image', type=input_file('an image file'),
+                        help='detector: image that checks the export')
+    parser.add_argument('--check-batch', type=positive_int, default=4, help='number of crops for the check')
+    parser.add_argument('--atol', type=non_negative_float, default=5e-4,
                         help='tolerance of the float check: raw outputs; decoded keypoints get atol times '
                         'the larger crop side in px (default 5e-4, i.e. 0.096 px at 192x192; a batch of '
                         'crops through oneDNN vs ONNX Runtime differs by up to ~2e-4 on raw outputs)')
+    add_threads_argument(parser)
     add_cfg_options_argument(parser)
     return parser.parse_args(argv)
 
@@ -163,23 +177,24 @@ def export_and_check(args: argparse.Namespace, cfg, model: torch.nn.Module, path
     failed = {name: value for name, value in diffs.items()  # argmax_ties: a count (see compare_with_torch)
               if name != 'argmax_ties' and value > args.atol * (crop_side if name == 'keypoints' else 1)}
     if failed:
-        raise ExportCheckError(f'export check failed (--atol {args.atol}): {failed}; {args.output} was not '
+        raise ExportCheckError(f'export check failed (--atol {args.atol}): {failed}; {args.out} was not '
                                'written')
     return diffs
 
 
 def main(argv: list[str] | None = None) -> dict[str, float]:
     args = parse_args(argv)
-    refuse_input_as_output(args.output, {'CONFIG': args.config, 'CHECKPOINT': args.checkpoint}, '--output')
+    set_threads(args.threads)
+    refuse_input_as_output(args.out, {'CONFIG': args.config, 'CHECKPOINT': args.checkpoint}, '--out')
     require('onnx', 'ONNX export')
     require('onnxruntime', 'checking the ONNX export')
     cfg = load_config(args.config, args.cfg_options)
     check_data = ['val_dataloader.dataset'] if args.check_data and not is_detector_config(cfg) else []
     require_sections(cfg, [*model_sections(cfg), *check_data], 'tools/export_onnx.py')
     model = load_model(cfg, resolve_checkpoint(args.checkpoint))
-    with atomic_output(args.output) as tmp:  # replaced only after the check passed
+    with atomic_output(args.out) as tmp:  # replaced only after the check passed
         diffs = export_and_check(args, cfg, model, tmp)
-    print(f'wrote {args.output} ({os.path.getsize(args.output) / 1e6:.2f} MB)')
+    print(f'wrote {args.out} ({os.path.getsize(args.out) / 1e6:.2f} MB)')
     return diffs
 
 

@@ -15,7 +15,6 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository root, for `python tools/x.py`
 
-import argparse
 import json
 from typing import Any
 
@@ -24,9 +23,10 @@ from torch import nn
 
 from deploy.export import detector_input_size
 from models.loading import is_detector_config, model_sections
-from utils.cli import run_main
+from utils.cli import ArgumentParser, add_threads_argument, run_main
 from utils.config import add_cfg_options_argument, add_config_argument, load_config, require_sections
 from utils.registry import MODELS
+from utils.threads import set_threads
 
 
 def count_params(module: nn.Module | None, exclude: str | None = None) -> int:
@@ -81,11 +81,12 @@ def model_info(cfg: Any) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = ArgumentParser(description=__doc__)
     add_config_argument(parser, help='pose or detector config file')
+    add_threads_argument(parser)
     add_cfg_options_argument(parser)
     args = parser.parse_args(argv)
+    set_threads(args.threads)
     cfg = load_config(args.config, args.cfg_options)
     require_sections(cfg, model_sections(cfg), 'tools/model_info.py')
     print(json.dumps(model_info(cfg)))

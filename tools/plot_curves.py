@@ -12,31 +12,23 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository root, for `python tools/x.py`
 
-import argparse
-
 from engine.record import run_series
-from utils.cli import run_main
-from utils.errors import ArgumentError
-from visualization.curves import CHART_FORMATS, Panel, Series, chart_format, plot_panels
+from utils.cli import ArgumentParser, add_out_argument, output_file, positive_int, run_main
+from visualization.curves import CHART_FORMATS, Panel, Series, plot_panels
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = ArgumentParser(description=__doc__)
     parser.add_argument('runs', nargs='+', help='work dirs, results.csv or scalars.json files')
     parser.add_argument('--keys', nargs='+', default=['loss', 'coco/AP'],
                         help='columns / scalars to draw, one chart each (default: loss coco/AP)')
     parser.add_argument('--legend', nargs='+', help='one name per run (default: the run folder names)')
-    parser.add_argument('--out', required=True,
-                        help=f'chart file to write, its format by its extension: {", ".join(CHART_FORMATS)}')
-    parser.add_argument('--cols', type=int, help='charts per row (default: up to 4)')
+    add_out_argument(parser, output_file(*CHART_FORMATS), metavar='FILE',
+                     help=f'chart file to write, its format by its extension: {", ".join(CHART_FORMATS)}')
+    parser.add_argument('--cols', type=positive_int, help='charts per row (default: up to 4)')
     args = parser.parse_args(argv)
     if args.legend is not None and len(args.legend) != len(args.runs):
         parser.error(f'--legend needs one name per run ({len(args.runs)}), got {len(args.legend)}')
-    try:
-        chart_format(args.out)
-    except ValueError as err:
-        raise ArgumentError(f'--out {err}') from None
     names = args.legend or [Path(r).name if Path(r).is_dir() else Path(r).parent.name or r for r in args.runs]
     panels = [Panel(key, [Series(name, *run_series(run, key)) for run, name in zip(args.runs, names)])
               for key in args.keys]

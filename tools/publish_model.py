@@ -1,6 +1,6 @@
 """Publish a trained model: keep only its weights and metadata, and name the file with its SHA-256 prefix.
 
-    python tools/publish_model.py CHECKPOINT OUT.pth
+    python tools/publish_model.py CHECKPOINT OUT.pth      (or --out OUT.pth)
 
 CHECKPOINT is a training checkpoint (this project's last.pth / best.pth, an MMPose / mmengine run's
 epoch_N.pth, ...), a work dir (its best.pth, else last.pth), a model-zoo name or a URL. The optimizer,
@@ -14,7 +14,6 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository root, for `python tools/x.py`
 
-import argparse
 import os
 from collections.abc import Mapping
 from typing import Any
@@ -24,7 +23,7 @@ import torch
 from models.checkpoints import detect_format, read_checkpoint, save_checkpoint, state_dict_of
 from models.checkpoints.model_zoo import add_checkpoint_argument, resolve_checkpoint, sha256_of
 from models.checkpoints.unpickler import Placeholder
-from utils.cli import run_main
+from utils.cli import ArgumentParser, add_out_argument, output_file, run_main
 
 
 def _plain(value: Any) -> bool:
@@ -63,12 +62,11 @@ def publish(src: str | os.PathLike, out: str | os.PathLike) -> tuple[Path, list[
 
 
 def main(argv: list[str] | None = None) -> Path:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = ArgumentParser(description=__doc__)
     add_checkpoint_argument(parser, help='the trained checkpoint: a file, a work dir, a model-zoo name or '
                             'a URL')
-    parser.add_argument('out', metavar='OUT.pth',
-                        help='output name; the file written is OUT-<sha256 prefix>.pth in the same folder')
+    add_out_argument(parser, output_file(), positional='OUT.pth', metavar='OUT.pth',
+                     help='output name; the file written is OUT-<sha256 prefix>.pth in the same folder')
     args = parser.parse_args(argv)
     final, dropped = publish(resolve_checkpoint(args.checkpoint), args.out)
     print(f'dropped {", ".join(dropped) or "nothing"}; wrote {final} (sha256 {sha256_of(final)})')

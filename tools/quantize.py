@@ -1,9 +1,11 @@
 """Post-training int8 quantisation of a pose model with ONNX Runtime (static, QDQ, calibrated on real crops).
 
 Usage:
-    python tools/quantize.py CONFIG CHECKPOINT --calib-data ANN_OR_DIR --output FILE.onnx
+    python tools/quantize.py CONFIG CHECKPOINT --calib-data ANN_OR_DIR --out FILE.onnx
         [--img-dir DIR] [--eval-data ANN_OR_DIR] [--method minmax|entropy|percentile] [--per-tensor]
-        [--no-decode] [--no-preprocess] [--flip-test] [--float-output FILE.onnx] [--cfg-options ...]
+        [--no-decode] [--no-preprocess] [--flip-test] [--float-out FILE.onnx] [--threads N]
+        [--cfg-options ...]
+    (--output and --float-output, the older spellings, work too)
 
 The float model is exported (uint8 BGR input and decoding in the graph unless --no-preprocess /
 --no-decode), calibrated on the ground-truth-box crops of a COCO-format annotation file (the config's val
@@ -30,21 +32,29 @@ from deploy.export import export_pose_model
 from deploy.ptq import CALIBRATION_METHODS, quantize_pose_model
 from models.checkpoints.model_zoo import add_checkpoint_argument, resolve_checkpoint
 from models.loading import is_detector_config, load_model
-from utils.cli import run_main
+from utils.cli import (
+    ArgumentParser,
+    add_out_argument,
+    add_threads_argument,
+    output_file,
+    positive_int,
+    run_main,
+)
 from utils.config import add_cfg_options_argument, add_config_argument, load_config, require_sections
 from utils.errors import ArgumentError
 from utils.output_files import atomic_output, refuse_input_as_output
+from utils.threads import set_threads
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = ArgumentParser(description=__doc__)
     add_config_argument(parser, help='pose config file')
     add_checkpoint_argument(parser, help='float checkpoint: a file, a work dir, a model-zoo name or a URL')
     parser.add_argument('--calib-data', required=True,
                         help='COCO-format keypoint annotation file (or a folder holding exactly one)')
     parser.add_argument('--img-dir', help='image folder of the annotation files (default: their folder)')
-    parser.add_argument('--output', required=True, help='int8 ONNX file to write')
+    add_out_argument(parser, output_file('.onnx'), aliases=['--output'], metavar='FILE.onnx',
+                     help='int8 ONNX file to write')
     parser.add_argument('--eval-data', help='annotation file for the accuracy report (default --calib-data)')
     parser.add_argument('--method', choices=CALIBRATION_METHODS, default='minmax',
                         help='activation range calibration (default minmax)')
@@ -54,14 +64,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument('--no-decode', action='store_true', help='graph outputs raw head outputs')
     parser.add_argument('--no-preprocess', action='store_true', help='graph input is float normalised')
     parser.add_argument('--flip-test', action='store_true', help='flip test in the graph')
-    parser.add_argument('--float-output', help='also keep the float ONNX model here')
-    parser.add_argument('--batch-size', type=int, default=32, help='crops per batch when evaluating')
+    parser.add_argument('--float-out', '--float-output', dest='float_out', type=output_file('.onnx'),
+                        metavar='FILE.onnx', help='also keep the float ONNX model here')
+    parser.add_argument('--batch-size', type=positive_int, default=32, help='crops per batch when evaluating')
+    add_threads_argument(parser)
     add_cfg_options_argument(parser)
     return parser.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
+    set_threads(args.threads)
     require('onnxruntime.quantization', 'int8 quantisation')
     from deploy.accuracy import coco_ap, keypoint_deviation
     from deploy.data import annotation_loader, resolve_annotation, stack_inputs
@@ -69,9 +82,9 @@ def main(argv: list[str] | None = None) -> dict:
 
     inputs = {'CONFIG': args.config, 'CHECKPOINT': args.checkpoint, '--calib-data': args.calib_data,
               '--eval-data': args.eval_data}
-    refuse_input_as_output(args.output, inputs, '--output')
-    if args.float_output:
-        refuse_input_as_output(args.float_output, {**inputs, '--output': args.output}, '--float-output')
+    refuse_input_as_output(args.out, inputs, '--out')
+    if args.float_out:
+        refuse_input_as_output(args.float_out, {**inputs, '--out': args.out}, '--float-out')
     cfg = load_config(args.config, args.cfg_options)
     if is_detector_config(cfg):
         raise ArgumentError(f'{args.config}: tools/quantize.py handles pose models; this is a detector '
@@ -87,8 +100,8 @@ def main(argv: list[str] | None = None) -> dict:
                                             '--eval-data' if args.eval_data else '--calib-data')
     with contextlib.ExitStack() as stack:  # outputs are renamed into place only when everything succeeded
         tmp = stack.enter_context(tempfile.TemporaryDirectory())
-        int8_path = stack.enter_context(atomic_output(args.output))
-        float_path = stack.enter_context(atomic_output(args.float_output)) if args.float_output else \
+        int8_path = stack.enter_context(atomic_output(args.out))
+        float_path = stack.enter_context(atomic_output(args.float_out)) if args.float_out else \
             os.path.join(tmp, 'float.onnx')
         graph = dict(dynamic_batch=True, with_decode=not args.no_decode,
                      with_preprocess=not args.no_preprocess, flip_indices=flip_indices)
@@ -98,7 +111,7 @@ def main(argv: list[str] | None = None) -> dict:
         start = time.perf_counter()
         quantize_pose_model(model, cfg, int8_path, crops, prepare_weights=not args.plain_weights,
                             per_channel=not args.per_tensor, method=args.method, **graph)
-        print(f'quantised {args.output} on {len(crops)} crops from {calib_ann} '
+        print(f'quantised {args.out} on {len(crops)} crops from {calib_ann} '
               f'({time.perf_counter() - start:.1f} s, {args.method}, '
               f'{"per-tensor" if args.per_tensor else "per-channel"} weights)')
         int8_model = OrtPoseModel(int8_path, cfg, flip_test=args.flip_test)
@@ -106,6 +119,9 @@ def main(argv: list[str] | None = None) -> dict:
         report = dict(deviation_px=keypoint_deviation(float_model, int8_model, loader),
                       float_ap=coco_ap(float_model, cfg, loader, eval_ann),
                       int8_ap=coco_ap(int8_model, cfg, loader, eval_ann))
+    for path in (args.out, args.float_out):
+        if path:
+            print(f'wrote {path} ({os.path.getsize(path) / 1e6:.2f} MB)')
     width, height = cfg.codec['input_size']
     print(f'int8 vs float keypoints on {eval_ann} ({width}x{height} crops): '
           + ', '.join(f'{k} {v:.3f}' for k, v in report['deviation_px'].items()))

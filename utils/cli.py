@@ -1,4 +1,5 @@
-"""One way for every command-line entry point to report errors: :func:`run_main`.
+"""One way for every command-line entry point to report errors: :func:`run_main`; and the argument
+parser, argument types and shared flags every script's command line is built from.
 
     if __name__ == '__main__':
         run_main(main)
@@ -17,16 +18,29 @@ the other ranks in the process group's store (:func:`utils.dist.announce_stop`),
 follows another rank's stop (a broken collective) is reported as that rank's message. Under torchrun,
 every failing rank also writes its line to torchrun's error file (``TORCHELASTIC_ERROR_FILE``), so
 torchrun's failure summary names it as the root cause.
+
+Command lines use :class:`ArgumentParser` (a usage mistake is one ``error: argument --flag: ...`` line,
+exit status 2) and the argument types below, which check a value before any work starts: numbers in
+their range (:func:`positive_int`, :func:`non_negative_int`, :func:`random_seed`,
+:func:`unit_float`, :func:`non_negative_float`), devices that exist here (:func:`device_name`), files to
+read (:func:`input_file`) and outputs (:func:`output_file` with the extensions a tool writes,
+:func:`output_dir`). Output flags follow one convention (:func:`add_out_argument`): ``--out`` for a file,
+``--out-dir`` for a folder, older spellings kept as aliases. ``--threads`` (:func:`add_threads_argument`)
+follows ``utils.threads``.
 """
 from __future__ import annotations
 
+import argparse
 import errno
 import json
+import math
 import os
+import re
 import sys
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any, NoReturn, TypeVar
 
 from utils.dist import (
@@ -152,3 +166,171 @@ def run_main(main: Callable[[list[str]], Any], argv: list[str] | None = None) ->
             raise
         sys.exit(reported[1])
     sys.exit(result if isinstance(result, int) and not isinstance(result, bool) else 0)
+
+
+# ------------------------------------------------------------------------------------- command lines
+class ArgumentParser(argparse.ArgumentParser):
+    """``argparse.ArgumentParser`` (description kept as written) whose usage errors (a missing or unknown
+    argument, a value its type refuses) are one line ``error: argument --flag: ...`` on stderr with exit
+    status 2, as :func:`run_main` reports every other mistake."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault('formatter_class', argparse.RawDescriptionHelpFormatter)
+        super().__init__(*args, **kwargs)
+
+    def error(self, message: str) -> NoReturn:
+        hint = '' if message.startswith('argument ') else f' (see {self.prog} --help)'  # a value says why
+        self.exit(2, f'error: {message}{hint}\n')
+
+
+def _bounded(kind: type, low: float | None, high: float | None, expected: str) -> Callable[[str], Any]:
+    noun = 'a whole number' if kind is int else 'a number'
+
+    def parse(text: str) -> Any:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f'{text!r} is not {noun}; expected {expected}') from None
+        if kind is float and not math.isfinite(value):
+            raise argparse.ArgumentTypeError(f'{text!r} is not a finite number; expected {expected}')
+        if (low is not None and value < low) or (high is not None and value > high):
+            raise argparse.ArgumentTypeError(f'{text} is out of range; expected {expected}')
+        return value
+
+    parse.__name__ = expected
+    return parse
+
+
+positive_int = _bounded(int, 1, None, 'a whole number >= 1')
+"""argparse type: a whole number >= 1 (batch sizes, iterations, counts, threads)."""
+non_negative_int = _bounded(int, 0, None, 'a whole number >= 0')
+"""argparse type: a whole number >= 0 (loader workers, warm-up runs, radii)."""
+SEED_MAX = 2**32 - 1
+random_seed = _bounded(int, 0, SEED_MAX, f'a whole number from 0 to {SEED_MAX} (2**32 - 1)')
+"""argparse type: a random seed, 0 .. 2**32 - 1: every generator a run seeds takes it (numpy's legacy
+``np.random.seed`` refuses larger and negative values; torch and ``random`` take these too)."""
+unit_float = _bounded(float, 0.0, 1.0, 'a number from 0 to 1')
+"""argparse type: a threshold, probability or opacity in [0, 1]."""
+non_negative_float = _bounded(float, 0.0, None, 'a number >= 0')
+"""argparse type: a finite number >= 0 (tolerances)."""
+
+
+def _cuda_unavailable() -> str:
+    """Why torch finds no CUDA device here, for the error message."""
+    import torch
+
+    if torch.version.cuda is None and getattr(torch.version, 'hip', None) is None:
+        return f'this torch ({torch.__version__}) was built without CUDA'
+    visible = os.environ.get('CUDA_VISIBLE_DEVICES')
+    if visible is not None:
+        seen = f'no GPU visible with CUDA_VISIBLE_DEVICES={visible!r}'
+    elif sys.platform.startswith('linux') and not os.path.exists('/proc/driver/nvidia/version'):
+        seen = 'no NVIDIA driver is loaded'
+    else:
+        seen = 'no GPU is visible'
+    return f'torch {torch.__version__} (CUDA {torch.version.cuda}) finds no GPU: {seen}'
+
+
+def device_name(text: str) -> str:
+    """argparse type: a device this machine has, ``cpu``, ``cuda``, ``cuda:N`` (or ``mps`` on Apple
+    GPUs). A CUDA device that is not there names what was found (a torch built without CUDA, no driver
+    or no GPU visible, fewer GPUs) and how to choose the CPU; another string lists the valid forms."""
+    import torch
+
+    name = text.strip().lower()
+    match = re.fullmatch(r'(cpu|cuda|mps)(?::(\d+))?', name)
+    mps = bool(getattr(torch.backends, 'mps', None) and torch.backends.mps.is_available())
+    if match is None or (match.group(1) != 'cuda' and match.group(2) is not None):
+        forms = 'cpu, cuda, cuda:N (N: a GPU index, e.g. cuda:0)' + (' or mps' if mps else '')
+        raise argparse.ArgumentTypeError(f'{text!r} is not a device; expected {forms}')
+    kind, index = match.group(1), match.group(2)
+    if kind == 'mps' and not mps:
+        raise argparse.ArgumentTypeError(f'{text!r}: the Apple GPU (MPS) is not available here; use '
+                                         '--device cpu')
+    if kind == 'cuda':
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            raise argparse.ArgumentTypeError(f'{text!r}: CUDA is not available: {_cuda_unavailable()}; use '
+                                             '--device cpu')
+        if index is not None and int(index) >= count:
+            gpus = f'only {count} GPU is' if count == 1 else f'only {count} GPUs are'
+            raise argparse.ArgumentTypeError(f'{text!r}: {gpus} visible (cuda:0 to cuda:{count - 1}); choose '
+                                             'one of them, or --device cpu')
+    return name
+
+
+def add_device_argument(parser: Any, default: str | None = None) -> None:
+    """Add ``--device`` (:func:`device_name`); without ``default`` the script picks CUDA when available."""
+    parser.add_argument('--device', type=device_name, default=default, metavar='DEVICE',
+                        help=f'cpu, cuda or cuda:N (default: {default or "cuda when available, else cpu"})')
+
+
+def input_file(what: str) -> Callable[[str], str]:
+    """argparse type: an existing file to read; a missing path or a folder is refused, naming ``what``
+    was expected (e.g. ``'a COCO annotation .json file'``)."""
+    def parse(text: str) -> str:
+        if os.path.isdir(text):
+            raise argparse.ArgumentTypeError(f'{text} is a folder; expected {what}')
+        if not os.path.exists(text):
+            raise argparse.ArgumentTypeError(f'{text} not found; expected {what}')
+        return text
+
+    parse.__name__ = what
+    return parse
+
+
+def output_file(*suffixes: str) -> Callable[[str], str]:
+    """argparse type: a file to write, with one of ``suffixes`` (case-insensitive; any when none given);
+    an existing folder, or another extension, is refused by name. Nothing is created here."""
+    def parse(text: str) -> str:
+        kinds = '/'.join(suffixes) + ' ' if suffixes else ''
+        if os.path.isdir(text):
+            raise argparse.ArgumentTypeError(f'{text} is a folder; expected a {kinds}file name to write')
+        suffix = Path(text).suffix.lower()
+        if suffixes and suffix not in suffixes:
+            raise argparse.ArgumentTypeError(f'{text}: unsupported extension {suffix or "(none)"!r}; '
+                                             f'expected {", ".join(suffixes)}')
+        return text
+
+    parse.__name__ = 'output file'
+    return parse
+
+
+def output_dir(text: str) -> str:
+    """argparse type: a folder to write into (created when the first file is written); an existing file
+    is refused."""
+    if os.path.exists(text) and not os.path.isdir(text):
+        raise argparse.ArgumentTypeError(f'{text} is a file; expected a folder (created if missing)')
+    return text
+
+
+def add_out_argument(parser: Any, kind: Callable[[str], str], help: str, aliases: Sequence[str] = (),
+                     positional: str | None = None, required: bool = True, folder: bool = False,
+                     metavar: str | None = None) -> None:
+    """Add a tool's output as ``--out FILE`` (``folder``: ``--out-dir DIR``) into ``args.out`` /
+    ``args.out_dir``, checked by ``kind``. ``aliases`` are the older flag spellings that keep working;
+    ``positional`` (a metavar) also accepts it as a positional argument, as MMPose's tools do (one of
+    the two forms when ``required``)."""
+    flag, dest = ('--out-dir', 'out_dir') if folder else ('--out', 'out')
+    metavar = metavar or ('DIR' if folder else 'FILE')
+    if positional is None:
+        parser.add_argument(flag, *aliases, dest=dest, type=kind, required=required, metavar=metavar,
+                            help=help)
+        return
+
+    def positional_kind(text: str) -> str:  # argparse runs the type on the SUPPRESS default when left out
+        return text if text == argparse.SUPPRESS else kind(text)
+
+    positional_kind.__name__ = getattr(kind, '__name__', 'output')
+    group = parser.add_mutually_exclusive_group(required=required)
+    group.add_argument(dest, nargs='?', type=positional_kind, default=argparse.SUPPRESS, metavar=positional,
+                       help=help)
+    group.add_argument(flag, *aliases, dest=dest, type=kind, metavar=metavar,
+                       help=f'the same, as an option (alias of the positional {positional})')
+
+
+def add_threads_argument(parser: Any) -> None:
+    """Add ``--threads N`` (``args.threads``, None when left out); see ``utils.threads.set_threads``."""
+    parser.add_argument('--threads', type=positive_int, default=None, metavar='N',
+                        help='CPU compute threads (torch, OpenCV, ONNX Runtime); default: OMP_NUM_THREADS '
+                             'if set, else the free cores (usable cores minus the load average, at least 1)')

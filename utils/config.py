@@ -138,12 +138,14 @@ class _Loaded:
 def _load(path: Path, chain: tuple[Path, ...], options: Mapping[str, Any], counter: list[int]) -> _Loaded:
     """Resolve one file and its ``_base_`` chain. The file runs with its bases' merged values already
     defined, so it reads them (``codec``, ``data_root``) without importing anything."""
-    path = path.resolve()
+    given, path = path, path.resolve()
     if path in chain:
         cycle = ' -> '.join(str(p) for p in (*chain, path))
         raise ConfigError(f'_base_ cycle in configs: {cycle}')
+    parent = f' (named in _base_ of {chain[-1]})' if chain else ''
+    if path.is_dir():
+        raise ConfigError(f'config {given} is a folder; expected a .py config file{parent}')
     if not path.is_file():
-        parent = f' (named in _base_ of {chain[-1]})' if chain else ''
         raise ConfigError(f'config file not found: {path}{parent}')
     if path.suffix != '.py':
         raise ConfigError(f'config files must be Python (.py): {path}')

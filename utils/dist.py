@@ -139,8 +139,11 @@ def init_distributed(device: str | None = None, backend: str | None = None,
     os.environ.update(from_slurm)
     rank, local_rank, world_size = launch_ranks()
     dev = torch.device(device or ('cuda' if torch.cuda.is_available() else 'cpu'))
-    if dev.type == 'cuda':  # under srun a task may see only its own GPU(s), as in MMPose's launcher
-        index = local_rank % max(torch.cuda.device_count(), 1) if from_slurm else local_rank
+    if dev.type == 'cuda':  # cuda:N in one process; the rank's GPU under torchrun / srun
+        if world_size == 1 and dev.index is not None:
+            index = dev.index
+        else:  # under srun a task may see only its own GPU(s), as in MMPose's launcher
+            index = local_rank % max(torch.cuda.device_count(), 1) if from_slurm else local_rank
         dev = torch.device('cuda', index)
         torch.cuda.set_device(dev)
     if world_size > 1 and not is_distributed():

@@ -208,7 +208,8 @@ def run_checkpoint(work_dir: str | os.PathLike) -> Path:
     for name in ('best.pth', 'last.pth'):
         if (work_dir / name).is_file():
             return work_dir / name
-    raise ModelZooError(f'work dir {work_dir} holds neither best.pth nor last.pth')
+    raise ModelZooError(f'{work_dir} is a folder that holds neither best.pth nor last.pth; expected a '
+                        "checkpoint file or a training run's work dir")
 
 
 def resolve_checkpoint(checkpoint: str | os.PathLike, root: str | os.PathLike | None = None,
