@@ -1,9 +1,18 @@
 """Post-training static int8 quantisation of an exported ONNX graph with ONNX Runtime (QDQ format).
 
-Weights: per-channel symmetric int8. Activations: per-tensor int8, ranges calibrated on real crops (the
-val pipeline's uint8 crops, preprocessed the way the graph expects). Preprocessing and decoding ops stay
+Weights: per-channel symmetric int8, [-64, 64] (ONNX Runtime's ``reduce_range``) except in depthwise
+convolutions, [-127, 127]. Activations: per-tensor uint8, ranges calibrated on real crops (the val
+pipeline's uint8 crops, preprocessed the way the graph expects). Preprocessing and decoding ops stay
 in float; only the network's Conv / Add / activations / pooling are quantised (the heads' Linear layers
 stay float, see DEFAULT_OP_TYPES).
+
+Why 7-bit weights: on x86 CPUs without VNNI (AVX2, AVX-512 without VNNI) ONNX Runtime's u8 x s8 int8
+GEMM / convolution kernels add each pair of adjacent products in int16 with saturation (``vpmaddubsw``):
+with uint8 activations up to 255 and int8 weights up to 127 a pair reaches 64770 and is clipped to 32767,
+silently (microsoft/onnxruntime#16105, #24220). MobileNetV2's ReLU6 activations sit at 255 all the time,
+so full-range weights gave 19 px keypoint errors on such CPUs (and none on VNNI ones, where the same file
+computes exactly). With |w| <= 64 every pair stays within int16, on every CPU. The depthwise kernel has no
+int16 sum and keeps the full range (:func:`deploy.weight_rounding.weight_levels` is the float side).
 """
 from __future__ import annotations
 
@@ -61,6 +70,21 @@ def _calibration_method(name: str) -> Any:
             'percentile': quant.CalibrationMethod.Percentile}[name]
 
 
+def _depthwise_weight_overrides(model: Any, per_channel: bool) -> dict[str, list[dict[str, Any]]]:
+    """ONNX Runtime ``TensorQuantOverrides`` that keep the full int8 range for the weights of depthwise
+    Conv nodes (one input and one output channel per group) of an ``onnx.ModelProto``."""
+    onnx = require('onnx', 'int8 quantisation')
+    shapes = {t.name: tuple(t.dims) for t in model.graph.initializer}
+    overrides = {}
+    for node in model.graph.node:
+        shape = shapes.get(node.input[1]) if node.op_type == 'Conv' and len(node.input) > 1 else None
+        group = next((onnx.helper.get_attribute_value(a) for a in node.attribute if a.name == 'group'), 1)
+        if shape is not None and len(shape) > 1 and shape[1] == 1 and shape[0] == group > 1:
+            overrides[node.input[1]] = [dict(axis=0, reduce_range=False) if per_channel else
+                                        dict(reduce_range=False)]
+    return overrides
+
+
 def quantize_static_int8(float_path: str | os.PathLike, output_path: str | os.PathLike,
                          calib_inputs: np.ndarray, *, per_channel: bool = True, method: str = 'minmax',
                          op_types: Sequence[str] = DEFAULT_OP_TYPES,
@@ -69,7 +93,8 @@ def quantize_static_int8(float_path: str | os.PathLike, output_path: str | os.Pa
 
     Args:
         calib_inputs: (N, 3, H, W) inputs in the float graph's input format (dtype included).
-        per_channel: per-output-channel weight scales (symmetric int8).
+        per_channel: per-output-channel weight scales (symmetric int8; [-64, 64] except in depthwise
+            convolutions, see the module docstring).
         method: activation range calibration ('minmax', 'entropy' or 'percentile').
         op_types: ONNX op types to quantise.
         nodes_to_exclude: node names kept in float.
@@ -87,13 +112,15 @@ def quantize_static_int8(float_path: str | os.PathLike, output_path: str | os.Pa
     with tempfile.TemporaryDirectory() as tmp:
         prepared = os.path.join(tmp, 'prepared.onnx')
         shape_inference.quant_pre_process(float_path, prepared, skip_symbolic_shape=True)
+        overrides = _depthwise_weight_overrides(onnx.load(prepared), per_channel)
         quant.quantize_static(
             prepared, output_path, ArrayCalibrationReader(input_name, calib_inputs),
             quant_format=quant.QuantFormat.QDQ, activation_type=quant.QuantType.QUInt8,
-            weight_type=quant.QuantType.QInt8, per_channel=per_channel,
+            weight_type=quant.QuantType.QInt8, per_channel=per_channel, reduce_range=True,
             calibrate_method=_calibration_method(method), op_types_to_quantize=list(op_types),
             nodes_to_exclude=list(nodes_to_exclude),
-            extra_options={'ActivationSymmetric': False, 'WeightSymmetric': True})
+            extra_options={'ActivationSymmetric': False, 'WeightSymmetric': True,
+                           'TensorQuantOverrides': overrides})
     model = onnx.load(output_path)
     quantization = dict(mode='ptq', method=method, per_channel=per_channel)
     write_metadata(model, {**metadata, 'quantization': quantization})

@@ -15,7 +15,7 @@ from deploy.metadata import read_metadata  # noqa: E402
 from deploy.ort_backend import create_session, optimized_op_counts  # noqa: E402
 from deploy.ptq import quantize_static_int8  # noqa: E402
 from deploy.qat import export_qat_onnx  # noqa: E402
-from deploy.weight_rounding import prepare_weights_for_int8  # noqa: E402
+from deploy.weight_rounding import INT8_LEVELS, REDUCED_LEVELS, prepare_weights_for_int8  # noqa: E402
 from models import build_pose_estimator  # noqa: E402
 from models.qat import prepare_qat  # noqa: E402
 from tests.conftest import (  # noqa: E402
@@ -38,6 +38,30 @@ def assert_int8_kernels(path: str | Path) -> None:
     assert ops.get('QLinearConv', 0) == 52 and not ops.get('Conv') and not ops.get('FusedConv'), ops
 
 
+def assert_no_int16_saturation(path: str | Path) -> None:
+    """The int8 weights of every convolution but the depthwise ones lie in [-64, 64], so that no pair of
+    u8 x s8 products can overflow int16 in ONNX Runtime's x86 kernels without VNNI (``vpmaddubsw``);
+    depthwise ones (computed exactly) keep the full [-127, 127] range. Checked on the file: it holds on
+    every CPU, whatever this machine's kernels do."""
+    import onnx
+    from onnx import numpy_helper
+
+    graph = onnx.load(str(path)).graph
+    inits = {t.name: numpy_helper.to_array(t) for t in graph.initializer}
+    weights = {node.output[0]: inits[node.input[0]] for node in graph.node
+               if node.op_type == 'DequantizeLinear' and node.input[0] in inits
+               and inits[node.input[0]].dtype == np.int8}
+    levels = {'dense': set(), 'depthwise': set()}
+    for node in graph.node:
+        if node.op_type == 'Conv' and node.input[1] in weights:
+            q = weights[node.input[1]]
+            group = next((a.i for a in node.attribute if a.name == 'group'), 1)
+            kind = 'depthwise' if q.shape[1] == 1 and q.shape[0] == group > 1 else 'dense'
+            levels[kind].add(int(np.abs(q.astype(np.int32)).max()))
+    assert levels['dense'] and max(levels['dense']) <= REDUCED_LEVELS, levels
+    assert levels['depthwise'] and max(levels['depthwise']) == INT8_LEVELS, levels
+
+
 def test_ptq_static_int8_runs_on_int8_kernels(tmp_path: Path) -> None:
     cfg = rle_cfg()
     model = build_small(cfg)
@@ -46,6 +70,7 @@ def test_ptq_static_int8_runs_on_int8_kernels(tmp_path: Path) -> None:
     int8_path = quantize_static_int8(float_path, tmp_path / 'int8.onnx', crops(8).numpy())
     assert read_metadata(int8_path)['quantization'] == dict(mode='ptq', method='minmax', per_channel=True)
     assert_int8_kernels(int8_path)
+    assert_no_int16_saturation(int8_path)
     session = create_session(int8_path)
     keypoints, scores = session.run(None, {'input': crops(3).numpy()})
     assert keypoints.shape == (3, 17, 2) and scores.shape == (3, 17) and np.isfinite(keypoints).all()
@@ -58,11 +83,15 @@ def test_weight_preparation_keeps_float_outputs_and_snaps_to_int8_grid() -> None
     with torch.no_grad():
         before = model(x)
     prepare_weights_for_int8(model, x)
-    conv = model.backbone.conv1.conv
     assert isinstance(model.backbone.conv1.bn, torch.nn.Identity)  # BN folded into the conv
-    weight = conv.weight.detach().flatten(1)
-    steps = weight / (weight.abs().amax(dim=1, keepdim=True) / 127)
-    assert torch.allclose(steps, steps.round(), atol=1e-3)  # every weight on its channel's int8 grid
+    depthwise = model.backbone.get_submodule('block_1.1.dw_conv')
+    assert depthwise.groups == depthwise.in_channels == depthwise.out_channels
+    # every weight on its channel's int8 grid: [-64, 64] in dense convs (no int16 saturation in ONNX
+    # Runtime's x86 kernels), [-127, 127] in depthwise ones
+    for conv, levels in ((model.backbone.conv1.conv, REDUCED_LEVELS), (depthwise, INT8_LEVELS)):
+        weight = conv.weight.detach().flatten(1)
+        steps = weight / (weight.abs().amax(dim=1, keepdim=True) / levels)
+        assert torch.allclose(steps, steps.round(), atol=1e-3), levels
     with torch.no_grad():
         assert (model(x) - before).abs().max() < 0.05
 
@@ -78,6 +107,7 @@ def test_quantize_tool_real_rle_within_deviation(tmp_path: Path, monkeypatch: py
     assert report['deviation_px']['mean_px'] < 2.0, report['deviation_px']
     assert report['int8_ap']['coco/AP'] > report['float_ap']['coco/AP'] - 0.03, report
     assert_int8_kernels(tmp_path / 'int8.onnx')
+    assert_no_int16_saturation(tmp_path / 'int8.onnx')  # else ~19 px on x86 CPUs without VNNI
     # val.py evaluates the int8 file with the same metrics (GT boxes, no flip, as the report above)
     import val
 

@@ -9,11 +9,12 @@ Usage:
 
 The float model is exported (uint8 BGR input and decoding in the graph unless --no-preprocess /
 --no-decode), calibrated on the ground-truth-box crops of a COCO-format annotation file (the config's val
-pipeline; each crop also mirrored), and quantised: per-channel symmetric int8 weights (BN folded, each
-channel's clipping range chosen for least squared error, biases corrected for the mean output shift on
-the calibration crops; ``--plain-weights`` skips this), per-tensor uint8 activations. Then the int8 model
-is compared with the float ONNX model on ``--eval-data`` (default: the calibration data): keypoint
-deviation in input-crop px and COCO AP (the config's val_evaluator, GT boxes).
+pipeline; each crop also mirrored), and quantised: per-channel symmetric int8 weights, 7-bit in all but
+the depthwise convolutions so that x86 CPUs without VNNI compute them exactly (see deploy/ptq.py; BN
+folded, each channel's clipping range chosen for least squared error, biases corrected for the mean output
+shift on the calibration crops; ``--plain-weights`` skips this), per-tensor uint8 activations. Then the
+int8 model is compared with the float ONNX model on ``--eval-data`` (default: the calibration data):
+keypoint deviation in input-crop px and COCO AP (the config's val_evaluator, GT boxes).
 """
 import sys
 from pathlib import Path
