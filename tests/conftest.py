@@ -292,10 +292,12 @@ STEP_RECIPES = {
 
 
 def step_recipe(family: str, amp: bool, device_type: str):
-    """The recipe's config with clipping and an EMA hook added (the training step's every part runs)."""
+    """The recipe's config with clipping and an EMA hook added (the training step's every part runs), and
+    no pretrained backbone file (the GPU machine has neither them nor a network to download them)."""
     from utils.config import load_config
 
     cfg = load_config(STEP_RECIPES[family])
+    cfg.model['backbone']['init_cfg'] = None
     cfg.optim_wrapper['clip_grad'] = dict(max_norm=1.0)
     cfg['custom_hooks'] = [dict(type='EMAHook', ema_type='ExpMomentumEMA', momentum=0.0002, gamma=2000,
                                 update_buffers=True)]
