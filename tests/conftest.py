@@ -28,11 +28,12 @@ import pytest
 import torch
 
 from utils.cli import run_main
+from utils.sample_data import shared_dir
 
 REPO = Path(__file__).resolve().parents[1]
 
 # ------------------------------------------------------------------------------ sample data and weights
-SHARED = Path(os.environ.get('MMPOSE_CLEAN_SHARED') or REPO.parent / 'shared')
+SHARED = shared_dir()  # $MMPOSE_CLEAN_SHARED, else ../shared
 DATA = SHARED / 'data'
 WEIGHTS = SHARED / 'weights'
 COCO = DATA / 'coco'
