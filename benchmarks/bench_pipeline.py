@@ -124,7 +124,8 @@ def _batched(dataset_cfg: dict, n: int, batch_size: int, repeats: int, workers: 
         figures['receipt_ms_per_sample'] = round(1000 * spent / max(count, 1), 4)
     profile = profile_pipeline(pipeline, _raw_batch(raw_ds, batch_size, device), repeats)
     stages = ', '.join(f'{k} {v:.1f}' for k, v in profile['ms'].items())
-    print(f'batched pipeline, per batch of {batch_size} on {device} (ms): {stages}; decode alone '
+    where = 'the CPU' if device.type == 'cpu' else device
+    print(f'batched pipeline, per batch of {batch_size} on {where} (ms): {stages}; decode alone '
           f'{profile["decode_images_per_s"]:.0f} images/s')
     double = count_ops(pipeline, _raw_batch(raw_ds, 2 * batch_size, device)).ops
     print(f'batched pipeline, ATen operations per batch (views aside): {profile["aten_ops"]} at batch '
