@@ -179,13 +179,22 @@ def train_command(epochs: int, *extra: str) -> Callable[[Settings], list[str]]:
     return command
 
 
+def _newest(folder: Path, name: str) -> Path:
+    """The newest file ``name`` in ``folder`` or below it."""
+    found = sorted(folder.rglob(name), key=lambda p: p.stat().st_mtime)
+    if not found:
+        raise FileNotFoundError(f'train.py wrote no {name} under {folder}')
+    return found[-1]
+
+
 def judge_train(epochs: int) -> Judge:
     def judge(s: Settings, rc: int, output: str) -> tuple[str, str, dict]:
         if rc != 0:
             return _failed(rc, output)
         work_dir = s.work / 'train_sample'
-        saved = read_checkpoint(work_dir / 'last.pth')['epoch']
-        resumed = 'Resumed from' in (work_dir / 'train.log').read_text()
+        last, log = _newest(work_dir, 'last.pth'), _newest(work_dir, 'train.log')
+        saved = read_checkpoint(last)['epoch']
+        resumed = re.search(r'resum(ed|ing) from', log.read_text(), re.IGNORECASE) is not None
         ap = re.findall(r'coco/AP: ([0-9.]+)', output)
         figures = {'epoch': saved, 'resumed': resumed, 'coco_ap': float(ap[-1]) if ap else None}
         ok = saved == epochs and (resumed or epochs == 1)

@@ -22,6 +22,7 @@ from benchmarks.gpu_check_rows import (
     dry_run_commands,
     judge_pytest,
     judge_stages,
+    judge_train,
     plan,
 )
 from tests.conftest import (
@@ -140,6 +141,25 @@ def test_a_skipped_row_is_not_a_pass(tmp_path, monkeypatch):
 ])
 def test_pytest_rows_pass_only_when_tests_ran_and_none_failed_or_skipped(rc, output, status):
     assert judge_pytest(None, rc, output)[0] == status
+
+
+def test_train_rows_read_the_run_they_wrote(tmp_path):
+    s = settings(tmp_path)
+    run = s.work / 'train_sample'
+    run.mkdir(parents=True)
+    torch.save({'epoch': 2, 'state_dict': {}}, run / 'last.pth')
+    (run / 'train.log').write_text('Resumed from /x/last.pth: continuing at epoch 2\n')
+    output = 'Epoch(val) [2]  coco/AP: 0.6588  coco/AP .5: 1.0000'
+    assert judge_train(2)(s, 0, output) == ('pass', 'last.pth at epoch 2, resumed, coco/AP 0.6588',
+                                            {'epoch': 2, 'resumed': True, 'coco_ap': 0.6588})
+    assert judge_train(3)(s, 0, output)[0] == 'FAIL'  # stopped short of the epochs asked for
+    (run / 'train.log').write_text('started afresh\n')
+    assert judge_train(2)(s, 0, output)[0] == 'FAIL'  # epoch 2 without resuming is not a resume
+    assert judge_train(1)(s, 1, 'error: data_root: no such folder')[:2] == \
+        ('FAIL', 'exit status 1: error: data_root: no such folder')
+    (run / 'last.pth').unlink()
+    with pytest.raises(FileNotFoundError, match='train.py wrote no last.pth'):
+        judge_train(1)(s, 0, output)
 
 
 def test_a_command_that_runs_past_its_timeout_is_killed_and_fails_its_row(tmp_path, monkeypatch):
