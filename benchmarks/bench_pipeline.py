@@ -1,8 +1,8 @@
 """Training-pipeline throughput (samples/s) on real images, in one process and with loader workers.
 
     python benchmarks/bench_pipeline.py CONFIG [--cfg-options ...] [--phase train|val] [--n 600]
-        [--workers 2] [--batch-size 32] [--repeats 3] [--default-threads] [--batched]
-        [--data-dir DIR --ann-file FILE]
+        [--workers 2] [--batch-size 32] [--repeats 3] [--default-threads] [--batched [--device cuda]]
+        [--data-dir DIR --ann-file FILE] [--json]
 
 The config's ``train_dataloader.dataset`` (or ``val_dataloader.dataset``) is built as training builds it
 (a CombinedDataset's members with their own pipelines, a RepeatDataset's repeated dataset) and its
@@ -10,16 +10,18 @@ samples run through its pipeline, repeated to ``--n`` samples; the figures are t
 ``--repeats`` timed runs after a warm-up. Point it at other data with ``--cfg-options`` (e.g.
 ``data_root=DIR/``), or time the dataset's pipeline on one COCO-format file with ``--data-dir DIR
 [--ann-file FILE]`` (e.g. ``--data-dir ../shared/data/coco``, the 4-image sample). ``--batched`` also
-times the device-side pipeline (``datasets.batched``) on the CPU: the loader side (read + draw + collate
-in one process, and the main process's CPU time to receive the batches from ``--workers`` workers), and
-the per-batch side of ``--batch-size`` samples (``datasets.batched.profile``: ms per stage, decode-only
-images/s, ATen operations per batch at that batch size and at twice it).
+times the device-side pipeline (``datasets.batched``): the loader side (read + draw + collate in one
+process, and the main process's CPU time to receive the batches from ``--workers`` workers), and the
+per-batch side of ``--batch-size`` samples on ``--device`` (``datasets.batched.profile``: ms per stage,
+decode-only images/s, ATen operations per batch at that batch size and at twice it). ``--json`` adds one
+JSON line with the figures (``benchmarks/gpu_check.py`` reads it).
 """
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository root, for `python tools/x.py`
 
+import json
 import statistics
 import time
 
@@ -77,12 +79,23 @@ def _with_workers(dataset, n: int, workers: int, batch_size: int) -> float:
     return count / (time.perf_counter() - start)
 
 
-def _batched(dataset_cfg: dict, n: int, batch_size: int, repeats: int, workers: int) -> None:
-    """Print the batched pipeline's loader-side ms per sample and its per-batch profile."""
+def _raw_batch(raw_ds: RawSampleDataset, batch_size: int, device: torch.device) -> dict:
+    """The first ``batch_size`` samples as a raw batch, pinned for a CUDA device (as the loader pins it)."""
+    raw = collate_raw([raw_ds[(i % len(raw_ds), i)] for i in range(batch_size)])
+    if device.type == 'cuda':
+        raw['buffer'] = raw['buffer'].pin_memory()
+    return raw
+
+
+def _batched(dataset_cfg: dict, n: int, batch_size: int, repeats: int, workers: int,
+             device: torch.device) -> dict:
+    """Print the batched pipeline's loader-side ms per sample and its per-batch profile on ``device``;
+    return the figures."""
     recipes = dataset_recipes(dataset_cfg)
     base = build_dataset(dataset_cfg)
     raw_ds = RawSampleDataset(RepeatDataset(base, times=max(1, -(-n // len(base)))), recipes)
-    pipeline = DeviceTopdownPipeline(recipes, 'cpu')
+    pipeline = DeviceTopdownPipeline(recipes, device)
+    figures: dict = {'device': str(device), 'batch': batch_size}
     host = []
     for r in range(repeats + 1):  # the first is a warm-up
         start = time.process_time()
@@ -91,6 +104,7 @@ def _batched(dataset_cfg: dict, n: int, batch_size: int, repeats: int, workers: 
         host.append(1000 * (time.process_time() - start) / n)
     print(f'batched pipeline, loader side (read + draw + collate, one process): {min(host[1:]):.3f} '
           f'ms/sample best, {statistics.median(host[1:]):.3f} median')
+    figures['loader_ms_per_sample'] = round(statistics.median(host[1:]), 4)
     if workers > 0:
         cfg = dict(batch_size=batch_size, num_workers=workers, sampler=dict(type='DefaultSampler'))
         loader = build_dataloader(cfg, seed=0, dataset=raw_ds, collate_fn=collate_raw)
@@ -106,17 +120,22 @@ def _batched(dataset_cfg: dict, n: int, batch_size: int, repeats: int, workers: 
             count += len(raw['jpeg'])
         print(f'batched pipeline, receipt in the main process ({workers} workers): '
               f'{1000 * spent / max(count, 1):.3f} CPU ms/sample')
-    raw = collate_raw([raw_ds[(i % len(raw_ds), i)] for i in range(batch_size)])
-    figures = profile_pipeline(pipeline, raw, repeats)
-    stages = ', '.join(f'{k} {v:.1f}' for k, v in figures['ms'].items())
-    print(f'batched pipeline, per batch of {batch_size} on the CPU (ms): {stages}; decode alone '
-          f'{figures["decode_images_per_s"]:.0f} images/s')
-    twice = collate_raw([raw_ds[(i % len(raw_ds), i)] for i in range(2 * batch_size)])
-    double = count_ops(pipeline, twice).ops
-    print(f'batched pipeline, ATen operations per batch (views aside): {figures["aten_ops"]} at batch '
-          f'{batch_size}, {double} at {2 * batch_size} ({(double - figures["aten_ops"]) / batch_size:.2f} '
+        figures['receipt_ms_per_sample'] = round(1000 * spent / max(count, 1), 4)
+    profile = profile_pipeline(pipeline, _raw_batch(raw_ds, batch_size, device), repeats)
+    stages = ', '.join(f'{k} {v:.1f}' for k, v in profile['ms'].items())
+    where = 'the CPU' if device.type == 'cpu' else device
+    print(f'batched pipeline, per batch of {batch_size} on {where} (ms): {stages}; decode alone '
+          f'{profile["decode_images_per_s"]:.0f} images/s')
+    double = count_ops(pipeline, _raw_batch(raw_ds, 2 * batch_size, device)).ops
+    print(f'batched pipeline, ATen operations per batch (views aside): {profile["aten_ops"]} at batch '
+          f'{batch_size}, {double} at {2 * batch_size} ({(double - profile["aten_ops"]) / batch_size:.2f} '
           f'per added sample); most frequent: '
-          + ', '.join(f'{name} {k}' for name, k in figures['top_ops']))
+          + ', '.join(f'{name} {k}' for name, k in profile['top_ops']))
+    figures.update(stage_ms={k: round(v, 3) for k, v in profile['ms'].items()}, jpegs=profile['jpegs'],
+                   decode_images_per_s=round(profile['decode_images_per_s'], 1), aten_ops=profile['aten_ops'],
+                   aten_ops_double_batch=double,
+                   aten_ops_per_added_sample=round((double - profile['aten_ops']) / batch_size, 3))
+    return figures
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -136,7 +155,9 @@ def main(argv: list[str] | None = None) -> int:
                         help='keep the OpenCV/torch thread defaults in the single-process run (default: '
                              'one thread each, as in a loader worker)')
     parser.add_argument('--batched', action='store_true',
-                        help='also time the batched pipeline (loader side + per-batch side on the CPU)')
+                        help='also time the batched pipeline (loader side + per-batch side on --device)')
+    parser.add_argument('--device', default='cpu', help='where --batched runs the per-batch side (cpu, cuda)')
+    parser.add_argument('--json', action='store_true', help='also print the figures as one JSON line')
     add_cfg_options_argument(parser)
     args = parser.parse_args(argv)
     cfg = load_config(args.config, args.cfg_options)
@@ -148,6 +169,7 @@ def main(argv: list[str] | None = None) -> int:
     if not args.default_threads:
         cv2.setNumThreads(0)
         torch.set_num_threads(1)
+    device = torch.device(args.device)
     rates, cpu_rates = _single_process(dataset, args.n, args.repeats)
     source = Path(args.data_dir) / args.ann_file if args.data_dir else f'{args.phase}_dataloader.dataset'
     print(f'{args.phase} pipeline, {len(base)} instances of {source}, OpenCV threads '
@@ -155,12 +177,18 @@ def main(argv: list[str] | None = None) -> int:
     print(f'single process: {statistics.median(rates):.1f} samples/s median, {max(rates):.1f} best '
           f'({1000 / statistics.median(rates):.2f} ms/sample); {statistics.median(cpu_rates):.1f} per CPU '
           f'second ({1000 / statistics.median(cpu_rates):.2f} CPU ms/sample, robust to a busy machine)')
+    figures: dict = {'per_sample_ms': round(1000 / statistics.median(rates), 4),
+                      'per_sample_cpu_ms': round(1000 / statistics.median(cpu_rates), 4)}
     for w in args.workers:
         if w > 0:
             rate = _with_workers(dataset, args.n, w, args.batch_size)
             print(f'{w} workers, batch {args.batch_size}: {rate:.1f} samples/s')
+            figures[f'samples_per_s_{w}_workers'] = round(rate, 1)
     if args.batched:
-        _batched(dataset_cfg, args.n, args.batch_size, args.repeats, max(args.workers, default=0))
+        figures['batched'] = _batched(dataset_cfg, args.n, args.batch_size, args.repeats,
+                                      max(args.workers, default=0), device)
+    if args.json:
+        print(json.dumps(figures))
     return 0
 
 

@@ -1,6 +1,6 @@
 """Training throughput of a config: images/s, share of time waiting for data, peak GPU memory.
 
-    python benchmarks/bench_train.py CONFIG [--synthetic | --synthetic-jpeg [N]]
+    python benchmarks/bench_train.py CONFIG [--synthetic | --synthetic-jpeg [N] [--jpeg-dir DIR]]
                                      [--input-pipeline device|cpu] [--iters N] [--warmup N]
                                      [--device cpu|cuda] [--amp] [--batch-size B] [--json] [--cfg-options ...]
 
@@ -12,7 +12,8 @@ train.py's ``--amp`` (bfloat16 where supported, else float16 with loss scaling; 
 ``--synthetic`` feeds random uint8 images and codec targets (no files, no augmentation) to measure the
 step alone; without it the config's train loader is used. ``--synthetic-jpeg N`` trains on N realistic
 640x480 JPEGs (several people each, ~110 kB; ``benchmarks/synthetic_jpeg.py``) written to a temporary
-folder, through the config's train pipeline, so that decoding costs what it does on COCO.
+folder (or to ``--jpeg-dir``, kept and reused by later runs), through the config's train pipeline, so
+that decoding costs what it does on COCO.
 ``--input-pipeline`` picks the per-sample loader (``cpu``) or the batched one that decodes, crops and
 augments on the device (``device``; default as train.py: device on CUDA when the recipe allows); the
 loader's host work per sample (reading + augmenting, or reading + drawing parameters, and collating) is
@@ -86,9 +87,12 @@ def synthetic_batches(cfg, batch_size: int, pin: bool, seed: int = 0) -> Iterato
 
 
 def use_synthetic_jpegs(cfg, folder: Path, n_images: int) -> None:
-    """Train on ``n_images`` synthetic JPEGs written to ``folder``, through the config's train pipelines
-    (repeated 10 times per epoch, so that epoch ends rarely interrupt the loader's prefetching)."""
-    ann = write_synthetic_coco(folder, n_images)
+    """Train on ``n_images`` synthetic JPEGs written to ``folder`` (unless its ``ann.json`` already lists
+    ``n_images``: they are deterministic), through the config's train pipelines (repeated 10 times per
+    epoch, so that epoch ends rarely interrupt the loader's prefetching)."""
+    ann = folder / 'ann.json'
+    if not (ann.is_file() and len(json.loads(ann.read_text())['images']) == n_images):
+        ann = write_synthetic_coco(folder, n_images)
     dataset = cfg.train_dataloader['dataset']
     while dataset.get('type') == 'RepeatDataset':
         dataset = dataset['dataset']
@@ -120,6 +124,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument('--synthetic', action='store_true', help='random batches instead of the train loader')
     parser.add_argument('--synthetic-jpeg', type=positive_int, nargs='?', const=256, metavar='N',
                         help='train on N (default 256) synthetic 640x480 JPEGs written to a temporary folder')
+    parser.add_argument('--jpeg-dir', help='write the --synthetic-jpeg images here instead (kept; reused '
+                                           'when it already holds N)')
     parser.add_argument('--input-pipeline', choices=INPUT_PIPELINES,
                         help="per-sample loader ('cpu') or batched on the device ('device'); default: as "
                              'train.py')
@@ -156,8 +162,12 @@ def main(argv: list[str] | None = None) -> None:
         host_work = None
     else:
         if args.synthetic_jpeg:
-            jpeg_dir = tempfile.TemporaryDirectory(prefix='bench_train_jpeg_')  # removed at exit
-            use_synthetic_jpegs(cfg, Path(jpeg_dir.name), args.synthetic_jpeg)
+            if args.jpeg_dir:
+                folder = Path(args.jpeg_dir)
+            else:
+                jpeg_dir = tempfile.TemporaryDirectory(prefix='bench_train_jpeg_')  # removed at exit
+                folder = Path(jpeg_dir.name)
+            use_synthetic_jpegs(cfg, folder, args.synthetic_jpeg)
         recipes = choose_input_pipeline(args.input_pipeline or cfg.get('input_pipeline'), device,
                                         cfg.train_dataloader['dataset'], logger)
         loader = build_train_loader(cfg.train_dataloader, recipes, device, seed=0, distributed=False,

@@ -27,13 +27,20 @@ QAT_KEYS = {'mode', 'float_checkpoint', 'observer_momentum'}
 
 def qat_qconfig(averaging_constant: float = 0.01) -> Any:
     """QConfig: per-tensor affine uint8 activations, per-channel symmetric int8 weights in [-127, 127]
-    (moving-average min/max observers with ``averaging_constant``). The symmetric [-127, 127] grid puts a
-    channel's largest weight exactly on a level (with [-128, 127] it sits on a rounding tie that PyTorch
-    and ONNX Runtime break differently), and matches ONNX Runtime's own symmetric int8 weights."""
-    activation = tq.FakeQuantize.with_args(
+    (moving-average min/max observers with ``averaging_constant``).
+
+    Both are ``FusedMovingAvgObsFakeQuantize``: observing, updating scale / zero point and fake-quantising
+    are one ATen op whose observer and fake-quant switches are read by the kernel, so a training step
+    reads nothing back to the host (``FakeQuantize`` tests ``observer_enabled[0] == 1`` in Python, a
+    device-to-host sync per module per step on CUDA). For symmetric weights the fused op's scale is
+    ``max(-min / 128, max / 127) * 255 / 254`` (zero point 0): a channel's largest weight lies at 127.498
+    (negative) or 126.502 (positive) levels, 0.002 levels from a rounding tie, far beyond float32
+    rounding, so PyTorch and ONNX Runtime round it alike (with [-128, 127] it sat exactly on a tie they
+    break differently); [-127, 127] is ONNX Runtime's own symmetric int8 grid."""
+    activation = tq.FusedMovingAvgObsFakeQuantize.with_args(
         observer=tq.MovingAverageMinMaxObserver, averaging_constant=averaging_constant, quant_min=0,
         quant_max=255, dtype=torch.quint8, qscheme=torch.per_tensor_affine)
-    weight = tq.FakeQuantize.with_args(
+    weight = tq.FusedMovingAvgObsFakeQuantize.with_args(
         observer=tq.MovingAveragePerChannelMinMaxObserver, averaging_constant=averaging_constant,
         quant_min=-127, quant_max=127, dtype=torch.qint8, qscheme=torch.per_channel_symmetric, ch_axis=0)
     return tq.QConfig(activation=activation, weight=weight)

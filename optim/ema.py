@@ -4,7 +4,9 @@ from __future__ import annotations
 import copy
 import logging
 import math
+import weakref
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -13,6 +15,35 @@ from torch import nn
 from utils.registry import EMA_MODELS
 
 logger = logging.getLogger('mmpose_clean.optim')
+
+
+@dataclass
+class _TensorLists:
+    """What one EMA update reads and writes: the averaged tensors and their sources in the model
+    (``float_*``: the floating-point ones, the others are only copied on the first update), and the
+    buffers copied at every update (without ``update_buffers``)."""
+    model: weakref.ref
+    avgs: list[torch.Tensor]
+    sources: list[torch.Tensor]
+    float_avgs: list[torch.Tensor]
+    float_sources: list[torch.Tensor]
+    buffers: list[torch.Tensor]
+    buffer_sources: list[torch.Tensor]
+
+    @classmethod
+    def build(cls, averaged: nn.Module, model: nn.Module, update_buffers: bool) -> _TensorLists:
+        """Parameters (and with ``update_buffers`` the state dict's buffers) of ``averaged`` paired by name
+        with ``model``'s; a tensor that several names share (e.g. QAT's ``network.*`` / ``head.*``) once."""
+        if update_buffers:
+            avg_named, source_named = averaged.state_dict(keep_vars=True), model.state_dict(keep_vars=True)
+        else:
+            avg_named, source_named = dict(averaged.named_parameters()), dict(model.named_parameters())
+        pairs = {id(avg): (avg, source_named[name]) for name, avg in avg_named.items()}
+        avgs, sources = [a for a, _ in pairs.values()], [s for _, s in pairs.values()]
+        floating = [i for i, avg in enumerate(avgs) if avg.dtype.is_floating_point]
+        buffers = ([], []) if update_buffers else (list(averaged.buffers()), list(model.buffers()))
+        return cls(weakref.ref(model), avgs, sources, [avgs[i] for i in floating],
+                   [sources[i] for i in floating], *buffers)
 
 
 @EMA_MODELS.register_module()
@@ -34,14 +65,16 @@ class ExponentialMovingAverage:
         self.module = copy.deepcopy(model).requires_grad_(False)
         self.momentum, self.interval, self.update_buffers = momentum, interval, update_buffers
         self.steps = 0
+        self._lists: _TensorLists | None = None
 
-    def _pairs(self, model: nn.Module) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
-        """(averaged tensors, the model's matching tensors): parameters, plus buffers with update_buffers."""
-        if self.update_buffers:
-            averaged, source = self.module.state_dict(), model.state_dict()
-        else:
-            averaged, source = dict(self.module.named_parameters()), dict(model.named_parameters())
-        return list(averaged.values()), [source[name] for name in averaged]
+    def _tensor_lists(self, model: nn.Module) -> _TensorLists:
+        """The tensors to update and their sources in ``model``, built on the first update and kept: a
+        module's parameters and buffers stay the same objects while it trains (optimizers, BN and
+        ``load_state_dict`` update them in place). Rebuilt when called with another model."""
+        lists = self._lists
+        if lists is None or lists.model() is not model:
+            lists = self._lists = _TensorLists.build(self.module, model, self.update_buffers)
+        return lists
 
     def average_(self, avgs: list[torch.Tensor], sources: list[torch.Tensor], steps: int) -> None:
         """In place, all at once (foreach kernels): move each of ``avgs`` towards its ``sources``;
@@ -52,21 +85,20 @@ class ExponentialMovingAverage:
     def update_parameters(self, model: nn.Module) -> None:
         """Fold the current weights of ``model`` into the average (call after each optimizer step). A few
         multi-tensor kernels, whatever the number of tensors; nothing is read back to the host."""
-        avgs, sources = self._pairs(model)
+        lists = self._tensor_lists(model)
         if self.steps == 0:
-            torch._foreach_copy_(avgs, sources)
+            torch._foreach_copy_(lists.avgs, lists.sources)
         elif self.steps % self.interval == 0:
-            floating = [i for i, avg in enumerate(avgs) if avg.dtype.is_floating_point]
-            self.average_([avgs[i] for i in floating], [sources[i] for i in floating], self.steps)
-        if not self.update_buffers:
-            torch._foreach_copy_(list(self.module.buffers()), list(model.buffers()))
+            self.average_(lists.float_avgs, lists.float_sources, self.steps)
+        if lists.buffers:
+            torch._foreach_copy_(lists.buffers, lists.buffer_sources)
         self.steps += 1
 
     def state_dict(self) -> dict[str, Any]:
         return {'module': self.module.state_dict(), 'steps': self.steps}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.module.load_state_dict(state['module'])
+        self.module.load_state_dict(state['module'])  # in place: the tensor lists stay valid
         self.steps = int(state['steps'])
 
 

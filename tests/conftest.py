@@ -29,11 +29,12 @@ import pytest
 import torch
 
 from utils.cli import run_main
+from utils.sample_data import shared_dir
 
 REPO = Path(__file__).resolve().parents[1]
 
 # ------------------------------------------------------------------------------ sample data and weights
-SHARED = Path(os.environ.get('MMPOSE_CLEAN_SHARED') or REPO.parent / 'shared')
+SHARED = shared_dir()  # $MMPOSE_CLEAN_SHARED, else ../shared
 DATA = SHARED / 'data'
 WEIGHTS = SHARED / 'weights'
 COCO = DATA / 'coco'
@@ -308,10 +309,12 @@ STEP_RECIPES = {
 
 
 def step_recipe(family: str, amp: bool, device_type: str):
-    """The recipe's config with clipping and an EMA hook added (the training step's every part runs)."""
+    """The recipe's config with clipping and an EMA hook added (the training step's every part runs), and
+    no pretrained backbone file (the GPU machine has neither them nor a network to download them)."""
     from utils.config import load_config
 
     cfg = load_config(STEP_RECIPES[family])
+    cfg.model['backbone']['init_cfg'] = None
     cfg.optim_wrapper['clip_grad'] = dict(max_norm=1.0)
     cfg['custom_hooks'] = [dict(type='EMAHook', ema_type='ExpMomentumEMA', momentum=0.0002, gamma=2000,
                                 update_buffers=True)]

@@ -2,6 +2,7 @@
 
 Reference numbers were produced with mmengine 0.10.7 (the /work/mmref venv) and are recorded here.
 """
+import copy
 import logging
 import math
 
@@ -277,6 +278,68 @@ def test_plain_ema_copies_buffers():
     ema.update_parameters(model)
     assert torch.equal(ema.module[1].running_mean, torch.full((2,), 3.0))
     torch.testing.assert_close(ema.module[0].bias, (b0 + 2.0) / 2)
+
+
+def reference_ema(ema_class, model, steps, **kw):
+    """The average the EMA classes computed before they kept their tensor lists: the state dicts paired
+    by name at every update."""
+    avg = {k: v.clone() for k, v in model.state_dict().items()}
+    ema = ema_class(model, **kw)
+    for step in range(steps):
+        source = model.state_dict() if kw.get('update_buffers') else dict(model.named_parameters())
+        for name, value in source.items():
+            if step == 0:
+                avg[name].copy_(value)
+            elif step % ema.interval == 0 and value.dtype.is_floating_point:
+                a = [avg[name]]
+                ema.average_(a, [value.detach()], step)
+        if not kw.get('update_buffers'):
+            for name, value in model.named_buffers():
+                avg[name].copy_(value)
+        yield avg
+
+
+@pytest.mark.parametrize('ema_class', [ExponentialMovingAverage, ExpMomentumEMA])
+@pytest.mark.parametrize('update_buffers', [False, True])
+def test_ema_keeps_its_tensor_lists_with_the_same_results(ema_class, update_buffers, monkeypatch):
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(3, 4), nn.BatchNorm1d(4), nn.Linear(4, 2))
+    kw = dict(momentum=0.3, interval=2, update_buffers=update_buffers)
+    ema = ema_class(model, **kw)
+    reference = reference_ema(ema_class, model, 6, **kw)
+    for step in range(6):
+        with torch.no_grad():
+            for p in model.parameters():
+                p.add_(torch.randn_like(p))
+        model.train()(torch.randn(5, 3))  # BN running statistics move
+        with monkeypatch.context() as patch:  # after the first update no state dict or parameter list
+            calls = []                        # of either model is built again
+            for module in (model, ema.module):
+                for method in ('state_dict', 'named_parameters', 'parameters', 'buffers', 'named_buffers'):
+                    real = getattr(module, method)
+                    patch.setattr(module, method, lambda *a, _real=real, _m=method, _calls=calls, **k: (
+                        _calls.append(_m), _real(*a, **k))[1])
+            ema.update_parameters(model)
+        assert bool(calls) == (step == 0), calls
+        expected = next(reference)
+        for name, value in ema.module.state_dict().items():
+            torch.testing.assert_close(value, expected[name], rtol=0, atol=0, msg=f'step {step}: {name}')
+    clone = copy.deepcopy(model)  # another model: the lists are built for it
+    with torch.no_grad():
+        clone[0].weight.fill_(5.0)
+    ema.update_parameters(clone)
+    assert ema.module[0].weight.ne(expected['0.weight']).all()
+
+
+def test_ema_updates_a_tensor_shared_by_two_names_once():
+    model = nn.Sequential(nn.Linear(2, 2), nn.Linear(2, 2))
+    model[1].weight = model[0].weight  # one Parameter, two state-dict names (as QAT's network.* / head.*)
+    ema = ExponentialMovingAverage(model, momentum=0.5, update_buffers=True)
+    ema.update_parameters(model)
+    with torch.no_grad():
+        model[0].weight.add_(2.0)
+    ema.update_parameters(model)
+    torch.testing.assert_close(ema.module[0].weight, model[0].weight - 1.0)
 
 
 def test_fused_kernels_are_chosen_on_cuda_only_and_never_override_the_config():

@@ -1,7 +1,8 @@
 """The training step never waits for the device: several full iterations (forward, loss, backward,
-clipping, AdamW, lr schedulers, EMA, statistics) of the RLE and SimCC recipes run with model, optimizer
-and batch on PyTorch's ``meta`` device, where any ``.item()``, ``.tolist()``, ``bool(tensor)`` or
-data-dependent shape raises. With CUDA, the same step runs under ``torch.cuda.set_sync_debug_mode('error')``.
+clipping, AdamW, lr schedulers, EMA, statistics) of the RLE and SimCC recipes, and of the RLE recipe's
+QAT model, run with model, optimizer and batch on PyTorch's ``meta`` device, where any ``.item()``,
+``.tolist()``, ``bool(tensor)`` or data-dependent shape raises. With CUDA, the same step runs under
+``torch.cuda.set_sync_debug_mode('error')``.
 """
 
 import numpy as np
@@ -10,6 +11,7 @@ import torch
 
 from engine import LossModel, StepStats, build_train_model, prepare_batch, train_step
 from models import build_pose_estimator
+from models.qat import prepare_qat
 from optim import build_ema, build_optimizer, build_schedulers, ema_config
 from tests.conftest import STEP_RECIPES, codec_batch, cuda_batch, step_recipe
 
@@ -42,6 +44,20 @@ def test_step_on_meta_device_reads_nothing_back(family, amp):
     assert ema.steps == ITERS and optim.param_groups[0]['lr'] > lr0  # warm-up schedule stepped per iteration
     assert all(p.is_meta for p in optim.optimizer.state[next(model.parameters())].values()
                if isinstance(p, torch.Tensor) and p.ndim)
+
+
+@pytest.mark.parametrize('amp', [False, True], ids=['fp32', 'amp'])
+def test_qat_step_on_meta_device_reads_nothing_back(amp):
+    """QAT's fake-quant observes, updates its ranges and quantises inside one op per module
+    (``FusedMovingAvgObsFakeQuantize``): no Python branch on a device tensor in the step."""
+    cfg = step_recipe('rle', amp, 'cpu')
+    model = prepare_qat(build_pose_estimator(cfg.model), dict(mode='qat')).to('meta')
+    train_model = LossModel(model).train()
+    batch = prepare_batch(codec_batch(cfg), torch.device('meta'))
+    optim, ema, stats, losses, _ = run_steps(cfg, model, train_model, batch)
+    assert losses['loss_kpt'].is_meta and stats.readbacks == 0 and len(stats.rows) == ITERS
+    scales = [k for k, v in model.state_dict().items() if k.endswith('.scale') and v.is_meta]
+    assert len(scales) > 50 and ema.steps == ITERS  # every fake-quant's range lives on the device
 
 
 @pytest.mark.cuda
