@@ -207,6 +207,9 @@ def test_every_command_is_accepted_by_its_script(tmp_path, monkeypatch, mode):
         raise Parsed(real(self, args, namespace))
 
     monkeypatch.setattr(argparse.ArgumentParser, 'parse_args', parse_only)
+    # the GPU machine's view: one CUDA device (the --device type checks what this machine has)
+    monkeypatch.setattr(torch.cuda, 'is_available', lambda: True)
+    monkeypatch.setattr(torch.cuda, 'device_count', lambda: 1)
     checks = plan()
     if mode == 'dry-run':
         dry_run_commands(checks)
