@@ -15,8 +15,9 @@ from deploy.metadata import read_metadata  # noqa: E402
 from deploy.ort_backend import create_session, optimized_op_counts  # noqa: E402
 from deploy.ptq import quantize_static_int8  # noqa: E402
 from deploy.qat import export_qat_onnx  # noqa: E402
-from deploy.weight_rounding import INT8_LEVELS, REDUCED_LEVELS, prepare_weights_for_int8  # noqa: E402
+from deploy.weight_rounding import prepare_weights_for_int8  # noqa: E402
 from models import build_pose_estimator  # noqa: E402
+from models.int8_grid import INT8_LEVELS, REDUCED_LEVELS  # noqa: E402
 from models.qat import prepare_qat  # noqa: E402
 from tests.conftest import (  # noqa: E402
     COCO_ANN,
