@@ -12,7 +12,7 @@ with uint8 activations up to 255 and int8 weights up to 127 a pair reaches 64770
 silently (microsoft/onnxruntime#16105, #24220). MobileNetV2's ReLU6 activations sit at 255 all the time,
 so full-range weights gave 19 px keypoint errors on such CPUs (and none on VNNI ones, where the same file
 computes exactly). With |w| <= 64 every pair stays within int16, on every CPU. The depthwise kernel has no
-int16 sum and keeps the full range (:func:`deploy.weight_rounding.weight_levels` is the float side).
+int16 sum and keeps the full range (:func:`models.int8_grid.weight_levels`).
 """
 from __future__ import annotations
 

@@ -8,11 +8,9 @@ down to 1.9 px. The weights are
 left exactly on their int8 grid, whose top level is the largest magnitude, so ONNX Runtime's max-abs
 quantiser reproduces the same integers.
 
-The grid has 127 levels a side for depthwise convolutions and Linear layers and 64 (ONNX Runtime's
-``reduce_range`` grid, [-64, 64]) for every other convolution: on x86 CPUs without VNNI (AVX2, AVX-512
-without VNNI) ONNX Runtime's u8 x s8 convolutions add the products of adjacent weight pairs in int16
-with saturation (``vpmaddubsw``), and 255 * (|w1| + |w2|) only stays within int16 for |w| <= 64. The
-depthwise kernel has no such int16 sum and computes exactly: it keeps the full grid (:func:`weight_levels`).
+The grid has 127 levels a side for depthwise convolutions and Linear layers and 64 for every other
+convolution (:func:`models.int8_grid.weight_levels`, which says why: int16 saturation in ONNX Runtime's
+x86 kernels without VNNI).
 """
 from __future__ import annotations
 
@@ -20,24 +18,9 @@ import torch
 from torch import fx, nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
+from models.int8_grid import weight_levels
+
 CLIP_RATIOS = tuple(1.0 - 0.02 * i for i in range(20))
-INT8_LEVELS = 127  # symmetric int8 weights: [-127, 127]
-REDUCED_LEVELS = 64  # ONNX Runtime's reduce_range int8 weights: [-64, 64], safe from int16 saturation
-
-
-def is_depthwise(layer: nn.Module) -> bool:
-    """A Conv2d with one input and one output channel per group (ONNX Runtime's exact depthwise kernel)."""
-    return isinstance(layer, nn.Conv2d) and layer.groups == layer.in_channels == layer.out_channels
-
-
-def weight_levels(layer: nn.Module) -> int:
-    """Levels a side of ``layer``'s int8 weight grid: :data:`REDUCED_LEVELS` for convolutions other
-    than depthwise ones (their int8 kernels may sum pairs of u8 x s8 products in int16),
-    :data:`INT8_LEVELS` for depthwise convolutions and Linear layers (kept float by default,
-    :data:`deploy.ptq.DEFAULT_OP_TYPES`)."""
-    if isinstance(layer, nn.Conv2d) and not is_depthwise(layer):
-        return REDUCED_LEVELS
-    return INT8_LEVELS
 
 
 def fold_batch_norms(network: nn.Module) -> int:
@@ -69,8 +52,8 @@ def _round_per_channel(weight: torch.Tensor, clip: torch.Tensor, levels: int) ->
 
 def round_weights_mse(layer: nn.Module, levels: int | None = None) -> None:
     """Snap a Conv2d/Linear weight to a symmetric per-output-channel grid of ``levels`` steps a side
-    (default :func:`weight_levels`) whose clipping range (a fraction of the channel's max-abs,
-    :data:`CLIP_RATIOS`) minimises the squared rounding error."""
+    (default :func:`models.int8_grid.weight_levels`) whose clipping range (a fraction of the channel's
+    max-abs, :data:`CLIP_RATIOS`) minimises the squared rounding error."""
     levels = weight_levels(layer) if levels is None else levels
     weight = layer.weight.data
     flat = weight.reshape(weight.shape[0], -1)
@@ -88,7 +71,7 @@ def round_weights_mse(layer: nn.Module, levels: int | None = None) -> None:
 
 @torch.no_grad()
 def prepare_weights_for_int8(network: nn.Module, calib_inputs: torch.Tensor, batch_size: int = 32) -> None:
-    """BN folding, least-squares int8 weight grids (:func:`weight_levels`) and empirical bias
+    """BN folding, least-squares int8 weight grids (:func:`models.int8_grid.weight_levels`) and empirical bias
     correction, in place.
 
     The bias correction of each layer is the mean (over the calibration crops and positions) of

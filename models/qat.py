@@ -2,7 +2,8 @@
 
 ``prepare_qat(model, qcfg)`` returns a :class:`QATTopdownPoseEstimator`: the same ``preprocess`` / ``loss``
 / ``predict`` as the float model (inherited), but ``forward`` runs an FX-prepared copy of the network
-with conv+BN fused and fake-quantised (per-channel symmetric int8 weights, per-tensor affine uint8
+with conv+BN fused and fake-quantised (per-channel symmetric int8 weights with zero point 0, 7-bit in
+every convolution but the depthwise ones as :mod:`models.int8_grid` says why; per-tensor affine uint8
 activations). Its state dict has stable keys (``network.*``, ``head.*``), so a run is resumed by calling
 ``prepare_qat`` on a freshly built model and loading the checkpoint. Exporting the trained model to an
 int8 ONNX graph is ``deploy.qat.export_qat_onnx``.
@@ -20,30 +21,65 @@ from torch.ao.quantization import QConfigMapping
 from torch.ao.quantization.quantize_fx import prepare_qat_fx
 
 from models.checkpoints import load_checkpoint
+from models.int8_grid import INT8_LEVELS, REDUCED_LEVELS, weight_levels
 from models.pose_estimator import TopdownPoseEstimator
 
 QAT_KEYS = {'mode', 'float_checkpoint', 'observer_momentum'}
 
 
-def qat_qconfig(averaging_constant: float = 0.01) -> Any:
-    """QConfig: per-tensor affine uint8 activations, per-channel symmetric int8 weights in [-127, 127]
-    (moving-average min/max observers with ``averaging_constant``).
+class SymmetricWeightFakeQuantize(tq.FusedMovingAvgObsFakeQuantize):
+    """``FusedMovingAvgObsFakeQuantize`` for per-channel symmetric weights (output channels on axis 0)
+    whose zero points are always 0.
+
+    The fused op applies its symmetric rule only to channels whose range straddles zero: a channel with
+    weights of one sign (common in depthwise kernels: 70 of 96 in a layer of RLE-0.5x) gets the grid
+    [0, max] with zero point -L (or L), which ONNX Runtime's int8 convolutions do not compute as PyTorch
+    does (per-channel weight zero points must be 0 there). Observing ``[w, -w]`` (concatenated along
+    axis 1) gives every channel the range [-max|w|, max|w|], hence zero point 0 and the largest
+    magnitude at L levels; the first half of the result is ``w`` fake-quantised. Still one fused op
+    (plus a concatenation) and no read-back.
+    """
+
+    def forward(self, X: torch.Tensor) -> torch.Tensor:
+        return super().forward(torch.cat([X, -X], dim=1)).narrow(1, 0, X.shape[1])
+
+
+def qat_qconfig(averaging_constant: float = 0.01, weight_levels: int = INT8_LEVELS) -> Any:
+    """QConfig: per-tensor affine uint8 activations, per-channel symmetric int8 weights in
+    [-weight_levels, weight_levels] (moving-average min/max observers with ``averaging_constant``).
 
     Both are ``FusedMovingAvgObsFakeQuantize``: observing, updating scale / zero point and fake-quantising
     are one ATen op whose observer and fake-quant switches are read by the kernel, so a training step
     reads nothing back to the host (``FakeQuantize`` tests ``observer_enabled[0] == 1`` in Python, a
-    device-to-host sync per module per step on CUDA). For symmetric weights the fused op's scale is
-    ``max(-min / 128, max / 127) * 255 / 254`` (zero point 0): a channel's largest weight lies at 127.498
-    (negative) or 126.502 (positive) levels, 0.002 levels from a rounding tie, far beyond float32
-    rounding, so PyTorch and ONNX Runtime round it alike (with [-128, 127] it sat exactly on a tie they
-    break differently); [-127, 127] is ONNX Runtime's own symmetric int8 grid."""
+    device-to-host sync per module per step on CUDA). Weights observe the range [-m, m] of their
+    largest magnitude m (:class:`SymmetricWeightFakeQuantize`), for which the fused op's scale on [-L, L]
+    is ``m * (2L + 1) / (2L * L)`` (zero point 0): the largest weight lies at L - 0.496 levels (126.502
+    for L = 127, 63.504 for 64), far from a rounding tie beyond float32 rounding, so PyTorch and ONNX
+    Runtime round it alike (with [-128, 127] it sat exactly on a tie they break differently);
+    [-127, 127] and [-64, 64] are ONNX Runtime's own symmetric int8 grids (full and ``reduce_range``)."""
     activation = tq.FusedMovingAvgObsFakeQuantize.with_args(
         observer=tq.MovingAverageMinMaxObserver, averaging_constant=averaging_constant, quant_min=0,
         quant_max=255, dtype=torch.quint8, qscheme=torch.per_tensor_affine)
-    weight = tq.FusedMovingAvgObsFakeQuantize.with_args(
+    weight = SymmetricWeightFakeQuantize.with_args(
         observer=tq.MovingAveragePerChannelMinMaxObserver, averaging_constant=averaging_constant,
-        quant_min=-127, quant_max=127, dtype=torch.qint8, qscheme=torch.per_channel_symmetric, ch_axis=0)
+        quant_min=-weight_levels, quant_max=weight_levels, dtype=torch.qint8,
+        qscheme=torch.per_channel_symmetric, ch_axis=0)
     return tq.QConfig(activation=activation, weight=weight)
+
+
+def qconfig_mapping(network: nn.Module, averaging_constant: float = 0.01) -> QConfigMapping:
+    """The QAT qconfigs of a network (backbone, neck, ``head``): :func:`qat_qconfig` everywhere, with
+    7-bit weights ([-64, 64], :func:`models.int8_grid.weight_levels`) in every convolution but the
+    depthwise ones, so that the exported int8 graph computes exactly on x86 CPUs without VNNI too; the
+    head stays float."""
+    mapping = QConfigMapping().set_global(qat_qconfig(averaging_constant))
+    reduced = qat_qconfig(averaging_constant, REDUCED_LEVELS)
+    for name, module in network.named_modules():
+        if isinstance(module, nn.Conv2d) and weight_levels(module) == REDUCED_LEVELS:
+            mapping.set_module_name(name, reduced)  # also names the conv(+BN+ReLU) module it is fused into
+    # The head stays float: its outputs (normalised coordinates next to sigma logits, or SimCC logits)
+    # would lose ~1 px to a per-tensor uint8 grid, and its Linear layers cost next to nothing.
+    return mapping.set_module_name('head', None)
 
 
 class _Network(nn.Module):
@@ -134,13 +170,11 @@ def prepare_qat(model: TopdownPoseEstimator, qcfg: Mapping[str, Any] | None = No
     device = next(model.parameters()).device
     size = model.head.decoder.input_size if getattr(model.head, 'decoder', None) is not None else (192, 192)
     example = torch.zeros(1, 3, size[1], size[0], device=device)
-    # The head stays float: its outputs (normalised coordinates next to sigma logits, or SimCC logits)
-    # would lose ~1 px to a per-tensor uint8 grid, and its Linear layers cost next to nothing.
-    mapping = QConfigMapping().set_global(qat_qconfig(qcfg.get('observer_momentum', 0.01)))
-    mapping.set_module_name('head', None)
+    float_network = _Network(model)
+    mapping = qconfig_mapping(float_network, qcfg.get('observer_momentum', 0.01))
     model.train()
     with warnings.catch_warnings():
         warnings.simplefilter('ignore')  # torch.ao.quantization announces its future move to torchao
-        network = prepare_qat_fx(_Network(model), mapping, (example,))
+        network = prepare_qat_fx(float_network, mapping, (example,))
     _drop_observers_before_clamps(network)
     return QATTopdownPoseEstimator(model, network).to(device).train()

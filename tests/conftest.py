@@ -471,3 +471,93 @@ def file_states(root) -> dict:
     """{path: (sha256, mtime)} of every file under ``root``, to show that a run left them as they were."""
     return {p: (hashlib.sha256(p.read_bytes()).hexdigest(), p.stat().st_mtime_ns)
             for p in Path(root).rglob('*') if p.is_file()}
+
+
+# ------------------------------------------------------------------------------ int8 graphs
+def assert_no_int16_saturation(path) -> None:
+    """The int8 weights of every convolution but the depthwise ones lie in [-64, 64], so that no pair of
+    u8 x s8 products can overflow int16 in ONNX Runtime's x86 kernels without VNNI (``vpmaddubsw``);
+    depthwise ones (computed exactly) keep the full [-127, 127] range; every weight zero point is 0 (ONNX
+    Runtime's int8 convolutions compute per-channel weights only when symmetric). Checked on the file: it
+    holds on every CPU, whatever this machine's kernels do."""
+    import onnx
+    from onnx import numpy_helper
+
+    from models.int8_grid import INT8_LEVELS, REDUCED_LEVELS
+
+    graph = onnx.load(str(path)).graph
+    inits = {t.name: numpy_helper.to_array(t) for t in graph.initializer}
+    weights = {node.output[0]: (inits[node.input[0]], inits.get(node.input[2] if len(node.input) > 2 else ''))
+               for node in graph.node if node.op_type == 'DequantizeLinear' and node.input[0] in inits
+               and inits[node.input[0]].dtype == np.int8}
+    levels = {'dense': set(), 'depthwise': set()}
+    for node in graph.node:
+        if node.op_type == 'Conv' and node.input[1] in weights:
+            q, zero_point = weights[node.input[1]]
+            assert zero_point is None or not zero_point.any(), (node.name, zero_point)
+            group = next((a.i for a in node.attribute if a.name == 'group'), 1)
+            kind = 'depthwise' if q.shape[1] == 1 and q.shape[0] == group > 1 else 'dense'
+            levels[kind].add(int(np.abs(q.astype(np.int32)).max()))
+    assert levels['dense'] and max(levels['dense']) <= REDUCED_LEVELS, levels
+    assert levels['depthwise'] and max(levels['depthwise']) == INT8_LEVELS, levels
+
+
+def ort_session(model, optimized: bool = True):
+    """One-thread ONNX Runtime CPU session of ``model`` (a path or an ``onnx.ModelProto``) with all graph
+    optimisations (QDQ groups fused into int8 kernels) or none (every node run as written)."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 1
+    options.log_severity_level = 3
+    options.graph_optimization_level = (ort.GraphOptimizationLevel.ORT_ENABLE_ALL if optimized else
+                                        ort.GraphOptimizationLevel.ORT_DISABLE_ALL)
+    source = str(model) if isinstance(model, (str, Path)) else model.SerializeToString()
+    return ort.InferenceSession(source, options, providers=['CPUExecutionProvider'])
+
+
+def ort_run(session, inputs: np.ndarray) -> list[np.ndarray]:
+    """All outputs of ``session`` on ``inputs``, fed in chunks of the graph's batch size when it is fixed."""
+    node = session.get_inputs()[0]
+    size = node.shape[0] if isinstance(node.shape[0], int) else len(inputs)
+    runs = [session.run(None, {node.name: inputs[i:i + size]}) for i in range(0, len(inputs), size)]
+    return [np.concatenate(outputs) for outputs in zip(*runs)]
+
+
+def int8_conv_level_errors(path, inputs: np.ndarray) -> dict[str, int]:
+    """For every ``DequantizeLinear -> Conv -> QuantizeLinear`` group of a QDQ file: the largest difference,
+    in output levels, between ONNX Runtime's int8 kernel (the group alone, optimised into QLinearConv) and
+    the group run op by op (float Conv on the dequantised values), both fed the group's input from an op
+    by op run of the whole graph on ``inputs``. 0, or 1 at a rounding tie, where the kernel computes what
+    the file says; int16 saturation or a non-zero weight zero point gives tens of levels."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    model = onnx.load(str(path))
+    graph = model.graph
+    inits = {t.name: t for t in graph.initializer}
+    producer = {out: node for node in graph.node for out in node.output}
+    consumers = {}
+    for node in graph.node:
+        for name in node.input:
+            consumers.setdefault(name, []).append(node)
+    quantized = [node.output[0] for node in graph.node
+                 if node.op_type == 'QuantizeLinear' and node.input[0] not in inits]
+    del graph.output[:]
+    graph.output.extend(helper.make_tensor_value_info(name, TensorProto.UINT8, None) for name in quantized)
+    values = dict(zip(quantized, ort_run(ort_session(model, optimized=False), inputs)))
+    errors = {}
+    for conv in (node for node in graph.node if node.op_type == 'Conv'):
+        x_dq, w_dq = producer[conv.input[0]], producer[conv.input[1]]
+        (q,) = consumers[conv.output[0]]
+        nodes = [x_dq, w_dq, conv, q]
+        group = helper.make_graph(
+            nodes, conv.name, [helper.make_tensor_value_info(x_dq.input[0], TensorProto.UINT8, None)],
+            [helper.make_tensor_value_info(q.output[0], TensorProto.UINT8, None)],
+            [inits[name] for name in {n for node in nodes for n in node.input} if name in inits])
+        alone = helper.make_model(group, opset_imports=model.opset_import)
+        feed = {x_dq.input[0]: values[x_dq.input[0]]}
+        kernel, op_by_op = (ort_session(alone, optimized).run(None, feed)[0].astype(np.int32)
+                            for optimized in (True, False))
+        errors[conv.name] = int(np.abs(kernel - op_by_op).max())
+    return errors
