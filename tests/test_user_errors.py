@@ -677,5 +677,5 @@ def test_every_entry_point_reports_through_run_main():
     entry_points = [p for p in scripts if "if __name__ == '__main__':" in p.read_text()]
     assert len(entry_points) >= 15
     offenders = [str(p.relative_to(REPO)) for p in entry_points
-                 if not re.search(r"if __name__ == '__main__':\n    run_main\(main\)\n\Z", p.read_text())]
+                 if not re.search(r"if __name__ == '__main__':\n    (cli\.)?run_main\(main\)\n\Z", p.read_text())]
     assert offenders == []
