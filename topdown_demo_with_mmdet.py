@@ -30,18 +30,7 @@ from tqdm import tqdm
 
 from apis import inference_detector, inference_topdown, init_detector, init_model, select_boxes
 from apis.inputs import ImageReadError, as_config, read_image
-from utils.cli import (
-    ArgumentParser,
-    add_device_argument,
-    add_out_argument,
-    add_threads_argument,
-    non_negative_int,
-    output_dir,
-    positive_int,
-    run_main,
-    unit_float,
-)
-from utils.config import add_cfg_options_argument
+from utils import cli
 from utils.errors import UserError
 from utils.output_files import atomic_output, write_image, write_text_atomic
 from utils.threads import set_threads
@@ -56,7 +45,7 @@ class DemoError(UserError, RuntimeError):
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = ArgumentParser(description='Top-down pose estimation behind a person detector')
+    p = cli.ArgumentParser(description='Top-down pose estimation behind a person detector')
     p.add_argument('det_config',
                    help="detector config (or model-zoo name), or 'none': the whole image is the box")
     p.add_argument('det_checkpoint', help='detector checkpoint: a file (.pth, or .onnx run by ONNX Runtime), '
@@ -66,28 +55,30 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    'training run\'s work dir (best.pth, else last.pth), a model-zoo name (e.g. '
                    'rle-mbv2-0.5x-192x192) or an http(s) URL')
     p.add_argument('--input', required=True, help="image, folder of images, video file, or 'webcam'")
-    add_out_argument(p, output_dir, folder=True, aliases=['--output-root'], required=False,
-                     help='folder for drawn images / videos and predictions (created when the first is '
-                     'written)')
+    cli.add_out_argument(p, cli.output_dir, folder=True, aliases=['--output-root'], required=False,
+                         help='folder for drawn images / videos and predictions (created when the first is '
+                         'written)')
     p.add_argument('--save-predictions', action='store_true', help='write results_<name>.json')
-    add_device_argument(p, default='cuda:0' if torch.cuda.is_available() else 'cpu')
-    add_threads_argument(p)
-    p.add_argument('--det-cat-id', type=non_negative_int, default=0,
+    cli.add_device_argument(p, default='cuda:0' if torch.cuda.is_available() else 'cpu')
+    cli.add_threads_argument(p)
+    p.add_argument('--det-cat-id', type=cli.non_negative_int, default=0,
                    help="detector class of people (COCO: 0), one of the detector's classes")
-    p.add_argument('--bbox-thr', type=unit_float, default=0.3, help='detection score threshold (0 to 1)')
-    p.add_argument('--nms-thr', type=unit_float, default=0.3, help='IoU threshold of the box NMS (0 to 1)')
-    p.add_argument('--kpt-thr', type=unit_float, default=0.3,
+    p.add_argument('--bbox-thr', type=cli.unit_float, default=0.3, help='detection score threshold (0 to 1)')
+    p.add_argument('--nms-thr', type=cli.unit_float, default=0.3,
+                   help='IoU threshold of the box NMS (0 to 1)')
+    p.add_argument('--kpt-thr', type=cli.unit_float, default=0.3,
                    help='keypoints scoring below are not drawn (0 to 1)')
     p.add_argument('--draw-bbox', action='store_true', help='draw person boxes with their scores')
     p.add_argument('--show-kpt-idx', action='store_true', help='write keypoint indices')
-    p.add_argument('--radius', type=non_negative_int, default=3, help='keypoint radius (px)')
-    p.add_argument('--thickness', type=positive_int, default=1, help='line width (px)')
-    p.add_argument('--alpha', type=unit_float, default=0.8, help='opacity of the drawing (0 to 1)')
+    p.add_argument('--radius', type=cli.non_negative_int, default=3, help='keypoint radius (px)')
+    p.add_argument('--thickness', type=cli.positive_int, default=1, help='line width (px)')
+    p.add_argument('--alpha', type=cli.unit_float, default=0.8, help='opacity of the drawing (0 to 1)')
     p.add_argument('--show', action='store_true', help='show results in a window (ESC stops a video)')
-    p.add_argument('--det-interval', type=positive_int, default=1,
+    p.add_argument('--det-interval', type=cli.positive_int, default=1,
                    help='video: run the detector every N frames, follow people by their keypoints between')
-    p.add_argument('--max-frames', type=positive_int, default=None, help='video: stop after this many frames')
-    add_cfg_options_argument(p)
+    p.add_argument('--max-frames', type=cli.positive_int, default=None,
+                   help='video: stop after this many frames')
+    cli.add_cfg_options_argument(p)
     args = p.parse_args(argv)
     if not (args.out_dir or args.show):
         p.error('nothing to do: give --out-dir and/or --show')
@@ -323,4 +314,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == '__main__':
-    run_main(main)
+    cli.run_main(main)

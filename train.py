@@ -19,58 +19,15 @@ from typing import Any
 
 import torch
 
+import engine
 from datasets import build_dataloader
 from datasets.batched import INPUT_PIPELINES, build_train_loader, choose_input_pipeline
-from engine import (
-    NonFiniteLossError,
-    RunReport,
-    RunStopped,
-    build_train_model,
-    check_data_paths,
-    check_data_sizes,
-    check_training_settings,
-    checkpoint_payload,
-    enable_amp,
-    finished_message,
-    pin_loader_memory,
-    read_resume_checkpoint,
-    refuse_overwrite,
-    resolve_run,
-    restore,
-    resume_command,
-    set_cudnn_benchmark,
-    train_one_epoch,
-    watch_for_peer_stop,
-)
 from evaluation import evaluate_model
 from evaluation.metric_coverage import check_metric_coverage
 from models.checkpoints import save_checkpoint
 from optim import build_ema, build_optimizer, build_schedulers, ema_config, scale_lr
-from utils.cli import (
-    ArgumentParser,
-    add_device_argument,
-    add_threads_argument,
-    output_dir,
-    random_seed,
-    report_error,
-    run_main,
-    run_on_rank_0,
-)
-from utils.config import (
-    Config,
-    add_cfg_options_argument,
-    add_config_argument,
-    load_config,
-    require_sections,
-)
-from utils.dist import (
-    barrier,
-    broadcast_buffers,
-    cleanup,
-    init_distributed,
-    process_group_settings,
-    same_on_every_rank,
-)
+from utils import cli, dist
+from utils.config import Config, load_config, require_sections
 from utils.logger import FILE_ONLY, collect_env, get_logger
 from utils.registry import METRICS
 from utils.seed import seed_epoch, set_random_seed
@@ -79,9 +36,9 @@ from visualization.prediction_pictures import prediction_mosaic
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = ArgumentParser(description=__doc__)
-    add_config_argument(parser, dest='cfg_file')
-    parser.add_argument('--work-dir', '--work_dir', dest='work_dir', type=output_dir,
+    parser = cli.ArgumentParser(description=__doc__)
+    cli.add_config_argument(parser, dest='cfg_file')
+    parser.add_argument('--work-dir', '--work_dir', dest='work_dir', type=cli.output_dir,
                         help='output folder (default work_dirs/<YYYYmmddHHMMSS>_<config name>, _2, _3... '
                              'when taken)')
     parser.add_argument('--resume', nargs='?', const='auto', default=None,
@@ -96,17 +53,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument('--amp', action='store_true', help='mixed precision (bfloat16 autocast)')
     parser.add_argument('--auto-scale-lr', action='store_true',
                         help='scale lr by total batch size / auto_scale_lr.base_batch_size')
-    parser.add_argument('--seed', type=random_seed,
+    parser.add_argument('--seed', type=cli.random_seed,
                         help='random seed, 0 to 2**32 - 1 (default: randomness.seed, else 0)')
     parser.add_argument('--deterministic', action='store_true', help='deterministic algorithms')
-    add_device_argument(parser)
-    add_threads_argument(parser)
+    cli.add_device_argument(parser)
+    cli.add_threads_argument(parser)
     parser.add_argument('--input-pipeline', '--input_pipeline', dest='input_pipeline',
                         choices=INPUT_PIPELINES,
                         help="'device': decode, crop and augment whole batches on the training device; "
                              "'cpu': per sample in loader workers; default: the config's input_pipeline "
                              "('auto': device on CUDA when the recipe allows)")
-    add_cfg_options_argument(parser)
+    cli.add_cfg_options_argument(parser)
     return parser.parse_args(argv)
 
 
@@ -120,13 +77,13 @@ def resolve_work_dir(args: argparse.Namespace, cfg_file: str,
     or ``auto``: without ``--work-dir`` the newest ``work_dirs/<stamp>_<config name>[_N]`` holding a
     last.pth), ``--resume_ckpt`` and the config's ``resume``; a new run's default folder is created here
     (``engine.run_dir``: never the folder of another run)."""
-    return resolve_run(cfg_file, args.work_dir, args.resume, args.resume_ckpt, cfg_resume)
+    return engine.resolve_run(cfg_file, args.work_dir, args.resume, args.resume_ckpt, cfg_resume)
 
 
 def configure(cfg: Config, args: argparse.Namespace, device: torch.device) -> None:
     """Apply command-line switches to the config (recorded in the dumped config)."""
     if args.amp:
-        enable_amp(cfg, device)
+        engine.enable_amp(cfg, device)
     if args.auto_scale_lr:
         cfg.setdefault('auto_scale_lr', {})['enable'] = True
     randomness = cfg.setdefault('randomness', {})
@@ -138,7 +95,7 @@ def configure(cfg: Config, args: argparse.Namespace, device: torch.device) -> No
         randomness['deterministic'] = True
     if args.input_pipeline:
         cfg['input_pipeline'] = args.input_pipeline
-    pin_loader_memory(cfg, device)
+    engine.pin_loader_memory(cfg, device)
 
 
 def update_best(best: dict[str, Any], metrics: dict[str, float], rule: str, epoch: int,
@@ -158,41 +115,41 @@ def update_best(best: dict[str, Any], metrics: dict[str, float], rule: str, epoc
 def prepare_work_dir(args: argparse.Namespace, cfg: Config, work_dir: Path, resume_from: str | None) -> None:
     """Refuse to overwrite an earlier run's checkpoints (unless resuming or ``--overwrite``), create the
     work dir and write the resolved config there. Rank 0's job."""
-    refuse_overwrite(work_dir, resume_from, args.overwrite)
+    engine.refuse_overwrite(work_dir, resume_from, args.overwrite)
     work_dir.mkdir(parents=True, exist_ok=True)
     cfg.dump(work_dir / Path(args.cfg_file).name)
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
-    with same_on_every_rank():  # the command line and the config: every rank reads the same
+    with dist.same_on_every_rank():  # the command line and the config: every rank reads the same
         args = parse_args(argv)
         threads = set_threads(args.threads)
         cfg = load_config(args.cfg_file, args.cfg_options)
         require_sections(cfg, TRAIN_SECTIONS, 'train.py')
-        backend, timeout = process_group_settings(cfg.get('env_cfg'))
-    rank, world_size, device = init_distributed(args.device, backend, timeout)
-    with same_on_every_rank():
+        backend, timeout = dist.process_group_settings(cfg.get('env_cfg'))
+    rank, world_size, device = dist.init_distributed(args.device, backend, timeout)
+    with dist.same_on_every_rank():
         configure(cfg, args, device)
-        check_training_settings(cfg)
-        check_data_paths(cfg)
+        engine.check_training_settings(cfg)
+        engine.check_data_paths(cfg)
         # rank 0 picks the work dir; every rank stops with its error, if any
-        work_dir, resume_from = run_on_rank_0(
+        work_dir, resume_from = cli.run_on_rank_0(
             lambda: resolve_work_dir(args, args.cfg_file, bool(cfg.get('resume'))))
         # every rank reads it: all of them stop if the run has finished
-        resumed = read_resume_checkpoint(resume_from) if resume_from else None
-    finished = resumed and finished_message(resumed, resume_from, int(cfg.train_cfg['max_epochs']))
+        resumed = engine.read_resume_checkpoint(resume_from) if resume_from else None
+    finished = resumed and engine.finished_message(resumed, resume_from, int(cfg.train_cfg['max_epochs']))
     if finished:
         get_logger(None, rank).info('%s', finished)
-        cleanup()
+        dist.cleanup()
         return 0
-    with same_on_every_rank():  # rank 0 refuses to overwrite an earlier run, then writes the config
-        run_on_rank_0(lambda: prepare_work_dir(args, cfg, work_dir, resume_from))
+    with dist.same_on_every_rank():  # rank 0 refuses to overwrite an earlier run, then writes the config
+        cli.run_on_rank_0(lambda: prepare_work_dir(args, cfg, work_dir, resume_from))
     logger = get_logger(work_dir / 'train.log', rank)
     # another rank's stop ends this one with its message within seconds (even from inside an NCCL
     # collective, and before rank 0's store goes away with it)
-    peer_watch = watch_for_peer_stop(lambda message: (logger.error('%s', message, extra=FILE_ONLY),
-                                                      report_error(message)))
+    peer_watch = engine.watch_for_peer_stop(lambda message: (logger.error('%s', message, extra=FILE_ONLY),
+                                                             cli.report_error(message)))
     logger.info('Environment:\n%s\nWorld size: %d, device: %s', collect_env(), world_size, device,
                 extra=FILE_ONLY)
     logger.info('Config:\n%s', cfg.pretty_text(), extra=FILE_ONLY)
@@ -200,12 +157,12 @@ def main(argv: list[str] | None = None) -> int:
                 args.cfg_file, work_dir, device, world_size, threads)
     seed = int(cfg.randomness['seed'])
     set_random_seed(seed, bool(cfg.randomness.get('deterministic', False)))
-    set_cudnn_benchmark(cfg)
+    engine.set_cudnn_benchmark(cfg)
 
-    model, train_model = build_train_model(cfg, device, world_size)
+    model, train_model = engine.build_train_model(cfg, device, world_size)
     distributed = world_size > 1
     cfg_dir = Path(args.cfg_file).parent
-    with same_on_every_rank():  # every rank reads the same annotation files
+    with dist.same_on_every_rank():  # every rank reads the same annotation files
         recipes = choose_input_pipeline(cfg.get('input_pipeline'), device, cfg.train_dataloader['dataset'],
                                         logger)
         logger.info('Input pipeline: %s',
@@ -218,8 +175,8 @@ def main(argv: list[str] | None = None) -> int:
         metric = METRICS.build(cfg.val_evaluator, cfg_path='val_evaluator')
         metric.dataset_meta = val_loader.dataset.metainfo
         check_metric_coverage(val_loader.dataset, metric)
-        check_data_sizes(cfg, len(train_loader.dataset), len(train_loader), len(val_loader.dataset),
-                         world_size)
+        engine.check_data_sizes(cfg, len(train_loader.dataset), len(train_loader), len(val_loader.dataset),
+                                world_size)
     iters_per_epoch = len(train_loader)
     max_epochs = int(cfg.train_cfg['max_epochs'])
     val_interval = int(cfg.train_cfg.get('val_interval', 1))
@@ -238,7 +195,7 @@ def main(argv: list[str] | None = None) -> int:
     if resume_from is None and (args.resume or args.resume_ckpt):
         logger.warning('--resume: no last.pth in %s; starting from scratch', work_dir)
     if resumed is not None:
-        restore(resumed, model, ema, optim, schedulers)
+        engine.restore(resumed, model, ema, optim, schedulers)
         start_epoch, best = int(resumed['epoch']), {**best, **resumed['best']}
         if int(resumed['iter']) != start_epoch * iters_per_epoch:
             logger.warning('%s was written with %d iterations per epoch, now %d (other batch size or GPU '
@@ -249,7 +206,7 @@ def main(argv: list[str] | None = None) -> int:
     max_iters = max_epochs * iters_per_epoch
     optim.initialize_count_status(start_epoch * iters_per_epoch, max_iters)
     show_bar = rank == 0 and sys.stdout.isatty()
-    report = RunReport(logger, work_dir if rank == 0 else None, max_epochs, start_epoch, show_bar)
+    report = engine.RunReport(logger, work_dir if rank == 0 else None, max_epochs, start_epoch, show_bar)
     report.log_header(model, train_size=len(train_loader.dataset), iters_per_epoch=iters_per_epoch,
                       batch_size=batch_size, world_size=world_size, val_size=len(val_loader.dataset))
     log_interval, vis_images = int(cfg.get('log_interval', 50)), int(cfg.get('vis_num_images', 8))
@@ -262,14 +219,15 @@ def main(argv: list[str] | None = None) -> int:
                 logger.info('Epoch %d: switched to the stage-2 pipeline (new loader workers)', epoch + 1)
             train_loader.set_epoch(epoch)  # shuffle order and per-sample augmentation seeds of this epoch
             seed_epoch(seed, epoch, rank)  # everything else random in the epoch (e.g. dropout)
-            train_one_epoch(train_model, optim, train_loader, epoch, report, device=device,
-                            log_interval=log_interval, batch_size=batch_size, ema=ema, schedulers=schedulers)
+            engine.train_one_epoch(train_model, optim, train_loader, epoch, report, device=device,
+                                   log_interval=log_interval, batch_size=batch_size, ema=ema,
+                                   schedulers=schedulers)
             for scheduler in schedulers:
                 if scheduler.by_epoch:
                     scheduler.step()
             for module in (model, ema.module if ema is not None else None):
                 if module is not None:  # validate, everywhere, the BN statistics rank 0 will save
-                    broadcast_buffers(module)
+                    dist.broadcast_buffers(module)
             validated = improved = False
             if (epoch + 1) % val_interval == 0 or epoch + 1 == max_epochs:
                 metrics = evaluate_model(ema.module if ema is not None else model, val_loader, metric, device,
@@ -278,7 +236,7 @@ def main(argv: list[str] | None = None) -> int:
                 validated, improved = True, update_best(best, metrics, ckpt_cfg['rule'], epoch, logger)
             if rank == 0:
                 it = (epoch + 1) * iters_per_epoch
-                payload = checkpoint_payload(model, ema, optim, schedulers, cfg, epoch + 1, it, best)
+                payload = engine.checkpoint_payload(model, ema, optim, schedulers, cfg, epoch + 1, it, best)
                 if improved:
                     save_checkpoint(work_dir / 'best.pth', payload)
                     logger.info('Best %s = %.4f at epoch %d: saved best.pth', best['key'], best['score'],
@@ -289,20 +247,20 @@ def main(argv: list[str] | None = None) -> int:
                     report.log_predictions(prediction_mosaic(metric, val_loader.dataset, vis_images), epoch,
                                            best=improved)
                 report.end_epoch(epoch)
-            barrier()
+            dist.barrier()
     except KeyboardInterrupt:
-        again = resume_command(argv, work_dir, args.resume, world_size, resume=saved_epoch > 0)
+        again = engine.resume_command(argv, work_dir, args.resume, world_size, resume=saved_epoch > 0)
         state = (f'{work_dir / "last.pth"} holds epoch {saved_epoch} of {max_epochs}. Resume' if saved_epoch
                  else 'no epoch had finished, nothing was saved. Start again')
         logger.warning('Interrupted: nothing half-written; %s with: %s', state, again)
         return 130
-    except (NonFiniteLossError, RunStopped) as err:  # no checkpoint written; run_main prints the line
+    except (engine.NonFiniteLossError, engine.RunStopped) as err:  # no checkpoint; run_main prints the line
         logger.error('%s', err, extra=FILE_ONLY)
         raise
     finally:
         peer_watch.set()
         report.close()
-        cleanup()
+        dist.cleanup()
     report.log_summary(best['key'], ckpt_cfg['rule'])
     score = 'none' if best['score'] is None else f"{best['score']:.4f}"
     logger.info('Training finished after %d epochs; best %s = %s (epoch %s). Work dir: %s', max_epochs,
@@ -311,4 +269,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == '__main__':
-    run_main(main)
+    cli.run_main(main)

@@ -36,25 +36,8 @@ from models.checkpoints.model_zoo import (
     zoo_config,
 )
 from models.loading import is_qat_config, load_model
-from utils.cli import (
-    ArgumentParser,
-    add_device_argument,
-    add_out_argument,
-    add_threads_argument,
-    non_negative_int,
-    output_dir,
-    output_file,
-    positive_int,
-    run_main,
-)
-from utils.config import (
-    Config,
-    ConfigError,
-    add_cfg_options_argument,
-    add_config_argument,
-    load_config,
-    require_sections,
-)
+from utils import cli
+from utils.config import Config, ConfigError, load_config, require_sections
 from utils.dist import cleanup, init_distributed, is_main_process
 from utils.errors import ArgumentError
 from utils.output_files import refuse_input_as_output, write_text_atomic
@@ -64,25 +47,26 @@ from visualization.prediction_pictures import save_prediction_pictures
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = ArgumentParser(description=__doc__)
-    add_config_argument(parser, required=False, dest='cfg_file',
-                        help='config file (default: the one in a work dir, or of a model-zoo name, given as '
-                        'CHECKPOINT)')
+    parser = cli.ArgumentParser(description=__doc__)
+    cli.add_config_argument(parser, required=False, dest='cfg_file',
+                            help='config file (default: the one in a work dir, or of a model-zoo name, '
+                            'given as CHECKPOINT)')
     add_checkpoint_argument(parser, required=False, option=True)
-    add_out_argument(parser, output_file('.json'), aliases=['--out-metrics'], required=False,
-                     metavar='FILE.json', help='write all metrics to this JSON file')
-    parser.add_argument('--dump', type=output_file('.json'), metavar='FILE.json',
+    cli.add_out_argument(parser, cli.output_file('.json'), aliases=['--out-metrics'], required=False,
+                         metavar='FILE.json', help='write all metrics to this JSON file')
+    parser.add_argument('--dump', type=cli.output_file('.json'), metavar='FILE.json',
                         help='write the per-instance predictions to this JSON file (the format '
                         'tools/eval_predictions.py reads)')
-    add_device_argument(parser)
-    parser.add_argument('--batch-size', type=positive_int, help='override val_dataloader.batch_size')
-    parser.add_argument('--num-workers', type=non_negative_int, help='override val_dataloader.num_workers')
+    cli.add_device_argument(parser)
+    parser.add_argument('--batch-size', type=cli.positive_int, help='override val_dataloader.batch_size')
+    parser.add_argument('--num-workers', type=cli.non_negative_int,
+                        help='override val_dataloader.num_workers')
     parser.add_argument('--no-flip', action='store_true', help='disable the flip test')
-    parser.add_argument('--show-dir', '--out-dir', dest='show_dir', type=output_dir, metavar='DIR',
+    parser.add_argument('--show-dir', '--out-dir', dest='show_dir', type=cli.output_dir, metavar='DIR',
                         help='write every image with its predictions (and the ground truth in magenta) to '
                         'this folder')
-    add_threads_argument(parser)
-    add_cfg_options_argument(parser)
+    cli.add_threads_argument(parser)
+    cli.add_cfg_options_argument(parser)
     return parser.parse_args(argv)
 
 
@@ -214,4 +198,4 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
 
 
 if __name__ == '__main__':
-    run_main(main)
+    cli.run_main(main)

@@ -37,8 +37,8 @@ from torch.fx.experimental.optimization import fuse
 from models import build_pose_estimator
 from models.checkpoints import load_checkpoint
 from models.checkpoints.model_zoo import add_checkpoint_argument, resolve_checkpoint
-from utils.cli import ArgumentParser, add_threads_argument, non_negative_int, positive_int, run_main
-from utils.config import add_cfg_options_argument, add_config_argument, load_config, require_sections
+from utils import cli
+from utils.config import load_config, require_sections
 from utils.threads import set_threads
 
 
@@ -79,20 +79,20 @@ def time_forward(fn: Callable[[torch.Tensor], object], x: torch.Tensor, iters: i
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = ArgumentParser(description=__doc__)
-    add_config_argument(parser, help='pose config file')
+    parser = cli.ArgumentParser(description=__doc__)
+    cli.add_config_argument(parser, help='pose config file')
     add_checkpoint_argument(parser, required=False,
                             help='optional weights: a file, a work dir, a model-zoo name or a URL')
-    parser.add_argument('--batch', type=positive_int, nargs='+', default=[1, 32])
-    add_threads_argument(parser)
+    parser.add_argument('--batch', type=cli.positive_int, nargs='+', default=[1, 32])
+    cli.add_threads_argument(parser)
     parser.add_argument('--modes', nargs='+', default=['eager', 'channels_last', 'fused', 'jit'],
                         choices=['eager', 'channels_last', 'fused', 'jit'])
-    parser.add_argument('--iters', type=positive_int, default=50)
-    parser.add_argument('--warmup', type=non_negative_int, default=10)
+    parser.add_argument('--iters', type=cli.positive_int, default=50)
+    parser.add_argument('--warmup', type=cli.non_negative_int, default=10)
     parser.add_argument('--onnx', action='store_true', help='also time ONNX Runtime fp32 / int8 (bench_onnx)')
     parser.add_argument('--calib-data', help='with --onnx: COCO file whose crops calibrate the int8 model')
     parser.add_argument('--e2e-data', help='with --onnx: COCO file for the end-to-end top-down timing')
-    add_cfg_options_argument(parser)
+    cli.add_cfg_options_argument(parser)
     args = parser.parse_args(argv)
     if args.onnx and not args.checkpoint:
         parser.error('--onnx needs a CHECKPOINT (the float weights to export and quantise)')
@@ -131,4 +131,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == '__main__':
-    run_main(main)
+    cli.run_main(main)

@@ -37,27 +37,27 @@ from deploy.export import export_pose_model
 from deploy.ptq import quantize_pose_model
 from models.checkpoints.model_zoo import add_checkpoint_argument, resolve_checkpoint
 from models.loading import load_model
-from utils.cli import ArgumentParser, add_threads_argument, input_file, positive_int, run_main
-from utils.config import add_cfg_options_argument, add_config_argument, load_config, require_sections
+from utils import cli
+from utils.config import load_config, require_sections
 from utils.threads import set_threads
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = ArgumentParser(description=__doc__)
-    add_config_argument(parser, help='pose config file')
+    parser = cli.ArgumentParser(description=__doc__)
+    cli.add_config_argument(parser, help='pose config file')
     add_checkpoint_argument(parser, help='float checkpoint: a file, a work dir, a model-zoo name or a URL')
-    add_threads_argument(parser)
-    parser.add_argument('--batch', type=positive_int, nargs='+', default=[1, 32], help='batch sizes')
-    parser.add_argument('--repeats', type=positive_int, default=5, help='timing repeats per measurement')
-    parser.add_argument('--iters', type=positive_int, default=50,
+    cli.add_threads_argument(parser)
+    parser.add_argument('--batch', type=cli.positive_int, nargs='+', default=[1, 32], help='batch sizes')
+    parser.add_argument('--repeats', type=cli.positive_int, default=5, help='timing repeats per measurement')
+    parser.add_argument('--iters', type=cli.positive_int, default=50,
                         help='runs per repeat at batch 1 (fewer at larger)')
     parser.add_argument('--calib-data', help='COCO annotation file whose crops calibrate the int8 model')
-    parser.add_argument('--int8', type=input_file('an int8 .onnx file'),
+    parser.add_argument('--int8', type=cli.input_file('an int8 .onnx file'),
                         help='use this int8 ONNX file instead of quantising here')
-    parser.add_argument('--qat-int8', type=input_file('an int8 .onnx file'),
+    parser.add_argument('--qat-int8', type=cli.input_file('an int8 .onnx file'),
                         help='also time this int8 ONNX file exported from a QAT run')
     parser.add_argument('--e2e-data', help='COCO annotation file for the end-to-end top-down timing')
-    add_cfg_options_argument(parser)
+    cli.add_cfg_options_argument(parser)
     return parser.parse_args(argv)
 
 
@@ -171,4 +171,4 @@ def end_to_end(cfg, backends: dict[str, object], args: argparse.Namespace) -> li
 
 
 if __name__ == '__main__':
-    run_main(main)
+    cli.run_main(main)

@@ -31,8 +31,8 @@ import torch
 from datasets import RepeatDataset, build_dataloader, build_dataset
 from datasets.batched import DeviceTopdownPipeline, RawSampleDataset, collate_raw, dataset_recipes
 from datasets.batched.profile import count_ops, profile_pipeline
-from utils.cli import ArgumentParser, non_negative_int, positive_int, run_main
-from utils.config import add_cfg_options_argument, add_config_argument, load_config, require_sections
+from utils import cli
+from utils.config import load_config, require_sections
 
 
 def dataset_config(cfg, phase: str, data_dir: str | None, ann_file: str) -> dict:
@@ -139,18 +139,18 @@ def _batched(dataset_cfg: dict, n: int, batch_size: int, repeats: int, workers: 
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = ArgumentParser(description=__doc__)
-    add_config_argument(parser, help='pose config file (its train_dataloader / val_dataloader dataset '
+    parser = cli.ArgumentParser(description=__doc__)
+    cli.add_config_argument(parser, help='pose config file (its train_dataloader / val_dataloader dataset '
                                      'is timed)')
     parser.add_argument('--data-dir', help="time the dataset's pipeline on the images and ann file of this "
                                            "folder instead of the config's data")
     parser.add_argument('--ann-file', default='test_coco.json', help='COCO keypoint file in --data-dir')
     parser.add_argument('--phase', choices=('train', 'val'), default='train')
-    parser.add_argument('--n', type=positive_int, default=600, help='samples per timed run')
-    parser.add_argument('--repeats', type=positive_int, default=3)
-    parser.add_argument('--workers', type=non_negative_int, nargs='*', default=[2],
+    parser.add_argument('--n', type=cli.positive_int, default=600, help='samples per timed run')
+    parser.add_argument('--repeats', type=cli.positive_int, default=3)
+    parser.add_argument('--workers', type=cli.non_negative_int, nargs='*', default=[2],
                         help='loader worker counts to time')
-    parser.add_argument('--batch-size', type=positive_int, default=32)
+    parser.add_argument('--batch-size', type=cli.positive_int, default=32)
     parser.add_argument('--default-threads', action='store_true',
                         help='keep the OpenCV/torch thread defaults in the single-process run (default: '
                              'one thread each, as in a loader worker)')
@@ -158,7 +158,7 @@ def main(argv: list[str] | None = None) -> int:
                         help='also time the batched pipeline (loader side + per-batch side on --device)')
     parser.add_argument('--device', default='cpu', help='where --batched runs the per-batch side (cpu, cuda)')
     parser.add_argument('--json', action='store_true', help='also print the figures as one JSON line')
-    add_cfg_options_argument(parser)
+    cli.add_cfg_options_argument(parser)
     args = parser.parse_args(argv)
     cfg = load_config(args.config, args.cfg_options)
     require_sections(cfg, [f'{args.phase}_dataloader.dataset'], 'benchmarks/bench_pipeline.py')
@@ -193,4 +193,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == '__main__':
-    run_main(main)
+    cli.run_main(main)

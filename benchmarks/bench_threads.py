@@ -26,7 +26,7 @@ import tempfile
 import cv2
 import numpy as np
 
-from utils.cli import ArgumentParser, input_file, positive_int, run_main
+from utils import cli
 from utils.threads import usable_cores
 
 REPO = Path(__file__).resolve().parents[1]
@@ -98,17 +98,17 @@ def measure(flags: list[str], config: str, checkpoint: str, video: str, frames: 
 
 
 def main(argv: list[str] | None = None) -> list[dict]:
-    parser = ArgumentParser(description=__doc__)
-    parser.add_argument('--config', type=input_file('a pose .py config file'), default=str(CONFIG))
-    parser.add_argument('--checkpoint', type=input_file('a pose checkpoint file'),
+    parser = cli.ArgumentParser(description=__doc__)
+    parser.add_argument('--config', type=cli.input_file('a pose .py config file'), default=str(CONFIG))
+    parser.add_argument('--checkpoint', type=cli.input_file('a pose checkpoint file'),
                         help='default: the sample RLE-0.5x weights, else random weights')
-    parser.add_argument('--video', type=input_file('a video file'), help='default: the sample video, '
+    parser.add_argument('--video', type=cli.input_file('a video file'), help='default: the sample video, '
                         'else a synthetic 960x540 one')
-    parser.add_argument('--frames', type=positive_int, default=10, help='video frames per demo run')
-    parser.add_argument('--iters', type=positive_int, default=10, help='timed forwards per setting')
-    parser.add_argument('--load', type=positive_int, default=None,
+    parser.add_argument('--frames', type=cli.positive_int, default=10, help='video frames per demo run')
+    parser.add_argument('--iters', type=cli.positive_int, default=10, help='timed forwards per setting')
+    parser.add_argument('--load', type=cli.positive_int, default=None,
                         help='busy processes started (default: one per usable core)')
-    parser.add_argument('--load-seconds', type=positive_int, default=600,
+    parser.add_argument('--load-seconds', type=cli.positive_int, default=600,
                         help='the busy processes stop by themselves after this long')
     parser.add_argument('--settings', nargs='+', choices=SETTINGS, default=list(SETTINGS),
                         help="torch: torch's own default; default: the scripts' rule; 1: --threads 1")
@@ -144,4 +144,4 @@ def main(argv: list[str] | None = None) -> list[dict]:
 
 
 if __name__ == '__main__':
-    run_main(main)
+    cli.run_main(main)

@@ -51,15 +51,8 @@ from engine import (
     train_step,
 )
 from optim import build_ema, build_optimizer, build_schedulers, ema_config
-from utils.cli import (
-    ArgumentParser,
-    add_device_argument,
-    add_threads_argument,
-    non_negative_int,
-    positive_int,
-    run_main,
-)
-from utils.config import add_cfg_options_argument, add_config_argument, load_config, require_sections
+from utils import cli
+from utils.config import load_config, require_sections
 from utils.threads import set_threads
 
 
@@ -119,24 +112,24 @@ def host_ms_per_sample(loader: Any, n: int = 256) -> tuple[float, float]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = ArgumentParser(description=__doc__)
-    add_config_argument(parser, help='pose config file (its model, optimizer and train loader)')
+    parser = cli.ArgumentParser(description=__doc__)
+    cli.add_config_argument(parser, help='pose config file (its model, optimizer and train loader)')
     parser.add_argument('--synthetic', action='store_true', help='random batches instead of the train loader')
-    parser.add_argument('--synthetic-jpeg', type=positive_int, nargs='?', const=256, metavar='N',
+    parser.add_argument('--synthetic-jpeg', type=cli.positive_int, nargs='?', const=256, metavar='N',
                         help='train on N (default 256) synthetic 640x480 JPEGs written to a temporary folder')
     parser.add_argument('--jpeg-dir', help='write the --synthetic-jpeg images here instead (kept; reused '
                                            'when it already holds N)')
     parser.add_argument('--input-pipeline', choices=INPUT_PIPELINES,
                         help="per-sample loader ('cpu') or batched on the device ('device'); default: as "
                              'train.py')
-    parser.add_argument('--iters', type=positive_int, default=50, help='timed iterations')
-    parser.add_argument('--warmup', type=non_negative_int, default=5, help='untimed iterations first')
-    parser.add_argument('--batch-size', type=positive_int, help='override train_dataloader.batch_size')
+    parser.add_argument('--iters', type=cli.positive_int, default=50, help='timed iterations')
+    parser.add_argument('--warmup', type=cli.non_negative_int, default=5, help='untimed iterations first')
+    parser.add_argument('--batch-size', type=cli.positive_int, help='override train_dataloader.batch_size')
     parser.add_argument('--amp', action='store_true', help="mixed precision, as train.py's --amp")
     parser.add_argument('--json', action='store_true', help='also print the figures as one JSON line')
-    add_device_argument(parser, default='cuda' if torch.cuda.is_available() else 'cpu')
-    add_threads_argument(parser)
-    add_cfg_options_argument(parser)
+    cli.add_device_argument(parser, default='cuda' if torch.cuda.is_available() else 'cpu')
+    cli.add_threads_argument(parser)
+    cli.add_cfg_options_argument(parser)
     args = parser.parse_args(argv)
     set_threads(args.threads)
     cfg = load_config(args.config, args.cfg_options)
@@ -236,4 +229,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == '__main__':
-    run_main(main)
+    cli.run_main(main)

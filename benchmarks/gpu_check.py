@@ -45,7 +45,7 @@ from dataclasses import asdict
 from datetime import datetime, timezone
 
 from benchmarks.gpu_check_rows import SIZES, Check, JpegFolder, Row, Settings, dry_run_commands, plan
-from utils.cli import run_main
+from utils import cli
 from utils.errors import ArgumentError
 from utils.output_files import write_text_atomic
 from utils.sample_data import SHARED_ENV, shared_dir
@@ -221,4 +221,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == '__main__':
-    run_main(main)
+    cli.run_main(main)

@@ -28,7 +28,7 @@ import platform
 import time
 from typing import Any
 
-from utils.cli import run_main
+from utils import cli
 from utils.sample_data import SHARED_ENV, shared_dir
 
 # module to import -> distribution whose version is reported
@@ -195,4 +195,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == '__main__':
-    run_main(main)
+    cli.run_main(main)

@@ -16,7 +16,7 @@ import json
 import cv2
 import numpy as np
 
-from utils.cli import ArgumentParser, add_out_argument, output_dir, positive_int, run_main
+from utils import cli
 
 # A standing person's 17 COCO keypoints in box units (x, y in [0, 1]).
 _POSE = np.array([[.50, .08], [.54, .06], [.46, .06], [.58, .08], [.42, .08], [.66, .22], [.34, .22],
@@ -77,10 +77,10 @@ def write_synthetic_coco(folder: str | Path, n_images: int = 64, seed: int = 0,
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = ArgumentParser(description=__doc__.splitlines()[0])
-    add_out_argument(parser, output_dir, folder=True, positional='OUT_DIR',
-                     help='folder for the JPEGs and their ann.json')
-    parser.add_argument('--images', type=positive_int, default=64)
+    parser = cli.ArgumentParser(description=__doc__.splitlines()[0])
+    cli.add_out_argument(parser, cli.output_dir, folder=True, positional='OUT_DIR',
+                         help='folder for the JPEGs and their ann.json')
+    parser.add_argument('--images', type=cli.positive_int, default=64)
     args = parser.parse_args(argv)
     ann = write_synthetic_coco(args.out_dir, args.images)
     sizes = [p.stat().st_size for p in Path(args.out_dir).glob('*.jpg')]
@@ -90,4 +90,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == '__main__':
-    run_main(main)
+    cli.run_main(main)

@@ -39,7 +39,6 @@ class SimCCLabel(BaseKeypointCodec):
                  sigma: float | tuple[float, float] = 6.0, simcc_split_ratio: float = 2.0,
                  label_smooth_weight: float = 0.0, normalize: bool = True, use_dark: bool = False,
                  decode_visibility: bool = False, decode_beta: float = 150.0) -> None:
-        # (checks string options, then stores the arguments: the shape every configurable class has)
         if smoothing_type not in ('gaussian', 'standard'):
             raise ValueError(f"SimCCLabel smoothing_type must be 'gaussian' or 'standard', got "
                              f'{smoothing_type!r}')

@@ -31,7 +31,6 @@ class UDPHeatmap(BaseKeypointCodec):
     def __init__(self, input_size: tuple[int, int], heatmap_size: tuple[int, int],
                  heatmap_type: str = 'gaussian', sigma: float = 2., radius_factor: float = 0.0546875,
                  blur_kernel_size: int = 11) -> None:
-        # (checks a string option, then stores the arguments: the shape every configurable class has)
         if heatmap_type not in ('gaussian', 'combined'):
             raise ValueError(f"UDPHeatmap heatmap_type must be 'gaussian' or 'combined', "
                              f'got {heatmap_type!r}')

@@ -9,7 +9,7 @@ benchmarks/ and the tests, so that all of them run the same step.
 - ``report``: the console, log and work-dir reporting (``RunReport``); ``record``: results.csv and
   scalars.json.
 """
-from engine.loop import RunStopped, stop_run, train_one_epoch, watch_for_peer_stop
+from engine.loop import RunStopped, train_one_epoch, watch_for_peer_stop
 from engine.record import RunRecord, read_results, read_scalars, run_series, summary_table
 from engine.report import RunReport, TrainWindow
 from engine.run import (
@@ -32,20 +32,11 @@ from engine.run_dir import (
     resolve_run,
     resume_command,
 )
-from engine.step import (
-    LossModel,
-    NonFiniteLossError,
-    StepStats,
-    estimator_of,
-    prepare_batch,
-    total_loss,
-    train_step,
-)
+from engine.step import LossModel, NonFiniteLossError, StepStats, prepare_batch, train_step
 
-__all__ = ['RunStopped', 'stop_run', 'train_one_epoch', 'watch_for_peer_stop', 'RunRecord', 'read_results',
+__all__ = ['RunStopped', 'train_one_epoch', 'watch_for_peer_stop', 'RunRecord', 'read_results',
            'read_scalars', 'run_series', 'summary_table', 'RunReport', 'TrainWindow', 'build_train_model',
            'check_data_paths', 'check_data_sizes', 'check_training_settings', 'checkpoint_payload',
            'enable_amp', 'pin_loader_memory', 'refuse_overwrite', 'restore', 'set_cudnn_benchmark',
-           'LossModel', 'NonFiniteLossError', 'StepStats', 'estimator_of', 'prepare_batch', 'total_loss',
-           'train_step', 'finished_message', 'latest_run', 'new_work_dir', 'read_resume_checkpoint',
-           'resolve_run', 'resume_command']
+           'LossModel', 'NonFiniteLossError', 'StepStats', 'prepare_batch', 'train_step', 'finished_message',
+           'latest_run', 'new_work_dir', 'read_resume_checkpoint', 'resolve_run', 'resume_command']

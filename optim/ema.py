@@ -128,16 +128,18 @@ def ema_config(cfg: Mapping[str, Any]) -> dict[str, Any] | None:
 
     The entry is ``ema = dict(type='ExpMomentumEMA', momentum=0.0002, gamma=2000, update_buffers=True)``
     (``type`` defaults to ``'ExponentialMovingAverage'``). MMPose's form, ``custom_hooks =
-    [dict(type='EMAHook', ema_type=..., momentum=..., priority=...)]``, is converted here, the one place
-    that reads ``custom_hooks``; other hooks are ignored with a warning (stage 2 comes from
-    ``stage2_num_epochs``), and a config with both forms is an error.
+    [dict(type='EMAHook', ema_type=..., momentum=..., priority=...)]``, is converted here; other hooks are
+    ignored with a warning (a config file's ``PipelineSwitchHook`` never gets here: loading the file turns
+    it into ``stage2_num_epochs`` + ``pipeline_stage2``, ``utils/config_stage2.py``), and a config with
+    both forms is an error.
     """
     hooks = list(cfg.get('custom_hooks') or [])
     for hook in hooks:
         if hook.get('type') != 'EMAHook':
             logger.warning(
-                'custom_hooks: %s is not supported and is ignored (EMA comes from the ema entry or an '
-                'EMAHook, stage 2 from stage2_num_epochs + the pipeline_stage2)', hook.get('type'))
+                'custom_hooks: %s is ignored: this project runs no hooks (an EMAHook sets the EMA; a '
+                "config file's PipelineSwitchHook becomes stage2_num_epochs + pipeline_stage2 when it loads)",
+                hook.get('type'))
     ema_hooks = [h for h in hooks if h.get('type') == 'EMAHook']
     if cfg.get('ema') is not None and ema_hooks:
         raise ValueError('the config sets both ema and custom_hooks EMAHook; keep one')

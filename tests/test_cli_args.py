@@ -36,7 +36,7 @@ def parsed(module_name: str, argv: list, monkeypatch) -> object:
         def parse_args(self, args=None, namespace=None):
             raise _Parsed(super().parse_args(args, namespace))
 
-    monkeypatch.setattr(module, 'ArgumentParser', Stop)
+    monkeypatch.setattr(cli, 'ArgumentParser', Stop)  # every script builds its parser as cli.ArgumentParser
     with pytest.raises(_Parsed) as info:
         module.main([str(a) for a in argv])
     return info.value.args[0]

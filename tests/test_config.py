@@ -164,7 +164,7 @@ def test_base_must_be_a_literal(tmp_path: Path) -> None:
 def test_config_argument_positional_or_cfg_file() -> None:
     import argparse
 
-    from utils.config import add_config_argument
+    from utils.cli import add_config_argument
 
     parser = argparse.ArgumentParser()
     add_config_argument(parser)

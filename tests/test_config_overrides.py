@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from utils.config import Config, ConfigError, add_cfg_options_argument, load_config
+from utils.cli import add_cfg_options_argument
+from utils.config import Config, ConfigError, load_config
 
 REPO = Path(__file__).resolve().parents[1]
 RLE = REPO / 'configs' / 'rle' / 'rle_mbv2-0.5x_aic-coco-192x192.py'

@@ -5,7 +5,8 @@ only the optional ``onnx`` / ``onnxruntime`` packages may be imported lazily, an
 The registries of ``utils/registry.py`` import the packages that define their members through importlib,
 at their first lookup: a module that imports a registry (``from utils.registry import MODELS``) therefore
 imports its ``locations`` too, and those edges are checked like the others (not for cycles: they run
-after every import has finished).
+after every import has finished). One registry lookup from below is allowed (:data:`LOOKUPS_FROM_BELOW`);
+any other import of that module is checked as usual.
 """
 from __future__ import annotations
 
@@ -23,10 +24,11 @@ LAYERS = {
     'engine': 3,
     'apis': 4, 'deploy': 4,
 }
-# Modules allowed to use a registry whose members live in a higher layer, and why.
-REGISTRY_USERS_BELOW_MEMBERS = {
-    'utils.cfg_options': 'checks a --cfg-options key against the arguments of the class a "type" names, '
-                         'in any registry (utils.registry.find_registered)',
+# (module, name it imports from utils.registry) allowed although the registry's members live in a higher
+# layer, and why; the module's other imports, registries included, are checked as usual.
+LOOKUPS_FROM_BELOW = {
+    ('utils.cfg_options', 'find_registered'): 'reads the arguments of the class a config "type" names, in '
+                                              'any registry, to check a --cfg-options key; builds nothing',
 }
 SCRIPT_PACKAGES = ('tools', 'benchmarks')  # entry points: may import anything, nothing imports them
 SCRIPTS = {p.stem for p in ROOT.glob('*.py')}  # train, val, topdown_demo_with_mmdet
@@ -82,10 +84,12 @@ def _registry_locations() -> dict[str, set[str]]:
 REGISTRY_LOCATIONS = _registry_locations()
 
 
-def _imports(path: Path, top_level_only: bool = False) -> list[tuple[str, int]]:
+def _imports(path: Path, top_level_only: bool = False, allowed: bool = False) -> list[tuple[str, int]]:
     """First-party modules imported by ``path`` (``from a.b import c`` gives ``a.b.c`` when that is a
     module, else ``a.b``), with line numbers; unless ``top_level_only``, also the packages the registries
-    it imports load (:data:`REGISTRY_LOCATIONS`)."""
+    it imports load (:data:`REGISTRY_LOCATIONS`), but for the :data:`LOOKUPS_FROM_BELOW` unless
+    ``allowed``."""
+    module = next(m for m, p in MODULES.items() if p == path)
     tree = ast.parse(path.read_text(), str(path))
     nodes = tree.body if top_level_only else list(ast.walk(tree))
     out = []
@@ -96,7 +100,8 @@ def _imports(path: Path, top_level_only: bool = False) -> list[tuple[str, int]]:
             names = [f'{node.module}.{alias.name}' if f'{node.module}.{alias.name}' in MODULES
                      else node.module for alias in node.names]
             if node.module == 'utils.registry' and not top_level_only:
-                names += sorted(set().union(*(REGISTRY_LOCATIONS.get(a.name, set()) for a in node.names)))
+                names += sorted(set().union(*(REGISTRY_LOCATIONS.get(a.name, set()) for a in node.names
+                                              if allowed or (module, a.name) not in LOOKUPS_FROM_BELOW)))
         else:
             continue
         out += [(name, node.lineno) for name in names if name.split('.')[0] in FIRST_PARTY]
@@ -112,7 +117,7 @@ def test_no_upward_or_script_imports(module: str) -> None:
     own = _layer(module)
     bad = [f'{MODULES[module].relative_to(ROOT)}:{line} imports {name}'
            for name, line in _imports(MODULES[module])
-           if _layer(name) is None or _layer(name) > own and module not in REGISTRY_USERS_BELOW_MEMBERS]
+           if _layer(name) is None or _layer(name) > own]
     assert not bad, 'a lower layer imports a higher one or a script:\n' + '\n'.join(bad)
 
 
@@ -152,8 +157,9 @@ def test_registries_load_first_party_packages_the_layering_sees():
     assert REGISTRY_LOCATIONS['find_registered'] == set().union(
         *(REGISTRY_LOCATIONS[n] for n in REGISTRY_LOCATIONS if n.isupper() and n != 'ALL_REGISTRIES'))
     assert 'codec' in {name for name, _ in _imports(MODULES['models.heads.regression_head'])}
-    upward = {name for name, _ in _imports(MODULES['utils.cfg_options']) if _layer(name) > 0}
-    assert {'models', 'optim', 'evaluation'} <= upward  # seen, and allowed only by the listed exception
+    upward = {name for name, _ in _imports(MODULES['utils.cfg_options'], allowed=True) if _layer(name) > 0}
+    assert {'models', 'optim', 'evaluation'} <= upward  # seen, and allowed only by LOOKUPS_FROM_BELOW
+    assert not [name for name, _ in _imports(MODULES['utils.cfg_options']) if _layer(name) > 0]
 
 
 def test_every_module_logs_under_the_project_logger():

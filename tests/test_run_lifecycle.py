@@ -130,14 +130,14 @@ def test_two_runs_in_the_same_second_then_resume_finished_and_longer(tiny_cfg, t
 
 @pytest.mark.parametrize('stop_in', [1, 0], ids=['epoch2', 'epoch1'])
 def test_ctrl_c_prints_the_command_that_resumes(tiny_cfg, tmp_path, monkeypatch, capsys, stop_in):
-    real_epoch = train.train_one_epoch
+    real_epoch = train.engine.train_one_epoch
 
     def interrupted(model, optim, loader, epoch, *args, **kwargs):
         if epoch == stop_in:
             raise KeyboardInterrupt
         return real_epoch(model, optim, loader, epoch, *args, **kwargs)
 
-    monkeypatch.setattr(train, 'train_one_epoch', interrupted)
+    monkeypatch.setattr(train.engine, 'train_one_epoch', interrupted)
     work = tmp_path / 'my run'
     options = ['train_cfg.max_epochs=2', 'codec.input_size=(192, 192)']
     argv = _train(tiny_cfg, '--work-dir', tmp_path / 'elsewhere', '--overwrite', '--work_dir', work,
@@ -155,7 +155,7 @@ def test_ctrl_c_prints_the_command_that_resumes(tiny_cfg, tmp_path, monkeypatch,
         assert shlex.split(command) == expected and not list(work.glob('*.pth'))
     assert not list(work.glob('*.tmp')) and not list(work.glob('.*.tmp'))
 
-    monkeypatch.setattr(train, 'train_one_epoch', real_epoch)
+    monkeypatch.setattr(train.engine, 'train_one_epoch', real_epoch)
     assert train.main(shlex.split(command)[2:]) == 0  # the printed command finishes the run
     assert read_checkpoint(work / 'last.pth')['epoch'] == 2
     assert not (tmp_path / 'elsewhere').exists()

@@ -19,8 +19,8 @@ import numpy as np
 
 from datasets import RepeatDataset, build_dataset
 from datasets.transforms import ImageLoadError, PackPoseInputs
-from utils.cli import ArgumentParser, add_out_argument, output_dir, positive_int, random_seed, run_main
-from utils.config import add_cfg_options_argument, add_config_argument, load_config, require_sections
+from utils import cli
+from utils.config import load_config, require_sections
 from utils.output_files import write_image
 
 
@@ -58,15 +58,15 @@ def augmented_sample(dataset, index: int, seed: int) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = ArgumentParser(description=__doc__)
-    add_config_argument(parser, help='pose config file (its train_dataloader / val_dataloader dataset)')
-    add_out_argument(parser, output_dir, folder=True, aliases=['--output-dir'],
-                     help='folder for the drawn crops (.jpg; created when the first is written)')
+    parser = cli.ArgumentParser(description=__doc__)
+    cli.add_config_argument(parser, help='pose config file (its train_dataloader / val_dataloader dataset)')
+    cli.add_out_argument(parser, cli.output_dir, folder=True, aliases=['--output-dir'],
+                         help='folder for the drawn crops (.jpg; created when the first is written)')
     parser.add_argument('--phase', choices=('train', 'val'), default='train',
                         help='which dataloader to browse')
-    parser.add_argument('--n', type=positive_int, default=20, help='number of samples to write')
-    parser.add_argument('--seed', type=random_seed, default=0, help='seed of the augmentations')
-    add_cfg_options_argument(parser)
+    parser.add_argument('--n', type=cli.positive_int, default=20, help='number of samples to write')
+    parser.add_argument('--seed', type=cli.random_seed, default=0, help='seed of the augmentations')
+    cli.add_cfg_options_argument(parser)
     args = parser.parse_args(argv)
     cfg = load_config(args.config, args.cfg_options)
     require_sections(cfg, [f'{args.phase}_dataloader.dataset'], 'tools/browse_dataset.py')
@@ -97,4 +97,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == '__main__':
-    run_main(main)
+    cli.run_main(main)

@@ -26,16 +26,16 @@ from models.checkpoints import (
     state_dict_of,
 )
 from models.checkpoints.model_zoo import resolve_checkpoint
-from utils.cli import ArgumentParser, add_out_argument, output_file, run_main
+from utils import cli
 from utils.output_files import refuse_input_as_output
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = ArgumentParser(description=__doc__)
+    parser = cli.ArgumentParser(description=__doc__)
     parser.add_argument('src', metavar='CHECKPOINT',
                         help='checkpoint to read: a file (.pth), a work dir, a model-zoo name or a URL')
-    add_out_argument(parser, output_file(*('.pth', '.pt')), positional='DST', metavar='DST.pth',
-                     help='checkpoint file to write (.pth or .pt; replaced atomically)')
+    cli.add_out_argument(parser, cli.output_file(*('.pth', '.pt')), positional='DST', metavar='DST.pth',
+                         help='checkpoint file to write (.pth or .pt; replaced atomically)')
     parser.add_argument('--to', required=True, choices=('mmpose', 'original', 'ours'),
                         help='layout of the written checkpoint')
     return parser.parse_args(argv)
@@ -55,4 +55,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == '__main__':
-    run_main(main)
+    cli.run_main(main)

@@ -27,8 +27,8 @@ from datasets.metainfo import parse_pose_metainfo
 from evaluation.coco_eval import num_annotated_keypoints
 from evaluation.coco_metric import NMS_MODES, SCORE_MODES, CocoMetric, write_coco_results
 from evaluation.prediction_file import COCO_RESULTS, PredictionFileError, read_predictions
-from utils.cli import ArgumentParser, add_out_argument, input_file, output_file, run_main, unit_float
-from utils.config import Config, add_cfg_options_argument, parse_cfg_options
+from utils import cli
+from utils.config import Config, parse_cfg_options
 
 
 def check_keypoint_count(path: str, records: list[dict], ann_file: str, num_keypoints: int | None) -> None:
@@ -43,32 +43,33 @@ class OutfilePrefix(argparse.Action):
     """``--outfile-prefix PREFIX`` (CocoMetric's spelling): ``--out PREFIX.keypoints.json``."""
 
     def __call__(self, parser, namespace, values, option_string=None) -> None:
-        setattr(namespace, self.dest, output_file('.json')(f'{values}.keypoints.json'))
+        setattr(namespace, self.dest, cli.output_file('.json')(f'{values}.keypoints.json'))
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = ArgumentParser(description=__doc__)
-    parser.add_argument('--ann-file', required=True, type=input_file('a COCO keypoint annotation .json file'),
+    parser = cli.ArgumentParser(description=__doc__)
+    parser.add_argument('--ann-file', required=True,
+                        type=cli.input_file('a COCO keypoint annotation .json file'),
                         help='COCO keypoint annotation JSON (the ground truth)')
-    parser.add_argument('--predictions', required=True, type=input_file('a predictions .json file'),
+    parser.add_argument('--predictions', required=True, type=cli.input_file('a predictions .json file'),
                         help='val.py --dump file or COCO keypoint results JSON (see above)')
     parser.add_argument('--score-mode', default='bbox_keypoint', choices=SCORE_MODES,
                         help='instance rescoring of per-instance predictions (default bbox_keypoint)')
     parser.add_argument('--nms-mode', default='oks_nms', choices=NMS_MODES,
                         help='per-image NMS of per-instance predictions (default oks_nms)')
-    parser.add_argument('--nms-thr', type=unit_float, default=0.9,
+    parser.add_argument('--nms-thr', type=cli.unit_float, default=0.9,
                         help='OKS threshold of the NMS, 0 to 1 (default 0.9)')
-    parser.add_argument('--keypoint-score-thr', type=unit_float, default=0.2,
+    parser.add_argument('--keypoint-score-thr', type=cli.unit_float, default=0.2,
                         help='keypoints scoring below are left out of the rescoring, 0 to 1 (default 0.2)')
     parser.add_argument('--use-area', action=argparse.BooleanOptionalAction, default=True,
                         help="use the annotations' area for OKS (--no-use-area: 0.53 * bbox area)")
     parser.add_argument('--metainfo', default='configs/_base_/datasets/coco.py',
                         help='dataset_info config giving the keypoints and OKS sigmas')
-    add_out_argument(parser, output_file('.json'), required=False, metavar='RESULTS.json',
-                     help='also write the final COCO keypoint results (after rescoring and NMS) here')
+    cli.add_out_argument(parser, cli.output_file('.json'), required=False, metavar='RESULTS.json',
+                         help='also write the final COCO keypoint results (after rescoring and NMS) here')
     parser.add_argument('--outfile-prefix', dest='out', action=OutfilePrefix, metavar='PREFIX',
                         help='the same as --out PREFIX.keypoints.json (CocoMetric\'s outfile_prefix)')
-    add_cfg_options_argument(parser)
+    cli.add_cfg_options_argument(parser)
     return parser.parse_args(argv)
 
 
@@ -102,4 +103,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == '__main__':
-    run_main(main)
+    cli.run_main(main)

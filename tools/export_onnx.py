@@ -37,30 +37,21 @@ from deploy.deps import require
 from deploy.export import EXPORTERS, compare_with_torch, export_detector, export_pose_model, simplify_onnx
 from models.checkpoints.model_zoo import add_checkpoint_argument, resolve_checkpoint
 from models.loading import is_detector_config, is_qat_config, load_model, model_sections
-from utils.cli import (
-    ArgumentParser,
-    add_out_argument,
-    add_threads_argument,
-    input_file,
-    non_negative_float,
-    output_file,
-    positive_int,
-    run_main,
-)
-from utils.config import add_cfg_options_argument, add_config_argument, load_config, require_sections
+from utils import cli
+from utils.config import load_config, require_sections
 from utils.errors import ReportedError
 from utils.output_files import atomic_output, refuse_input_as_output
 from utils.threads import set_threads
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = ArgumentParser(description=__doc__)
-    add_config_argument(parser, help='pose or detector config file')
+    parser = cli.ArgumentParser(description=__doc__)
+    cli.add_config_argument(parser, help='pose or detector config file')
     add_checkpoint_argument(parser, help='the model\'s checkpoint (float, or of a QAT run for a QAT config): '
                             'a file, a work dir, a model-zoo name or a URL')
-    add_out_argument(parser, output_file('.onnx'), aliases=['--output'], metavar='FILE.onnx',
-                     help='ONNX file to write (replaced only after the check passed)')
-    parser.add_argument('--opset', type=positive_int, default=None,
+    cli.add_out_argument(parser, cli.output_file('.onnx'), aliases=['--output'], metavar='FILE.onnx',
+                         help='ONNX file to write (replaced only after the check passed)')
+    parser.add_argument('--opset', type=cli.positive_int, default=None,
                         help='ONNX opset (default 17 with the TorchScript exporter, 18 with dynamo)')
     parser.add_argument('--dynamic-batch', action='store_true', help='free batch dimension')
     parser.add_argument('--with-decode', action='store_true',
@@ -75,15 +66,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help='torch.onnx exporter: TorchScript (dynamo=False, default) or dynamo')
     parser.add_argument('--check-data', help='pose: COCO annotation file (or folder holding one) whose '
                         'GT-box crops check the export (default: the config\'s val data)')
-    parser.add_argument('--check-image', type=input_file('an image file'),
+    parser.add_argument('--check-image', type=cli.input_file('an image file'),
                         help='detector: image that checks the export')
-    parser.add_argument('--check-batch', type=positive_int, default=4, help='number of crops for the check')
-    parser.add_argument('--atol', type=non_negative_float, default=5e-4,
+    parser.add_argument('--check-batch', type=cli.positive_int, default=4,
+                        help='number of crops for the check')
+    parser.add_argument('--atol', type=cli.non_negative_float, default=5e-4,
                         help='tolerance of the float check: raw outputs; decoded keypoints get atol times '
                         'the larger crop side in px (default 5e-4, i.e. 0.096 px at 192x192; a batch of '
                         'crops through oneDNN vs ONNX Runtime differs by up to ~2e-4 on raw outputs)')
-    add_threads_argument(parser)
-    add_cfg_options_argument(parser)
+    cli.add_threads_argument(parser)
+    cli.add_cfg_options_argument(parser)
     return parser.parse_args(argv)
 
 
@@ -199,4 +191,4 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
 
 
 if __name__ == '__main__':
-    run_main(main)
+    cli.run_main(main)

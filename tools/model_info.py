@@ -23,8 +23,8 @@ from torch import nn
 
 from deploy.export import detector_input_size
 from models.loading import is_detector_config, model_sections
-from utils.cli import ArgumentParser, add_threads_argument, run_main
-from utils.config import add_cfg_options_argument, add_config_argument, load_config, require_sections
+from utils import cli
+from utils.config import load_config, require_sections
 from utils.registry import MODELS
 from utils.threads import set_threads
 
@@ -81,10 +81,10 @@ def model_info(cfg: Any) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = ArgumentParser(description=__doc__)
-    add_config_argument(parser, help='pose or detector config file')
-    add_threads_argument(parser)
-    add_cfg_options_argument(parser)
+    parser = cli.ArgumentParser(description=__doc__)
+    cli.add_config_argument(parser, help='pose or detector config file')
+    cli.add_threads_argument(parser)
+    cli.add_cfg_options_argument(parser)
     args = parser.parse_args(argv)
     set_threads(args.threads)
     cfg = load_config(args.config, args.cfg_options)
@@ -93,4 +93,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == '__main__':
-    run_main(main)
+    cli.run_main(main)

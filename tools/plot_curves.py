@@ -13,19 +13,19 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository root, for `python tools/x.py`
 
 from engine.record import run_series
-from utils.cli import ArgumentParser, add_out_argument, output_file, positive_int, run_main
+from utils import cli
 from visualization.curves import CHART_FORMATS, Panel, Series, plot_panels
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = ArgumentParser(description=__doc__)
+    parser = cli.ArgumentParser(description=__doc__)
     parser.add_argument('runs', nargs='+', help='work dirs, results.csv or scalars.json files')
     parser.add_argument('--keys', nargs='+', default=['loss', 'coco/AP'],
                         help='columns / scalars to draw, one chart each (default: loss coco/AP)')
     parser.add_argument('--legend', nargs='+', help='one name per run (default: the run folder names)')
-    add_out_argument(parser, output_file(*CHART_FORMATS), metavar='FILE',
-                     help=f'chart file to write, its format by its extension: {", ".join(CHART_FORMATS)}')
-    parser.add_argument('--cols', type=positive_int, help='charts per row (default: up to 4)')
+    cli.add_out_argument(parser, cli.output_file(*CHART_FORMATS), metavar='FILE',
+                         help=f'chart file to write, its format by its extension: {", ".join(CHART_FORMATS)}')
+    parser.add_argument('--cols', type=cli.positive_int, help='charts per row (default: up to 4)')
     args = parser.parse_args(argv)
     if args.legend is not None and len(args.legend) != len(args.runs):
         parser.error(f'--legend needs one name per run ({len(args.runs)}), got {len(args.legend)}')
@@ -38,4 +38,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == '__main__':
-    run_main(main)
+    cli.run_main(main)

@@ -33,7 +33,7 @@ import shutil
 import subprocess
 import tempfile
 
-from utils.cli import run_main
+from utils import cli
 from utils.errors import ArgumentError, ReportedError
 from utils.sample_data import REPO_ROOT, SHARED_ENV, shared_dir
 
@@ -197,4 +197,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == '__main__':
-    run_main(main)
+    cli.run_main(main)

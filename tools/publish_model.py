@@ -23,7 +23,7 @@ import torch
 from models.checkpoints import detect_format, read_checkpoint, save_checkpoint, state_dict_of
 from models.checkpoints.model_zoo import add_checkpoint_argument, resolve_checkpoint, sha256_of
 from models.checkpoints.unpickler import Placeholder
-from utils.cli import ArgumentParser, add_out_argument, output_file, run_main
+from utils import cli
 
 
 def _plain(value: Any) -> bool:
@@ -62,11 +62,11 @@ def publish(src: str | os.PathLike, out: str | os.PathLike) -> tuple[Path, list[
 
 
 def main(argv: list[str] | None = None) -> Path:
-    parser = ArgumentParser(description=__doc__)
+    parser = cli.ArgumentParser(description=__doc__)
     add_checkpoint_argument(parser, help='the trained checkpoint: a file, a work dir, a model-zoo name or '
                             'a URL')
-    add_out_argument(parser, output_file(), positional='OUT.pth', metavar='OUT.pth',
-                     help='output name; the file written is OUT-<sha256 prefix>.pth in the same folder')
+    cli.add_out_argument(parser, cli.output_file(), positional='OUT.pth', metavar='OUT.pth',
+                         help='output name; the file written is OUT-<sha256 prefix>.pth in the same folder')
     args = parser.parse_args(argv)
     final, dropped = publish(resolve_checkpoint(args.checkpoint), args.out)
     print(f'dropped {", ".join(dropped) or "nothing"}; wrote {final} (sha256 {sha256_of(final)})')
@@ -74,4 +74,4 @@ def main(argv: list[str] | None = None) -> Path:
 
 
 if __name__ == '__main__':
-    run_main(main)
+    cli.run_main(main)

@@ -33,29 +33,22 @@ from deploy.export import export_pose_model
 from deploy.ptq import CALIBRATION_METHODS, quantize_pose_model
 from models.checkpoints.model_zoo import add_checkpoint_argument, resolve_checkpoint
 from models.loading import is_detector_config, load_model
-from utils.cli import (
-    ArgumentParser,
-    add_out_argument,
-    add_threads_argument,
-    output_file,
-    positive_int,
-    run_main,
-)
-from utils.config import add_cfg_options_argument, add_config_argument, load_config, require_sections
+from utils import cli
+from utils.config import load_config, require_sections
 from utils.errors import ArgumentError
 from utils.output_files import atomic_output, refuse_input_as_output
 from utils.threads import set_threads
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = ArgumentParser(description=__doc__)
-    add_config_argument(parser, help='pose config file')
+    parser = cli.ArgumentParser(description=__doc__)
+    cli.add_config_argument(parser, help='pose config file')
     add_checkpoint_argument(parser, help='float checkpoint: a file, a work dir, a model-zoo name or a URL')
     parser.add_argument('--calib-data', required=True,
                         help='COCO-format keypoint annotation file (or a folder holding exactly one)')
     parser.add_argument('--img-dir', help='image folder of the annotation files (default: their folder)')
-    add_out_argument(parser, output_file('.onnx'), aliases=['--output'], metavar='FILE.onnx',
-                     help='int8 ONNX file to write')
+    cli.add_out_argument(parser, cli.output_file('.onnx'), aliases=['--output'], metavar='FILE.onnx',
+                         help='int8 ONNX file to write')
     parser.add_argument('--eval-data', help='annotation file for the accuracy report (default --calib-data)')
     parser.add_argument('--method', choices=CALIBRATION_METHODS, default='minmax',
                         help='activation range calibration (default minmax)')
@@ -65,11 +58,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument('--no-decode', action='store_true', help='graph outputs raw head outputs')
     parser.add_argument('--no-preprocess', action='store_true', help='graph input is float normalised')
     parser.add_argument('--flip-test', action='store_true', help='flip test in the graph')
-    parser.add_argument('--float-out', '--float-output', dest='float_out', type=output_file('.onnx'),
+    parser.add_argument('--float-out', '--float-output', dest='float_out', type=cli.output_file('.onnx'),
                         metavar='FILE.onnx', help='also keep the float ONNX model here')
-    parser.add_argument('--batch-size', type=positive_int, default=32, help='crops per batch when evaluating')
-    add_threads_argument(parser)
-    add_cfg_options_argument(parser)
+    parser.add_argument('--batch-size', type=cli.positive_int, default=32,
+                        help='crops per batch when evaluating')
+    cli.add_threads_argument(parser)
+    cli.add_cfg_options_argument(parser)
     return parser.parse_args(argv)
 
 
@@ -133,4 +127,4 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 if __name__ == '__main__':
-    run_main(main)
+    cli.run_main(main)

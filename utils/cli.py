@@ -25,8 +25,9 @@ their range (:func:`positive_int`, :func:`non_negative_int`, :func:`random_seed`
 :func:`unit_float`, :func:`non_negative_float`), devices that exist here (:func:`device_name`), files to
 read (:func:`input_file`) and outputs (:func:`output_file` with the extensions a tool writes,
 :func:`output_dir`). Output flags follow one convention (:func:`add_out_argument`): ``--out`` for a file,
-``--out-dir`` for a folder, older spellings kept as aliases. ``--threads`` (:func:`add_threads_argument`)
-follows ``utils.threads``.
+``--out-dir`` for a folder, older spellings kept as aliases. The config file (:func:`add_config_argument`:
+positional, or ``--cfg_file``) and ``--cfg-options`` (:func:`add_cfg_options_argument`) are what
+``utils.config.load_config`` takes; ``--threads`` (:func:`add_threads_argument`) follows ``utils.threads``.
 """
 from __future__ import annotations
 
@@ -302,6 +303,30 @@ def output_dir(text: str) -> str:
     if os.path.exists(text) and not os.path.isdir(text):
         raise argparse.ArgumentTypeError(f'{text} is a file; expected a folder (created if missing)')
     return text
+
+
+def add_config_argument(parser: Any, required: bool = True, dest: str = 'config',
+                        help: str = 'config file (Python, with _base_ inheritance)') -> None:
+    """Add the config file argument every entry point takes: positional first (MMPose's habit), or
+    ``--cfg_file CONFIG`` / ``--cfg-file CONFIG`` (the original project's spelling), not both.
+
+    The value lands in ``args.<dest>`` (None when ``required`` is False and neither form is given).
+    """
+    group = parser.add_mutually_exclusive_group(required=required)
+    group.add_argument(dest, nargs='?', default=argparse.SUPPRESS, metavar='CONFIG', help=help)
+    group.add_argument('--cfg_file', '--cfg-file', dest=dest, metavar='CONFIG',
+                       help='the config file given as an option (alias of the positional CONFIG)')
+
+
+def add_cfg_options_argument(parser: Any) -> None:
+    """Add the shared ``--cfg-options KEY=VALUE ...`` flag to an argparse parser; given more than once,
+    the lists add up (as in MMPose)."""
+    parser.add_argument(
+        '--cfg-options', nargs='+', action='extend', default=None, metavar='KEY=VALUE',
+        help='override config entries, e.g. train_dataloader.batch_size=32 '
+             'optim_wrapper.optimizer.lr=1e-3 (values are Python literals of the type the entry takes; an '
+             'unknown key is an error, +KEY=VALUE adds a new one; a top-level variable such as codec or '
+             'data_root also changes the entries built from it)')
 
 
 def add_out_argument(parser: Any, kind: Callable[[str], str], help: str, aliases: Sequence[str] = (),

@@ -14,7 +14,6 @@ resolved config (rules in ``utils/cfg_options.py``).
 """
 from __future__ import annotations
 
-import argparse
 import ast
 import os
 import pprint
@@ -271,30 +270,6 @@ def parse_cfg_options(items: list[str] | None) -> dict[str, CliValue]:
             raise ConfigError(f'--cfg-options expects KEY=VALUE, got {item!r}')
         options[key.strip()] = CliValue(value.strip(), parse_value(value.strip()))
     return options
-
-
-def add_config_argument(parser: Any, required: bool = True, dest: str = 'config',
-                        help: str = 'config file (Python, with _base_ inheritance)') -> None:
-    """Add the config file argument every entry point takes: positional first (MMPose's habit), or
-    ``--cfg_file CONFIG`` / ``--cfg-file CONFIG`` (the original project's spelling), not both.
-
-    The value lands in ``args.<dest>`` (None when ``required`` is False and neither form is given).
-    """
-    group = parser.add_mutually_exclusive_group(required=required)
-    group.add_argument(dest, nargs='?', default=argparse.SUPPRESS, metavar='CONFIG', help=help)
-    group.add_argument('--cfg_file', '--cfg-file', dest=dest, metavar='CONFIG',
-                       help='the config file given as an option (alias of the positional CONFIG)')
-
-
-def add_cfg_options_argument(parser: Any) -> None:
-    """Add the shared ``--cfg-options KEY=VALUE ...`` flag to an argparse parser; given more than once,
-    the lists add up (as in MMPose)."""
-    parser.add_argument(
-        '--cfg-options', nargs='+', action='extend', default=None, metavar='KEY=VALUE',
-        help='override config entries, e.g. train_dataloader.batch_size=32 '
-             'optim_wrapper.optimizer.lr=1e-3 (values are Python literals of the type the entry takes; an '
-             'unknown key is an error, +KEY=VALUE adds a new one; a top-level variable such as codec or '
-             'data_root also changes the entries built from it)')
 
 
 SECTIONS = {  # what the top-level sections of a config are, for messages

@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 import sys
 
-LOGGER_NAME = 'mmpose_clean'  # utils.logger's project logger (that module imports torch; this one must not)
+from utils.logger import LOGGER_NAME
 
 
 class ReportedError(Exception):

@@ -11,10 +11,9 @@ import platform
 import sys
 from pathlib import Path
 
-import numpy as np
-import torch
 from tqdm import tqdm
 
+# utils.errors.warn logs here too, while a config loads: so torch and numpy are imported in collect_env only
 LOGGER_NAME = 'mmpose_clean'
 _FORMAT = '%(asctime)s - %(levelname)s - %(message)s'
 FILE_ONLY = {'file_only': True}  # ``logger.info(..., extra=FILE_ONLY)``: the log file, not the console
@@ -75,6 +74,9 @@ def get_logger(log_file: str | Path | None = None, rank: int = 0,
 
 def collect_env() -> str:
     """Multi-line description of the software and hardware: Python, torch, CUDA, GPUs, numpy, OpenCV."""
+    import numpy as np
+    import torch
+
     lines = [f'Python: {sys.version.split()[0]} ({platform.platform()})',
              f'PyTorch: {torch.__version__}', f'NumPy: {np.__version__}']
     try:

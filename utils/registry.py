@@ -194,5 +194,7 @@ ALL_REGISTRIES = (MODELS, CODECS, DATASETS, TRANSFORMS, ALBUMENTATIONS, BATCHED_
 
 
 def find_registered(name: str) -> Callable | None:
-    """The class or function registered as ``name`` in any registry, or None."""
+    """The class or function registered as ``name`` in any registry, or None. It imports every registry's
+    packages: ``utils/cfg_options.py`` reads the arguments of what it finds (the one lookup from below that
+    the layering allows, README "Layers")."""
     return next((registry.get(name) for registry in ALL_REGISTRIES if name in registry), None)
