@@ -75,8 +75,9 @@ def read_image_source(path: str) -> tuple[JpegFile | None, np.ndarray | None, tu
         size = os.fstat(fd).st_size
         head = os.pread(fd, min(size, _FIRST_READ), 0)
         frame = jpeg_frame(head)
-        if frame is not None and frame.scan is None and len(head) < min(size, HEADER_BYTES):
-            frame = jpeg_frame(os.pread(fd, min(size, HEADER_BYTES), 0))  # a long header (EXIF thumbnail)
+        longer = head[:2] == b'\xff\xd8' and len(head) < min(size, HEADER_BYTES)
+        if longer and (frame is None or frame.scan is None):  # a long header (an EXIF thumbnail): read on
+            frame = jpeg_frame(os.pread(fd, min(size, HEADER_BYTES), 0))
         if frame is not None and frame.device_decodable:
             tail_start = max(0, size - TAIL_BYTES)
             end = os.pread(fd, size - tail_start, tail_start).rfind(b'\xff\xd9')
