@@ -1,5 +1,6 @@
-"""Loader side of the device pipeline: read a sample's file bytes and annotations and draw all its
-random augmentation parameters, without decoding or touching pixels.
+"""Loader side of the device pipeline: read a sample's annotations and its JPEG's header (the bytes go
+straight from the file into the batch, in ``collate_raw``) and draw all its random augmentation
+parameters, without decoding or touching pixels.
 
 The draws reuse the per-sample transforms' own methods, in the per-sample pipeline's order, from the
 same seeded per-sample generator, so for a given sample seed the geometric parameters are exactly
