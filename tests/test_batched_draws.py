@@ -117,6 +117,9 @@ def test_half_body_choice_is_the_reference():
 def test_hsv_gains_are_the_numpy_formula(kwargs):
     t = YOLOXHSVRandomAug(**kwargs)
     _check(t.get_gains, lambda rng: _reference_gains(t, rng))
+    # after a 32-bit draw, whose other half the generator keeps for the next one
+    _check(lambda rng: (rng.integers(0, 5), t.get_gains(rng))[1],
+           lambda rng: (rng.integers(0, 5), _reference_gains(t, rng))[1])
 
 
 @pytest.mark.parametrize('kwargs', [
