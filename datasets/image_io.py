@@ -7,6 +7,7 @@ entropy-coded data has no end-of-image marker after its start of scan), so they 
 """
 from __future__ import annotations
 
+import io
 import os
 import struct
 from collections.abc import Iterator
@@ -77,46 +78,45 @@ def _load_error(path: str, error: OSError) -> ImageLoadError:
 
 
 class ImageFile:
-    """``with ImageFile(path) as fd``: ``path`` opened read-only, closed at the end; an ``OSError``
-    while opening or reading it becomes an :class:`ImageLoadError` naming it. (A class: cheaper than
-    a generator-based context manager; the loader workers open every image through it.)"""
+    """``with ImageFile(path) as f``: ``path`` opened for unbuffered binary reading (``f.readinto``
+    reads straight into an array), closed at the end; an ``OSError`` while opening or reading it
+    becomes an :class:`ImageLoadError` naming it. (A class: cheaper than a generator-based context
+    manager; the loader workers open every image through it.)"""
 
     def __init__(self, path: str) -> None:
         self.path = path
 
-    def __enter__(self) -> int:
+    def __enter__(self) -> io.FileIO:
         try:
-            self.fd = os.open(self.path, os.O_RDONLY)
+            self.file = io.FileIO(self.path, 'r')
         except OSError as e:
             raise _load_error(self.path, e) from None
-        return self.fd
+        return self.file
 
     def __exit__(self, kind: type | None, error: BaseException | None, traceback: object) -> None:
-        os.close(self.fd)
+        self.file.close()
         if isinstance(error, OSError) and not isinstance(error, ImageLoadError):
             raise _load_error(self.path, error) from None
 
 
-def read_into(fd: int, out: np.ndarray) -> tuple[int, bytes]:
-    """Read the open file ``fd`` from its position into ``out`` (uint8) up to its end: (bytes read into
-    ``out``, the bytes beyond ``out``'s size: empty unless the file is longer)."""
-    size = os.readv(fd, [out])
+def read_into(file: io.FileIO, out: np.ndarray) -> tuple[int, bytes]:
+    """Read ``file`` from its position into ``out`` (uint8) up to its end: (bytes read into ``out``,
+    the bytes beyond ``out``'s size: empty unless the file is longer)."""
+    size = file.readinto(out)
     while 0 < size < out.size:  # a short read: only if the file shrank, or a signal came
-        more = os.readv(fd, [out[size:]])
+        more = file.readinto(out[size:])
         if not more:
             break
         size += more
-    rest = os.read(fd, 1)
-    if rest:
-        rest += b''.join(iter(lambda: os.read(fd, 1 << 16), b''))
-    return size, rest
+    rest = file.read(1)
+    return size, rest + file.read() if rest else rest
 
 
 def read_file_bytes(path: str) -> np.ndarray:
     """The bytes of ``path`` as a uint8 array; :class:`ImageLoadError` naming it if unreadable."""
-    with ImageFile(path) as fd:  # one read into the array: half np.fromfile's time
-        data = np.empty(os.fstat(fd).st_size, dtype=np.uint8)
-        size, rest = read_into(fd, data)
+    with ImageFile(path) as f:  # one read into the array: half np.fromfile's time
+        data = np.empty(os.fstat(f.fileno()).st_size, dtype=np.uint8)
+        size, rest = read_into(f, data)
     if size < data.size or rest:  # it changed size since fstat
         data = np.concatenate([data[:size], np.frombuffer(rest, dtype=np.uint8)])
     return data
