@@ -11,7 +11,8 @@ samples run through its pipeline, repeated to ``--n`` samples; the figures are t
 ``data_root=DIR/``), or time the dataset's pipeline on one COCO-format file with ``--data-dir DIR
 [--ann-file FILE]`` (e.g. ``--data-dir ../shared/data/coco``, the 4-image sample). ``--batched`` also
 times the device-side pipeline (``datasets.batched``): the loader side (read + draw + collate in one
-process, and the main process's CPU time to receive the batches from ``--workers`` workers), and the
+process; with ``--workers`` workers, their CPU time per sample and the main process's CPU time to
+receive the batches: together, the host work per sample of the input pipeline), and the
 per-batch side of ``--batch-size`` samples on ``--device`` (``datasets.batched.profile``: ms per stage,
 decode-only images/s, ATen operations per batch at that batch size and at twice it). ``--json`` adds one
 JSON line with the figures (``benchmarks/gpu_check.py`` reads it).
@@ -21,15 +22,18 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository root, for `python tools/x.py`
 
+import functools
 import json
 import statistics
 import time
 
 import cv2
 import torch
+from torch.utils.data import get_worker_info
 
 from datasets import RepeatDataset, build_dataloader, build_dataset
 from datasets.batched import DeviceTopdownPipeline, RawSampleDataset, collate_raw, dataset_recipes
+from datasets.batched.buffer_pool import BufferPool, release
 from datasets.batched.profile import count_ops, profile_pipeline
 from utils import cli
 from utils.config import load_config, require_sections
@@ -81,10 +85,42 @@ def _with_workers(dataset, n: int, workers: int, batch_size: int) -> float:
 
 def _raw_batch(raw_ds: RawSampleDataset, batch_size: int, device: torch.device) -> dict:
     """The first ``batch_size`` samples as a raw batch, pinned for a CUDA device (as the loader pins it)."""
-    raw = collate_raw([raw_ds[(i % len(raw_ds), i)] for i in range(batch_size)])
+    raw = collate_raw(raw_ds.__getitems__([(i % len(raw_ds), i) for i in range(batch_size)]))
     if device.type == 'cuda':
         raw['buffer'] = raw['buffer'].pin_memory()
     return raw
+
+
+def _timed_collate(samples: list, pool: BufferPool) -> dict:
+    """collate_raw in a loader worker, as training runs it, stamped with the worker's id and CPU time."""
+    raw = collate_raw(samples, pool)
+    raw['worker_cpu'] = (get_worker_info().id, time.process_time())
+    return raw
+
+
+def _batched_workers(raw_ds: RawSampleDataset, batch_size: int, workers: int) -> tuple[float, float]:
+    """CPU ms per sample of the loader workers (user + system time, each worker's from its first batch
+    to its last) and of the main process receiving the batches (that thread's CPU time), one epoch
+    of ``raw_ds`` loaded as training loads it (pooled buffers, each batch handed back once used)."""
+    cfg = dict(batch_size=batch_size, num_workers=workers, sampler=dict(type='DefaultSampler'))
+    loader = build_dataloader(cfg, seed=0, dataset=raw_ds,
+                              collate_fn=functools.partial(_timed_collate, pool=BufferPool()))
+    it = iter(loader)
+    received, spent, stamps = 0, 0.0, {}
+    while True:  # the CPU time of this thread only: receiving, not waiting for, the batches
+        start = time.thread_time()
+        raw = next(it, None)
+        spent += time.thread_time() - start
+        if raw is None:
+            break
+        worker, cpu = raw['worker_cpu']
+        first, last, samples = stamps.get(worker, (cpu, cpu, -len(raw['jpeg'])))  # the first batch: warm-up
+        stamps[worker] = (first, cpu, samples + len(raw['jpeg']))
+        received += len(raw['jpeg'])
+        release(raw)
+    worker_samples = sum(samples for _, _, samples in stamps.values())
+    worker_cpu = sum(last - first for first, last, _ in stamps.values())
+    return 1000 * worker_cpu / max(worker_samples, 1), 1000 * spent / max(received, 1)
 
 
 def _batched(dataset_cfg: dict, n: int, batch_size: int, repeats: int, workers: int,
@@ -99,28 +135,19 @@ def _batched(dataset_cfg: dict, n: int, batch_size: int, repeats: int, workers: 
     host = []
     for r in range(repeats + 1):  # the first is a warm-up
         start = time.process_time()
-        for first in range(0, n, batch_size):
-            collate_raw([raw_ds[(i % len(raw_ds), r * n + i)] for i in range(first, first + batch_size)])
+        for first in range(0, n, batch_size):  # as a DataLoader fetches and collates a batch
+            keys = [(i % len(raw_ds), r * n + i) for i in range(first, first + batch_size)]
+            collate_raw(raw_ds.__getitems__(keys))
         host.append(1000 * (time.process_time() - start) / n)
     print(f'batched pipeline, loader side (read + draw + collate, one process): {min(host[1:]):.3f} '
           f'ms/sample best, {statistics.median(host[1:]):.3f} median')
     figures['loader_ms_per_sample'] = round(statistics.median(host[1:]), 4)
     if workers > 0:
-        cfg = dict(batch_size=batch_size, num_workers=workers, sampler=dict(type='DefaultSampler'))
-        loader = build_dataloader(cfg, seed=0, dataset=raw_ds, collate_fn=collate_raw)
-        it = iter(loader)
-        next(it)  # workers started and warm
-        count, spent = 0, 0.0
-        while True:  # the CPU time of this thread only: receiving, not waiting for, the batches
-            start = time.thread_time()
-            raw = next(it, None)
-            spent += time.thread_time() - start
-            if raw is None:
-                break
-            count += len(raw['jpeg'])
-        print(f'batched pipeline, receipt in the main process ({workers} workers): '
-              f'{1000 * spent / max(count, 1):.3f} CPU ms/sample')
-        figures['receipt_ms_per_sample'] = round(1000 * spent / max(count, 1), 4)
+        worker_ms, receipt_ms = _batched_workers(raw_ds, batch_size, workers)
+        print(f'batched pipeline, {workers} loader workers (their CPU time, user + system): {worker_ms:.3f} '
+              f'ms/sample; receipt in the main process: {receipt_ms:.3f} CPU ms/sample; together (the '
+              f'host work per sample): {worker_ms + receipt_ms:.3f} ms')
+        figures.update(worker_ms_per_sample=round(worker_ms, 4), receipt_ms_per_sample=round(receipt_ms, 4))
     profile = profile_pipeline(pipeline, _raw_batch(raw_ds, batch_size, device), repeats)
     stages = ', '.join(f'{k} {v:.1f}' for k, v in profile['ms'].items())
     where = 'the CPU' if device.type == 'cpu' else device

@@ -100,12 +100,13 @@ def host_ms_per_sample(loader: Any, n: int = 256) -> tuple[float, float]:
     (the per-sample pipeline's whole work, or the batched pipeline's reading and parameter drawing)."""
     raw = getattr(loader, 'loader', loader)  # a DeviceBatchLoader wraps the raw-batch loader
     dataset, collate, batch = raw.dataset, raw.collate_fn, raw.batch_sampler.batch_size
+    fetch = getattr(dataset, '__getitems__', None) or (lambda keys: [dataset[k] for k in keys])  # as torch's
     threads = cv2.getNumThreads()
     cv2.setNumThreads(0)
-    collate([dataset[(i % len(dataset), i)] for i in range(min(batch, 32))])  # warm-up: page cache, imports
+    collate(fetch([(i % len(dataset), i) for i in range(min(batch, 32))]))  # warm-up: page cache, imports
     cpu, wall = time.thread_time(), time.perf_counter()
     for start in range(0, n, batch):
-        collate([dataset[(i % len(dataset), 1000 + i)] for i in range(start, min(start + batch, n))])
+        collate(fetch([(i % len(dataset), 1000 + i) for i in range(start, min(start + batch, n))]))
     cpu, wall = time.thread_time() - cpu, time.perf_counter() - wall
     cv2.setNumThreads(threads)
     return 1000 * cpu / n, 1000 * wall / n

@@ -91,7 +91,12 @@ class BasePoseDataset(Dataset):
 
     def __getitem__(self, idx: Any) -> Any:
         index, seed = split_index(idx)
-        rng = np.random.default_rng(seed)
+        return self.fetch(index, np.random.default_rng(seed))
+
+    def fetch(self, index: int, rng: np.random.Generator) -> Any:
+        """Sample ``index`` through ``pipeline``, drawing from ``rng`` (``__getitem__``'s work once the
+        sample's generator is made); in training, a sample that is dropped or, under
+        ``skip_bad_images``, whose image is bad is replaced by another one drawn from ``rng``."""
         for _ in range(self.max_refetch + 1):
             try:
                 data = self.prepare_data(index, rng)

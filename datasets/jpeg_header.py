@@ -18,18 +18,21 @@ from datasets.image_io import jpeg_segments
 _SOF_MARKERS = set(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
 _DEVICE_MARKERS = {0xC0: 'baseline', 0xC1: 'extended', 0xC2: 'progressive'}
 HEADER_BYTES = 65536 * 4  # where a JPEG's frame header is looked for (EXIF thumbnails come first)
+_FRAME = struct.Struct('>BHHB')  # precision, height, width, components
 
 
 class JpegFrame(NamedTuple):
     """A JPEG's frame header: size in px, colour components, start-of-frame marker (0xC0 baseline,
-    0xC1 extended sequential, 0xC2 progressive, 0xC3 lossless, 0xC9.. arithmetic-coded) and sample
-    precision in bits."""
+    0xC1 extended sequential, 0xC2 progressive, 0xC3 lossless, 0xC9.. arithmetic-coded), sample
+    precision in bits, and ``scan``: the offset where the entropy-coded data of its first scan starts
+    (``None`` if the data read ends before the start-of-scan header)."""
 
     height: int
     width: int
     components: int
     marker: int
     precision: int
+    scan: int | None = None
 
     @property
     def device_decodable(self) -> bool:
@@ -64,14 +67,18 @@ def jpeg_frame(data: bytes | memoryview) -> JpegFrame | None:
     (OpenCV rotates such images while decoding)."""
     if data[:2] != b'\xff\xd8':
         return None
+    frame = None
     for marker, pos, length in jpeg_segments(data):
-        if marker == 0xE1 and data[pos + 4:pos + 10] == b'Exif\x00\x00':
-            if _exif_orientation(data[pos + 4:pos + 2 + length]) != 1:
+        if frame is None and marker == 0xE1 and data[pos + 4:pos + 10] == b'Exif\x00\x00':
+            if _exif_orientation(bytes(data[pos + 4:pos + 2 + length])) != 1:
                 return None
-        if marker in _SOF_MARKERS:
+        elif frame is None and marker in _SOF_MARKERS:
             if pos + 10 > len(data):
                 return None
-            precision = data[pos + 4]
-            h, w = struct.unpack('>HH', data[pos + 5:pos + 9])
-            return JpegFrame(h, w, data[pos + 9], marker, precision) if h > 0 and w > 0 else None
-    return None  # start of scan before any frame header, or malformed
+            precision, h, w, components = _FRAME.unpack_from(data, pos + 4)
+            if h == 0 or w == 0:
+                return None
+            frame = (h, w, components, marker, precision)
+        elif marker == 0xDA:
+            return JpegFrame(*frame, pos + 2 + length) if frame is not None else None
+    return JpegFrame(*frame) if frame is not None else None  # the data ends before the start of scan

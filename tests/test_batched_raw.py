@@ -2,6 +2,8 @@
 worker) whose fields read back exactly what the raw samples held."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import torch
 from torch.utils._pytree import tree_leaves
@@ -20,9 +22,10 @@ PIPELINE = [dict(type='LoadImage'), dict(type='GetBBoxCenterScale'), dict(type='
 
 def test_pack_aligns_fields_and_uploads_only_the_first_blobs():
     arrays = {'a': np.arange(3, dtype=np.int16), 'b': np.ones((2, 2), np.float64), 'c': np.array([True])}
-    buffer, fields, starts, upload = pack(arrays, [np.full(5, 7, np.uint8), np.full(3, 9, np.uint8)], 1)
+    blobs = [np.full(5, 7, np.uint8), np.full(3, 9, np.uint8)]
+    buffer, fields, starts, upload, lease = pack(arrays, blobs, 1)
     assert [offset for offset, _, _ in fields.values()] == [0, 8, 40] and starts == [48, 53]
-    assert upload == 53 and buffer.numel() == 56
+    assert upload == 53 and buffer.numel() == 56 and lease is None
     views = field_views(buffer, fields)
     for name, array in arrays.items():
         np.testing.assert_array_equal(views[name].numpy(), array)
@@ -44,7 +47,7 @@ def test_a_worker_sends_one_tensor_per_batch_that_reads_back_the_samples():
         np.testing.assert_array_equal(fields[name], np.stack([np.asarray(s[name]) for s in samples]))
     for i, sample in enumerate(samples):
         start, length = raw['jpeg'][i]
-        assert bytes(buffer[start:start + length].numpy()) == sample['jpeg'].tobytes()
+        assert bytes(buffer[start:start + length].numpy()) == Path(sample['jpeg'].path).read_bytes()
         assert raw['pixels'][i] is None and raw['img_path'][i] == sample['img_path']
     chosen = [i for i, s in enumerate(samples) if s['photometric'][0]['ksize'] > 1]
     groups = raw['photometric'][0]

@@ -19,6 +19,7 @@ from typing import Any
 
 import torch
 
+from datasets.batched.buffer_pool import release
 from datasets.batched.pipeline import DeviceTopdownPipeline
 from datasets.batched.self_check import batch_differences, first_samples
 from datasets.collate import pose_collate
@@ -135,6 +136,7 @@ class DeviceBatchLoader:
                     event = torch.cuda.Event() if stream is not None else None
                     if event is not None:
                         event.record(stream)
+                release(raw)  # the worker may refill its buffer: the batch no longer reads it
                 if not self._put(out, (batch, event, raw['key']), stop):
                     return
         except BaseException as err:  # handed to the consumer, raised or reported there

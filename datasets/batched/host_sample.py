@@ -1,5 +1,6 @@
-"""Loader side of the device pipeline: read a sample's file bytes and annotations and draw all its
-random augmentation parameters, without decoding or touching pixels.
+"""Loader side of the device pipeline: read a sample's annotations and its JPEG's header (the bytes go
+straight from the file into the batch, in ``collate_raw``) and draw all its random augmentation
+parameters, without decoding or touching pixels.
 
 The draws reuse the per-sample transforms' own methods, in the per-sample pipeline's order, from the
 same seeded per-sample generator, so for a given sample seed the geometric parameters are exactly
@@ -7,38 +8,85 @@ those the per-sample pipeline would use.
 """
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
 from datasets.base import BasePoseDataset, split_index
 from datasets.batched.geometry import FLIP_CODES
 from datasets.batched.recipe import BatchedRecipe
-from datasets.image_io import check_complete, decode_image, read_file_bytes
-from datasets.image_size import fit_image_source
+from datasets.image_io import (
+    TAIL_BYTES,
+    ImageFile,
+    ImageLoadError,
+    check_complete,
+    decode_image,
+    read_file_bytes,
+    read_into,
+)
+from datasets.image_size import check_image_size, fit_image_source
 from datasets.jpeg_header import HEADER_BYTES, jpeg_frame
 from datasets.transforms.formatting import instance_meta
+from datasets.transforms.rng import sample_generators
 from datasets.wrappers import RepeatDataset
 
 _NO_SHIFT = np.zeros(2, dtype=np.float32)
+_FIRST_READ = 1 << 14  # bytes read first for a JPEG's header (more, up to HEADER_BYTES, when it is longer)
 
 
-def read_image_source(path: str) -> tuple[np.ndarray | None, np.ndarray | None, tuple[int, int]]:
-    """``(jpeg bytes, None, (h, w))`` for a JPEG the device decoder reads as OpenCV does (baseline or
+class JpegFile(NamedTuple):
+    """A JPEG file the device decoder reads: :func:`~datasets.batched.raw_batch.collate_raw` reads its
+    bytes straight into the batch's buffer (no copy of them per sample, and none of their memory to
+    allocate: in a loader worker, fresh per-sample allocations of ~150 kB each cost page faults)."""
+
+    path: str
+    size: int  # bytes, when the header was read
+
+    @property
+    def nbytes(self) -> int:
+        return self.size
+
+    def read_into(self, out: np.ndarray) -> None:
+        """Read the whole file into ``out`` (uint8, :attr:`size` bytes).
+
+        Raises:
+            ImageLoadError: naming the file, when it cannot be read or its size changed since its
+                header was read.
+        """
+        with ImageFile(self.path) as f:
+            size, rest = read_into(f, out)
+        if size != self.size or rest:
+            raise ImageLoadError(f'image file {self.path} changed while it was read (it had {self.size} '
+                                 'bytes); do not modify the images while training')
+
+
+def read_image_source(path: str) -> tuple[JpegFile | None, np.ndarray | None, tuple[int, int]]:
+    """``(JpegFile, None, (h, w))`` for a JPEG the device decoder reads as OpenCV does (baseline or
     progressive, 8-bit, 1 or 3 components, no EXIF rotation: ``JpegFrame.device_decodable``), else
-    ``(None, BGR image (h, w, 3), (h, w))`` decoded here with OpenCV, as ``LoadImage`` does.
+    ``(None, BGR image (h, w, 3), (h, w))`` decoded here with OpenCV, as ``LoadImage`` does. Of a JPEG
+    only the header and the last kB are read here; ``collate_raw`` reads the rest.
 
     Raises:
         ImageLoadError: naming the file when it is missing, truncated or cannot be decoded (the
             checks of ``LoadImage``).
     """
-    data = read_file_bytes(path)
-    frame = jpeg_frame(memoryview(data)[:HEADER_BYTES]) if data.size else None
-    if frame is not None and frame.device_decodable:
-        check_complete(data, path)
-        return data, None, (frame.height, frame.width)
-    img = decode_image(data, path)  # other formats, CMYK, EXIF-rotated
+    with ImageFile(path) as f:
+        size = os.fstat(f.fileno()).st_size
+        head = f.read(min(size, _FIRST_READ))
+        frame = jpeg_frame(head)
+        longer = head[:2] == b'\xff\xd8' and len(head) < min(size, HEADER_BYTES)
+        if longer and (frame is None or frame.scan is None):  # a long header (an EXIF thumbnail): read on
+            frame = jpeg_frame(head + f.read(min(size, HEADER_BYTES) - len(head)))
+        if frame is not None and frame.device_decodable:
+            tail_start = max(0, size - TAIL_BYTES)
+            f.seek(tail_start)
+            end = f.read(size - tail_start).rfind(b'\xff\xd9')
+            if frame.scan is None or end < 0 or tail_start + end < frame.scan:  # not plainly complete
+                check_complete(read_file_bytes(path), path, frame.scan)  # names the file, or finds the end
+            return JpegFile(path, size), None, (frame.height, frame.width)
+    img = decode_image(read_file_bytes(path), path)  # other formats, CMYK, EXIF-rotated
     return None, img, img.shape[:2]
 
 
@@ -72,7 +120,11 @@ def raw_sample(info: dict[str, Any], recipe: BatchedRecipe, rng: np.random.Gener
     transforms leave unchanged (``formatting.instance_meta``, as the per-sample pipeline packs them)
     and the drawn parameters (:func:`draw_params`)."""
     path = str(info['img_path'])
-    jpeg, image, hw = fit_image_source(info, path, *read_image_source(path))  # datasets/image_size.py
+    jpeg, image, hw = read_image_source(path)
+    if jpeg is None or check_image_size(info, hw, path) is not None:  # datasets/image_size.py
+        if image is None:  # a JPEG to resize: decoded here
+            image = decode_image(read_file_bytes(path), path)
+        jpeg, image, hw = fit_image_source(info, path, None, image, image.shape[:2])
     visible = np.asarray(info['keypoints_visible'], dtype=np.float32)[0]
     if visible.ndim == 2:  # (K, 2) (visibility, weight) from KeypointConverter
         visible = visible[:, 0]
@@ -120,10 +172,18 @@ class RawSampleDataset(BasePoseDataset):
     def __getitem__(self, idx: Any) -> dict[str, Any]:
         """The raw sample of ``idx`` or ``(idx, seed)``, with ``key`` = (idx, seed or -1): the wrapped
         dataset gives the same sample, through its own pipeline, for the same key."""
-        sample = super().__getitem__(idx)
-        index, seed = split_index(idx)
-        sample['key'] = (index, -1 if seed is None else seed)
-        return sample
+        return self.__getitems__([idx])[0]
+
+    def __getitems__(self, indices: Sequence[Any]) -> list[dict[str, Any]]:
+        """``[self[idx] for idx in indices]``, the samples' generators made together
+        (``rng.sample_generators``); torch's DataLoader fetches a batch through it."""
+        keys = [split_index(idx) for idx in indices]
+        samples = []
+        for (index, seed), rng in zip(keys, sample_generators([seed for _, seed in keys])):
+            sample = self.fetch(index, rng)
+            sample['key'] = (index, -1 if seed is None else seed)
+            samples.append(sample)
+        return samples
 
     def sample_info(self, idx: int, rng: np.random.Generator) -> dict | None:
         """The :func:`raw_sample` of sample ``idx``, its parameters drawn from ``rng`` (the wrapped

@@ -6,6 +6,7 @@ in a warning and trained with the per-sample pipeline instead.
 """
 from __future__ import annotations
 
+import functools
 import logging
 import os
 from collections.abc import Mapping
@@ -13,6 +14,7 @@ from typing import Any
 
 import torch
 
+from datasets.batched.buffer_pool import BufferPool
 from datasets.batched.device_loader import DeviceBatchLoader
 from datasets.batched.host_sample import RawSampleDataset
 from datasets.batched.pipeline import DeviceTopdownPipeline
@@ -59,5 +61,6 @@ def build_train_loader(loader_cfg: Mapping[str, Any], recipes: list[BatchedRecip
                                recipes)
     if device.type == 'cuda':
         loader_cfg = {**loader_cfg, 'pin_memory': True}
-    loader = build_dataloader(loader_cfg, dataset=dataset, collate_fn=collate_raw, **common)
+    collate = functools.partial(collate_raw, pool=BufferPool())  # DeviceBatchLoader releases the buffers
+    loader = build_dataloader(loader_cfg, dataset=dataset, collate_fn=collate, **common)
     return DeviceBatchLoader(loader, DeviceTopdownPipeline(recipes, device, dataset.skip_bad_images))

@@ -62,7 +62,7 @@ def stack_params(samples: Sequence[Mapping[str, Any]]) -> dict[str, np.ndarray]:
     for i, sample in enumerate(samples):
         if set(sample) != set(keys):
             raise ValueError(f'sample {i} has parameters {sorted(sample)}, sample 0 has {sorted(keys)}')
-    return {k: np.stack([np.asarray(s[k]) for s in samples]) for k in keys}
+    return {k: np.array([s[k] for s in samples], dtype=np.asarray(samples[0][k]).dtype) for k in keys}
 
 
 class Group(NamedTuple):
@@ -302,14 +302,12 @@ class BatchedCoarseDropout(BatchedPhotometric):
     def draw(self, rng: np.random.Generator) -> Params:
         ref = self.reference
         width, height = self.image_size
-        holes = np.zeros((ref.max_holes, 4), np.int64)
-        if _applied(rng, ref.p):
-            for i, hole in enumerate(ref.holes(rng, height, width)):
-                holes[i] = hole
-        return {'holes': holes}
+        holes = ref.holes(rng, height, width) if _applied(rng, ref.p) else []
+        holes += [(0, 0, 0, 0)] * (ref.max_holes - len(holes))
+        return {'holes': np.array(holes, dtype=np.int64)}
 
     def group_of(self, params: Params) -> Hashable | None:
-        return True if (params['holes'][:, 2:] > 0).all(1).any() else None
+        return True if any(h > 0 and w > 0 for _, _, h, w in params['holes'].tolist()) else None
 
     def apply(self, images: torch.Tensor, params: Mapping[str, torch.Tensor], key: Hashable) -> torch.Tensor:
         height, width = images.shape[2:]

@@ -91,8 +91,9 @@ class DeviceTopdownPipeline:
 
     def upload(self, raw: RawBatch) -> tuple[torch.Tensor, Fields]:
         """The uploaded part of the raw batch's buffer on the device and its fields (views): one
-        non-blocking copy (from memory the loader pinned, on CUDA)."""
-        buffer = raw['buffer'][:raw['upload_bytes']].to(self.device, non_blocking=True)
+        non-blocking copy (from memory the loader pinned, on CUDA). A copy on the CPU too, so that
+        no output reads the raw buffer, which its loader worker may reuse once the batch is made."""
+        buffer = raw['buffer'][:raw['upload_bytes']].to(self.device, non_blocking=True, copy=True)
         return buffer, field_views(buffer, raw['fields'])
 
     @staticmethod

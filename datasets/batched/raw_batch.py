@@ -9,14 +9,16 @@ non-blocking host-to-device copy. The buffer holds, in order:
    aligned, see ``fields``), each photometric step's sample groups (indices and stacked parameters,
    :func:`~datasets.batched.photometric.plan_groups`) and the RGB pixels of the images the worker
    decoded with OpenCV;
-2. the JPEG bytes that the device decoder reads from host memory (nvJPEG takes host input).
+2. the JPEG bytes that the device decoder reads from host memory (nvJPEG takes host input), read
+   here from the files straight into the buffer (``host_sample.JpegFile``).
 
 A raw batch (a dict) holds ``buffer``, ``fields`` {name: (byte offset, numpy dtype str, shape)},
 ``upload_bytes``, ``sample_fields`` (the field names with a leading batch dim), ``jpeg`` (per sample:
 (offset, length) of its JPEG bytes, or None), ``pixels`` (per sample: (offset, h, w) of its RGB
 uint8 pixels, or None), ``photometric`` (per step: (key, has_index, parameter names) per group),
 the host lists ``img_path`` and ``dataset_name``, ``key`` (B, 2) int64 numpy (sample index, seed;
-seed -1: none) and ``stage``.
+seed -1: none), ``stage`` and ``lease`` (a ``buffer_pool.BufferLease`` when the buffer is lent by a
+worker's pool, else None).
 
 Per-sample fields: ``img_hw`` (B, 2) int64 (h, w); annotations ``bbox`` (B, 4) xyxy, ``keypoints``
 (B, K, 2) image px, ``keypoints_visible`` (B, K), ``dataset_keypoint_weights`` (B, K); the instance
@@ -32,6 +34,8 @@ import numpy as np
 import torch
 from torch.utils.data import get_worker_info
 
+from datasets.batched.buffer_pool import BufferLease, BufferPool
+from datasets.batched.host_sample import JpegFile
 from datasets.batched.photometric import plan_groups
 from datasets.transforms.formatting import INT_META_KEYS, STR_META_KEYS
 
@@ -43,30 +47,36 @@ _SAMPLE_DTYPES = {'img_hw': np.int64, 'flip': np.int64, 'half_body': np.bool_, '
                   'dataset_keypoint_weights': np.float32, 'shift': np.float32, 'scale': np.float32,
                   'rotation': np.float32, 'bbox_score': np.float32, 'area': np.float32,
                   **{k: np.int64 for k in INT_META_KEYS}}
+FieldLayout = dict[str, tuple[int, str, tuple[int, ...]]]  # name: (byte offset, numpy dtype str, shape)
 _TORCH_DTYPES = {np.dtype(t).str: getattr(torch, np.dtype(t).name)
                  for t in (np.bool_, np.uint8, np.int16, np.int32, np.int64, np.float32, np.float64)}
 
 
 def _stack(name: str, values: list[Any], dtype: Any) -> np.ndarray:
     try:
-        return np.stack([np.asarray(v, dtype=dtype) for v in values])
+        return np.array(values, dtype=dtype)  # 3-30x faster than np.stack for a batch of small arrays
     except ValueError as e:
         shapes = sorted({np.shape(v) for v in values})
         raise ValueError(f'collate_raw: "{name}" differs in shape across the batch: {shapes}') from e
 
 
-def _allocate(nbytes: int) -> torch.Tensor:
-    """A uint8 buffer; in a loader worker directly in shared memory, so sending it copies nothing."""
+def _allocate(nbytes: int, pool: BufferPool | None) -> tuple[torch.Tensor, BufferLease | None]:
+    """A uint8 buffer; in a loader worker directly in shared memory, so sending it copies nothing
+    (from ``pool`` when given: then with its lease)."""
     if get_worker_info() is None:
-        return torch.empty(nbytes, dtype=torch.uint8)
-    return torch.empty(0, dtype=torch.uint8).set_(torch.UntypedStorage._new_shared(nbytes))
+        return torch.empty(nbytes, dtype=torch.uint8), None
+    if pool is not None:
+        return pool.take(nbytes)
+    return torch.empty(0, dtype=torch.uint8).set_(torch.UntypedStorage._new_shared(nbytes)), None
 
 
-def pack(arrays: Mapping[str, np.ndarray], blobs: Sequence[np.ndarray], uploaded_blobs: int
-         ) -> tuple[torch.Tensor, dict[str, tuple[int, str, tuple[int, ...]]], list[int], int]:
+def pack(arrays: Mapping[str, np.ndarray], blobs: Sequence[np.ndarray | JpegFile], uploaded_blobs: int,
+         pool: BufferPool | None = None
+         ) -> tuple[torch.Tensor, FieldLayout, list[int], int, BufferLease | None]:
     """One flat uint8 buffer holding ``arrays`` (each at an 8-byte aligned offset) then ``blobs``
-    (uint8 arrays). Returns (buffer, fields {name: (offset, dtype str, shape)}, blob offsets,
-    upload_bytes: the end of the arrays and of the first ``uploaded_blobs`` blobs)."""
+    (uint8 arrays, or files read into the buffer), in a loader worker from ``pool`` when given.
+    Returns (buffer, fields {name: (offset, dtype str, shape)}, blob offsets, upload_bytes: the end of
+    the arrays and of the first ``uploaded_blobs`` blobs, the buffer's lease or None)."""
     fields, offset = {}, 0
     for name, array in arrays.items():
         fields[name] = (offset, array.dtype.str, array.shape)
@@ -78,14 +88,22 @@ def pack(arrays: Mapping[str, np.ndarray], blobs: Sequence[np.ndarray], uploaded
         offset += blob.nbytes
         if i < uploaded_blobs:
             upload_bytes = offset
-    buffer = _allocate(offset)
+    buffer, lease = _allocate(offset, pool)
     host = buffer.numpy()
     for name, array in arrays.items():
         start = fields[name][0]
         host[start:start + array.nbytes] = np.ascontiguousarray(array).reshape(-1).view(np.uint8)
-    for start, blob in zip(starts, blobs):
-        host[start:start + blob.nbytes] = blob.reshape(-1)
-    return buffer, fields, starts, upload_bytes
+    try:
+        for start, blob in zip(starts, blobs):
+            if isinstance(blob, JpegFile):
+                blob.read_into(host[start:start + blob.nbytes])
+            else:
+                host[start:start + blob.nbytes] = blob.reshape(-1)
+    except BaseException:
+        if lease is not None:  # the batch is not sent: the buffer goes back to the pool
+            lease.release()
+        raise
+    return buffer, fields, starts, upload_bytes, lease
 
 
 def field_views(buffer: torch.Tensor, fields: Mapping[str, tuple[int, str, tuple[int, ...]]]
@@ -109,8 +127,10 @@ def photometric_field(step: int, group: int, name: str) -> str:
     return f'photometric.{step}.{group}.{name}'
 
 
-def collate_raw(samples: Sequence[Mapping[str, Any]]) -> RawBatch:
-    """Batch raw samples (see the module docstring for the layout)."""
+def collate_raw(samples: Sequence[Mapping[str, Any]], pool: BufferPool | None = None) -> RawBatch:
+    """Batch raw samples (see the module docstring for the layout); in a loader worker, into a buffer
+    of ``pool`` when given (``functools.partial(collate_raw, pool=BufferPool())`` as the loader's
+    ``collate_fn``; the consumer then hands each batch back with ``buffer_pool.release``)."""
     if not samples:
         raise ValueError('collate_raw got an empty batch')
     stages = {s['stage'] for s in samples}
@@ -131,7 +151,7 @@ def collate_raw(samples: Sequence[Mapping[str, Any]]) -> RawBatch:
     jpegs = [i for i, s in enumerate(samples) if s['jpeg'] is not None]
     blobs = [np.ascontiguousarray(samples[i]['image'][..., ::-1]) for i in pixels]  # BGR -> RGB
     blobs += [samples[i]['jpeg'] for i in jpegs]
-    buffer, fields, starts, upload_bytes = pack(arrays, blobs, len(pixels))
+    buffer, fields, starts, upload_bytes, lease = pack(arrays, blobs, len(pixels), pool)
     pixel_spans: list[tuple[int, int, int] | None] = [None] * len(samples)
     jpeg_spans: list[tuple[int, int] | None] = [None] * len(samples)
     for i, start in zip(pixels, starts):
@@ -142,6 +162,6 @@ def collate_raw(samples: Sequence[Mapping[str, Any]]) -> RawBatch:
     keys = np.array([s.get('key', (-1, -1)) for s in samples], dtype=np.int64).reshape(-1, 2)
     out: RawBatch = {'buffer': buffer, 'fields': fields, 'upload_bytes': upload_bytes,
                      'sample_fields': sample_fields, 'jpeg': jpeg_spans, 'pixels': pixel_spans,
-                     'photometric': photometric, 'stage': stages.pop(), 'key': keys}
+                     'photometric': photometric, 'stage': stages.pop(), 'key': keys, 'lease': lease}
     out.update({k: [s[k] for s in samples] for k in STR_META_KEYS})
     return out

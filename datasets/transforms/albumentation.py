@@ -91,7 +91,10 @@ class CoarseDropout:
         """The holes of one ``height`` x ``width`` image, drawn in albumentations' order: (y1, x1,
         hole height, hole width) px each."""
         holes = []
-        for _ in range(int(rng.integers(self.min_holes, self.max_holes + 1))):
+        count = self.min_holes  # integers(n, n + 1) is n without a draw: the call is skipped
+        if self.max_holes > self.min_holes:
+            count = int(rng.integers(self.min_holes, self.max_holes + 1))
+        for _ in range(count):
             if self.relative:
                 hole_h = int(height * rng.uniform(self.min_height, self.max_height))
                 hole_w = int(width * rng.uniform(self.min_width, self.max_width))

@@ -4,6 +4,7 @@ All draw from the sample's generator (:func:`datasets.transforms.rng.sample_rng`
 """
 from __future__ import annotations
 
+import bisect
 import warnings
 from collections.abc import Sequence
 
@@ -68,11 +69,11 @@ class RandomFlip(BaseTransform):
         self.prob = prob
         self.direction = direction
         self._choices = [*directions, None]
-        self._cum = np.cumsum(probs)  # u ~ U[0, 1) picks direction i where cum[i-1] <= u < cum[i]
+        self._cum = np.cumsum(probs).tolist()  # u ~ U[0, 1) picks direction i where cum[i-1] <= u < cum[i]
 
     def draw_direction(self, rng: np.random.Generator) -> str | None:
         """The flip direction of one sample ('horizontal', ...), or ``None`` for no flip."""
-        return self._choices[int(np.searchsorted(self._cum, rng.random(), side='right'))]
+        return self._choices[bisect.bisect_right(self._cum, rng.random())]
 
     def transform(self, results: dict) -> dict:
         flip_dir = self.draw_direction(sample_rng(results))
@@ -120,10 +121,11 @@ class RandomHalfBody(BaseTransform):
                rng: np.random.Generator) -> list[int] | None:
         """Draw whether one instance (``visible`` (K,)) gets a half-body box: the keypoint indices
         to frame, or ``None`` to keep its box."""
-        if visible.sum() < self.min_total_keypoints or rng.random() > self.prob:
+        if np.add.reduce(visible) < self.min_total_keypoints or rng.random() > self.prob:  # = visible.sum()
             return None
-        upper = [i for i in upper_ids if visible[i] > 0]
-        lower = [i for i in lower_ids if visible[i] > 0]
+        values = visible.tolist()  # Python numbers: cheaper to index one by one than numpy's
+        upper = [i for i in upper_ids if values[i] > 0]
+        lower = [i for i in lower_ids if values[i] > 0]
         prefer_upper = rng.random() < self.upper_prioritized_prob
         upper_ok = len(upper) >= self.min_upper_keypoints
         lower_ok = len(lower) >= self.min_lower_keypoints
@@ -178,17 +180,25 @@ class RandomBBoxTransform(BaseTransform):
 
     def get_params(self, num_bboxes: int, rng: np.random.Generator
                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(offset (N, 2) in box-size units, scale factor (N, 1), rotation (N,) degrees)."""
-        v = truncated_normal(rng, (num_bboxes, 4))
-        offset = np.where(rng.random((num_bboxes, 1)) < self.shift_prob, v[:, :2] * self.shift_factor,
-                          np.float32(0))
+        """(offset (N, 2) in box-size units, scale factor (N, 1), rotation (N,) degrees), float32.
+
+        Draws ``v`` (N, 4), then the N shift coins, the N scale coins and the N rotation coins."""
+        v = truncated_normal(rng, (num_bboxes, 4)).tolist()
+        coins = rng.random(3 * num_bboxes).tolist()  # the same draws as three calls, one per kind of coin
         lo, hi = self.scale_factor
-        scale = np.where(rng.random((num_bboxes, 1)) < self.scale_prob,
-                         v[:, 2:3] * np.float32((hi - lo) * 0.5) + np.float32((hi + lo) * 0.5),
-                         np.float32(1))
-        rotate = np.where(rng.random(num_bboxes) < self.rotate_prob, v[:, 3] * np.float32(self.rotate_factor),
-                          np.float32(0))
-        return offset, scale, rotate
+        # float32 arithmetic, as numpy's on the float32 v with Python-float factors: each product or
+        # sum of float32 values is exact in a Python float or rounded once to float32 by np.float32
+        # (53 >= 2 * 24 + 2 bits: the second rounding changes nothing)
+        shift, half, rotate = (float(np.float32(f)) for f in (self.shift_factor, (hi - lo) * 0.5,
+                                                              self.rotate_factor))
+        mid = float(np.float32((hi + lo) * 0.5))
+        out = [(vx * shift, vy * shift) if coins[i] < self.shift_prob else (0.0, 0.0)
+               for i, (vx, vy, _, _) in enumerate(v)]
+        out = [(*o, float(np.float32(vs * half)) + mid if coins[num_bboxes + i] < self.scale_prob else 1.0,
+                vr * rotate if coins[2 * num_bboxes + i] < self.rotate_prob else 0.0)
+               for i, (o, (_, _, vs, vr)) in enumerate(zip(out, v))]
+        params = np.array(out, dtype=np.float32).reshape(num_bboxes, 4)
+        return params[:, :2], params[:, 2:3], params[:, 3]
 
     def transform(self, results: dict) -> dict:
         bbox_scale = results['bbox_scale']
