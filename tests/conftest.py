@@ -30,8 +30,16 @@ import torch
 
 from utils.cli import run_main
 from utils.sample_data import shared_dir
+from utils.threads import THREADS_ENV, set_threads
 
 REPO = Path(__file__).resolve().parents[1]
+
+# One compute thread in the test process and in every process it starts (the scripts' thread rule,
+# utils.threads, reads OMP_NUM_THREADS; a test that checks the rule sets or removes it itself): the tests'
+# tensors are tiny, and threads beyond the free cores make each parallel region wait for the slowest one,
+# up to 10x slower on a busy machine. An OMP_NUM_THREADS set by the caller is kept.
+os.environ.setdefault(THREADS_ENV, '1')
+set_threads()
 
 # ------------------------------------------------------------------------------ sample data and weights
 SHARED = shared_dir()  # $MMPOSE_CLEAN_SHARED, else ../shared
@@ -99,15 +107,6 @@ def _repository_untouched():
     yield
     new = sorted(str(p) for f in folders for p in _visible_entries(f) - before[f])
     assert not new, f'tests left files in the repository: {new}'
-
-
-@pytest.fixture
-def one_torch_thread():
-    """Tiny batches run fastest on one thread (and do not fight other test processes for cores)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture
@@ -274,7 +273,7 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-TRAIN_ENV = {**os.environ, 'OMP_NUM_THREADS': '1'}  # runs alike; one thread is fastest on a busy 2-core box
+TRAIN_ENV = {**os.environ, THREADS_ENV: '1'}  # runs alike, whatever the caller's OMP_NUM_THREADS
 
 
 def train_command(cfg_file: Path, work_dir: Path, *extra: str) -> list[str]:

@@ -25,7 +25,7 @@ STAMP = '20260102030405'
 
 
 @pytest.fixture(autouse=True)
-def _quiet_project_logger(one_torch_thread):
+def _quiet_project_logger():
     """train.main points the project logger at the test's captured stdout: reset it afterwards."""
     yield
     logger = logging.getLogger('mmpose_clean')

@@ -48,13 +48,8 @@ def run(tmp_path_factory):
     """(config, work dir, console text) of one 2-epoch run (tests marked needs_data); the work dir must not
     be modified."""
     tmp = tmp_path_factory.mktemp('run')
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        cfg_file = tiny_config(tmp, 'rle', max_epochs=EPOCHS)
-        console = _train(cfg_file, tmp / 'work', '--threads', '1')
-    finally:
-        torch.set_num_threads(threads)
+    cfg_file = tiny_config(tmp, 'rle', max_epochs=EPOCHS)
+    console = _train(cfg_file, tmp / 'work', '--threads', '1')
     return cfg_file, tmp / 'work', console
 
 

@@ -16,8 +16,6 @@ from tests.conftest import FAMILIES, UDP_BACKBONE, needs_data, needs_weights, ti
 from utils.config import Config
 from utils.registry import METRICS
 
-pytestmark = pytest.mark.usefixtures('one_torch_thread')
-
 
 @needs_data
 @pytest.mark.parametrize('family', sorted(FAMILIES))

@@ -38,7 +38,6 @@ from utils.dist import (
     peer_stopped,
 )
 
-pytestmark = pytest.mark.usefixtures('one_torch_thread')
 NAN = float('nan')
 LEFT = 'mmpose_clean/left/'  # + rank: that rank has left, or read the stop message
 LAUNCH_VARIABLES = ('RANK', 'LOCAL_RANK', 'WORLD_SIZE', 'MASTER_ADDR', 'MASTER_PORT')
