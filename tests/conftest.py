@@ -277,15 +277,38 @@ TRAIN_ENV = {**os.environ, THREADS_ENV: '1'}  # runs alike, whatever the caller'
 
 
 def train_command(cfg_file: Path, work_dir: Path, *extra: str) -> list[str]:
-    """``python train.py`` on the CPU, deterministic, for :func:`run_training`."""
+    """``python train.py`` on the CPU, deterministic, for :func:`run_training` and
+    :func:`start_and_wait_for`."""
     return [sys.executable, 'train.py', '--cfg_file', str(cfg_file), '--work-dir', str(work_dir),
             '--device', 'cpu', '--deterministic', *extra]
 
 
-def run_training(cmd: list[str]) -> None:
-    """Run a :func:`train_command` to its end; it must succeed."""
-    result = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=600, env=TRAIN_ENV)
-    assert result.returncode == 0, result.stderr[-3000:]
+@pytest.fixture
+def run_training(monkeypatch):
+    """Run a :func:`train_command` to its end in this process (``train.main``: a new interpreter and its
+    imports cost ~5 s of CPU and prove nothing more); it must succeed. ``--deterministic``'s torch settings
+    and the project logger's handlers are put back afterwards."""
+    import train
+
+    monkeypatch.chdir(REPO)
+    environment = dict(os.environ)  # --deterministic sets CUBLAS_WORKSPACE_CONFIG
+    algorithms = torch.are_deterministic_algorithms_enabled()
+    warn_only = torch.is_deterministic_algorithms_warn_only_enabled()
+    cudnn = torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark
+
+    def run(cmd: list[str]) -> None:
+        assert cmd[:2] == [sys.executable, 'train.py'], cmd
+        assert train.main(cmd[2:]) == 0
+
+    yield run
+    for key in set(os.environ) - set(environment):
+        del os.environ[key]
+    torch.use_deterministic_algorithms(algorithms, warn_only=warn_only)
+    torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = cudnn
+    logger = logging.getLogger('mmpose_clean')
+    for handler in list(logger.handlers):
+        logger.removeHandler(handler)
+        handler.close()
 
 
 def start_and_wait_for(cmd: list[str], log: Path, marker: str, timeout: float = 300) -> subprocess.Popen:

@@ -7,11 +7,11 @@ import signal
 import torch
 
 from models.checkpoints import read_checkpoint
-from tests.conftest import needs_data, run_training, start_and_wait_for, tiny_config, train_command
+from tests.conftest import needs_data, start_and_wait_for, tiny_config, train_command
 
 
 @needs_data
-def test_sigkill_mid_epoch_then_resume_equals_uninterrupted_run(tmp_path):
+def test_sigkill_mid_epoch_then_resume_equals_uninterrupted_run(tmp_path, run_training):
     # 12 training instances, batch 2: 6 iterations per epoch; validation only after the last epoch
     cfg_file = tiny_config(tmp_path, 'rle', max_epochs=2, batch_size=2,
                            extra='train_cfg = dict(max_epochs=2, val_interval=2)\n')
