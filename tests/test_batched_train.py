@@ -3,6 +3,7 @@ mid-epoch and resumed ends with exactly the weights of an uninterrupted one."""
 import re
 import signal
 
+import pytest
 import torch
 
 from models.checkpoints import read_checkpoint
@@ -18,6 +19,7 @@ STAGE2_WITH_CONVERTER = ' '.join("""[dict(type='LoadImage'),
 
 
 @needs_data
+@pytest.mark.slow
 def test_device_pipeline_trains_resumes_bitwise_and_validates(tmp_path, run_training):
     # the RLE COCO+AIC recipe (photometric steps included) on the COCO sample: 12 training instances,
     # batch 2, 6 iterations per epoch; validation only after the last epoch
@@ -44,6 +46,7 @@ def test_device_pipeline_trains_resumes_bitwise_and_validates(tmp_path, run_trai
 
 
 @needs_data
+@pytest.mark.slow
 def test_unsupported_recipe_falls_back_with_a_warning(tmp_path, run_training):
     cfg_file = tiny_config(tmp_path, 'rle', max_epochs=1, batch_size=6,
                            train_dataset_args=f'pipeline_stage2={STAGE2_WITH_CONVERTER}')

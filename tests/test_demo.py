@@ -139,6 +139,7 @@ def test_bad_inputs_give_messages(tmp_path):
         _run(None, tmp_path / 'broken.png', tmp_path)
 
 
+@pytest.mark.slow
 def test_command_line_error_is_one_line(tmp_path):
     proc = subprocess.run([sys.executable, str(REPO / 'topdown_demo_with_mmdet.py'), 'none', 'none', POSE_CFG,
                            'none', '--input', str(tmp_path / 'nothing.mp4'), '--output-root', str(tmp_path)],

@@ -103,6 +103,7 @@ def test_the_test_named_for_a_script_runs_it(script):
 
 # ------------------------------------------------------------------------------------- the scripts run here
 @needs_weights
+@pytest.mark.slow
 def bench_inference(tmp_path, monkeypatch, capsys):
     argv = [RECIPE, RLE_WEIGHTS, '--batch', '2', '--iters', '1', '--warmup', '0']  # every mode
     assert run_script('benchmarks/bench_inference.py', argv, monkeypatch) == 0
@@ -113,6 +114,7 @@ def bench_inference(tmp_path, monkeypatch, capsys):
 
 @needs_coco
 @needs_weights
+@pytest.mark.slow
 def bench_onnx(tmp_path, monkeypatch, capsys):
     pytest.importorskip('onnxruntime')
     argv = [RECIPE, RLE_WEIGHTS, '--batch', '1', '--repeats', '1', '--iters', '1', '--calib-data', COCO_ANN,

@@ -66,6 +66,7 @@ def test_dynamic_batch_and_flip_in_graph(tmp_path: Path) -> None:
     np.testing.assert_allclose(got, expected, atol=1e-4)
 
 
+@pytest.mark.slow
 def test_simcc_round_trip(tmp_path: Path) -> None:
     cfg = simcc_cfg()
     model = build_small(cfg)

@@ -35,6 +35,7 @@ def test_param_counts(cfg_path, params):
     assert info['loss_only'] == (RLE_FLOW if '/rle/' in cfg_path else 0)
 
 
+@pytest.mark.slow
 def test_cli_prints_one_json_line_and_macs_match_torch_flop_counter():
     cfg_path = 'configs/rle/rle_mbv2-0.5x_aic-coco-192x192.py'
     proc = subprocess.run([sys.executable, 'tools/model_info.py', cfg_path], cwd=ROOT, capture_output=True,

@@ -62,6 +62,7 @@ def assert_no_int16_saturation(path: str | Path) -> None:
     assert levels['depthwise'] and max(levels['depthwise']) == INT8_LEVELS, levels
 
 
+@pytest.mark.slow
 def test_ptq_static_int8_runs_on_int8_kernels(tmp_path: Path) -> None:
     cfg = rle_cfg()
     model = build_small(cfg)
@@ -98,6 +99,7 @@ def test_weight_preparation_keeps_float_outputs_and_snaps_to_int8_grid() -> None
 
 @needs_coco
 @needs_weights
+@pytest.mark.slow
 def test_quantize_tool_real_rle_within_deviation(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                  capsys: pytest.CaptureFixture) -> None:
     from tools.quantize import main
@@ -118,6 +120,7 @@ def test_quantize_tool_real_rle_within_deviation(tmp_path: Path, monkeypatch: py
     assert metrics['coco/AP'] == pytest.approx(report['int8_ap']['coco/AP'], abs=1e-4)
 
 
+@pytest.mark.slow
 def test_qat_trains_resumes_and_exports_int8(tmp_path: Path) -> None:
     cfg = rle_cfg()
     model = build_small(cfg)

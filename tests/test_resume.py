@@ -4,6 +4,7 @@ of an uninterrupted run; Ctrl-C exits cleanly without half-written files and say
 import shlex
 import signal
 
+import pytest
 import torch
 
 from models.checkpoints import read_checkpoint
@@ -11,6 +12,7 @@ from tests.conftest import needs_data, start_and_wait_for, tiny_config, train_co
 
 
 @needs_data
+@pytest.mark.slow
 def test_sigkill_mid_epoch_then_resume_equals_uninterrupted_run(tmp_path, run_training):
     # 12 training instances, batch 2: 6 iterations per epoch; validation only after the last epoch
     cfg_file = tiny_config(tmp_path, 'rle', max_epochs=2, batch_size=2,
@@ -37,6 +39,7 @@ def test_sigkill_mid_epoch_then_resume_equals_uninterrupted_run(tmp_path, run_tr
 
 
 @needs_data
+@pytest.mark.slow
 def test_ctrl_c_exits_cleanly(tmp_path):
     cfg_file = tiny_config(tmp_path, 'rle', max_epochs=2)
     work_dir = tmp_path / 'work'

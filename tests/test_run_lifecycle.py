@@ -91,6 +91,7 @@ def test_names_of_runs_started_in_the_same_second(tmp_path, frozen_clock):
     assert latest_run('other', root) is None
 
 
+@pytest.mark.slow
 def test_two_runs_in_the_same_second_then_resume_finished_and_longer(tiny_cfg, tmp_path, monkeypatch,
                                                                      frozen_clock, capsys):
     monkeypatch.chdir(tmp_path)  # default work dirs are relative: tmp_path/work_dirs
@@ -129,6 +130,7 @@ def test_two_runs_in_the_same_second_then_resume_finished_and_longer(tiny_cfg, t
 
 
 @pytest.mark.parametrize('stop_in', [1, 0], ids=['epoch2', 'epoch1'])
+@pytest.mark.slow
 def test_ctrl_c_prints_the_command_that_resumes(tiny_cfg, tmp_path, monkeypatch, capsys, stop_in):
     real_epoch = train.train_one_epoch
 

@@ -19,6 +19,7 @@ from utils.registry import METRICS
 
 @needs_data
 @pytest.mark.parametrize('family', sorted(FAMILIES))
+@pytest.mark.slow
 def test_family_trains_validates_and_writes_outputs(tmp_path, family):
     epochs = 2 if family == 'rle' else 1  # one family runs two epochs: validation twice, stage 2 in epoch 2
     cfg_file = tiny_config(tmp_path, family, max_epochs=epochs)
@@ -56,6 +57,7 @@ def test_family_trains_validates_and_writes_outputs(tmp_path, family):
 
 
 @needs_data
+@pytest.mark.slow
 def test_ema_checkpoint_then_non_finite_loss_keeps_it(tmp_path, monkeypatch):
     cfg_file = tiny_config(tmp_path, 'rle', max_epochs=1, extra="""
         ema = dict(type='ExpMomentumEMA', momentum=0.0002, gamma=2000, update_buffers=True)
@@ -128,6 +130,7 @@ def test_resume_auto_finds_the_newest_work_dir(tmp_path, monkeypatch):
 
 @needs_data
 @needs_weights
+@pytest.mark.slow
 def test_rle_overfits_the_sample_from_the_pretrained_backbone(tmp_path):
     """From the real MobileNetV2-0.5x backbone (init_cfg, prefix backbone.), RLE training on the 12
     annotated people of the COCO sample (flip augmentation only, cosine lr to 0 so that BatchNorm's

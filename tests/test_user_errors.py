@@ -662,6 +662,7 @@ def test_internal_errors_keep_their_traceback():
         run_main(broken, [])
 
 
+@pytest.mark.slow
 def test_scripts_print_one_line_without_traceback(env, tmp_path):
     """The real command lines (python train.py ..., python tools/x.py ...), in a subprocess."""
     for cmd in ([REPO / 'train.py', *tiny(env, 'train_dataloader.batch_sise=2')],
