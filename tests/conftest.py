@@ -97,16 +97,33 @@ def _visible_entries(folder: Path) -> set[Path]:
     return {p for p in folder.iterdir() if not p.name.startswith('.') and p.name != '__pycache__'}
 
 
+def _git_changes() -> set[str] | None:
+    """``git status --porcelain`` lines of the repository (files git does not ignore that are new, changed
+    or gone); None outside a git work tree (e.g. the copy on the GPU machine)."""
+    try:
+        result = subprocess.run(['git', 'status', '--porcelain', '--untracked-files=all'], cwd=REPO,
+                                capture_output=True, text=True, timeout=60)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return set(result.stdout.splitlines()) if result.returncode == 0 else None
+
+
 @pytest.fixture(autouse=True, scope='session')
 def _repository_untouched():
     """Tests write only to temporary folders: no new entry in the repository's top folder (a default
-    output folder such as vis_results/ or vis_data/), work_dirs/ or pretrained_weight/ (e.g. a training
-    run without --work-dir) after the session."""
+    output folder such as vis_results/ or vis_data/, even a git-ignored one), work_dirs/ or
+    pretrained_weight/ (e.g. a training run without --work-dir), and nothing that ``git status`` shows
+    (a file written, changed or removed anywhere else) after the session."""
     folders = [REPO, REPO / 'work_dirs', REPO / 'pretrained_weight']
     before = {f: _visible_entries(f) for f in folders}
+    git_before = _git_changes()
     yield
     new = sorted(str(p) for f in folders for p in _visible_entries(f) - before[f])
     assert not new, f'tests left files in the repository: {new}'
+    git_after = _git_changes()
+    if git_before is not None and git_after is not None:
+        changed = sorted(git_after - git_before)
+        assert not changed, f'tests changed the repository (git status): {changed}'
 
 
 @pytest.fixture

@@ -495,6 +495,7 @@ def test_demo_mistakes(env, bad_checkpoints, capsys, unchanged, tmp_path):
     assert not (tmp_path / 'out' / env.img.name).exists()
 
 
+@pytest.mark.slow
 def test_demo_det_cat_id_outside_the_detectors_classes(env, seeded_rtmdet_tiny, capsys, unchanged, tmp_path):
     det = [str(DET_CFG), str(seeded_rtmdet_tiny)]
     argv = [*det, env.cfg, env.ckpt, '--input', env.img, '--out-dir', tmp_path / 'out', '--device', 'cpu']

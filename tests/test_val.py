@@ -115,7 +115,8 @@ def test_val_input_errors(tmp_path: Path) -> None:
 @needs_coco
 @needs_weights
 @pytest.mark.skipif(importlib.util.find_spec('onnxruntime') is None, reason='onnxruntime not installed')
-@pytest.mark.parametrize('export_flags', [['--with-decode', '--with-preprocess'], ['--dynamic-batch']])
+@pytest.mark.parametrize('export_flags', [['--with-decode', '--with-preprocess'],
+                                          pytest.param(['--dynamic-batch'], marks=pytest.mark.slow)])
 def test_val_onnx_gives_the_pth_ap(tmp_path: Path, capsys: pytest.CaptureFixture, export_flags,
                                    pth_metrics: dict[str, float]) -> None:
     """The exported model of the real RLE weights evaluates to the .pth's AP (flip test on): flip in the
