@@ -21,6 +21,7 @@ import subprocess
 import sys
 import textwrap
 import time
+import traceback
 from pathlib import Path
 
 import cv2
@@ -488,9 +489,18 @@ ERROR_LINE_MAX = 400  # "one short line": at most this many characters
 
 
 def run_entry_point(main, argv, capsys) -> tuple[int, str]:
-    """(exit status, stderr) of ``utils.cli.run_main(main, argv)``: the path every script's __main__ takes."""
+    """(exit status, stderr) of ``utils.cli.run_main(main, argv)``: the path every script's __main__ takes.
+
+    The reported error's frames are cleared: ``run_main`` exits inside its ``except`` block, so its frame
+    and the error reference each other, and what the failed run held (e.g. a data-loader iterator whose
+    worker raised) would wait for the garbage collector; collected there in no particular order, such an
+    iterator takes torch's 5 s worker-join timeout in whichever later test the collection falls."""
     with pytest.raises(SystemExit) as info:
         run_main(main, [str(a) for a in argv])
+    error = info.value.__context__
+    while error is not None:
+        traceback.clear_frames(error.__traceback__)
+        error = error.__context__
     return info.value.code, capsys.readouterr().err
 
 

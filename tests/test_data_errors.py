@@ -199,7 +199,6 @@ def test_unlabelled_keypoints_may_be_null(data, capsys, unchanged, tmp_path):
 
 
 # ------------------------------------------------------------------------------------------ image size
-@pytest.mark.slow  # when its iterator is collected, the worker that raised takes torch's 5 s shutdown timeout
 def test_resized_images_in_validation(data, capsys, unchanged):
     """Raised in a loader worker (as with every real config), reported as the same one line."""
     name = data.coco['images'][0]['file_name']
