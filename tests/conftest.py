@@ -21,6 +21,7 @@ import subprocess
 import sys
 import textwrap
 import time
+import traceback
 from pathlib import Path
 
 import cv2
@@ -30,8 +31,16 @@ import torch
 
 from utils.cli import run_main
 from utils.sample_data import shared_dir
+from utils.threads import THREADS_ENV, set_threads
 
 REPO = Path(__file__).resolve().parents[1]
+
+# One compute thread in the test process and in every process it starts (the scripts' thread rule,
+# utils.threads, reads OMP_NUM_THREADS; a test that checks the rule sets or removes it itself): the tests'
+# tensors are tiny, and threads beyond the free cores make each parallel region wait for the slowest one,
+# up to 10x slower on a busy machine. An OMP_NUM_THREADS set by the caller is kept.
+os.environ.setdefault(THREADS_ENV, '1')
+set_threads()
 
 # ------------------------------------------------------------------------------ sample data and weights
 SHARED = shared_dir()  # $MMPOSE_CLEAN_SHARED, else ../shared
@@ -89,25 +98,33 @@ def _visible_entries(folder: Path) -> set[Path]:
     return {p for p in folder.iterdir() if not p.name.startswith('.') and p.name != '__pycache__'}
 
 
+def _git_changes() -> set[str] | None:
+    """``git status --porcelain`` lines of the repository (files git does not ignore that are new, changed
+    or gone); None outside a git work tree (e.g. the copy on the GPU machine)."""
+    try:
+        result = subprocess.run(['git', 'status', '--porcelain', '--untracked-files=all'], cwd=REPO,
+                                capture_output=True, text=True, timeout=60)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return set(result.stdout.splitlines()) if result.returncode == 0 else None
+
+
 @pytest.fixture(autouse=True, scope='session')
 def _repository_untouched():
     """Tests write only to temporary folders: no new entry in the repository's top folder (a default
-    output folder such as vis_results/ or vis_data/), work_dirs/ or pretrained_weight/ (e.g. a training
-    run without --work-dir) after the session."""
+    output folder such as vis_results/ or vis_data/, even a git-ignored one), work_dirs/ or
+    pretrained_weight/ (e.g. a training run without --work-dir), and nothing that ``git status`` shows
+    (a file written, changed or removed anywhere else) after the session."""
     folders = [REPO, REPO / 'work_dirs', REPO / 'pretrained_weight']
     before = {f: _visible_entries(f) for f in folders}
+    git_before = _git_changes()
     yield
     new = sorted(str(p) for f in folders for p in _visible_entries(f) - before[f])
     assert not new, f'tests left files in the repository: {new}'
-
-
-@pytest.fixture
-def one_torch_thread():
-    """Tiny batches run fastest on one thread (and do not fight other test processes for cores)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+    git_after = _git_changes()
+    if git_before is not None and git_after is not None:
+        changed = sorted(git_after - git_before)
+        assert not changed, f'tests changed the repository (git status): {changed}'
 
 
 @pytest.fixture
@@ -274,19 +291,42 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-TRAIN_ENV = {**os.environ, 'OMP_NUM_THREADS': '1'}  # runs alike; one thread is fastest on a busy 2-core box
+TRAIN_ENV = {**os.environ, THREADS_ENV: '1'}  # runs alike, whatever the caller's OMP_NUM_THREADS
 
 
 def train_command(cfg_file: Path, work_dir: Path, *extra: str) -> list[str]:
-    """``python train.py`` on the CPU, deterministic, for :func:`run_training`."""
+    """``python train.py`` on the CPU, deterministic, for :func:`run_training` and
+    :func:`start_and_wait_for`."""
     return [sys.executable, 'train.py', '--cfg_file', str(cfg_file), '--work-dir', str(work_dir),
             '--device', 'cpu', '--deterministic', *extra]
 
 
-def run_training(cmd: list[str]) -> None:
-    """Run a :func:`train_command` to its end; it must succeed."""
-    result = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=600, env=TRAIN_ENV)
-    assert result.returncode == 0, result.stderr[-3000:]
+@pytest.fixture
+def run_training(monkeypatch):
+    """Run a :func:`train_command` to its end in this process (``train.main``: a new interpreter and its
+    imports cost ~5 s of CPU and prove nothing more); it must succeed. ``--deterministic``'s torch settings
+    and the project logger's handlers are put back afterwards."""
+    import train
+
+    monkeypatch.chdir(REPO)
+    environment = dict(os.environ)  # --deterministic sets CUBLAS_WORKSPACE_CONFIG
+    algorithms = torch.are_deterministic_algorithms_enabled()
+    warn_only = torch.is_deterministic_algorithms_warn_only_enabled()
+    cudnn = torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark
+
+    def run(cmd: list[str]) -> None:
+        assert cmd[:2] == [sys.executable, 'train.py'], cmd
+        assert train.main(cmd[2:]) == 0
+
+    yield run
+    for key in set(os.environ) - set(environment):
+        del os.environ[key]
+    torch.use_deterministic_algorithms(algorithms, warn_only=warn_only)
+    torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = cudnn
+    logger = logging.getLogger('mmpose_clean')
+    for handler in list(logger.handlers):
+        logger.removeHandler(handler)
+        handler.close()
 
 
 def start_and_wait_for(cmd: list[str], log: Path, marker: str, timeout: float = 300) -> subprocess.Popen:
@@ -449,9 +489,18 @@ ERROR_LINE_MAX = 400  # "one short line": at most this many characters
 
 
 def run_entry_point(main, argv, capsys) -> tuple[int, str]:
-    """(exit status, stderr) of ``utils.cli.run_main(main, argv)``: the path every script's __main__ takes."""
+    """(exit status, stderr) of ``utils.cli.run_main(main, argv)``: the path every script's __main__ takes.
+
+    The reported error's frames are cleared: ``run_main`` exits inside its ``except`` block, so its frame
+    and the error reference each other, and what the failed run held (e.g. a data-loader iterator whose
+    worker raised) would wait for the garbage collector; collected there in no particular order, such an
+    iterator takes torch's 5 s worker-join timeout in whichever later test the collection falls."""
     with pytest.raises(SystemExit) as info:
         run_main(main, [str(a) for a in argv])
+    error = info.value.__context__
+    while error is not None:
+        traceback.clear_frames(error.__traceback__)
+        error = error.__context__
     return info.value.code, capsys.readouterr().err
 
 

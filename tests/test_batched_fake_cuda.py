@@ -84,6 +84,7 @@ def _fake_backward(parameters):
 
 @needs_coco
 @pytest.mark.parametrize('family', sorted(RECIPES))
+@pytest.mark.slow
 def test_device_pipeline_and_step_on_fake_cuda_copy_once_and_read_nothing_back(family, monkeypatch):
     cfg = load_config(RECIPES[family])
     dataset_cfg = coco_cfg(pipeline=cfg.train_dataloader['dataset']['pipeline'])

@@ -66,7 +66,7 @@ def assert_meta_equal(expected: dict, got: dict) -> None:
 
 
 @needs_data
-@pytest.mark.parametrize('use_udp', [False, True])
+@pytest.mark.parametrize('use_udp', [False, pytest.param(True, marks=pytest.mark.slow)])
 def test_batched_equals_per_sample_on_coco_and_aic(use_udp):
     # COCO (x3) + AIC through KeypointConverter: images of different sizes share one canvas
     cfg = combined_cfg(geometric_pipeline(RLE_CODEC, use_udp))
@@ -84,7 +84,7 @@ def test_batched_equals_per_sample_on_coco_and_aic(use_udp):
 
 
 @needs_data
-@pytest.mark.parametrize('codec', [RLE_CODEC, SIMCC])
+@pytest.mark.parametrize('codec', [RLE_CODEC, pytest.param(SIMCC, marks=pytest.mark.slow)])
 def test_full_recipe_with_photometric_steps_equals_per_sample(codec):
     # the COCO+AIC recipes: box jitter, HSV, blur, median blur, coarse dropout (stage 1 and 2)
     recipe = Config.fromfile(AIC_COCO_RECIPE, {'codec': {'_delete_': True, **codec}}).to_dict()

@@ -3,10 +3,11 @@ mid-epoch and resumed ends with exactly the weights of an uninterrupted one."""
 import re
 import signal
 
+import pytest
 import torch
 
 from models.checkpoints import read_checkpoint
-from tests.conftest import needs_data, run_training, start_and_wait_for, tiny_config, train_command
+from tests.conftest import needs_data, start_and_wait_for, tiny_config, train_command
 from utils.config import Config
 
 # a stage-2 pipeline the per-sample loader runs but the batched one cannot: a top-level KeypointConverter
@@ -18,7 +19,8 @@ STAGE2_WITH_CONVERTER = ' '.join("""[dict(type='LoadImage'),
 
 
 @needs_data
-def test_device_pipeline_trains_resumes_bitwise_and_validates(tmp_path):
+@pytest.mark.slow
+def test_device_pipeline_trains_resumes_bitwise_and_validates(tmp_path, run_training):
     # the RLE COCO+AIC recipe (photometric steps included) on the COCO sample: 12 training instances,
     # batch 2, 6 iterations per epoch; validation only after the last epoch
     cfg_file = tiny_config(tmp_path, 'rle', max_epochs=2, batch_size=2,
@@ -44,7 +46,8 @@ def test_device_pipeline_trains_resumes_bitwise_and_validates(tmp_path):
 
 
 @needs_data
-def test_unsupported_recipe_falls_back_with_a_warning(tmp_path):
+@pytest.mark.slow
+def test_unsupported_recipe_falls_back_with_a_warning(tmp_path, run_training):
     cfg_file = tiny_config(tmp_path, 'rle', max_epochs=1, batch_size=6,
                            train_dataset_args=f'pipeline_stage2={STAGE2_WITH_CONVERTER}')
     work_dir = tmp_path / 'work'

@@ -5,10 +5,8 @@ status 2 naming the value; valid values parse; the old output spellings still wo
 from __future__ import annotations
 
 import importlib
-import json
 import os
 import re
-import subprocess
 import sys
 import unittest.mock
 import warnings
@@ -17,7 +15,7 @@ import cv2
 import pytest
 import torch
 
-from tests.conftest import REPO, SAMPLE_CONFIG, one_error_line, run_entry_point
+from tests.conftest import SAMPLE_CONFIG, one_error_line, run_entry_point
 from utils import cli, threads
 
 CFG = str(SAMPLE_CONFIG)
@@ -342,17 +340,3 @@ def test_onnx_runtime_sessions_follow_the_thread_setting(tmp_path, restore_threa
     with unittest.mock.patch.object(ort, 'InferenceSession', spy):
         create_session(tmp_path / 'm.onnx')
     assert seen['threads'] == 1
-
-
-@pytest.mark.slow
-def test_bench_threads_reports_each_setting_under_load(tmp_path):
-    """benchmarks/bench_threads.py in its smallest real form: one busy process, one frame, one forward."""
-    proc = subprocess.run([sys.executable, 'benchmarks/bench_threads.py', '--settings', 'default',
-                           '--frames', '1', '--iters', '1', '--load', '1', '--load-seconds', '120'],
-                          cwd=REPO, capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    rows = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith('{')]
-    assert [row['setting'] for row in rows] == ['this default (free cores)']
-    assert rows[0]['chosen_by'].startswith('free cores: ') and rows[0]['threads'] >= 1
-    assert rows[0]['demo_fps'] > 0 and rows[0]['forward_ms'] > 0
-    assert 'demo frames/s' in proc.stdout.splitlines()[-2]  # the table's header

@@ -481,6 +481,7 @@ def test_eval_predictions_tool_errors(tmp_path: Path, capsys) -> None:
 
 
 @needs_coco
+@pytest.mark.slow
 def test_eval_predictions_cli(tmp_path: Path) -> None:
     raw = write_raw(make_predictions(COCO_ANN), tmp_path / 'raw.json')
     repo = Path(__file__).resolve().parents[1]

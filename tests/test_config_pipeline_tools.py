@@ -11,11 +11,10 @@ import cv2
 import pytest
 
 import benchmarks.bench_pipeline as bench_pipeline
+from tests.conftest import DATA, REPO, needs_data
 from tools import browse_dataset
 from utils.config import load_config
 
-REPO = Path(__file__).resolve().parents[1]
-DATA = REPO.parent / 'shared' / 'data'
 RLE = REPO / 'configs' / 'rle' / 'rle_mbv2-0.5x_aic-coco-192x192.py'
 # the recipe's COCO (x3) + AIC training set and its COCO validation set, on the sample images
 ON_SAMPLE = [f'data_root={DATA}/',
@@ -44,13 +43,7 @@ def test_every_pose_config_gives_the_tools_its_pipelines(path):
 
 
 @pytest.fixture
-def need_data():
-    if not (DATA / 'coco' / 'test_coco.json').is_file() or not (DATA / 'aic' / 'test_aic.json').is_file():
-        pytest.skip('../shared/data is not available')
-
-
-@pytest.fixture
-def repeat_cfg(tmp_path, need_data) -> Path:
+def repeat_cfg(tmp_path) -> Path:
     """A child of the RLE recipe training on the COCO sample through a RepeatDataset owning the pipeline."""
     path = tmp_path / 'repeat.py'
     path.write_text(
@@ -69,20 +62,23 @@ def bench(capsys, config, *extra: str) -> str:
     return capsys.readouterr().out
 
 
-def test_bench_pipeline_on_a_combined_dataset(capsys, need_data):
+@needs_data
+def test_bench_pipeline_on_a_combined_dataset(capsys):
     out = bench(capsys, RLE, '--batched', '--batch-size', '2', '--cfg-options', *ON_SAMPLE)
     # 12 COCO people x 3 + the AIC people, through their own pipelines and the combined one
     assert 'train pipeline, 45 instances of train_dataloader.dataset' in out
     assert 'single process:' in out and 'batched pipeline, per batch of 2 on the CPU' in out
 
 
-def test_bench_pipeline_val_phase_and_data_dir(capsys, need_data):
+@needs_data
+def test_bench_pipeline_val_phase_and_data_dir(capsys):
     assert 'val pipeline, 12 instances of val_dataloader.dataset' in bench(
         capsys, RLE, '--phase', 'val', '--cfg-options', *ON_SAMPLE)
     out = bench(capsys, RLE, '--data-dir', str(DATA / 'coco'), '--ann-file', 'test_coco.json')
     assert f"12 instances of {DATA / 'coco' / 'test_coco.json'}" in out
 
 
+@needs_data
 def test_bench_pipeline_on_a_repeat_dataset(capsys, repeat_cfg):
     assert '24 instances of train_dataloader.dataset' in bench(capsys, repeat_cfg, '--batched',
                                                                '--batch-size', '2')
@@ -97,13 +93,15 @@ def crops(tmp_path: Path, config: Path, *options: str, phase: str = 'train') -> 
     return [cv2.imread(str(f)) for f in sorted(out.glob('*.jpg'))]
 
 
-def test_browse_dataset_on_a_combined_dataset_follows_a_codec_override(tmp_path, need_data):
+@needs_data
+def test_browse_dataset_on_a_combined_dataset_follows_a_codec_override(tmp_path):
     written = crops(tmp_path, RLE, *ON_SAMPLE, 'codec.input_size=(128,160)')
     assert len(written) == 3 and all(c.shape == (160, 128, 3) for c in written)
     written = crops(tmp_path, RLE, *ON_SAMPLE, phase='val')
     assert len(written) == 3 and all(c.shape == (192, 192, 3) for c in written)
 
 
+@needs_data
 def test_browse_dataset_on_a_repeat_dataset(tmp_path, repeat_cfg):
     written = crops(tmp_path, repeat_cfg)
     assert len(written) == 3 and all(c.shape == (192, 192, 3) for c in written)

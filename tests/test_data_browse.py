@@ -6,6 +6,7 @@ import sys
 
 import cv2
 import numpy as np
+import pytest
 
 from datasets import parse_pose_metainfo
 from tests.conftest import REPO, SAMPLE_CONFIG, needs_coco, sample_config_options
@@ -29,6 +30,7 @@ def test_draw_pose_puts_metainfo_colours_on_keypoints():
 
 
 @needs_coco
+@pytest.mark.slow
 def test_browse_dataset_writes_crops(tmp_path):
     out = subprocess.run([sys.executable, 'tools/browse_dataset.py', str(SAMPLE_CONFIG), '--output-dir',
                           str(tmp_path), '--n', '3', '--cfg-options', *sample_config_options()], cwd=REPO,

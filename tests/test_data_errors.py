@@ -5,7 +5,7 @@ a metric ann_file that does not match the evaluated dataset is a warning naming 
 counts. The valid variants (``size_mismatch='rescale'``, null coordinates of unlabelled keypoints,
 matching files) give the AP of the untouched data, and no run changes a pre-existing file.
 
-The data are the 4-image COCO sample of ../shared (copied, resized and edited here) with the published
+The data are the 4-image COCO sample of the shared folder (copied, resized and edited here) with the published
 RLE-0.5x weights; the module skips without them.
 """
 from __future__ import annotations
@@ -26,18 +26,25 @@ from datasets import build_dataset
 from datasets.batched import RawSampleDataset
 from datasets.batched.recipe import dataset_recipes
 from datasets.image_size import AnnotatedSize, ImageSizeError, check_image_size
-from tests.conftest import file_states, one_error_line, run_entry_point
+from tests.conftest import (
+    COCO,
+    REPO,
+    RLE_WEIGHTS,
+    SAMPLE_CONFIG,
+    UDP_BACKBONE,
+    file_states,
+    needs_coco,
+    needs_weights,
+    one_error_line,
+    run_entry_point,
+)
 from tools import eval_predictions
 from utils.cli import run_main
 from utils.config import load_config
 
-REPO = Path(__file__).resolve().parents[1]
-SHARED = REPO.parent / 'shared'
-COCO = SHARED / 'data' / 'coco'
-WEIGHTS = SHARED / 'weights' / 'rle_mbv2-0.5x_aic-coco-192x192_202403131203.pth'
-BASE_CFG = REPO / 'configs' / 'rle' / 'rle_mbv2-0.5x_coco-sample-192x192.py'
-pytestmark = pytest.mark.skipif(not ((COCO / 'test_coco.json').is_file() and WEIGHTS.is_file()),
-                                reason='../shared data/weights not available')
+WEIGHTS = RLE_WEIGHTS
+BASE_CFG = SAMPLE_CONFIG
+pytestmark = [needs_coco, needs_weights]
 
 
 @dataclass
@@ -81,7 +88,9 @@ def data(tmp_path_factory) -> Data:
     cfg.write_text(
         f"_base_ = [{str(BASE_CFG)!r}]\n"
         f"data_root = {str(root) + '/'!r}\n"
-        "model = dict(test_cfg=dict(flip_test=False))\n"
+        f"load_from = {str(RLE_WEIGHTS)!r}\n"  # the sample config's are relative to the repository
+        "model = dict(test_cfg=dict(flip_test=False),\n"
+        f"             backbone=dict(init_cfg=dict(checkpoint={str(UDP_BACKBONE)!r})))\n"
         "train_cfg = dict(max_epochs=1, val_interval=1)\n"
         "stage2_num_epochs = 0\n"
         "param_scheduler = [dict(type='LinearLR', start_factor=0.1, by_epoch=False, begin=0, end=2)]\n"
@@ -101,7 +110,7 @@ def data(tmp_path_factory) -> Data:
 
 @pytest.fixture(autouse=True)
 def _repo_cwd(monkeypatch):
-    monkeypatch.chdir(REPO)  # the base config names ../shared weights relative to the repository root
+    monkeypatch.chdir(REPO)  # the entry points run from the repository root, as in the README
 
 
 @pytest.fixture

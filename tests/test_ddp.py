@@ -17,6 +17,7 @@ from utils.registry import METRICS
 
 @needs_data
 @needs_weights
+@pytest.mark.slow
 def test_torchrun_two_processes_on_cpu(tmp_path):
     # start from the trained model (load_from) with a tiny lr so that validation scores something
     cfg_file = tiny_config(tmp_path, 'rle', max_epochs=1, batch_size=2, extra=f"""

@@ -59,6 +59,7 @@ def test_image_with_detector(det_ckpt, tmp_path):
 
 @needs_data
 @needs_weights
+@pytest.mark.slow
 def test_no_person_found_still_writes_outputs(det_ckpt, tmp_path):
     src = COCO / '000000040083.jpg'
     assert _run(det_ckpt, src, tmp_path, '--save-predictions', '--bbox-thr', '0.99') == 0
@@ -87,6 +88,7 @@ def test_folder_skips_unreadable_images(tmp_path):
 
 @needs_data
 @needs_weights
+@pytest.mark.slow
 def test_video_first_frames_with_det_interval(det_ckpt, tmp_path, capsys):
     # --kpt-thr 0: every keypoint counts when following a person into the next frame
     assert _run(det_ckpt, VIDEO, tmp_path, '--save-predictions', '--max-frames', '2', '--det-interval', '2',
@@ -139,6 +141,7 @@ def test_bad_inputs_give_messages(tmp_path):
         _run(None, tmp_path / 'broken.png', tmp_path)
 
 
+@pytest.mark.slow
 def test_command_line_error_is_one_line(tmp_path):
     proc = subprocess.run([sys.executable, str(REPO / 'topdown_demo_with_mmdet.py'), 'none', 'none', POSE_CFG,
                            'none', '--input', str(tmp_path / 'nothing.mp4'), '--output-root', str(tmp_path)],

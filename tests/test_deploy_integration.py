@@ -41,6 +41,7 @@ def _repo_cwd(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @needs_coco
 @needs_weights
+@pytest.mark.slow
 def test_qat_run_trains_resumes_validates_and_exports_int8(tmp_path: Path) -> None:
     work = tmp_path / 'qat'
     common = ['--cfg_file', str(SAMPLE_CONFIG), '--device', 'cpu', '--work-dir', str(work), '--cfg-options',

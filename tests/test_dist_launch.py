@@ -159,6 +159,7 @@ def failed_run(proc: subprocess.Popen) -> tuple[str, list[str]]:
 
 
 @needs_data
+@pytest.mark.slow
 def test_a_work_dir_refused_by_rank_0_stops_every_rank_with_one_line(tmp_path):
     cfg_file = tiny_config(tmp_path, 'rle', max_epochs=1, batch_size=2, extra=BOUNDED)
     work_dir = tmp_path / 'work'
@@ -171,6 +172,7 @@ def test_a_work_dir_refused_by_rank_0_stops_every_rank_with_one_line(tmp_path):
 
 
 @needs_data
+@pytest.mark.slow
 def test_a_config_typo_is_printed_once_and_named_by_torchrun(tmp_path):
     """Found when the model is built, after the ranks joined: each raises it, the first process prints it."""
     cfg_file = tiny_config(tmp_path, 'rle', max_epochs=1, batch_size=2,
@@ -180,6 +182,7 @@ def test_a_config_typo_is_printed_once_and_named_by_torchrun(tmp_path):
 
 
 @needs_data
+@pytest.mark.slow
 def test_two_nodes_train_together_and_only_rank_0_writes(tmp_path):
     """Two torchrun launches as two machines of one process each (static rendezvous at rank 0's
     address); each runs in its own folder with the same relative --work-dir."""

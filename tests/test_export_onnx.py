@@ -66,6 +66,7 @@ def test_dynamic_batch_and_flip_in_graph(tmp_path: Path) -> None:
     np.testing.assert_allclose(got, expected, atol=1e-4)
 
 
+@pytest.mark.slow
 def test_simcc_round_trip(tmp_path: Path) -> None:
     cfg = simcc_cfg()
     model = build_small(cfg)
@@ -77,6 +78,7 @@ def test_simcc_round_trip(tmp_path: Path) -> None:
     assert diffs['keypoints'] < 1e-4 and diffs['scores'] < 1e-4, diffs
 
 
+@pytest.mark.slow
 def test_rtmdet_tiny_round_trip(tmp_path: Path) -> None:
     cfg = load_config(REPO / 'configs' / 'detection' / 'rtmdet_tiny_8xb32-300e_coco.py')
     cfg.test_pipeline = [dict(type='Resize', scale=(160, 160), keep_ratio=True),
@@ -110,6 +112,7 @@ def test_missing_onnx_gives_install_hint(monkeypatch: pytest.MonkeyPatch) -> Non
 
 @needs_coco
 @needs_weights
+@pytest.mark.slow
 def test_export_tool_real_rle_weights(tmp_path: Path) -> None:
     from tools.export_onnx import main
 

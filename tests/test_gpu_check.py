@@ -250,6 +250,7 @@ def test_without_cuda_it_says_so_in_one_line(tmp_path, capsys):
 
 @needs_data
 @needs_weights
+@pytest.mark.slow
 def test_dry_run_preflight_then_a_rerun_into_the_same_folder(tmp_path, capsys, monkeypatch):
     out = tmp_path / 'out'
     argv = ['--dry-run', '--only', 'preflight', '--shared', str(SHARED), '--out-dir', str(out)]
@@ -288,6 +289,7 @@ def fake_shared(folder: Path) -> Path:
     return folder
 
 
+@pytest.mark.slow
 def test_bundle_from_a_local_wheel_folder_then_rerun_refuse_and_force(tmp_path, capsys):
     from tools import prepare_gpu_bundle
 

@@ -119,6 +119,7 @@ def _distributed_worker(rank: int, world: int, init_file: str, queue) -> None:
     dist.destroy_process_group()
 
 
+@pytest.mark.slow
 def test_evaluate_gathers_across_ranks(tmp_path) -> None:
     ctx = torch.multiprocessing.get_context('spawn')
     queue = ctx.SimpleQueue()

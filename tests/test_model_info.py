@@ -27,14 +27,7 @@ EXPECTED = {
 }
 
 
-@pytest.mark.parametrize('cfg_path, params', EXPECTED.items())
-def test_param_counts(cfg_path, params):
-    info = model_info(Config.fromfile(ROOT / cfg_path))
-    assert info['params'] == params
-    assert info['backbone'] + info['neck'] + info['head'] == params
-    assert info['loss_only'] == (RLE_FLOW if '/rle/' in cfg_path else 0)
-
-
+@pytest.mark.slow
 def test_cli_prints_one_json_line_and_macs_match_torch_flop_counter():
     cfg_path = 'configs/rle/rle_mbv2-0.5x_aic-coco-192x192.py'
     proc = subprocess.run([sys.executable, 'tools/model_info.py', cfg_path], cwd=ROOT, capture_output=True,
@@ -50,12 +43,22 @@ def test_cli_prints_one_json_line_and_macs_match_torch_flop_counter():
     assert info['flops'] == counter.get_total_flops() // 2
 
 
-@pytest.mark.parametrize('cfg_path', sorted(str(p.relative_to(ROOT)) for p in (ROOT / 'configs').rglob('*.py')
-                                            if '_base_' not in p.parts))
+CONFIGS = sorted(p.relative_to(ROOT).as_posix() for p in (ROOT / 'configs').rglob('*.py')
+                 if '_base_' not in p.parts)
+
+
+def test_the_expected_counts_name_shipped_configs():
+    assert set(EXPECTED) <= set(CONFIGS)
+
+
+@pytest.mark.parametrize('cfg_path', CONFIGS)
 def test_every_config(cfg_path):
-    """Pose and detector configs alike: counts add up and MACs are those of a full-size input."""
+    """Pose and detector configs alike: counts add up (MMPose's for the pose recipes in EXPECTED), the RLE
+    flow counts apart, and MACs are those of a full-size input."""
     info = model_info(Config.fromfile(ROOT / cfg_path))
     assert info['params'] == info['backbone'] + info['neck'] + info['head'] > 0
+    assert info['params'] == EXPECTED.get(cfg_path, info['params'])
+    assert info['loss_only'] == (RLE_FLOW if '/rle/' in cfg_path else 0)
     assert info['flops'] > info['params']
     assert info['input_size'] == ([640, 640] if '/detection/' in cfg_path else
                                   list(Config.fromfile(ROOT / cfg_path).codec['input_size']))

@@ -51,7 +51,8 @@ class _RangeHandler(http.server.BaseHTTPRequestHandler):
 def server():
     _RangeHandler.requests = []
     httpd = http.server.ThreadingHTTPServer(('127.0.0.1', 0), _RangeHandler)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    # shutdown() waits for the loop's next poll: 0.5 s by default
+    thread = threading.Thread(target=httpd.serve_forever, kwargs=dict(poll_interval=0.02), daemon=True)
     thread.start()
     yield f'http://127.0.0.1:{httpd.server_address[1]}'
     httpd.shutdown()
@@ -165,7 +166,8 @@ def github(monkeypatch):
     _GitHubRawHandler.files = {urlparse(MODEL_ZOO[name].url).path: WEIGHTS / f
                                for name, f in ORIGINAL_FILES.items()}
     httpd = http.server.ThreadingHTTPServer(('127.0.0.1', 0), _GitHubRawHandler)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    # shutdown() waits for the loop's next poll: 0.5 s by default
+    thread = threading.Thread(target=httpd.serve_forever, kwargs=dict(poll_interval=0.02), daemon=True)
     thread.start()
     base = f'http://127.0.0.1:{httpd.server_address[1]}'
     for name in ORIGINAL_FILES:

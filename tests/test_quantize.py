@@ -43,6 +43,7 @@ def assert_int8_kernels(path: str | Path) -> None:
     assert ops.get('QLinearConv', 0) == 52 and not ops.get('Conv') and not ops.get('FusedConv'), ops
 
 
+@pytest.mark.slow
 def test_ptq_static_int8_runs_on_int8_kernels(tmp_path: Path) -> None:
     cfg = rle_cfg()
     model = build_small(cfg)
@@ -79,6 +80,7 @@ def test_weight_preparation_keeps_float_outputs_and_snaps_to_int8_grid() -> None
 
 @needs_coco
 @needs_weights
+@pytest.mark.slow
 def test_quantize_tool_real_rle_within_deviation(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                  capsys: pytest.CaptureFixture) -> None:
     from tools.quantize import main
@@ -99,6 +101,7 @@ def test_quantize_tool_real_rle_within_deviation(tmp_path: Path, monkeypatch: py
     assert metrics['coco/AP'] == pytest.approx(report['int8_ap']['coco/AP'], abs=1e-4)
 
 
+@pytest.mark.slow
 def test_qat_trains_resumes_and_exports_int8(tmp_path: Path) -> None:
     cfg = rle_cfg()
     model = build_small(cfg)
@@ -179,6 +182,7 @@ def test_qat_weights_are_symmetric_7_bit_in_dense_convs() -> None:
 
 @needs_coco
 @needs_weights
+@pytest.mark.slow
 def test_qat_real_rle_int8_export_runs_exactly(tmp_path: Path) -> None:
     """The published RLE-0.5x weights prepared for QAT, observers calibrated on the sample crops (no
     training) and exported: ONNX Runtime's int8 kernels compute what the file says, so the optimised

@@ -4,14 +4,16 @@ of an uninterrupted run; Ctrl-C exits cleanly without half-written files and say
 import shlex
 import signal
 
+import pytest
 import torch
 
 from models.checkpoints import read_checkpoint
-from tests.conftest import needs_data, run_training, start_and_wait_for, tiny_config, train_command
+from tests.conftest import needs_data, start_and_wait_for, tiny_config, train_command
 
 
 @needs_data
-def test_sigkill_mid_epoch_then_resume_equals_uninterrupted_run(tmp_path):
+@pytest.mark.slow
+def test_sigkill_mid_epoch_then_resume_equals_uninterrupted_run(tmp_path, run_training):
     # 12 training instances, batch 2: 6 iterations per epoch; validation only after the last epoch
     cfg_file = tiny_config(tmp_path, 'rle', max_epochs=2, batch_size=2,
                            extra='train_cfg = dict(max_epochs=2, val_interval=2)\n')
@@ -37,6 +39,7 @@ def test_sigkill_mid_epoch_then_resume_equals_uninterrupted_run(tmp_path):
 
 
 @needs_data
+@pytest.mark.slow
 def test_ctrl_c_exits_cleanly(tmp_path):
     cfg_file = tiny_config(tmp_path, 'rle', max_epochs=2)
     work_dir = tmp_path / 'work'

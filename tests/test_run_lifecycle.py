@@ -25,7 +25,7 @@ STAMP = '20260102030405'
 
 
 @pytest.fixture(autouse=True)
-def _quiet_project_logger(one_torch_thread):
+def _quiet_project_logger():
     """train.main points the project logger at the test's captured stdout: reset it afterwards."""
     yield
     logger = logging.getLogger('mmpose_clean')
@@ -91,6 +91,7 @@ def test_names_of_runs_started_in_the_same_second(tmp_path, frozen_clock):
     assert latest_run('other', root) is None
 
 
+@pytest.mark.slow
 def test_two_runs_in_the_same_second_then_resume_finished_and_longer(tiny_cfg, tmp_path, monkeypatch,
                                                                      frozen_clock, capsys):
     monkeypatch.chdir(tmp_path)  # default work dirs are relative: tmp_path/work_dirs
@@ -129,6 +130,7 @@ def test_two_runs_in_the_same_second_then_resume_finished_and_longer(tiny_cfg, t
 
 
 @pytest.mark.parametrize('stop_in', [1, 0], ids=['epoch2', 'epoch1'])
+@pytest.mark.slow
 def test_ctrl_c_prints_the_command_that_resumes(tiny_cfg, tmp_path, monkeypatch, capsys, stop_in):
     real_epoch = train.engine.train_one_epoch
 

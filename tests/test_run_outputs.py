@@ -48,13 +48,8 @@ def run(tmp_path_factory):
     """(config, work dir, console text) of one 2-epoch run (tests marked needs_data); the work dir must not
     be modified."""
     tmp = tmp_path_factory.mktemp('run')
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        cfg_file = tiny_config(tmp, 'rle', max_epochs=EPOCHS)
-        console = _train(cfg_file, tmp / 'work', '--threads', '1')
-    finally:
-        torch.set_num_threads(threads)
+    cfg_file = tiny_config(tmp, 'rle', max_epochs=EPOCHS)
+    console = _train(cfg_file, tmp / 'work', '--threads', '1')
     return cfg_file, tmp / 'work', console
 
 
@@ -66,6 +61,7 @@ def log_values(log: str, pattern: str) -> list[dict[str, float]]:
 
 
 @needs_data
+@pytest.mark.slow
 def test_console_is_short_and_config_only_in_files(run):
     cfg_file, work_dir, console = run
     lines = console.splitlines()
@@ -84,6 +80,7 @@ def test_console_is_short_and_config_only_in_files(run):
 
 
 @needs_data
+@pytest.mark.slow
 def test_results_csv_has_a_row_per_epoch_equal_to_the_log(run):
     _, work_dir, _ = run
     rows = read_results(work_dir / 'results.csv')
@@ -122,6 +119,7 @@ def load_json_log(path: Path) -> dict:
 
 
 @needs_data
+@pytest.mark.slow
 def test_scalars_json_is_mmpose_format(run):
     _, work_dir, _ = run
     path = work_dir / 'scalars.json'
@@ -157,6 +155,7 @@ def _tensorboard_images(work_dir: Path) -> dict[str, list[int]]:
 
 
 @needs_data
+@pytest.mark.slow
 def test_pictures_have_the_expected_size_and_place(run):
     _, work_dir, _ = run
     curves = cv2.imread(str(work_dir / 'results.png'))
@@ -180,6 +179,7 @@ def test_pictures_have_the_expected_size_and_place(run):
 
 
 @needs_data
+@pytest.mark.slow
 def test_resume_appends(run, tmp_path):
     cfg_file, work_dir, _ = run
     resumed = tmp_path / 'work'
@@ -210,6 +210,7 @@ def test_resume_appends(run, tmp_path):
 
 
 @needs_data
+@pytest.mark.slow
 def test_plot_curves_names_a_missing_key(run, tmp_path, capsys):
     _, work_dir, _ = run
     with pytest.raises(SystemExit) as exit_info:
@@ -220,6 +221,7 @@ def test_plot_curves_names_a_missing_key(run, tmp_path, capsys):
 
 
 @needs_data
+@pytest.mark.slow
 def test_val_show_dir_writes_one_picture_per_image(run, tmp_path, monkeypatch):
     _, work_dir, _ = run
     monkeypatch.chdir(REPO)

@@ -32,6 +32,7 @@ def run_steps(cfg, model, train_model, batch, first_it: int = 0):
 
 @pytest.mark.parametrize('amp', [False, True], ids=['fp32', 'amp'])
 @pytest.mark.parametrize('family', sorted(STEP_RECIPES))
+@pytest.mark.slow
 def test_step_on_meta_device_reads_nothing_back(family, amp):
     cfg = step_recipe(family, amp, 'cpu')
     model = build_pose_estimator(cfg.model).to('meta')
@@ -47,6 +48,7 @@ def test_step_on_meta_device_reads_nothing_back(family, amp):
 
 
 @pytest.mark.parametrize('amp', [False, True], ids=['fp32', 'amp'])
+@pytest.mark.slow
 def test_qat_step_on_meta_device_reads_nothing_back(amp):
     """QAT's fake-quant observes, updates its ranges and quantises inside one op per module
     (``FusedMovingAvgObsFakeQuantize``): no Python branch on a device tensor in the step."""

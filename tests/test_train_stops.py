@@ -38,7 +38,6 @@ from utils.dist import (
     peer_stopped,
 )
 
-pytestmark = pytest.mark.usefixtures('one_torch_thread')
 NAN = float('nan')
 LEFT = 'mmpose_clean/left/'  # + rank: that rank has left, or read the stop message
 LAUNCH_VARIABLES = ('RANK', 'LOCAL_RANK', 'WORLD_SIZE', 'MASTER_ADDR', 'MASTER_PORT')
@@ -61,6 +60,7 @@ def test_step_stats_name_the_first_bad_iteration_after_one_read_back():
 
 
 @needs_data
+@pytest.mark.slow
 def test_rle_prediction_with_inf_stops_naming_iteration_and_term(tmp_path, monkeypatch):
     # 3 iterations per epoch, a log line every 3: iteration 5 (epoch 2) is poisoned, noticed at iteration 6
     cfg_file = tiny_config(tmp_path, 'rle', max_epochs=2, extra='log_interval = 3\n')
@@ -146,6 +146,7 @@ def run_two_ranks(tmp_path: Path, action: str, rank: int = 1, srun: bool = False
 
 
 @needs_data
+@pytest.mark.slow
 def test_non_finite_loss_on_rank_1_stops_both_ranks_with_one_message(tmp_path):
     poison = "losses['loss_kpt'] = losses['loss_kpt'] * float('nan')"
     results, spread, work_dir = run_two_ranks(tmp_path, poison)
@@ -161,6 +162,7 @@ def test_non_finite_loss_on_rank_1_stops_both_ranks_with_one_message(tmp_path):
 
 
 @needs_data
+@pytest.mark.slow
 def test_out_of_memory_on_rank_1_stops_both_ranks_with_its_message(tmp_path):
     results, spread, work_dir = run_two_ranks(
         tmp_path, "raise torch.OutOfMemoryError('CUDA out of memory. Tried to allocate 2.00 GiB')")
@@ -173,6 +175,7 @@ def test_out_of_memory_on_rank_1_stops_both_ranks_with_its_message(tmp_path):
 
 
 @needs_data
+@pytest.mark.slow
 def test_a_failure_on_rank_0_stops_both_ranks_with_its_message(tmp_path):
     """Rank 0 hosts the process group's store: it waits until rank 1 (its watcher) has read the message,
     so rank 1 ends with rank 0's reason rather than a connection error or a collective's timeout. The

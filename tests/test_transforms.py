@@ -150,6 +150,7 @@ def test_bbox_transform_distribution_matches_mmpose():
 
 
 @needs_coco
+@pytest.mark.slow
 def test_flip_and_half_body_frequencies():
     info = _coco_info(0)  # 17 visible keypoints
     info['img'] = np.zeros((4, 4, 3), np.uint8)
@@ -247,6 +248,7 @@ def test_skip_bad_images_replaces_sample_with_warning(tmp_path, caplog, monkeypa
 
 @needs_coco
 @needs_weights
+@pytest.mark.slow
 def test_train_pipeline_statistics_match_mmpose():
     # MMPose 1.3.2, the original RLE train pipeline (up to GenerateTarget) on the 12 COCO sample
     # instances, 6000 draws: visible label mean (x, y) (0.4979, 0.4581), std (0.1837, 0.2226);

@@ -495,6 +495,7 @@ def test_demo_mistakes(env, bad_checkpoints, capsys, unchanged, tmp_path):
     assert not (tmp_path / 'out' / env.img.name).exists()
 
 
+@pytest.mark.slow
 def test_demo_det_cat_id_outside_the_detectors_classes(env, seeded_rtmdet_tiny, capsys, unchanged, tmp_path):
     det = [str(DET_CFG), str(seeded_rtmdet_tiny)]
     argv = [*det, env.cfg, env.ckpt, '--input', env.img, '--out-dir', tmp_path / 'out', '--device', 'cpu']
@@ -662,6 +663,7 @@ def test_internal_errors_keep_their_traceback():
         run_main(broken, [])
 
 
+@pytest.mark.slow
 def test_scripts_print_one_line_without_traceback(env, tmp_path):
     """The real command lines (python train.py ..., python tools/x.py ...), in a subprocess."""
     for cmd in ([REPO / 'train.py', *tiny(env, 'train_dataloader.batch_sise=2')],

@@ -82,14 +82,6 @@ def test_val_ground_truth_boxes(tmp_path: Path, capsys: pytest.CaptureFixture) -
 
 @needs_coco
 @needs_weights
-def test_val_detection_boxes() -> None:
-    metrics = val.main(['--cfg_file', CONFIG, '--checkpoint', str(RLE_WEIGHTS), '--device', 'cpu',
-                        '--batch-size', '32', *SHARED_PATHS, f'val_dataloader.dataset.bbox_file={COCO_DETS}'])
-    assert metrics['coco/AP'] == pytest.approx(UPSTREAM_AP['det'], abs=TOL)
-
-
-@needs_coco
-@needs_weights
 def test_val_work_dir_form_without_flip(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     """The original project's ``--checkpoint WORK_DIR`` (config + best.pth inside) and MMPose's
     ``val.py WORK_DIR``, flip test off, with best.pth in the official MMPose layout."""
@@ -123,7 +115,8 @@ def test_val_input_errors(tmp_path: Path) -> None:
 @needs_coco
 @needs_weights
 @pytest.mark.skipif(importlib.util.find_spec('onnxruntime') is None, reason='onnxruntime not installed')
-@pytest.mark.parametrize('export_flags', [['--with-decode', '--with-preprocess'], ['--dynamic-batch']])
+@pytest.mark.parametrize('export_flags', [['--with-decode', '--with-preprocess'],
+                                          pytest.param(['--dynamic-batch'], marks=pytest.mark.slow)])
 def test_val_onnx_gives_the_pth_ap(tmp_path: Path, capsys: pytest.CaptureFixture, export_flags,
                                    pth_metrics: dict[str, float]) -> None:
     """The exported model of the real RLE weights evaluates to the .pth's AP (flip test on): flip in the
@@ -216,7 +209,7 @@ def _by_image(results: list[dict]) -> dict[int, list[tuple[float, np.ndarray]]]:
 
 @needs_coco
 @needs_weights
-@pytest.mark.parametrize('boxes', ['gt', 'det'])
+@pytest.mark.parametrize('boxes', ['gt', pytest.param('det', marks=pytest.mark.slow)])
 def test_val_results_equal_mmpose(boxes: str, tmp_path: Path) -> None:
     """The final COCO results (after rescoring and OKS NMS) equal MMPose 1.3.2's, keypoint by keypoint.
 
@@ -229,9 +222,10 @@ def test_val_results_equal_mmpose(boxes: str, tmp_path: Path) -> None:
     dump = tmp_path / 'results.keypoints.json'
     args = ['--cfg_file', CONFIG, '--checkpoint', str(RLE_WEIGHTS), '--device', 'cpu',
             *SHARED_PATHS, f'val_evaluator.outfile_prefix={tmp_path / "results"}']
-    if boxes == 'det':
-        args += [f'val_dataloader.dataset.bbox_file={COCO_DETS}']
-    val.main(args)
+    if boxes == 'det':  # the detections' boxes, 32 crops a batch
+        args += [f'val_dataloader.dataset.bbox_file={COCO_DETS}', '--batch-size', '32']
+    metrics = val.main(args)
+    assert metrics['coco/AP'] == pytest.approx(UPSTREAM_AP[boxes], abs=TOL)
     ours, theirs = _by_image(json.loads(dump.read_text())), _by_image(expected)
     assert {k: len(v) for k, v in ours.items()} == {k: len(v) for k, v in theirs.items()}
     for img_id, instances in theirs.items():
