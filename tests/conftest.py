@@ -127,6 +127,23 @@ def _repository_untouched():
         assert not changed, f'tests changed the repository (git status): {changed}'
 
 
+def clear_project_logger(keep: logging.Handler | None = None) -> None:
+    """Remove every handler of the project logger (``train.main`` and ``get_logger`` add them, on a test's
+    captured stdout or a train.log) and close it, except ``keep`` (a caplog handler pytest closes)."""
+    logger = logging.getLogger('mmpose_clean')
+    for handler in list(logger.handlers):
+        logger.removeHandler(handler)
+        if handler is not keep:
+            handler.close()
+
+
+@pytest.fixture
+def fresh_project_logger():
+    """For tests that run ``train.main`` in this process: the project logger has no handlers afterwards."""
+    yield
+    clear_project_logger()
+
+
 @pytest.fixture
 def project_log(caplog):
     """caplog receiving the project logger's records (INFO and up; the logger does not propagate to the
@@ -138,10 +155,7 @@ def project_log(caplog):
     logger.setLevel(logging.INFO)
     logger.propagate = False  # caplog's handler also sits on the root logger: each record once
     yield caplog
-    for handler in list(logger.handlers):
-        logger.removeHandler(handler)
-        if handler is not caplog.handler:
-            handler.close()
+    clear_project_logger(keep=caplog.handler)
     logger.setLevel(level)
     logger.propagate = propagate
 
@@ -323,10 +337,7 @@ def run_training(monkeypatch):
         del os.environ[key]
     torch.use_deterministic_algorithms(algorithms, warn_only=warn_only)
     torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = cudnn
-    logger = logging.getLogger('mmpose_clean')
-    for handler in list(logger.handlers):
-        logger.removeHandler(handler)
-        handler.close()
+    clear_project_logger()
 
 
 def start_and_wait_for(cmd: list[str], log: Path, marker: str, timeout: float = 300) -> subprocess.Popen:

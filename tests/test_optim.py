@@ -21,6 +21,7 @@ from optim import (
     fast_kernel_args,
     scale_lr,
 )
+from tests.conftest import clear_project_logger
 from utils.logger import LOGGER_NAME, get_logger
 
 
@@ -375,13 +376,11 @@ def test_ema_config_converts_mmpose_ema_hook(caplog):
 def test_optim_info_reaches_train_log_once(tmp_path):
     """optim logs under the project logger: its INFO lines (the lr scaling, logged nowhere else) reach
     train.log, once."""
-    logger = get_logger(tmp_path / 'train.log')
+    get_logger(tmp_path / 'train.log')
     try:
         wrapper = build_optimizer(nn.Linear(2, 2), dict(optimizer=dict(type='SGD', lr=0.1)))
         assert scale_lr(wrapper, dict(base_batch_size=8, enable=True), 16) == 2.0
     finally:
-        for handler in list(logger.handlers):
-            logger.removeHandler(handler)
-            handler.close()
+        clear_project_logger()
     log = (tmp_path / 'train.log').read_text()
     assert log.count('auto_scale_lr: lr x 2 (total batch 16, base 8)') == 1, log

@@ -7,7 +7,6 @@ so nothing here needs ../shared.
 """
 from __future__ import annotations
 
-import logging
 import shlex
 from datetime import datetime
 from pathlib import Path
@@ -24,14 +23,8 @@ FROZEN = datetime(2026, 1, 2, 3, 4, 5)
 STAMP = '20260102030405'
 
 
-@pytest.fixture(autouse=True)
-def _quiet_project_logger():
-    """train.main points the project logger at the test's captured stdout: reset it afterwards."""
-    yield
-    logger = logging.getLogger('mmpose_clean')
-    for handler in list(logger.handlers):
-        logger.removeHandler(handler)
-        handler.close()
+# train.main points the project logger at each test's captured stdout: reset it afterwards
+pytestmark = pytest.mark.usefixtures('fresh_project_logger')
 
 
 @pytest.fixture

@@ -22,7 +22,7 @@ import val
 from codec import MSRAHeatmap, RegressionLabel, SimCCLabel
 from datasets import parse_pose_metainfo
 from engine import RunRecord, RunReport, TrainWindow, read_results, read_scalars, summary_table
-from tests.conftest import COCO_ANN, REPO, needs_data, tiny_config
+from tests.conftest import COCO_ANN, REPO, clear_project_logger, needs_data, tiny_config
 from tools import plot_curves
 from utils.cli import run_main
 from utils.logger import get_logger
@@ -315,9 +315,7 @@ def test_run_report_on_a_terminal_keeps_iteration_lines_in_the_file(tmp_path, ca
     assert row['loss_kpt'] == pytest.approx(4.0) and row['coco/AP'] == 0.5  # the mean over all 3 iterations
     assert cv2.imread(str(tmp_path / 'vis' / 'train_batch.jpg')).shape == (8, 2 * 8, 3)
     assert (tmp_path / 'results.png').is_file()
-    for handler in list(logger.handlers):  # leave no handler on the captured stream
-        logger.removeHandler(handler)
-        handler.close()
+    clear_project_logger()  # leave no handler on the captured stream
 
 
 def test_run_report_keeps_the_last_and_the_best_prediction_mosaic(tmp_path):

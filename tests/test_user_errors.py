@@ -124,14 +124,8 @@ def _repo_cwd(monkeypatch):
     monkeypatch.chdir(REPO)  # configs import configs._base_ helpers relative to the repository root
 
 
-@pytest.fixture(autouse=True)
-def _fresh_project_logger():
-    """train.main points the project logger at this test's (captured, later closed) stdout: reset it."""
-    yield
-    logger = logging.getLogger('mmpose_clean')
-    for handler in list(logger.handlers):
-        logger.removeHandler(handler)
-        handler.close()
+# train.main points the project logger at each test's captured stdout: reset it afterwards
+pytestmark = pytest.mark.usefixtures('fresh_project_logger')
 
 
 
