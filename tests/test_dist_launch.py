@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 
 import utils.dist
-from tests.conftest import REPO, TRAIN_ENV, file_states, free_port, needs_data, tiny_config
-from utils.cli import run_main, run_on_rank_0
+from tests.conftest import REPO, SAMPLE_CONFIG, TRAIN_ENV, file_states, free_port, needs_data, tiny_config
+from utils.cli import ArgumentParser, run_main, run_on_rank_0
 from utils.config_dict import ConfigError
 from utils.dist import (
     DEFAULT_TIMEOUT,
@@ -114,6 +114,25 @@ def test_an_error_every_rank_raises_is_printed_once_per_machine_and_recorded_for
     assert capsys.readouterr().err == 'error: b.jpg: not a JPEG file\n'
 
 
+@pytest.mark.parametrize('local_rank, printed', [('0', True), ('1', False)])
+def test_a_usage_error_is_printed_once_per_machine_and_recorded_for_torchrun(
+        tmp_path, monkeypatch, capsys, local_rank, printed):
+    """Every rank parses the same command line: its first process prints the usage error."""
+    error_file = tmp_path / 'error.json'
+    monkeypatch.setenv('WORLD_SIZE', '2')
+    monkeypatch.setenv('RANK', local_rank)
+    monkeypatch.setenv('LOCAL_RANK', local_rank)
+    monkeypatch.setenv('TORCHELASTIC_ERROR_FILE', str(error_file))
+    parser = ArgumentParser(prog='train.py')
+    parser.add_argument('--device')
+    with pytest.raises(SystemExit) as info:
+        parser.parse_args(['--devcie', 'cpu'])
+    line = 'error: unrecognized arguments: --devcie cpu (see train.py --help)'
+    assert info.value.code == 2
+    assert capsys.readouterr().err == (line + '\n' if printed else '')
+    assert json.loads(error_file.read_text())['message']['message'] == line
+
+
 def test_rank_0_checks_run_in_place_without_a_process_group():
     def refuse():
         raise DataError('work dir holds last.pth')
@@ -179,6 +198,12 @@ def test_a_config_typo_is_printed_once_and_named_by_torchrun(tmp_path):
                            extra=BOUNDED + "model = dict(head=dict(type='RLEHeed'))\n")
     line, _ = failed_run(torchrun(cfg_file, str(tmp_path / 'work')))
     assert "'RLEHeed' is not registered" in line and 'RLEHead' in line and 'model.head' in line, line
+
+
+@pytest.mark.slow
+def test_a_mistyped_flag_is_printed_once_and_named_by_torchrun(tmp_path):
+    line, _ = failed_run(torchrun(SAMPLE_CONFIG, str(tmp_path / 'work'), '--devcie', 'cpu'))
+    assert line == 'error: unrecognized arguments: --devcie cpu (see train.py --help)', line
 
 
 @needs_data

@@ -173,7 +173,9 @@ def run_main(main: Callable[[list[str]], Any], argv: list[str] | None = None) ->
 class ArgumentParser(argparse.ArgumentParser):
     """``argparse.ArgumentParser`` (description kept as written) whose usage errors (a missing or unknown
     argument, a value its type refuses) are one line ``error: argument --flag: ...`` on stderr with exit
-    status 2, as :func:`run_main` reports every other mistake."""
+    status 2, as :func:`run_main` reports every other mistake: under torchrun or srun printed by each
+    machine's first process only (every rank parses the same command line) and written to torchrun's
+    error file."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         kwargs.setdefault('formatter_class', argparse.RawDescriptionHelpFormatter)
@@ -181,7 +183,8 @@ class ArgumentParser(argparse.ArgumentParser):
 
     def error(self, message: str) -> NoReturn:
         hint = '' if message.startswith('argument ') else f' (see {self.prog} --help)'  # a value says why
-        self.exit(2, f'error: {message}{hint}\n')
+        report_error(f'{message}{hint}', quiet=launch_ranks()[1] != 0)
+        sys.exit(2)
 
 
 def _bounded(kind: type, low: float | None, high: float | None, expected: str) -> Callable[[str], Any]:
