@@ -138,6 +138,17 @@ class QATTopdownPoseEstimator(TopdownPoseEstimator):
     def init_weights(self) -> None:
         """Nothing to do: weights come from the float model the QAT model was prepared from."""
 
+    def train(self, mode: bool = True) -> QATTopdownPoseEstimator:
+        """Training mode with the range observers on, evaluation mode with them frozen: a validation
+        (in training or val.py) measures the quantisation grids training left, as the exported int8
+        graph will use them, and its images do not move those grids. (Fake-quant modules observe in
+        both modes by default; to calibrate without training, call
+        ``model.eval().apply(torch.ao.quantization.enable_observer)``.) Switching writes the modules'
+        flag tensors on the device and reads nothing back."""
+        super().train(mode)
+        self.network.apply(tq.enable_observer if mode else tq.disable_observer)
+        return self
+
     def extract_feat(self, x: torch.Tensor) -> Any:
         raise NotImplementedError('the QAT network is one fused graph; call forward()')
 

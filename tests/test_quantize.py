@@ -191,6 +191,8 @@ def test_qat_real_rle_int8_export_runs_exactly(tmp_path: Path) -> None:
     keypoints stay near the float model's (untrained: QAT fine-tuning narrows it)."""
     import copy
 
+    from torch.ao.quantization import enable_observer
+
     from deploy.data import annotation_loader, stack_inputs
     from deploy.graph import PoseExportModule, Preprocess
     from models.loading import load_model
@@ -200,8 +202,9 @@ def test_qat_real_rle_int8_export_runs_exactly(tmp_path: Path) -> None:
     model = load_model(cfg, RLE_WEIGHTS)
     x = torch.from_numpy(stack_inputs(annotation_loader(cfg, str(COCO_ANN), str(COCO))))
     qat = prepare_qat(copy.deepcopy(model), dict(mode='qat')).eval()  # BN statistics frozen
+    qat.apply(enable_observer)  # the observers calibrate (eval() froze them)
     with torch.no_grad():
-        qat(qat.preprocess(torch.cat([x, x.flip(-1)])))  # the observers calibrate (they run in eval too)
+        qat(qat.preprocess(torch.cat([x, x.flip(-1)])))
     path, wrapper, _ = export_qat_onnx(qat, cfg, str(tmp_path / 'qat.onnx'), with_decode=True,
                                        with_preprocess=True, dynamic_batch=True)
     assert_int8_kernels(path)
@@ -222,6 +225,23 @@ def test_qat_real_rle_int8_export_runs_exactly(tmp_path: Path) -> None:
     # large; measured 3.0 px between the two runs and 3.3 px to PyTorch's fake-quant, 10.7 px to float
     assert mean_px(kernels, op_by_op) < 5.0 and mean_px(kernels, fake_quant) < 5.0
     assert mean_px(kernels, reference) < 14.0
+
+
+def test_qat_observers_are_frozen_in_evaluation() -> None:
+    """A validation neither moves the quantisation grids nor is measured with grids its own images moved;
+    back in training mode the observers follow the data again."""
+    qat = prepare_qat(build_small(rle_cfg()), dict(mode='qat'))
+    qat(qat.preprocess(crops(2)))
+
+    def grids() -> list[torch.Tensor]:
+        return [b.clone() for name, b in qat.named_buffers() if name.endswith(('.scale', '.zero_point'))]
+
+    trained = grids()
+    with torch.no_grad():
+        qat.eval()(qat.preprocess(crops(2) // 4))  # darker images: other activation ranges
+    assert all(torch.equal(a, b) for a, b in zip(trained, grids()))
+    qat.train()(qat.preprocess(crops(2) // 4))
+    assert not all(torch.equal(a, b) for a, b in zip(trained, grids()))
 
 
 def test_prepare_qat_rejects_unknown_options() -> None:
