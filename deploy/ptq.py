@@ -149,7 +149,8 @@ def quantize_pose_model(model: Any, cfg: Any, output_path: str | os.PathLike, cr
         source = model
         if prepare_weights:
             source = copy.deepcopy(model)
-            prepare_weights_for_int8(source, model.preprocess(torch.from_numpy(crops)))
+            prepare_weights_for_int8(source, model.preprocess(torch.from_numpy(crops)),
+                                     per_channel=per_channel)
         export_pose_model(source, cfg, float_path, **graph)
         meta = session_metadata(create_session(float_path, threads=1))
         return quantize_static_int8(float_path, output_path, graph_input(crops, meta),
