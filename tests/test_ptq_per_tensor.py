@@ -3,6 +3,7 @@ equalizes its weight ranges, respecting ReLU6's clip and residual adds; tools/qu
 stays close to float on the real RLE-0.5x weights and warns when the int8 AP falls far below float."""
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -14,6 +15,7 @@ from tests.conftest import (
     COCO_ANN,
     RLE_WEIGHTS,
     SAMPLE_CONFIG,
+    assert_no_int16_saturation,
     build_small,
     crops,
     needs_coco,
@@ -127,6 +129,7 @@ def test_quantize_warns_when_int8_ap_falls_far_below_float(capsys: pytest.Captur
 @pytest.mark.slow
 def test_quantize_tool_real_rle_per_tensor(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     pytest.importorskip('onnxruntime')
+    from deploy.ort_backend import optimized_op_counts
     from tools.quantize import main
 
     report = main([str(SAMPLE_CONFIG), str(RLE_WEIGHTS), '--calib-data', str(COCO_ANN),
@@ -135,3 +138,14 @@ def test_quantize_tool_real_rle_per_tensor(tmp_path: Path, capsys: pytest.Captur
     assert report['deviation_px']['mean_px'] < 10.0, report['deviation_px']
     assert report['int8_ap']['coco/AP'] > 0.2, report['int8_ap']
     assert 'warning: int8 COCO AP' in capsys.readouterr().err
+    # one scale per weight tensor, on int8 kernels, with no int16 saturation on x86 CPUs without VNNI
+    import onnx
+    from onnx import numpy_helper
+
+    graph = onnx.load(str(tmp_path / 'int8.onnx')).graph
+    inits = {t.name: numpy_helper.to_array(t) for t in graph.initializer}
+    scales = [inits[node.input[1]].size for node in graph.node if node.op_type == 'DequantizeLinear'
+              and node.input[0] in inits and inits[node.input[0]].dtype == np.int8]
+    assert len(scales) == 52 and set(scales) == {1}
+    assert optimized_op_counts(tmp_path / 'int8.onnx').get('QLinearConv') == 52
+    assert_no_int16_saturation(tmp_path / 'int8.onnx')
