@@ -138,7 +138,9 @@ def quantize_pose_model(model: Any, cfg: Any, output_path: str | os.PathLike, cr
         cfg: its config.
         crops: uint8 BGR calibration crops (N, 3, H, W), e.g. from :func:`deploy.data.stack_inputs`.
         prepare_weights: fold BN, snap weights to least-squares int8 grids and correct biases first
-            (:func:`deploy.weight_rounding.prepare_weights_for_int8`).
+            (:func:`deploy.weight_rounding.prepare_weights_for_int8`; with ``per_channel=False`` also
+            cross-layer equalization, :mod:`deploy.equalization`, without which per-tensor int8 weights
+            collapse MobileNetV2).
         graph: graph options of :func:`deploy.export.export_pose_model` (``with_decode``, ...).
 
     Returns:
@@ -149,7 +151,8 @@ def quantize_pose_model(model: Any, cfg: Any, output_path: str | os.PathLike, cr
         source = model
         if prepare_weights:
             source = copy.deepcopy(model)
-            prepare_weights_for_int8(source, model.preprocess(torch.from_numpy(crops)))
+            prepare_weights_for_int8(source, model.preprocess(torch.from_numpy(crops)),
+                                     per_channel=per_channel)
         export_pose_model(source, cfg, float_path, **graph)
         meta = session_metadata(create_session(float_path, threads=1))
         return quantize_static_int8(float_path, output_path, graph_input(crops, meta),

@@ -8,6 +8,10 @@ down to 1.9 px. The weights are
 left exactly on their int8 grid, whose top level is the largest magnitude, so ONNX Runtime's max-abs
 quantiser reproduces the same integers.
 
+Per-tensor grids (``per_channel=False``, for chips that need them) are chosen the same way over the whole
+tensor, after cross-layer equalization (:mod:`deploy.equalization`): without it MobileNetV2's BN-folded
+channel ranges, up to 1e6 apart, leave most channels on a handful of levels or none.
+
 The grid has 127 levels a side for depthwise convolutions and Linear layers and 64 for every other
 convolution (:func:`models.int8_grid.weight_levels`, which says why: int16 saturation in ONNX Runtime's
 x86 kernels without VNNI).
@@ -18,6 +22,7 @@ import torch
 from torch import fx, nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
+from deploy.equalization import equalize_cross_layer, run_with_hooks
 from models.int8_grid import weight_levels
 
 CLIP_RATIOS = tuple(1.0 - 0.02 * i for i in range(20))
@@ -45,34 +50,38 @@ def fold_batch_norms(network: nn.Module) -> int:
     return folded
 
 
-def _round_per_channel(weight: torch.Tensor, clip: torch.Tensor, levels: int) -> torch.Tensor:
-    scale = (clip / levels).clamp_min(1e-12).view(-1, *[1] * (weight.dim() - 1))
-    return torch.round(weight / scale).clamp(-levels, levels) * scale
+def _round_to_grid(weight: torch.Tensor, clip: torch.Tensor, levels: int) -> torch.Tensor:
+    """Round onto steps of ``clip / levels`` within +-clip; ``clip`` has one value per output channel or one
+    for the whole tensor."""
+    step = (clip / levels).clamp_min(1e-12).view(-1, 1)
+    return (torch.round(weight.reshape(len(clip), -1) / step).clamp(-levels, levels) * step).view_as(weight)
 
 
-def round_weights_mse(layer: nn.Module, levels: int | None = None) -> None:
-    """Snap a Conv2d/Linear weight to a symmetric per-output-channel grid of ``levels`` steps a side
-    (default :func:`models.int8_grid.weight_levels`) whose clipping range (a fraction of the channel's
-    max-abs, :data:`CLIP_RATIOS`) minimises the squared rounding error."""
+def round_weights_mse(layer: nn.Module, levels: int | None = None, per_channel: bool = True) -> None:
+    """Snap a Conv2d/Linear weight to a symmetric grid of ``levels`` steps a side (default
+    :func:`models.int8_grid.weight_levels`), one per output channel (else one for the whole tensor),
+    whose clipping range (a fraction of the max-abs, :data:`CLIP_RATIOS`) minimises the squared rounding
+    error."""
     levels = weight_levels(layer) if levels is None else levels
     weight = layer.weight.data
-    flat = weight.reshape(weight.shape[0], -1)
-    max_abs = flat.abs().amax(dim=1)
+    max_abs = weight.reshape(weight.shape[0] if per_channel else 1, -1).abs().amax(dim=1)
     best_err = torch.full_like(max_abs, float('inf'))
     best_clip = max_abs.clone()
     for ratio in CLIP_RATIOS:
         clip = max_abs * ratio
-        err = ((_round_per_channel(weight, clip, levels) - weight) ** 2).reshape(len(weight), -1).sum(dim=1)
+        err = ((_round_to_grid(weight, clip, levels) - weight) ** 2).reshape(len(clip), -1).sum(dim=1)
         better = err < best_err
         best_err = torch.where(better, err, best_err)
         best_clip = torch.where(better, clip, best_clip)
-    layer.weight.data = _round_per_channel(weight, best_clip, levels)
+    layer.weight.data = _round_to_grid(weight, best_clip, levels)
 
 
 @torch.no_grad()
-def prepare_weights_for_int8(network: nn.Module, calib_inputs: torch.Tensor, batch_size: int = 32) -> None:
-    """BN folding, least-squares int8 weight grids (:func:`models.int8_grid.weight_levels`) and empirical bias
-    correction, in place.
+def prepare_weights_for_int8(network: nn.Module, calib_inputs: torch.Tensor, batch_size: int = 32,
+                             per_channel: bool = True, equalize: bool | None = None) -> None:
+    """BN folding, cross-layer equalization (with ``equalize``, by default for per-tensor grids only),
+    least-squares int8 weight grids (:func:`models.int8_grid.weight_levels`; per output channel, else per
+    tensor) and empirical bias correction, in place.
 
     The bias correction of each layer is the mean (over the calibration crops and positions) of
     ``layer(x; W_float - W_int8)`` with ``x`` the layer's float input, measured in one float pass.
@@ -83,11 +92,13 @@ def prepare_weights_for_int8(network: nn.Module, calib_inputs: torch.Tensor, bat
     """
     network.eval()
     fold_batch_norms(network)
+    if not per_channel if equalize is None else equalize:
+        equalize_cross_layer(network, calib_inputs)
     layers = [m for m in network.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
     rounded = {}
     for layer in layers:
         original = layer.weight.data.clone()
-        round_weights_mse(layer)
+        round_weights_mse(layer, per_channel=per_channel)
         rounded[layer], layer.weight.data = layer.weight.data, original  # measured on the float network
     sums = {layer: torch.zeros(layer.weight.shape[0]) for layer in layers}
     counts = dict.fromkeys(layers, 0)
@@ -102,13 +113,7 @@ def prepare_weights_for_int8(network: nn.Module, calib_inputs: torch.Tensor, bat
         sums[layer] += out.sum(dim=1).cpu()
         counts[layer] += out.shape[1]
 
-    handles = [layer.register_forward_hook(measure) for layer in layers]
-    try:
-        for start in range(0, len(calib_inputs), batch_size):
-            network(calib_inputs[start:start + batch_size])
-    finally:
-        for handle in handles:
-            handle.remove()
+    run_with_hooks(network, calib_inputs, layers, measure, batch_size)
     for layer in layers:
         layer.weight.data = rounded[layer]
         correction = (sums[layer] / max(counts[layer], 1)).to(layer.weight.device)
