@@ -105,11 +105,12 @@ def test_the_test_named_for_a_script_runs_it(script):
 @needs_weights
 @pytest.mark.slow
 def bench_inference(tmp_path, monkeypatch, capsys):
-    argv = [RECIPE, RLE_WEIGHTS, '--batch', '2', '--iters', '1', '--warmup', '0']  # every mode
+    argv = [RECIPE, RLE_WEIGHTS, '--batch', '2', '--iters', '2', '--warmup', '0']  # every mode
     assert run_script('benchmarks/bench_inference.py', argv, monkeypatch) == 0
     rows = json_lines(capsys.readouterr().out)
     assert [row['mode'] for row in rows] == ['eager', 'channels_last', 'fused', 'jit']
     assert all(row['batch'] == 2 and row['threads'] == 1 and row['median_ms'] > 0 for row in rows)
+    assert all(row['p90_ms'] >= row['median_ms'] for row in rows)  # of 2 runs: the slower one
 
 
 @needs_coco
