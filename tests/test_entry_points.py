@@ -146,7 +146,8 @@ def bench_train(tmp_path, monkeypatch, capsys):
 def bench_threads(tmp_path, monkeypatch, capsys):
     """One busy process, one video frame, one forward; the demo and bench_inference.py run as
     subprocesses (the setting is per process)."""
-    argv = ['--settings', 'default', '--frames', '1', '--iters', '1', '--load', '1', '--load-seconds', '120']
+    argv = [RECIPE, '--settings', 'default', '--frames', '1', '--iters', '1', '--load', '1', '--load-seconds',
+            '120']  # CONFIG positional, as every entry point takes it
     assert run_script('benchmarks/bench_threads.py', argv, monkeypatch) == 0
     out = capsys.readouterr().out
     rows = json_lines(out)
