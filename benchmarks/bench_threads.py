@@ -1,7 +1,7 @@
 """Thread settings on a loaded machine: the demo's frames/s and a batch-1 forward's latency with torch's own
 thread default, with this project's default (``utils.threads``: the free cores) and with ``--threads 1``.
 
-    python benchmarks/bench_threads.py [--config CONFIG] [--checkpoint CKPT] [--video FILE] [--frames 10]
+    python benchmarks/bench_threads.py [CONFIG [CHECKPOINT]] [--video FILE] [--frames 10]
         [--load N] [--load-seconds 600] [--iters 10] [--settings torch default 1]
 
 It starts ``--load`` busy processes (default: one per usable core), which stop by themselves after
@@ -9,8 +9,9 @@ It starts ``--load`` busy processes (default: one per usable core), which stop b
 ``topdown_demo_with_mmdet.py none none CONFIG CKPT --input VIDEO --max-frames N`` (the whole frame as the
 person box; drawn video into a temporary folder) and ``benchmarks/bench_inference.py CONFIG CKPT --batch 1
 --modes eager``. ``OMP_NUM_THREADS`` is removed from their environment, so the default is the rule's own
-choice. Defaults: the RLE-0.5x COCO+AIC config, the sample weights and video in ``../shared`` (random
-weights and a synthetic 960x540 video when they are missing). Prints one JSON line per setting and a table.
+choice. Defaults: the RLE-0.5x COCO+AIC config with the sample weights (seeded random weights for another
+config, or when the sample weights are missing) and the sample video in ``../shared`` (else a synthetic
+960x540 one). Prints one JSON line per setting and a table.
 """
 import sys
 from pathlib import Path
@@ -26,7 +27,9 @@ import tempfile
 import cv2
 import numpy as np
 
+from models.checkpoints.model_zoo import add_checkpoint_argument, resolve_checkpoint
 from utils import cli
+from utils.config import load_config
 from utils.threads import usable_cores
 
 REPO = Path(__file__).resolve().parents[1]
@@ -61,7 +64,6 @@ def random_weights(config: str, path: Path) -> Path:
 
     from models import build_pose_estimator
     from models.checkpoints import save_checkpoint
-    from utils.config import load_config
 
     torch.manual_seed(0)
     cfg = load_config(config, ['model.backbone.init_cfg=None'])
@@ -99,9 +101,10 @@ def measure(flags: list[str], config: str, checkpoint: str, video: str, frames: 
 
 def main(argv: list[str] | None = None) -> list[dict]:
     parser = cli.ArgumentParser(description=__doc__)
-    parser.add_argument('--config', type=cli.input_file('a pose .py config file'), default=str(CONFIG))
-    parser.add_argument('--checkpoint', type=cli.input_file('a pose checkpoint file'),
-                        help='default: the sample RLE-0.5x weights, else random weights')
+    cli.add_config_argument(parser, required=False, help='pose config (default: the RLE-0.5x COCO+AIC one)')
+    add_checkpoint_argument(parser, required=False, option=True,
+                            help='pose weights: a file, a work dir, a model-zoo name or a URL (default: the '
+                                 'sample RLE-0.5x weights with the default config, else seeded random ones)')
     parser.add_argument('--video', type=cli.input_file('a video file'), help='default: the sample video, '
                         'else a synthetic 960x540 one')
     parser.add_argument('--frames', type=cli.positive_int, default=10, help='video frames per demo run')
@@ -113,9 +116,15 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument('--settings', nargs='+', choices=SETTINGS, default=list(SETTINGS),
                         help="torch: torch's own default; default: the scripts' rule; 1: --threads 1")
     args = parser.parse_args(argv)
+    config = args.config or str(CONFIG)
+    load_config(config)  # a bad config is one error line here, before the load starts
     with tempfile.TemporaryDirectory() as tmp:
-        checkpoint = args.checkpoint or (str(WEIGHTS) if WEIGHTS.is_file() else
-                                         str(random_weights(args.config, Path(tmp) / 'random.pth')))
+        if args.checkpoint:
+            checkpoint = str(resolve_checkpoint(args.checkpoint))
+        elif Path(config).resolve() == CONFIG and WEIGHTS.is_file():
+            checkpoint = str(WEIGHTS)
+        else:
+            checkpoint = str(random_weights(config, Path(tmp) / 'random.pth'))
         video = args.video or (str(VIDEO) if VIDEO.is_file() else
                                str(synthetic_video(Path(tmp) / 'video.mp4', args.frames)))
         cores = usable_cores()
@@ -129,8 +138,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
         rows = []
         try:
             for name, flags in settings:
-                row = dict(setting=name, **measure(flags, args.config, checkpoint, video, args.frames,
-                                                   args.iters, os.path.join(tmp, 'out')))
+                row = dict(setting=name, **measure(flags, config, checkpoint, video, args.frames, args.iters,
+                                                   os.path.join(tmp, 'out')))
                 print(json.dumps(row), flush=True)
                 rows.append(row)
         finally:

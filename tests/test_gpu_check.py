@@ -338,3 +338,21 @@ def test_bundle_refuses_missing_data_a_foreign_folder_and_a_missing_wheel(tmp_pa
                                   capsys)
     one_error_line(status, err, 'pip could not get pycocotools', 'CPython 3.12', expected=1)
     assert not (tmp_path / 'c').exists()
+
+
+def test_bundle_offline_says_how_to_do_without_pypi_and_without_a_wheel(tmp_path, capsys, monkeypatch):
+    """No network: pip's failure names the two ways round it; a bundle made with --no-download prints the
+    GPU machine's command without the pip line for a wheel it does not have."""
+    from tools import prepare_gpu_bundle
+
+    shared = fake_shared(tmp_path / 'shared')
+    offline = subprocess.CompletedProcess([], 1, '', 'ERROR: No matching distribution found for pycocotools')
+    monkeypatch.setattr(prepare_gpu_bundle.subprocess, 'run', lambda *a, **k: offline)
+    status, err = run_entry_point(prepare_gpu_bundle.main, ['--shared', shared, '--out-dir', tmp_path / 'a'],
+                                  capsys)
+    one_error_line(status, err, 'from PyPI', '--find-links DIR', '--no-download', expected=1)
+    assert prepare_gpu_bundle.main(['--no-download', '--shared', str(shared), '--out-dir',
+                                    str(tmp_path / 'b')]) == 0
+    out = capsys.readouterr().out
+    assert 'pip install' not in out and 'PYTHONPATH' not in out
+    assert f'  python3 benchmarks/gpu_check.py --shared {tmp_path / "b"}/shared --out-dir OUT_DIR' in out

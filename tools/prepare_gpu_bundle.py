@@ -70,8 +70,10 @@ def download_wheels(dest: Path, python_version: str, find_links: str | None) -> 
     source = f'the wheels in {find_links}' if find_links else 'PyPI'
     if result.returncode != 0:
         last = [line for line in result.stderr.splitlines() if line.strip()][-1:] or ['no output']
+        offline = '' if find_links else ('; without network, take it from a folder of wheels '
+                                         '(--find-links DIR) or leave it out (--no-download)')
         raise BundleError(f'pip could not get {", ".join(specs)} for CPython {python_version} on manylinux '
-                          f'x86_64 from {source}: {last[0].strip()}')
+                          f'x86_64 from {source}: {last[0].strip()}{offline}')
     wheels = sorted(dest.glob('*.whl'))
     tag = f'cp{python_version.replace(".", "")}'
     for package in WHEEL_PACKAGES:
@@ -190,9 +192,11 @@ def main(argv: list[str] | None = None) -> int:
         mb, n = size_mb(files, f'shared/{part}/')
         print(f'  shared/{part}/  {n} files, {mb:.1f} MB  (from {shared / part})')
     rel = out.relative_to(REPO_ROOT) if out.is_relative_to(REPO_ROOT) else out
-    print(f'On the GPU machine, with {rel}/ copied along with the repository:\n'
-          f'  python3 -m pip install -q --no-index --no-deps --target /tmp/site {rel}/wheels/*.whl\n'
-          f'  PYTHONPATH=/tmp/site python3 benchmarks/gpu_check.py --shared {rel}/shared --out-dir OUT_DIR')
+    pip_line = '' if args.no_download else \
+        f'  python3 -m pip install -q --no-index --no-deps --target /tmp/site {rel}/wheels/*.whl\n'
+    print(f'On the GPU machine, with {rel}/ copied along with the repository:\n{pip_line}'
+          f'  {"" if args.no_download else "PYTHONPATH=/tmp/site "}python3 benchmarks/gpu_check.py '
+          f'--shared {rel}/shared --out-dir OUT_DIR')
     return 0
 
 
