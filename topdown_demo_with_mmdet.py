@@ -32,6 +32,7 @@ from apis import inference_detector, inference_topdown, init_detector, init_mode
 from apis.inputs import ImageReadError, as_config, read_image
 from utils import cli
 from utils.errors import UserError
+from utils.logger import plural
 from utils.output_files import atomic_output, write_image, write_text_atomic
 from utils.threads import set_threads
 from visualization.drawing import draw_pose
@@ -304,7 +305,7 @@ def main(argv: list[str] | None = None) -> int:
         out_file = out_root / src.name if out_root else None
         records = run_images(demo, [src], out_root, in_folder=False)
     if out_file is not None:
-        print(f'wrote {out_file}' + (f' ({len(records)} drawn images)' if src.is_dir() else ''))
+        print(f'wrote {out_file}' + (f" ({plural(len(records), 'drawn image')})" if src.is_dir() else ''))
     if args.save_predictions:
         pred_file = out_root / f'results_{name}.json'
         write_text_atomic(pred_file, json.dumps({'meta_info': _jsonable(demo.pose.dataset_meta),

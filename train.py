@@ -28,7 +28,7 @@ from models.checkpoints import save_checkpoint
 from optim import build_ema, build_optimizer, build_schedulers, ema_config, scale_lr
 from utils import cli, dist
 from utils.config import Config, load_config, require_sections
-from utils.logger import FILE_ONLY, collect_env, get_logger
+from utils.logger import FILE_ONLY, collect_env, get_logger, plural
 from utils.registry import METRICS
 from utils.seed import seed_epoch, set_random_seed
 from utils.threads import set_threads
@@ -263,8 +263,8 @@ def main(argv: list[str] | None = None) -> int:
         dist.cleanup()
     report.log_summary(best['key'], ckpt_cfg['rule'])
     score = 'none' if best['score'] is None else f"{best['score']:.4f}"
-    logger.info('Training finished after %d epochs; best %s = %s (epoch %s). Work dir: %s', max_epochs,
-                best['key'], score, best['epoch'], work_dir)
+    logger.info('Training finished after %s; best %s = %s (epoch %s). Work dir: %s',
+                plural(max_epochs, 'epoch'), best['key'], score, best['epoch'], work_dir)
     return 0
 
 

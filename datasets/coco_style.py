@@ -20,6 +20,7 @@ from utils.errors import DataError, SettingsError
 from utils.registry import DATASETS
 
 logger = logging.getLogger('mmpose_clean.datasets')  # a child of utils.logger's logger: in train.log
+_drops_logged: set[str] = set()  # drop summaries this process logged (train and val may read one file)
 
 SAMPLE_META_KEYS = ('dataset_name', 'upper_body_ids', 'lower_body_ids', 'flip_pairs',
                     'dataset_keypoint_weights', 'flip_indices', 'skeleton_links')
@@ -280,9 +281,11 @@ class CocoStyleDataset(BasePoseDataset):
         if n and not valid.any():
             raise DataError(f'{self.ann_file}: none of its {n} person annotations is usable ('
                             + ', '.join(f'{v} {k}' for k, v in dropped.items()) + ')')
-        if not valid.all():
-            logger.info('%s: %d of %d annotations dropped (%s)', self.ann_file, n - int(valid.sum()), n,
-                        ', '.join(f'{v} {k}' for k, v in dropped.items() if v))
+        summary = f'{self.ann_file}: {n - int(valid.sum())} of {n} annotations dropped (' + \
+            ', '.join(f'{v} {k}' for k, v in dropped.items() if v) + ')'
+        if not valid.all() and summary not in _drops_logged:
+            _drops_logged.add(summary)
+            logger.info(summary)
         return {key: value[valid] for key, value in inst.items()}
 
     def _read_detections(self) -> dict[str, np.ndarray]:

@@ -29,7 +29,7 @@ from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 
 from engine.record import RunRecord, summary_table
-from utils.logger import FILE_ONLY
+from utils.logger import FILE_ONLY, plural
 from utils.output_files import write_image
 from visualization.batch_picture import train_batch_picture
 from visualization.curves import plot_panels, results_panels
@@ -99,9 +99,9 @@ class RunReport:
         """Two console lines: the data (sizes in instances, iterations per epoch, the batch size per
         process) and the model's size."""
         procs = f' x {world_size} processes' if world_size > 1 else ''
-        self.logger.info('data: train %d instances, %d iterations/epoch (batch %d%s), val %d instances; '
-                         '%d epochs', train_size, iters_per_epoch, batch_size, procs, val_size,
-                         self.max_epochs)
+        self.logger.info('data: train %s, %s/epoch (batch %d%s), val %s; %s',
+                         plural(train_size, 'instance'), plural(iters_per_epoch, 'iteration'), batch_size,
+                         procs, plural(val_size, 'instance'), plural(self.max_epochs, 'epoch'))
         in_loss = sum(p.numel() for name, p in model.named_parameters() if 'loss_module.' in name)
         total = sum(p.numel() for p in model.parameters()) - in_loss
         self.logger.info('model: %s, %s parameters%s', type(model).__name__, f'{total:,}',

@@ -25,7 +25,7 @@ from engine import RunRecord, RunReport, TrainWindow, read_results, read_scalars
 from tests.conftest import COCO_ANN, REPO, clear_project_logger, needs_data, tiny_config
 from tools import plot_curves
 from utils.cli import run_main
-from utils.logger import get_logger
+from utils.logger import get_logger, plural
 from visualization.batch_picture import target_keypoints
 from visualization.curves import PALETTE
 from visualization.prediction_pictures import GT_COLOR, draw_predictions
@@ -328,3 +328,7 @@ def test_run_report_keeps_the_last_and_the_best_prediction_mosaic(tmp_path):
     assert abs(int(cv2.imread(str(tmp_path / 'vis' / 'val_pred_last.jpg')).mean()) - 160) <= 2  # epoch 4
     assert abs(int(cv2.imread(str(tmp_path / 'vis' / 'val_pred_best.jpg')).mean()) - 120) <= 2  # epoch 3
     assert _tensorboard_images(tmp_path)['val/predictions'] == [1, 2, 3, 4]
+
+
+def test_counts_in_messages_take_their_number():
+    assert [plural(n, 'epoch') for n in (0, 1, 3)] == ['0 epochs', '1 epoch', '3 epochs']

@@ -270,6 +270,7 @@ def test_dropped_instances_counted_once(env, tmp_path, project_log):
     from datasets import build_dataset
     dataset = build_dataset(dict(type='CocoDataset', ann_file=str(ann), data_prefix=dict(img=str(env.root))))
     assert len(dataset) == 2
+    build_dataset(dict(type='CocoDataset', ann_file=str(ann), data_prefix=dict(img=str(env.root))))  # val's
     logged = [r.getMessage() for r in project_log.records if 'dropped' in r.getMessage()]
     assert logged == [f'{ann}: 2 of 4 annotations dropped (1 crowd, 1 with an empty or negative box)']
 

@@ -14,6 +14,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository r
 
 from engine.record import run_series
 from utils import cli
+from utils.logger import plural
 from visualization.curves import CHART_FORMATS, Panel, Series, plot_panels
 
 
@@ -33,7 +34,7 @@ def main(argv: list[str] | None = None) -> int:
     panels = [Panel(key, [Series(name, *run_series(run, key)) for run, name in zip(args.runs, names)])
               for key in args.keys]
     plot_panels(panels, args.out, cols=args.cols)
-    print(f'wrote {args.out}: {", ".join(args.keys)} of {len(args.runs)} runs')
+    print(f'wrote {args.out}: {", ".join(args.keys)} of {plural(len(args.runs), "run")}')
     return 0
 
 

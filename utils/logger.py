@@ -19,6 +19,11 @@ _FORMAT = '%(asctime)s - %(levelname)s - %(message)s'
 FILE_ONLY = {'file_only': True}  # ``logger.info(..., extra=FILE_ONLY)``: the log file, not the console
 
 
+def plural(count: int, noun: str) -> str:
+    """``'1 epoch'``, ``'3 epochs'``: a count with its noun in the number it takes (English ``-s``)."""
+    return f'{count} {noun}' + ('' if count == 1 else 's')
+
+
 class _ConsoleHandler(logging.StreamHandler):
     """Console lines written through ``tqdm.write``, so that they appear above an active progress bar;
     records logged with ``extra=FILE_ONLY`` are skipped."""
