@@ -16,6 +16,7 @@ import torch
 
 import datasets.batched.device_loader as device_loader
 import datasets.batched.raw_batch as raw_batch
+import datasets.image_io as image_io
 from datasets import RepeatDataset, build_dataloader, build_dataset
 from datasets.batched import (
     DeviceTopdownPipeline,
@@ -28,7 +29,7 @@ from datasets.batched import (
 from datasets.batched.buffer_pool import FREE, IN_USE, BufferPool, release
 from datasets.batched.host_sample import JpegFile, read_image_source
 from datasets.batched.raw_batch import host_fields
-from datasets.image_io import incomplete_reason
+from datasets.image_io import ImageFile, incomplete_reason, read_file_bytes, read_into
 from datasets.jpeg_header import jpeg_frame
 from datasets.transforms import ImageLoadError
 from tests.conftest import RLE_CODEC, coco_cfg, geometric_pipeline, needs_coco
@@ -155,6 +156,29 @@ def test_jpeg_read_into_the_batch_and_checked_from_its_header_and_tail(tmp_path)
     _write(tmp_path / 'changing.jpg', plain + b'more')
     with pytest.raises(ImageLoadError, match='changing.jpg changed while it was read'):
         jpeg.read_into(np.empty(jpeg.size, np.uint8))
+
+
+@pytest.mark.parametrize('readv', [True, False], ids=['os.readv', 'no os.readv (Windows)'])
+def test_image_files_read_through_a_descriptor(tmp_path, monkeypatch, readv):
+    if not readv:
+        monkeypatch.setattr(image_io, '_readv', None)
+    data = bytes(range(256)) * 700
+    path = _write(tmp_path / 'a.jpg', data)
+    assert read_file_bytes(path).tobytes() == data
+    with ImageFile(path) as fd:  # a file longer than the array: the rest comes back
+        out = np.empty(1000, np.uint8)
+        size, rest = read_into(fd, out)
+    assert size == 1000 and out.tobytes() == data[:1000] and rest == data[1000:]
+    with ImageFile(path) as fd:  # shorter
+        out = np.zeros(len(data) + 10, np.uint8)
+        assert read_into(fd, out) == (len(data), b'') and out[:len(data)].tobytes() == data
+    folder = tmp_path / 'folder.jpg'
+    folder.mkdir()
+    for read in (read_file_bytes, read_image_source):  # os.open opens a folder; reading it fails
+        with pytest.raises(ImageLoadError, match=r'cannot read image file .*folder\.jpg: Is a directory'):
+            read(str(folder))
+    with pytest.raises(ImageLoadError, match='image file not found: .*gone.jpg'):
+        read_image_source(str(tmp_path / 'gone.jpg'))
 
 
 @needs_coco

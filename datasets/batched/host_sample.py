@@ -55,8 +55,8 @@ class JpegFile(NamedTuple):
             ImageLoadError: naming the file, when it cannot be read or its size changed since its
                 header was read.
         """
-        with ImageFile(self.path) as f:
-            size, rest = read_into(f, out)
+        with ImageFile(self.path) as fd:
+            size, rest = read_into(fd, out)
         if size != self.size or rest:
             raise ImageLoadError(f'image file {self.path} changed while it was read (it had {self.size} '
                                  'bytes); do not modify the images while training')
@@ -72,17 +72,17 @@ def read_image_source(path: str) -> tuple[JpegFile | None, np.ndarray | None, tu
         ImageLoadError: naming the file when it is missing, truncated or cannot be decoded (the
             checks of ``LoadImage``).
     """
-    with ImageFile(path) as f:
-        size = os.fstat(f.fileno()).st_size
-        head = f.read(min(size, _FIRST_READ))
+    with ImageFile(path) as fd:
+        size = os.fstat(fd).st_size
+        head = os.read(fd, min(size, _FIRST_READ))
         frame = jpeg_frame(head)
         longer = head[:2] == b'\xff\xd8' and len(head) < min(size, HEADER_BYTES)
         if longer and (frame is None or frame.scan is None):  # a long header (an EXIF thumbnail): read on
-            frame = jpeg_frame(head + f.read(min(size, HEADER_BYTES) - len(head)))
+            frame = jpeg_frame(head + os.read(fd, min(size, HEADER_BYTES) - len(head)))
         if frame is not None and frame.device_decodable:
             tail_start = max(0, size - TAIL_BYTES)
-            f.seek(tail_start)
-            end = f.read(size - tail_start).rfind(b'\xff\xd9')
+            os.lseek(fd, tail_start, os.SEEK_SET)
+            end = os.read(fd, size - tail_start).rfind(b'\xff\xd9')
             if frame.scan is None or end < 0 or tail_start + end < frame.scan:  # not plainly complete
                 check_complete(read_file_bytes(path), path, frame.scan)  # names the file, or finds the end
             return JpegFile(path, size), None, (frame.height, frame.width)
