@@ -177,6 +177,9 @@ class RandomBBoxTransform(BaseTransform):
         self.scale_prob = scale_prob
         self.rotate_factor = rotate_factor
         self.rotate_prob = rotate_prob
+        lo, hi = self.scale_factor  # the factors as float32 values (Python floats), for get_params
+        self._factors32 = tuple(float(np.float32(f)) for f in (shift_factor, (hi - lo) * 0.5, (hi + lo) * 0.5,
+                                                               rotate_factor))
 
     def get_params(self, num_bboxes: int, rng: np.random.Generator
                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -185,13 +188,10 @@ class RandomBBoxTransform(BaseTransform):
         Draws ``v`` (N, 4), then the N shift coins, the N scale coins and the N rotation coins."""
         v = truncated_normal(rng, (num_bboxes, 4)).tolist()
         coins = rng.random(3 * num_bboxes).tolist()  # the same draws as three calls, one per kind of coin
-        lo, hi = self.scale_factor
         # float32 arithmetic, as numpy's on the float32 v with Python-float factors: each product or
         # sum of float32 values is exact in a Python float or rounded once to float32 by np.float32
         # (53 >= 2 * 24 + 2 bits: the second rounding changes nothing)
-        shift, half, rotate = (float(np.float32(f)) for f in (self.shift_factor, (hi - lo) * 0.5,
-                                                              self.rotate_factor))
-        mid = float(np.float32((hi + lo) * 0.5))
+        shift, half, mid, rotate = self._factors32
         out = [(vx * shift, vy * shift) if coins[i] < self.shift_prob else (0.0, 0.0)
                for i, (vx, vy, _, _) in enumerate(v)]
         out = [(*o, float(np.float32(vs * half)) + mid if coins[num_bboxes + i] < self.scale_prob else 1.0,

@@ -33,9 +33,10 @@ class YOLOXHSVRandomAug(BaseTransform):
         # MMPose's uniform(-1, 1, 3) * deltas * integers(0, 2, 3), cast to int16, in fewer numpy calls with
         # the same draws and values: uniform(-1, 1) is -1 + 2 u (2 u is exact), and integers(0, 2) is the
         # top bit of one 32-bit draw (Lemire's method on 2 values never rejects), as is a float32
-        # random() >= 0.5 (the top 24 bits of the same 32-bit draw, over 2**24); int() truncates as the cast
+        # random() >= 0.5 (the top 24 bits of the same 32-bit draw, over 2**24; three in one call draw
+        # the three words one after the other); int() truncates as the cast
         uniform = [2 * u - 1 for u in rng.random(3).tolist()]
-        coins = [int(rng.random(dtype=np.float32) >= 0.5) for _ in range(3)]
+        coins = [int(c >= 0.5) for c in rng.random(3, dtype=np.float32).tolist()]
         deltas = self.hue_delta, self.saturation_delta, self.value_delta
         return np.array([int(u * d * c) for u, d, c in zip(uniform, deltas, coins)], dtype=np.int16)
 
