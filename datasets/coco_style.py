@@ -348,7 +348,7 @@ class CocoStyleDataset(BasePoseDataset):
             'id': int(inst['id'][idx]),
             'category_id': int(inst['category_id'][idx]),
         }
-        h, w = (int(v) for v in self._img_hw[row])
+        h, w = self._img_hw[row].tolist()  # Python ints
         if h > 0:
             info[INFO_KEY] = AnnotatedSize(h, w, self.ann_file, self.size_mismatch)
         if self.bbox_file:
