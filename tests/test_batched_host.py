@@ -6,7 +6,11 @@ from __future__ import annotations
 
 import functools
 import logging
+import os
 import pickle
+import subprocess
+import sys
+from multiprocessing.reduction import ForkingPickler
 from pathlib import Path
 
 import cv2
@@ -14,6 +18,7 @@ import numpy as np
 import pytest
 import torch
 
+import datasets.batched.buffer_pool as buffer_pool
 import datasets.batched.device_loader as device_loader
 import datasets.batched.raw_batch as raw_batch
 import datasets.image_io as image_io
@@ -28,7 +33,7 @@ from datasets.batched import (
 )
 from datasets.batched.buffer_pool import FREE, IN_USE, BufferPool, release
 from datasets.batched.host_sample import JpegFile, read_image_source
-from datasets.batched.raw_batch import host_fields
+from datasets.batched.raw_batch import _PooledBatch, host_fields
 from datasets.image_io import ImageFile, incomplete_reason, read_file_bytes, read_into
 from datasets.jpeg_header import jpeg_frame
 from datasets.transforms import ImageLoadError
@@ -55,19 +60,21 @@ def test_pool_lends_a_buffer_again_only_once_released():
     lease_d.release()
     e, _ = pool.take(1 << 20)  # the free buffer is too small: replaced by a larger one
     assert e.numel() == 1 << 20 and e.untyped_storage().data_ptr() != a.untyped_storage().data_ptr()
-    assert len(pool._buffers) == 2
-    assert pickle.loads(pickle.dumps(pool))._buffers == []  # a spawned worker starts empty
+    assert len(pool._slots) == 2
+    assert pickle.loads(pickle.dumps(pool))._slots == []  # a spawned worker starts empty
     pool._pid = -1  # as in a forked worker: the parent's buffers are not lent
     f, _ = pool.take(10)
-    assert len(pool._buffers) == 1 and f.untyped_storage().data_ptr() not in (
+    assert len(pool._slots) == 1 and f.untyped_storage().data_ptr() not in (
         a.untyped_storage().data_ptr(), b.untyped_storage().data_ptr())
     release({'lease': None})  # a batch made without a pool
 
 
 @needs_coco
-def test_workers_refill_a_buffer_only_after_its_batch_is_released():
+def test_workers_refill_a_buffer_only_after_its_batch_is_released(monkeypatch):
     cfg = coco_cfg(pipeline=geometric_pipeline(RLE_CODEC))
     raw_ds = RawSampleDataset(RepeatDataset(build_dataset(cfg), times=3), dataset_recipes(cfg))
+    handles = []
+    monkeypatch.setattr(raw_batch, 'receive', lambda h: handles.append(h) or buffer_pool.receive(h))
     for hand_back in (True, False):
         # a worker's batches out at once: one held by the consumer, one sent, one being collated
         collate = functools.partial(collate_raw, pool=BufferPool(3))
@@ -85,6 +92,14 @@ def test_workers_refill_a_buffer_only_after_its_batch_is_released():
         if not hand_back:
             for raw in held:  # nothing was overwritten while the batches were held
                 _assert_reads_back(raw, raw_ds)
+        # each pooled buffer came with its first batch; refilled, it is named by its token; the receiver
+        # keeps at most the 3 buffers of each worker (a buffer replaced by a larger one is dropped)
+        sent = [token for token, whole, _, _, _ in handles if whole is not None]
+        named = [token for token, whole, _, _, _ in handles if whole is None]
+        assert len(handles) == leases.count(True) and set(named) <= set(sent)
+        assert len(named) > 0 if hand_back else len(named) == 0
+        assert len([t for t in buffer_pool._received if t in sent]) <= 6
+        handles.clear()
 
 
 def _assert_reads_back(raw: dict, raw_ds: RawSampleDataset) -> None:
@@ -94,6 +109,54 @@ def _assert_reads_back(raw: dict, raw_ds: RawSampleDataset) -> None:
         np.testing.assert_array_equal(fields[name], np.stack([np.asarray(s[name]) for s in samples]))
     for (start, length), sample in zip(raw['jpeg'], samples):
         assert bytes(raw['buffer'][start:start + length].numpy()) == Path(sample['jpeg'].path).read_bytes()
+
+
+def test_a_pooled_buffer_is_sent_once_then_named_by_its_token(monkeypatch):
+    monkeypatch.setattr(buffer_pool, '_received', {})  # this process receives its own batches here
+    pool = BufferPool(slots=1)
+    view, lease = pool.take(100)
+    view.copy_(torch.arange(100, dtype=torch.uint8))
+    batch = _PooledBatch({'buffer': view, 'n': 3, 'lease': lease})
+    first = ForkingPickler.dumps(batch)
+    got = pickle.loads(first)
+    assert type(got) is dict and list(got) == ['buffer', 'n', 'lease'] and got['n'] == 3
+    assert torch.equal(got['buffer'], view)
+    got['lease'].release()
+    assert _flag(view) == FREE  # the lease received releases the worker's buffer
+    view, lease = pool.take(50)
+    view.fill_(9)
+    again = ForkingPickler.dumps(_PooledBatch({'buffer': view, 'lease': lease}))
+    assert len(again) < len(first) // 2  # a token, not the buffer: no file descriptor passed
+    assert torch.equal(pickle.loads(again)['buffer'], torch.full((50,), 9, dtype=torch.uint8))
+    token = pool._slots[0].token
+    lease.release()
+    view, lease = pool.take(1 << 20)  # a larger buffer replaces the first: the receiver drops it
+    pickle.loads(ForkingPickler.dumps(_PooledBatch({'buffer': view, 'lease': lease})))
+    assert token not in buffer_pool._received and pool._slots[0].token in buffer_pool._received
+    del buffer_pool._received[pool._slots[0].token]  # a batch of a buffer never received: named
+    lease.release()
+    view, lease = pool.take(10)
+    with pytest.raises(RuntimeError, match=f'names shared buffer .* of loader worker {os.getpid()}, which'):
+        pickle.loads(ForkingPickler.dumps(_PooledBatch({'buffer': view, 'lease': lease})))
+    # not the lent buffer (a batch whose buffer was replaced): the buffer itself is sent
+    plain = pickle.loads(ForkingPickler.dumps(_PooledBatch({'buffer': torch.ones(4, dtype=torch.uint8),
+                                                            'lease': lease})))
+    assert type(plain) is dict and torch.equal(plain['buffer'], torch.ones(4, dtype=torch.uint8))
+
+
+def test_the_buffers_of_exited_workers_are_dropped_and_not_forked(monkeypatch):
+    gone = subprocess.run([sys.executable, '-c', 'import os; print(os.getpid())'], capture_output=True,
+                          text=True, check=True)
+    dead = (int(gone.stdout), 1)
+    monkeypatch.setattr(buffer_pool, '_received', {dead: torch.zeros(1, dtype=torch.uint8)})
+    pool = BufferPool(slots=1)
+    view, lease = pool.take(10)
+    pickle.loads(ForkingPickler.dumps(_PooledBatch({'buffer': view, 'lease': lease})))  # a new buffer arrives
+    assert dead not in buffer_pool._received and pool._slots[0].token in buffer_pool._received
+    child = os.fork()  # a forked worker maps none of the buffers its parent received
+    if child == 0:
+        os._exit(len(buffer_pool._received))
+    assert os.waitstatus_to_exitcode(os.waitpid(child, 0)[1]) == 0
 
 
 @needs_coco
@@ -191,12 +254,13 @@ def test_a_failed_read_hands_the_pooled_buffer_back(tmp_path, monkeypatch):
     pool = BufferPool(1)
     with pytest.raises(ImageLoadError, match='gone.jpg changed'):
         collate_raw(samples, pool)
-    assert pool._flags[0][0] == FREE
+    assert pool._slots[0].flag[0] == FREE
     assert collate_raw(samples[:1], pool)['lease'] is not None
 
 
 @needs_coco
 def test_the_device_loader_hands_every_batch_back(monkeypatch):
+    monkeypatch.setattr(buffer_pool, '_received', {})
     handed_back = []
 
     def spy(raw):
@@ -208,3 +272,5 @@ def test_the_device_loader_hands_every_batch_back(monkeypatch):
     loader = build_train_loader(dict(batch_size=2, num_workers=2, sampler=dict(type='DefaultSampler'),
                                      dataset=dataset), recipes, torch.device('cpu'), seed=0)
     assert len(list(loader)) == len(loader) == len(handed_back) and all(handed_back)  # all pooled
+    # the epoch's workers have exited: the main process keeps none of their buffers
+    assert buffer_pool._received == {}

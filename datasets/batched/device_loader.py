@@ -19,7 +19,7 @@ from typing import Any
 
 import torch
 
-from datasets.batched.buffer_pool import release
+from datasets.batched.buffer_pool import forget_exited_workers, release
 from datasets.batched.pipeline import DeviceTopdownPipeline
 from datasets.batched.self_check import batch_differences, first_samples
 from datasets.collate import pose_collate
@@ -139,6 +139,7 @@ class DeviceBatchLoader:
                 release(raw)  # the worker may refill its buffer: the batch no longer reads it
                 if not self._put(out, (batch, event, raw['key']), stop):
                     return
+            forget_exited_workers()  # of an epoch's workers, their buffers (buffer_pool.receive)
         except BaseException as err:  # handed to the consumer, raised or reported there
             item = _Failure(err)
         self._put(out, item, stop)

@@ -28,18 +28,42 @@ int64, ``half_body`` (B, K) bool, ``shift`` (B, 2), ``scale`` (B,), ``rotation``
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from multiprocessing.reduction import ForkingPickler
 from typing import Any
 
 import numpy as np
 import torch
 from torch.utils.data import get_worker_info
 
-from datasets.batched.buffer_pool import BufferLease, BufferPool
+from datasets.batched.buffer_pool import BufferLease, BufferPool, Handle, receive
 from datasets.batched.host_sample import JpegFile
 from datasets.batched.photometric import plan_groups
 from datasets.transforms.formatting import INT_META_KEYS, STR_META_KEYS
 
 RawBatch = dict[str, Any]
+
+
+class _PooledBatch(dict):
+    """A raw batch in a worker's pooled buffer, as the worker sends it: the buffer itself travels only
+    with the first batch in it, later ones name it (``buffer_pool.BufferLease.handle``). The main
+    process receives a plain dict."""
+
+
+def _reduce_pooled_batch(raw: _PooledBatch) -> tuple[Any, tuple[Any, ...]]:
+    handle = raw['lease'].handle(raw['buffer'])
+    if handle is None:  # its buffer was replaced: sent as a plain dict
+        return dict, (dict(raw),)
+    items = [(k, None if k in ('buffer', 'lease') else v) for k, v in raw.items()]
+    return _rebuild_pooled_batch, (items, handle)
+
+
+def _rebuild_pooled_batch(items: list[tuple[str, Any]], handle: Handle) -> RawBatch:
+    raw = dict(items)
+    raw['buffer'], raw['lease'] = receive(handle)
+    return raw
+
+
+ForkingPickler.register(_PooledBatch, _reduce_pooled_batch)  # how loader workers send them
 
 _ALIGN = 8
 _SAMPLE_DTYPES = {'img_hw': np.int64, 'flip': np.int64, 'half_body': np.bool_, 'bbox': np.float32,
@@ -164,4 +188,4 @@ def collate_raw(samples: Sequence[Mapping[str, Any]], pool: BufferPool | None = 
                      'sample_fields': sample_fields, 'jpeg': jpeg_spans, 'pixels': pixel_spans,
                      'photometric': photometric, 'stage': stages.pop(), 'key': keys, 'lease': lease}
     out.update({k: [s[k] for s in samples] for k in STR_META_KEYS})
-    return out
+    return out if lease is None else _PooledBatch(out)
