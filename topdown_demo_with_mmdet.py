@@ -17,6 +17,8 @@ import argparse
 import contextlib
 import errno
 import json
+import os
+import sys
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -234,11 +236,33 @@ def run_video(demo: TopdownDemo, source: str | int, out_file: Path | None) -> li
         return _video_frames(demo, source, tmp_file)
 
 
+@contextlib.contextmanager
+def _native_stderr_silenced():
+    """Discard what native code writes to file descriptor 2 meanwhile (OpenCV logs its own warning and
+    error lines when a camera cannot be opened, before this script's one ``error:`` line)."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, 'wb') as null:
+            os.dup2(null.fileno(), 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
 def _video_frames(demo: TopdownDemo, source: str | int, out_file: Path | None) -> list:
     args = demo.args
-    cap = cv2.VideoCapture(source)
-    if not cap.isOpened():
-        raise DemoError(f'cannot open video {source!r} (missing file, unsupported codec or no camera)')
+    if isinstance(source, int):  # a camera
+        with _native_stderr_silenced():
+            cap = cv2.VideoCapture(source)
+        if not cap.isOpened():
+            raise DemoError(f'cannot open camera {source} (--input webcam): none is connected, or another '
+                            'program uses it')
+    else:
+        cap = cv2.VideoCapture(source)
+        if not cap.isOpened():
+            raise DemoError(f'cannot open video {source!r} (missing file or unsupported codec)')
     fps = cap.get(cv2.CAP_PROP_FPS) or 25.0
     total = int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) or None
     if args.max_frames is not None:

@@ -141,6 +141,20 @@ def test_bad_inputs_give_messages(tmp_path):
         _run(None, tmp_path / 'broken.png', tmp_path)
 
 
+@needs_weights
+def test_webcam_without_a_camera_is_one_line(tmp_path, capfd):
+    """OpenCV's own lines about the missing camera (written by native code to stderr) are not shown."""
+    try:
+        status = _run(None, 'webcam', tmp_path / 'out', '--max-frames', '1')
+    except demo.DemoError as error:
+        assert str(error) == ('cannot open camera 0 (--input webcam): none is connected, or another program '
+                              'uses it')
+    else:
+        pytest.skip(f'this machine has a camera (the demo returned {status})')
+    assert capfd.readouterr().err == ''
+    assert not (tmp_path / 'out').exists()
+
+
 @pytest.mark.slow
 def test_command_line_error_is_one_line(tmp_path):
     proc = subprocess.run([sys.executable, str(REPO / 'topdown_demo_with_mmdet.py'), 'none', 'none', POSE_CFG,
